@@ -1,0 +1,122 @@
+"""load_rgb: odd-but-valid images become RGB; broken ones raise BadImageError naming the file."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioning.data.images import BadImageError, load_rgb
+
+
+def _save(tmp_path, name, image, **kw):
+    path = tmp_path / name
+    image.save(path, **kw)
+    return path
+
+
+def _pixels(path):
+    image = load_rgb(path)
+    assert image.mode == "RGB"
+    return np.asarray(image).astype(int)
+
+
+def test_rgb_png_is_returned_unchanged(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    path = _save(tmp_path, "a.png", Image.fromarray(rgb))
+    np.testing.assert_array_equal(_pixels(path), rgb)
+
+
+def test_grayscale_and_bilevel_become_gray_rgb(tmp_path):
+    gray = np.array([[0, 100], [200, 255]], dtype=np.uint8)
+    px = _pixels(_save(tmp_path, "g.png", Image.fromarray(gray)))
+    np.testing.assert_array_equal(px, np.repeat(gray[..., None], 3, axis=2))
+    bits = Image.fromarray(gray > 128).convert("1")
+    px = _pixels(_save(tmp_path, "b.png", bits))
+    assert px[0, 0].tolist() == [0, 0, 0] and px[1, 1].tolist() == [255, 255, 255]
+
+
+def test_alpha_is_composited_on_white(tmp_path):
+    rgba = np.array([[[255, 0, 0, 255], [0, 0, 0, 0], [0, 0, 255, 128]]], dtype=np.uint8)
+    px = _pixels(_save(tmp_path, "a.png", Image.fromarray(rgba, "RGBA")))
+    assert px[0, 0].tolist() == [255, 0, 0]
+    assert px[0, 1].tolist() == [255, 255, 255]  # fully transparent black shows as white
+    assert abs(px[0, 2] - [127, 127, 255]).max() <= 1  # half blue over white
+    la = Image.fromarray(np.array([[[50, 0], [50, 255]]], dtype=np.uint8), "LA")
+    px = _pixels(_save(tmp_path, "la.png", la))
+    assert px[0, 0].tolist() == [255] * 3 and px[0, 1].tolist() == [50] * 3
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    pal.putpixel((1, 0), 1)
+    px = _pixels(_save(tmp_path, "p.png", pal))
+    assert px[0, 0].tolist() == [255, 0, 0] and px[0, 1].tolist() == [0, 255, 0]
+    px = _pixels(_save(tmp_path, "t.png", pal, transparency=1))
+    assert px[0, 0].tolist() == [255, 0, 0] and px[0, 1].tolist() == [255, 255, 255]
+    px = _pixels(_save(tmp_path, "t.gif", pal, transparency=0))
+    assert px[0, 0].tolist() == [255, 255, 255] and px[0, 1].tolist() == [0, 255, 0]
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257 * 128, 65535]], dtype=np.uint16)
+    path = _save(tmp_path, "16.png", Image.fromarray(values))
+    assert Image.open(path).mode.startswith("I")
+    assert _pixels(path)[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_cmyk_jpeg_keeps_its_colours(tmp_path):
+    red = Image.new("RGB", (16, 16), (220, 30, 30))
+    path = _save(tmp_path, "c.jpg", red.convert("CMYK"), quality=95)
+    assert Image.open(path).mode == "CMYK"
+    assert abs(_pixels(path)[8, 8] - [220, 30, 30]).max() <= 12
+
+
+def test_one_pixel_image(tmp_path):
+    assert _pixels(_save(tmp_path, "1.png", Image.new("RGB", (1, 1), (1, 2, 3)))).tolist() == [[[1, 2, 3]]]
+
+
+def _png_claiming_size(tmp_path, width, height):
+    """A tiny PNG whose header claims ``width`` x ``height``: a decompression bomb's calling card."""
+    data = bytearray(_save(tmp_path, "tiny.png", Image.new("L", (1, 1))).read_bytes())
+    ihdr = 8 + 8  # signature, then length+type of the IHDR chunk
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13]))
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    path = tmp_path / f"bomb{width}.png"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])  # PIL warns above 89M pixels and errors above 179M
+def test_decompression_bomb_is_refused(tmp_path, side):
+    path = _png_claiming_size(tmp_path, side, side)
+    with pytest.raises(BadImageError) as info:
+        load_rgb(path)
+    assert "decompression" in info.value.reason
+
+
+def _bad(path, reason):
+    with pytest.raises(BadImageError) as info:
+        load_rgb(path)
+    assert reason in info.value.reason
+    assert info.value.path == str(path)
+    assert str(path) in str(info.value) and "on_bad_image=skip" in str(info.value)
+
+
+def test_missing_empty_and_directory(tmp_path):
+    _bad(tmp_path / "nope.jpg", "not found")
+    (tmp_path / "empty.png").write_bytes(b"")
+    _bad(tmp_path / "empty.png", "empty")
+    _bad(tmp_path, "not a regular file")
+
+
+def test_truncated_jpeg_and_not_an_image(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    whole = _save(tmp_path, "whole.jpg", Image.fromarray(noise)).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    _bad(tmp_path / "cut.jpg", "truncated")
+    (tmp_path / "notes.jpg").write_text("this is not a picture")
+    _bad(tmp_path / "notes.jpg", "not an image")
