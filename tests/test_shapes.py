@@ -1,0 +1,132 @@
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from captioning.data.coco import load_coco_captions
+from captioning.data.shapes import DEFAULTS, MARKER, generate_shapes, resolve_params
+
+SPLITS = {"train": 40, "val": 8, "test": 8, "test_novel": 16}
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data" / "shapes.yaml"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return root, generate_shapes(root, splits=SPLITS)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """Hash of every generated file except the marker (which records the time taken)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+
+
+def test_coco_format_through_the_loader(generated):
+    root, files = generated
+    assert list(files) == list(SPLITS)
+    records = {s: load_coco_captions(f, root) for s, f in files.items()}  # checks every PNG exists
+    assert {s: len(r) for s, r in records.items()} == SPLITS
+    ids = [r.image_id for rs in records.values() for r in rs]
+    assert len(set(ids)) == len(ids)  # unique across splits
+    for r in records["train"][:5]:
+        assert len(r.captions) == 5 and len(set(r.captions)) == 5 and r.scene is not None
+        with Image.open(r.path) as img:
+            assert img.format == "PNG" and img.mode == "RGB" and img.size == (128, 128)
+
+
+def test_scenes_have_the_promised_structure(generated):
+    root, files = generated
+    counts = set()
+    for split, f in files.items():
+        for scene in json.loads(Path(f).read_text())["scenes"].values():
+            objs = scene["objects"]
+            counts.add(len(objs))
+            assert len({(o["colour"], o["shape"]) for o in objs}) == len(objs)  # distinct pairs
+            assert (scene["position"] in ("left", "right", "top", "bottom")) == (len(objs) == 1)
+            assert (scene["relation"] is None) == (len(objs) == 1)
+    assert counts == {1, 2, 3}
+
+
+def test_novel_split_uses_only_held_out_pairs(generated):
+    root, files = generated
+    novel = {tuple(p) for p in DEFAULTS["novel_pairs"]}
+    pairs = {}
+    for split, f in files.items():
+        scenes = json.loads(Path(f).read_text())["scenes"].values()
+        pairs[split] = {(o["colour"], o["shape"]) for s in scenes for o in s["objects"]}
+    assert pairs["test_novel"] <= novel and len(pairs["test_novel"]) >= 4
+    assert not pairs["train"] & novel and not pairs["val"] & novel and not pairs["test"] & novel
+
+
+def test_pixels_match_the_scene(generated):
+    """Each object's colour is at its centre, on the side of the canvas its scene says."""
+    root, files = generated
+    for record in load_coco_captions(files["train"], root):
+        img = np.asarray(Image.open(record.path), dtype=int)
+        for o in record.scene["objects"]:
+            centre = img[int(round(o["y"])), int(round(o["x"]))]
+            assert np.abs(centre - o["rgb"]).max() <= 3, (record.path, o)
+        if record.scene["position"] in ("left", "right"):
+            xs = [o["x"] for o in record.scene["objects"]]
+            assert (xs[0] < 64) == (record.scene["position"] == "left")
+        arrangement = record.scene["relation"]
+        if arrangement:
+            key = "x" if arrangement["axis"] == "horizontal" else "y"
+            along = [record.scene["objects"][i][key] for i in arrangement["order"]]
+            assert along == sorted(along) and min(np.diff(along)) > 30
+
+
+def test_deterministic_from_the_seed(generated, tmp_path):
+    root, _ = generated
+    generate_shapes(tmp_path / "again", splits=SPLITS, workers=1)
+    assert _digest(tmp_path / "again") == _digest(root)
+    generate_shapes(tmp_path / "other", splits=SPLITS, seed=1)
+    assert _digest(tmp_path / "other") != _digest(root)
+
+
+def test_idempotent_and_regenerates_when_needed(tmp_path):
+    small = {"train": 6, "val": 2, "test": 2, "test_novel": 2}
+    files = generate_shapes(tmp_path, splits=small)
+    png = tmp_path / "images" / "train" / "train_000005.png"
+    stamp = png.stat().st_mtime_ns
+    assert generate_shapes(tmp_path, splits=small) == files and png.stat().st_mtime_ns == stamp
+    generate_shapes(tmp_path, splits={**small, "train": 4})  # fewer images: stale files removed
+    assert not png.exists() and (tmp_path / "images" / "train" / "train_000003.png").exists()
+    os.unlink(tmp_path / "images" / "val" / "val_000001.png")  # a deleted image is noticed
+    generate_shapes(tmp_path, splits={**small, "train": 4})
+    assert (tmp_path / "images" / "val" / "val_000001.png").exists()
+    marker = json.loads((tmp_path / MARKER).read_text())
+    assert marker["params"]["splits"]["train"] == 4 and marker["images"] == 10
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"colour": ["red"]}, "unknown shapes generator parameter"),
+        ({"splits": {"train": -1}}, "splits.train"),
+        ({"colours": ["red", "mauve"]}, "colours"),
+        ({"novel_pairs": [["red", "hexagon"]]}, r"novel_pairs\[0\]"),
+        ({"novel_splits": ["nope"]}, "novel_splits"),
+        ({"count_probs": [1, 1, 1, 1]}, "count_probs"),
+        ({"colours": ["red"], "shapes": ["circle", "square"], "novel_pairs": [["red", "circle"]]}, "fewer than"),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(tmp_path, override, match):
+    with pytest.raises(ValueError, match=match):
+        generate_shapes(tmp_path, **override)
+    assert not any(tmp_path.iterdir())
+
+
+def test_default_config_matches_code_defaults():
+    generator = yaml.safe_load(CONFIG.read_text())["generator"]
+    generator.pop("workers")
+    assert resolve_params(**generator) == resolve_params()
