@@ -168,3 +168,54 @@ def test_karpathy_errors_name_the_path(tmp_path):
         load_karpathy(_write(tmp_path, data), "/coco", "train", check_files=False)
     with pytest.raises(ValueError, match="Karpathy split"):
         load_karpathy(_write(tmp_path, data), "/coco", "dev")
+
+
+def _mutations(valid, rng, n):
+    """n malformed versions of ``valid``: truncated text, random bytes, keys deleted or retyped."""
+    weird = [None, "", "\x00", 0, -1, 2**70, 1.5, True, [], {}, [1], {"a": 1}, "x" * 5000, "ünï ☕", "../.."]
+    for i in range(n):
+        text = json.dumps(valid)
+        if i % 10 == 0:
+            yield text[: rng.randint(0, len(text) - 1)].encode()
+        elif i % 10 == 1:
+            yield bytes(rng.randrange(256) for _ in range(40))
+        else:
+            data = json.loads(text)
+            for _ in range(rng.randint(1, 3)):
+                spots = list(_spots(data))
+                if not spots:
+                    break
+                parent, key = rng.choice(spots)
+                if rng.random() < 0.4:
+                    del parent[key]
+                else:
+                    parent[key] = rng.choice(weird)
+            yield json.dumps(data).encode()
+
+
+def _spots(obj):
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+    for key, value in list(items):
+        yield obj, key
+        yield from _spots(value)
+
+
+def test_fuzzed_annotation_files_load_or_raise_a_documented_error(tmp_path):
+    """200+ malformed COCO and Karpathy files: each either loads or raises a DataError (issue 8)."""
+    import random
+
+    rng = random.Random(0)
+    coco = _coco(["a cat", "a dog", "a cow"], scenes={"1": {"objects": []}})
+    karpathy = _karpathy()
+    loaders = [(coco, lambda f: load_coco_captions(f, tmp_path, on_missing="skip")),
+               (karpathy, lambda f: load_karpathy(f, tmp_path, "train", on_missing="skip"))]  # fmt: skip
+    outcomes = []
+    for valid, load in loaders:
+        for blob in _mutations(valid, rng, 150):
+            path = tmp_path / "fuzz.json"
+            path.write_bytes(blob)
+            try:
+                outcomes.append(all(isinstance(r, ImageRecord) and r.captions for r in load(path)))
+            except DataError as e:
+                outcomes.append(str(path) in str(e))
+    assert len(outcomes) == 300 and all(outcomes)

@@ -99,7 +99,7 @@ def _usable(caption: str) -> bool:
     return bool(_ALNUM.search(caption)) or bool(tokenize(caption))
 
 
-def _keep_usable(captions: list[str], file: Path, dropped: list[int]) -> list[str]:
+def _keep_usable(captions: list[str], dropped: list[int]) -> list[str]:
     kept = [c.strip() for c in captions if _usable(c)]
     dropped[0] += len(captions) - len(kept)
     return kept
@@ -163,7 +163,7 @@ def load_coco_captions(
     dropped = [0]
     records = []
     for img in coco.loadImgs(coco.getImgIds()):
-        captions = _keep_usable([a["caption"] for a in coco.imgToAnns[img["id"]]], file, dropped)
+        captions = _keep_usable([a["caption"] for a in coco.imgToAnns[img["id"]]], dropped)
         path = os.path.abspath(os.path.join(image_dir, img["file_name"]))
         records.append(ImageRecord(img["id"], path, captions, scenes.get(img["id"])))
     return _finish(records, file, dropped[0], check_files, on_missing)
@@ -173,10 +173,10 @@ def _scenes(data: dict, file: Path) -> dict[int, dict]:
     """The optional ``scenes`` mapping of synthetic datasets, keyed by int image id."""
     raw = data.get("scenes", {})
     _expect(isinstance(raw, dict), file, "scenes", "expected an object mapping image id -> scene")
-    try:
-        return {int(k): v for k, v in raw.items()}
-    except ValueError as e:
-        raise AnnotationError(f"{file}: scenes: keys must be image ids ({e})") from e
+    for key, scene in raw.items():
+        _expect(key.lstrip("-").isdigit(), file, f"scenes.{key}", "keys must be image ids")
+        _expect(isinstance(scene, dict), file, f"scenes.{key}", "expected an object describing the scene")
+    return {int(k): v for k, v in raw.items()}
 
 
 def load_karpathy(
@@ -200,8 +200,9 @@ def load_karpathy(
         if img["split"] not in wanted:
             continue
         image_id = _karpathy_id(img, file, i)
+        _expect(isinstance(img.get("filepath", ""), str), file, f"images[{i}].filepath", "expected str")
         sents = _check_list_of_dicts(img, "sentences", file, {"raw": str}, where=f"images[{i}]")
-        captions = _keep_usable([s["raw"] for s in sents], file, dropped)
+        captions = _keep_usable([s["raw"] for s in sents], dropped)
         path = os.path.abspath(os.path.join(image_root, img.get("filepath", ""), img["filename"]))
         records.append(ImageRecord(image_id, path, captions))
     if not records:
