@@ -1,13 +1,18 @@
-"""Load any image file as an 8-bit RGB PIL image, or fail with a BadImageError that says what to do."""
+"""Load any image file as an 8-bit RGB PIL image (or fail with a BadImageError that says what to do),
+and turn it into the normalised tensor an encoder reads."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
 
 FIX_HINT = "replace or re-download the file, or set on_bad_image=skip to drop it from the run"
 
@@ -87,3 +92,41 @@ def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
     values = np.asarray(image, dtype=np.float64)
     values = np.clip(values, 0, 65535) / 257.0
     return Image.fromarray(np.rint(values).astype(np.uint8)).convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """RGB PIL image -> normalised float tensor [3, size, size], split in two halves so that data-loader
+    workers can ship compact uint8 tensors and the main process normalises whole batches at once."""
+
+    size: int
+    resize: str = "squash"            # squash: whole image to size x size; center_crop: shorter side, then crop
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        """Resize an RGB image and return it as uint8 [3, size, size]."""
+        mode = InterpolationMode(self.interpolation)
+        if self.resize == "squash":
+            image = TF.resize(image, [self.size, self.size], interpolation=mode, antialias=True)
+        else:
+            image = TF.center_crop(TF.resize(image, self.size, interpolation=mode, antialias=True), self.size)
+        return TF.pil_to_tensor(image)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, 3, S, S] (or [3, S, S]) -> float32 (x / 255 - mean) / std."""
+        mean = torch.tensor(self.mean, device=batch.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(3, 1, 1)
+        return (batch.float() / 255.0 - mean) / std
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Normalised float tensor [3, size, size] of an RGB PIL image."""
+        return self.normalize(self.to_uint8(image))
+
+    @property
+    def key(self) -> str:
+        """Every parameter, for cache keys."""
+        fmt = lambda xs: ",".join(f"{x:.6g}" for x in xs)  # noqa: E731
+        return (f"size={self.size}|resize={self.resize}|interp={self.interpolation}"
+                f"|mean={fmt(self.mean)}|std={fmt(self.std)}")

