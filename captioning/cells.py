@@ -24,19 +24,21 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 # --------------------------------------------------------------------------------------------------
 # One time step of each cell. ``gi`` is the input projection x W_ih^T + b_ih, computed beforehand
 # (for a whole sequence at once in the multi-layer modules: one big GEMM instead of T small ones).
-# Each returns the new state and the gate activations (for the gate-saturation statistics).
+# Where the hidden bias only adds to the same sum (RNN, LSTM), the modules fold b_hh into gi too and
+# pass b_hh=None: one fewer addition per step. Each returns the new state and the gate activations
+# (for the gate-saturation statistics).
 # --------------------------------------------------------------------------------------------------
 
 
 def rnn_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
     """Elman step: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)."""
-    pre = gi + nn.functional.linear(h, w_hh, b_hh)
+    pre = torch.addmm(gi if b_hh is None else gi + b_hh, h, w_hh.t())
     return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
 
 
 def lstm_step(gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor, dict]:
     """LSTM step (Hochreiter & Schmidhuber, with forget gate): gates i, f, g, o in torch's order."""
-    gates = gi + nn.functional.linear(h, w_hh, b_hh)
+    gates = torch.addmm(gi if b_hh is None else gi + b_hh, h, w_hh.t())
     i, f, g, o = gates.chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     c_next = f * c + i * g
@@ -164,9 +166,9 @@ class AllStates(NamedTuple):
 class _RecurrentBase(nn.Module):
     """Shared unrolling logic; subclasses name their mode and state layout."""
 
-    mode = "RNN_TANH"
     gate_count = 1
     has_cell_state = False
+    fold_hidden_bias = True  # False for the GRU, whose hidden bias of n sits inside r * (...)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -282,11 +284,15 @@ class _RecurrentBase(nn.Module):
         rec_h, rec_c, rec_g = [], [], {}
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
-            gi_all = nn.functional.linear(layer_input, w_ih, b_ih)  # all steps in one GEMM
+            # all steps' input projections in one GEMM; unbind (not gi_all[t]) so that backward
+            # stacks the T gradients once instead of filling a full-size zero tensor per step
+            fold = self.fold_hidden_bias and b_hh is not None
+            gi_steps = nn.functional.linear(layer_input, w_ih, b_ih + b_hh if fold else b_ih).unbind(0)
+            b_hh = None if fold else b_hh
             h, c = h0[layer], (c0[layer] if c0 is not None else None)
             outputs, hs, cs, gates_seq = [], [], [], []
             for t in range(steps):
-                h_new, c_new, gates = self._step(gi_all[t], h, c, w_hh, b_hh)
+                h_new, c_new, gates = self._step(gi_steps[t], h, c, w_hh, b_hh)
                 if mask is not None:
                     m = mask[t]
                     h_new = torch.where(m, h_new, h)
@@ -381,6 +387,7 @@ class GRU(_RecurrentBase):
     """Multi-layer GRU. Returns (output, h_n)."""
 
     gate_count = 3
+    fold_hidden_bias = False
 
     def _step(self, gi, h, c, w_hh, b_hh):
         h_new, gates = gru_step(gi, h, w_hh, b_hh)

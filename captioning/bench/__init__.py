@@ -1,0 +1,1 @@
+"""Benchmarks: functions that measure, used by scripts/benchmark.py (never timed in tests)."""
