@@ -4,7 +4,7 @@
     python scripts/prepare_data.py shapes                    # offline, ~20 s: data/shapes (default set)
     python scripts/prepare_data.py shapes --config shapes_tiny
     python scripts/prepare_data.py coco2014 tinyshakespeare  # needs internet and disk space
-    python scripts/prepare_data.py flickr8k --root /big/disk # then: CAPTIONING_DATA=/big/disk python scripts/train.py data=flickr8k
+    python scripts/prepare_data.py flickr8k --root /big/disk # then train with CAPTIONING_DATA=/big/disk
 
 Files go to <root>/<dataset>/ with root = --root, else $CAPTIONING_DATA, else ./data, which is
 where the data configs look. Downloads resume after an interruption (finished files are skipped).

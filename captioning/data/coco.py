@@ -105,7 +105,9 @@ def _keep_usable(captions: list[str], dropped: list[int]) -> list[str]:
     return kept
 
 
-def _finish(records: list[ImageRecord], file: Path, dropped_caps: int, check_files: bool, on_missing: str) -> list[ImageRecord]:
+def _finish(
+    records: list[ImageRecord], file: Path, dropped_caps: int, check_files: bool, on_missing: str
+) -> list[ImageRecord]:
     """Log drops, drop caption-less images, check files exist; sort by image id."""
     if dropped_caps:
         log.warning("%s: dropped %d empty or punctuation-only captions", file, dropped_caps)
@@ -118,7 +120,9 @@ def _finish(records: list[ImageRecord], file: Path, dropped_caps: int, check_fil
     return sorted(records, key=lambda r: r.image_id)
 
 
-def check_image_files(records: list[ImageRecord], source: str | os.PathLike, on_missing: str = "fail") -> list[ImageRecord]:
+def check_image_files(
+    records: list[ImageRecord], source: str | os.PathLike, on_missing: str = "fail"
+) -> list[ImageRecord]:
     """Fail (listing a few) or skip (logging a count) when image files are missing."""
     if on_missing not in ("fail", "skip"):
         raise ValueError(f"on_missing must be 'fail' or 'skip', got {on_missing!r}")

@@ -57,14 +57,16 @@ def validate_data_config(data_cfg: Any) -> dict[str, Any]:
     _need(isinstance(cfg.get("root"), str) and cfg["root"] != "", "root", "must be a directory path")
     for key in ("min_word_count", "max_caption_len"):
         value = cfg.get(key)
-        _need(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key, f"must be an integer >= 1, got {value!r}")
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        _need(ok, key, f"must be an integer >= 1, got {value!r}")
     _need(cfg.get("on_missing", "fail") in ("fail", "skip"), "on_missing", "must be 'fail' or 'skip'")
     _need(isinstance(cfg.get("check_files", True), bool), "check_files", "must be true or false")
     if kind == "shapes":
         from captioning.data.shapes import resolve_params
 
         params, workers = _generator(cfg)
-        _need(workers is None or (isinstance(workers, int) and workers >= 0), "generator.workers", "must be null or >= 0")
+        ok = workers is None or (isinstance(workers, int) and workers >= 0)
+        _need(ok, "generator.workers", "must be null or an integer >= 0")
         try:
             names = list(resolve_params(**params)["splits"])
         except ValueError as e:
@@ -96,7 +98,8 @@ def _check_source(kind: str, name: str, source: Any) -> None:
             v = source.get(key)
             _need(v is None or (isinstance(v, int) and v >= 0), f"splits.{name}.{key}", "must be an integer >= 0")
     else:
-        _need(source in KARPATHY_SPLITS, f"splits.{name}", f"must name a Karpathy split {KARPATHY_SPLITS}, got {source!r}")
+        what = f"must name a Karpathy split {KARPATHY_SPLITS}, got {source!r}"
+        _need(source in KARPATHY_SPLITS, f"splits.{name}", what)
 
 
 def load_dataset(data_cfg: Any, splits: list[str] | None = None) -> dict[str, list[ImageRecord]]:

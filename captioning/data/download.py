@@ -101,7 +101,8 @@ def fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
                 digest.update(chunk)
     except (urllib.error.URLError, OSError) as e:
         tmp.unlink(missing_ok=True)
-        raise DownloadError(f"could not download {url} ({e}); check the connection, or fetch it by hand to {dest}") from e
+        what = f"could not download {url} ({e}); check the connection, or fetch it by hand to {dest}"
+        raise DownloadError(what) from e
     if sha256 and digest.hexdigest() != sha256:
         tmp.unlink()
         raise DownloadError(f"{url}: sha256 {digest.hexdigest()} != expected {sha256}; try again")

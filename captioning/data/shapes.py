@@ -119,11 +119,13 @@ def _polygon(shape: str, r: float) -> list[tuple[float, float]]:
     if shape == "diamond":
         return [(0, -r), (0.7 * r, 0), (0, r), (-0.7 * r, 0)]
     if shape == "star":  # five points, inner radius 0.45 r
-        return [((r if k % 2 == 0 else 0.45 * r) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                 (r if k % 2 == 0 else 0.45 * r) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]  # fmt: skip
-    if shape == "cross":  # a plus sign with arms 0.6 r wide
-        a, w = r, 0.3 * r
-        return [(-w, -a), (w, -a), (w, -w), (a, -w), (a, w), (w, w), (w, a), (-w, a), (-w, w), (-a, w), (-a, -w), (-w, -w)]
+        radii = [r if k % 2 == 0 else 0.45 * r for k in range(10)]
+        angles = [-math.pi / 2 + k * math.pi / 5 for k in range(10)]
+        return [(q * math.cos(a), q * math.sin(a)) for q, a in zip(radii, angles)]
+    if shape == "cross":  # a plus sign with arms 0.6 r wide: one arm, turned four times
+        w = 0.3 * r
+        arm = [(-w, -r), (w, -r), (w, -w)]
+        return [(x * c - y * s, x * s + y * c) for c, s in ((1, 0), (0, 1), (-1, 0), (0, -1)) for x, y in arm]
     raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
@@ -173,11 +175,12 @@ def resolve_params(**overrides: Any) -> dict[str, Any]:
            "must give 1 to 3 non-negative weights for scenes of 1, 2, 3 objects")  # fmt: skip
     _check(_distinct_known(p["colours"], PALETTE), "colours", f"must be distinct names from {list(PALETTE)}")
     _check(_distinct_known(p["shapes"], SHAPES), "shapes", f"must be distinct names from {list(SHAPES)}")
-    _check(isinstance(p["captions_per_image"], int) and p["captions_per_image"] >= 1, "captions_per_image", "must be >= 1")
+    k = p["captions_per_image"]
+    _check(isinstance(k, int) and k >= 1, "captions_per_image", "must be >= 1")
     seen, novel = _pairs(p)
     for which, pool in (("seen", seen), ("novel", novel)):
-        _check(len(pool) >= len(probs), "novel_pairs",
-               f"leaves {len(pool)} {which} colour-shape pairs, fewer than the {len(probs)} objects a scene may hold")  # fmt: skip
+        what = f"leaves {len(pool)} {which} colour-shape pairs, fewer than the {len(probs)} objects a scene may hold"
+        _check(len(pool) >= len(probs), "novel_pairs", what)
     return p
 
 
@@ -210,7 +213,7 @@ def params_hash(p: Mapping[str, Any]) -> str:
 # --- writing --------------------------------------------------------------------------------------------
 
 
-def _split_scenes(p: Mapping[str, Any], split: str, first_id: int) -> tuple[list[dict], list[list[str]]]:
+def _split_scenes(p: Mapping[str, Any], split: str) -> tuple[list[dict], list[list[str]]]:
     """Scenes and captions of one split; each image's RNG depends only on (seed, split, index)."""
     seen, novel = _pairs(p)
     pool = novel if split in p["novel_splits"] else seen
@@ -227,7 +230,8 @@ def _coco_json(split: str, first_id: int, scenes: list[dict], captions: list[lis
     images, anns, by_id = [], [], {}
     for i, (scene, caps) in enumerate(zip(scenes, captions)):
         image_id = first_id + i
-        images.append({"id": image_id, "file_name": f"images/{split}/{split}_{i:06d}.png", "width": size, "height": size})
+        file_name = f"images/{split}/{split}_{i:06d}.png"
+        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         anns += [{"id": image_id * 10 + k, "image_id": image_id, "caption": c} for k, c in enumerate(caps)]
         by_id[str(image_id)] = scene
     info = {"description": f"synthetic shapes scenes, split {split}", "version": str(GENERATOR_VERSION)}
@@ -292,9 +296,10 @@ def generate_shapes(root: str | os.PathLike, workers: int | None = None, **param
     paths, first_id, jobs, payloads = {}, 1, [], {}
     for split, n in p["splits"].items():
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        scenes, captions = _split_scenes(p, split, first_id)
+        scenes, captions = _split_scenes(p, split)
         payloads[split] = _coco_json(split, first_id, scenes, captions, p["image_size"])
-        jobs += [(s, str(root / img["file_name"]), p["image_size"]) for s, img in zip(scenes, payloads[split]["images"])]
+        files = [str(root / img["file_name"]) for img in payloads[split]["images"]]
+        jobs += [(scene, path, p["image_size"]) for scene, path in zip(scenes, files)]
         first_id += n
     _render_all(jobs, default_workers() if workers is None else workers)
     for split, n in p["splits"].items():
