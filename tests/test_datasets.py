@@ -110,3 +110,14 @@ def test_karpathy_kind(monkeypatch, tmp_path):
     data = load_dataset(data_config("flickr8k"))
     assert [[r.image_id for r in data[s]] for s in ("train", "val", "test")] == [[0, 1, 4], [2], [3]]
     assert data["val"][0].path == str(root / "images" / "2.jpg")
+
+
+def test_dataset_key_changes_with_the_generated_images(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAPTIONING_DATA", str(tmp_path))
+    from captioning.data.datasets import dataset_key
+
+    base = dataset_key(data_config("shapes_tiny"), "train")
+    assert base.startswith("shapes_tiny-") and base.endswith("/train")
+    assert dataset_key(data_config("shapes_tiny", "generator.workers=2", "min_word_count=3"), "train") == base
+    assert dataset_key(data_config("shapes_tiny", "generator.seed=1"), "train") != base
+    assert dataset_key(data_config("coco2014"), "test") == "coco2014/test"

@@ -143,3 +143,17 @@ def _load_coco_split(root: str, source: Mapping[str, Any], check: bool, on_missi
 
         records = check_image_files(records, source["annotations"], on_missing)
     return records
+
+
+def dataset_key(data_cfg: Any, split: str) -> str:
+    """A feature-cache key for one split that changes whenever its images may change.
+
+    Image paths alone are not enough for the generated shapes: a new seed or generator setting
+    redraws every PNG under the same names, so the generator's parameter hash is part of the key.
+    """
+    cfg = validate_data_config(data_cfg)
+    if cfg["kind"] != "shapes":
+        return f"{cfg['name']}/{split}"
+    from captioning.data.shapes import params_hash, resolve_params
+
+    return f"{cfg['name']}-{params_hash(resolve_params(**_generator(cfg)[0]))}/{split}"
