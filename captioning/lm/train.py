@@ -1,0 +1,187 @@
+"""Training loop for the character model: truncated BPTT over contiguous streams (as char-rnn).
+
+The loop is nanoGPT-shaped: one function you can read top to bottom. A time budget (``max_seconds``)
+stops it, and the learning-rate schedule follows whichever of steps or seconds runs out first, so a
+short run still ends with a decayed learning rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from captioning.bptt import detach_state
+from captioning.io import atomic_save_torch, save_json
+from captioning.lm.corpus import Corpus, StreamBatches
+from captioning.lm.model import CharRNN, load_checkpoint
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "ckpt.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Schedule and optimisation settings (configs/lm/schedule/*.yaml)."""
+
+    batch_size: int = 32
+    seq_len: int = 64
+    optimizer: str = "adam"  # "adam" or "adamw"
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 5.0
+    max_steps: int = 10_000
+    max_seconds: float | None = None
+    eval_every: int = 250
+    eval_chars: int | None = 20_000  # fixed prefix of the validation text for periodic checks
+    final_eval_chars: int | None = None  # None: the whole validation text
+    eval_batch_size: int = 32
+    eval_seq_len: int = 256
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    seed: int = 1337
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive or null, got {self.max_seconds}")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class TrainResult:
+    """What a run reached: final validation loss in nats/char, steps, time, throughput, history."""
+
+    val_loss: float
+    steps: int
+    seconds: float
+    train_chars_per_s: float
+    checkpoint: str
+    history: list[dict] = field(default_factory=list)
+
+
+def lr_at(progress: float, step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay from ``lr`` to ``min_lr`` as progress goes 0 -> 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * cosine
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW; weight decay only on matrices, never on biases (as nanoGPT)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, data: Tensor, batch_size: int, seq_len: int) -> float:
+    """Mean cross-entropy (nats per character) over ``data``, the state carried through each stream."""
+    was_training = model.training
+    model.eval()
+    batch_size = max(1, min(batch_size, (len(data) - 1) // seq_len))
+    total, count, state = 0.0, 0, None
+    for x, y in StreamBatches(data, batch_size, seq_len, drop_last=False):
+        logits, state = model(x, state)
+        total += nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def _checkpoint(model: CharRNN, corpus: Corpus, opt, cfg: TrainConfig, step: int, seconds: float,
+                state, history: list[dict]) -> dict:
+    return {"model": model.state_dict(), "model_config": model.config, "vocab": corpus.vocab.state_dict(),
+            "optimizer": opt.state_dict(), "train_config": asdict(cfg), "step": step, "seconds": seconds,
+            "state": state, "history": history, "rng": torch.get_rng_state()}
+
+
+def _resume(path: Path, model: CharRNN, opt, cfg: TrainConfig) -> tuple[int, float, object, list[dict]]:
+    ckpt = load_checkpoint(path)
+    old = ckpt["train_config"]
+    if (old["batch_size"], old["seq_len"]) != (cfg.batch_size, cfg.seq_len):
+        raise ValueError(f"cannot resume {path}: it was trained with batch_size={old['batch_size']}, "
+                         f"seq_len={old['seq_len']}; use the same values or start a new out_dir")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"])
+    log.info("resumed %s at step %d (%.1f s)", path, ckpt["step"], ckpt["seconds"])
+    return ckpt["step"], ckpt["seconds"], ckpt["state"], ckpt["history"]
+
+
+def train(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``."""
+    out_dir, ckpt_path = Path(out_dir), Path(out_dir) / CHECKPOINT
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len)
+    val_subset = corpus.val[: cfg.eval_chars + 1] if cfg.eval_chars else corpus.val
+    opt = make_optimizer(model, cfg)
+    step, seconds, state, history = 0, 0.0, None, []
+    if resume and ckpt_path.exists():
+        step, seconds, state, history = _resume(ckpt_path, model, opt, cfg)
+    save = lambda: atomic_save_torch(_checkpoint(model, corpus, opt, cfg, step, seconds, state, history), ckpt_path)  # noqa: E731
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not sys.stderr.isatty(), desc="train", unit="step")
+    t0, train_seconds, running, first_step = time.perf_counter() - seconds, 0.0, [], step
+    while step < cfg.max_steps and (cfg.max_seconds is None or seconds < cfg.max_seconds):
+        chunk = step % len(batches)
+        if chunk == 0:
+            state = None  # a new epoch starts every stream from its beginning
+        x, y = batches[chunk]
+        progress = max(step / cfg.max_steps, seconds / cfg.max_seconds if cfg.max_seconds else 0.0)
+        lr = lr_at(progress, step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        t_step = time.perf_counter()
+        logits, state = model(x, state)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        state = detach_state(state)  # truncated BPTT: keep the state, cut its history
+        train_seconds += time.perf_counter() - t_step
+        step += 1
+        running.append(loss.item())
+        seconds = time.perf_counter() - t0
+        bar.update()
+        if step % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{sum(running) / len(running):.3f}", lr=f"{lr:.2e}")
+        if step % cfg.eval_every == 0:
+            val = evaluate(model, val_subset, cfg.eval_batch_size, cfg.eval_seq_len)
+            history.append({"step": step, "seconds": round(seconds, 2), "lr": lr,
+                            "train_loss": sum(running) / len(running), "val_loss": val})
+            running = []
+            log.info("step %d  %.1fs  train %.4f  val %.4f  lr %.2e", step, seconds,
+                     history[-1]["train_loss"], val, lr)
+            save_json(history, out_dir / "history.json")
+            seconds = time.perf_counter() - t0
+        if step % cfg.checkpoint_every == 0:
+            save()
+    bar.close()
+    val_data = corpus.val[: cfg.final_eval_chars + 1] if cfg.final_eval_chars else corpus.val
+    final = evaluate(model, val_data, cfg.eval_batch_size, cfg.eval_seq_len)
+    history.append({"step": step, "seconds": round(seconds, 2), "val_loss": final, "final": True})
+    log.info("done: %d steps in %.1fs, validation loss %.4f nats/char", step, seconds, final)
+    save()
+    save_json(history, out_dir / "history.json")
+    chars_per_s = ((step - first_step) * cfg.batch_size * cfg.seq_len / train_seconds) if train_seconds else 0.0
+    return TrainResult(final, step, seconds, chars_per_s, str(ckpt_path), history)

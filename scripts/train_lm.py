@@ -1,0 +1,31 @@
+"""Train a character-level language model (char-rnn) on a corpus.
+
+    python scripts/train_lm.py                                  # Tiny Shakespeare, LSTM, default schedule
+    python scripts/train_lm.py corpus=python_source cell=gru schedule=long
+    python scripts/train_lm.py schedule.max_seconds=70          # a time budget
+    python scripts/train_lm.py resume=true                      # continue from ${out_dir}/ckpt.pt
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from captioning.lm.run import train_from_config
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base=None, config_path="../configs/lm", config_name="lm")
+def main(cfg: DictConfig) -> float:
+    """Train and print the validation loss (nats per character)."""
+    result = train_from_config(cfg)
+    print(f"validation loss {result.val_loss:.4f} nats/char after {result.steps} steps, {result.seconds:.1f} s "
+          f"({result.train_chars_per_s:.0f} chars/s); checkpoint {result.checkpoint}")
+    return result.val_loss
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from captioning.lm.corpus import Corpus
+from captioning.lm.model import CharRNN, load_lm
+from captioning.lm.run import train_from_config
+from captioning.lm.sample import sample
+from captioning.lm.train import TrainConfig, evaluate, lr_at, train
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "lm")
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(batch_size=4, seq_len=16, lr=1e-2, min_lr=1e-2, max_steps=150, eval_every=1000,
+                eval_batch_size=2, eval_seq_len=16, log_every=1000, checkpoint_every=1000, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_overfits_a_tiny_corpus(tmp_path):
+    torch.manual_seed(0)
+    corpus = Corpus.from_text("hello world, hello there. " * 12, val_fraction=0.1)
+    model = CharRNN(len(corpus.vocab), "lstm", hidden_size=48, embedding_dim=16)
+    before = evaluate(model, corpus.train, 2, 16)
+    result = train(model, corpus, tiny_config(), tmp_path)
+    assert before > 2.0 and evaluate(model, corpus.train, 2, 16) < 0.15
+    assert result.steps == 150 and (tmp_path / "ckpt.pt").exists() and (tmp_path / "history.json").exists()
+    again, vocab = load_lm(tmp_path / "ckpt.pt")
+    assert sample(again, vocab, 11, prime="hello ", temperature=0) == "world, hell"
+
+
+def test_resume_continues_exactly(tmp_path):
+    corpus = Corpus.from_text("abcdefghij klmnop, qrstuv. " * 10)
+
+    def fresh() -> CharRNN:
+        torch.manual_seed(0)
+        return CharRNN(len(corpus.vocab), "gru", hidden_size=16, embedding_dim=8)
+
+    straight = fresh()
+    train(straight, corpus, tiny_config(max_steps=12), tmp_path / "a")
+    first = fresh()
+    train(first, corpus, tiny_config(max_steps=5), tmp_path / "b")
+    resumed = fresh()  # a new process would start from a new model; the checkpoint restores it
+    result = train(resumed, corpus, tiny_config(max_steps=12), tmp_path / "b", resume=True)
+    assert result.steps == 12
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    with pytest.raises(ValueError, match="seq_len"):
+        train(fresh(), corpus, tiny_config(max_steps=14, seq_len=8), tmp_path / "b", resume=True)
+
+
+def test_lr_schedule_warms_up_and_decays_to_min():
+    cfg = tiny_config(lr=1.0, min_lr=0.1, warmup_steps=4)
+    assert lr_at(0.0, 0, cfg) == pytest.approx(0.25)
+    assert lr_at(0.0, 4, cfg) == pytest.approx(1.0)
+    assert lr_at(0.5, 50, cfg) == pytest.approx(0.55)
+    assert lr_at(1.0, 100, cfg) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_time_budget_stops_training(tmp_path):
+    corpus = Corpus.from_text("some text to read " * 30)
+    model = CharRNN(len(corpus.vocab), "rnn", hidden_size=8, embedding_dim=4)
+    result = train(model, corpus, tiny_config(max_steps=10**9, max_seconds=0.5), tmp_path)
+    assert 0 < result.steps < 10**9 and result.seconds >= 0.5
+
+
+@pytest.mark.parametrize("corpus,cell,schedule", [("shakespeare", "lstm", "default"), ("python_source", "gru", "long"),
+                                                  ("c_source", "rnn", "smoke"), ("latex", "lstm", "default")])
+def test_configs_compose(corpus, cell, schedule):
+    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
+        cfg = compose("lm", overrides=[f"corpus={corpus}", f"cell={cell}", f"schedule={schedule}"])
+    assert cfg.cell.name == cell and cfg.corpus.name == corpus and cfg.out_dir == f"outputs/lm/{corpus}-{cell}"
+    TrainConfig(**{k: v for k, v in cfg.schedule.items()})  # every schedule key is a TrainConfig field
+
+
+def test_smoke_train_from_hydra_config(tmp_path):
+    text_file = tmp_path / "tiny.txt"
+    text_file.write_text("To be, or not to be, that is the question.\n" * 40)
+    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
+        cfg = compose("lm", overrides=["corpus=custom", f"corpus.paths=[{text_file}]", "schedule=smoke",
+                                       "cell=gru", "cell.hidden_size=32", f"out_dir={tmp_path / 'run'}", "threads=1"])
+    result = train_from_config(cfg)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert result.steps == cfg.schedule.max_steps and history[-1]["final"]
+    assert [h["step"] for h in history[:-1]] == [10, 20, 30]
+    assert result.val_loss < history[0]["val_loss"] < 4.0
