@@ -35,6 +35,7 @@ AXIS_OF = {"left": "horizontal", "right": "horizontal", "top": "vertical", "bott
 # relation words: subject REL object; "left of"/"right of" need the following "of"
 RELATIONS = {"left": "left_of", "right": "right_of", "above": "above", "below": "below", "under": "below"}
 ATTRIBUTES = ("count", "colour", "shape", "size", "position", "relation")
+MATCH_SLACK = 3  # caption objects beyond the scene's count considered when matching
 ERROR_KINDS = ATTRIBUTES + ("hallucinated_object", "missed_object")
 # "from left to right": consecutive listed objects stand in this relation
 ORDER_RELATION = {("left", "right"): "left_of", ("right", "left"): "right_of",
@@ -100,12 +101,17 @@ def relation_holds(scene: Mapping[str, Any], a: int, rel: str, b: int) -> bool:
 
 def _matching(scene: Mapping[str, Any], parsed: Mapping[str, Any]) -> dict[int, int]:
     """Scene index -> caption index, one to one, maximising agreeing attributes, then true relations."""
-    objs, caps = scene["objects"], parsed["objects"]
+    objs = scene["objects"]
+    # A babbling caption may name a dozen objects; matching only the first few keeps this cheap and
+    # changes nothing that matters: such a caption is wrong on count and hallucinates objects anyway.
+    caps = parsed["objects"][: len(objs) + MATCH_SLACK]
     pairs_options: Iterable[list[tuple[int, int]]]
     if len(objs) <= len(caps):
-        pairs_options = ([(s, c) for s, c in enumerate(p)] for p in itertools.permutations(range(len(caps)), len(objs)))
+        perms = itertools.permutations(range(len(caps)), len(objs))
+        pairs_options = ([(s, c) for s, c in enumerate(p)] for p in perms)
     else:
-        pairs_options = ([(s, c) for c, s in enumerate(p)] for p in itertools.permutations(range(len(objs)), len(caps)))
+        perms = itertools.permutations(range(len(objs)), len(caps))
+        pairs_options = ([(s, c) for c, s in enumerate(p)] for p in perms)
     best, best_score = {}, (-1, -1)
     for pairs in pairs_options:
         agree = sum(objs[s][k] == caps[c][k] for s, c in pairs for k in ("colour", "shape", "size"))
