@@ -1,0 +1,82 @@
+"""evaluate_split writes COCO results, per-image scores and the report; score_files scores any results file."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from captioning.data.coco import ImageRecord
+from captioning.evaluation import evaluate_split, extra_metrics, score_files
+from captioning.metrics import score
+
+BLEU_ONLY = {"cider": False, "rouge": False, "meteor": False, "spice": False, "on_missing": "warn",
+             "per_image_cider": False, "rank_by": "Bleu_4", "report": {"thumb_size": 24, "columns": 3}}
+
+
+def _records(tmp_path, scenes=False):
+    caps = [["a red circle", "a red circle on the left"], ["a blue square", "one blue square"],
+            ["two green stars", "a pair of green stars"], ["a cat on a mat", "a cat sits on a mat"]]
+    records = []
+    for i, c in enumerate(caps):
+        Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        records.append(ImageRecord(100 + i, str(tmp_path / f"{i}.png"), c, {"objects": []} if scenes else None))
+    return records
+
+
+HYPS = {100: "a red circle", 101: "a red square", 102: "two green stars", 103: "a dog on a mat"}
+
+
+def test_evaluate_split_writes_everything(tmp_path):
+    records = _records(tmp_path, scenes=True)
+    out = tmp_path / "eval"
+    metrics = evaluate_split(records, HYPS, out, "test", metrics_cfg=BLEU_ONLY, worst_k=2, random_k=2,
+                             scene_fn=lambda scene, caption: ["colour"] if "red square" in caption else [])
+    assert metrics == score({r.image_id: r.captions for r in records}, HYPS)
+    results = json.loads((out / "results_test.json").read_text())
+    assert results == [{"image_id": i, "caption": c} for i, c in HYPS.items()]
+    per_image = json.loads((out / "per_image_test.json").read_text())
+    assert [p["image_id"] for p in per_image] == list(HYPS) and per_image[0]["Bleu_1"] == pytest.approx(1.0)
+    page = (out / "failures_test.html").read_text()
+    assert "a dog on a mat" in page and "colour" in page
+    assert (out / "failures_test.png").stat().st_size > 1000
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["results_test.json", "per_image_test.json", "failures_test.html", "failures_test.png"])
+
+
+def test_evaluate_split_names_missing_captions(tmp_path):
+    with pytest.raises(ValueError, match="no caption for 1 of 4"):
+        evaluate_split(_records(tmp_path), {k: v for k, v in HYPS.items() if k != 103}, tmp_path, "val", BLEU_ONLY)
+
+
+def test_extra_metrics_follow_the_config():
+    assert extra_metrics({"cider": True, "rouge": False, "meteor": True}) == ["CIDEr", "METEOR"]
+    assert extra_metrics(BLEU_ONLY) == []
+
+
+def _write(tmp_path, results, references):
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    anns = [{"id": k, "image_id": i, "caption": c} for k, (i, c) in enumerate(
+        (i, c) for i, caps in references.items() for c in caps)]
+    (tmp_path / "ann.json").write_text(json.dumps({"images": [{"id": i} for i in references], "annotations": anns}))
+    return tmp_path / "res.json", tmp_path / "ann.json"
+
+
+def test_score_files_matches_score_over_the_results_images(tmp_path):
+    refs = {1: ["a dog runs", "a brown dog"], 2: ["a cat sleeps"], 3: ["a bird flies"]}
+    res, ann = _write(tmp_path, [{"image_id": 1, "caption": "a dog runs"}, {"image_id": 2, "caption": "a cat"}], refs)
+    assert score_files(res, ann) == score({1: refs[1], 2: refs[2]}, {1: "a dog runs", 2: "a cat"})
+
+
+def test_score_files_rejects_bad_files(tmp_path):
+    refs = {1: ["a dog runs"]}
+    res, ann = _write(tmp_path, [{"image_id": 1, "caption": "a"}, {"image_id": 1, "caption": "b"}], refs)
+    with pytest.raises(ValueError, match="more than one caption"):
+        score_files(res, ann)
+    res, ann = _write(tmp_path, [{"image_id": 9, "caption": "a"}], refs)
+    with pytest.raises(ValueError, match="no captions in"):
+        score_files(res, ann)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        score_files(tmp_path / "bad.json", ann)
+    with pytest.raises(FileNotFoundError, match="results file not found"):
+        score_files(tmp_path / "nope.json", ann)
