@@ -1,0 +1,108 @@
+"""The two sequence forms captioning does not cover, on the project's recurrent core.
+
+* many-to-one (``ManyToOne``): read a sequence, predict from the top layer's final state;
+* sequence-to-sequence (``Seq2Seq``, Sutskever et al. 2014): an encoder RNN reads the source into its
+  final state, a decoder RNN starts from that state and writes the target one token at a time.
+
+``Seq2Seq`` has the caption decoder's ``init_state`` / ``step`` interface, so greedy decoding and beam
+search are ``captioning.decoding``'s, unchanged: the "features" it is given are the padded source ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from captioning.cells import build_rnn
+from captioning.vocab import PAD
+
+
+def set_forget_bias(rnn: nn.Module, value: float | None) -> None:
+    """Start every LSTM forget gate's total bias (b_ih + b_hh) at ``value``; None keeps torch's init.
+
+    A forget bias near 1 (Gers et al. 2000; Jozefowicz et al. 2015) makes f ~ 0.73 at init, so the
+    cell state, and its gradient, decays slowly from the first update on.
+    """
+    if value is None:
+        return
+    if not hasattr(rnn, "layer_weights") or rnn.gate_count != 4:
+        raise ValueError(f"forget_bias applies to LSTM cells only, not {type(rnn).__name__}: set it to null")
+    hidden = rnn.hidden_size
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            _, _, b_ih, b_hh = rnn.layer_weights(layer)
+            if b_ih is None:
+                raise ValueError("forget_bias needs an LSTM with bias=True")
+            b_ih[hidden : 2 * hidden] = value  # gate order i, f, g, o
+            b_hh[hidden : 2 * hidden] = 0.0
+
+
+def token_lengths(tokens: Tensor) -> Tensor:
+    """Lengths of right-padded id sequences [B, T] (everything before the first PAD)."""
+    return (tokens != PAD).sum(dim=1).clamp(min=1).cpu()
+
+
+class ManyToOne(nn.Module):
+    """Sequence -> one prediction: RNN over the inputs, a linear layer on the top layer's final state.
+
+    Inputs are float vectors [B, T, input_size], or token ids [B, T] when ``vocab_size`` > 0 (then
+    an embedding of width ``input_size`` comes first and padding is found from PAD ids).
+    """
+
+    def __init__(self, cell: str, input_size: int, output_size: int, hidden_size: int, num_layers: int = 1,
+                 vocab_size: int = 0, backend: str = "fused", forget_bias: float | None = None) -> None:
+        super().__init__()
+        self.cell, self.output_size = cell, output_size
+        self.embed = nn.Embedding(vocab_size, input_size, padding_idx=PAD) if vocab_size > 0 else None
+        self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, batch_first=True, backend=backend)
+        set_forget_bias(self.rnn, forget_bias)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def final_hidden(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The top layer's hidden state after each sequence's last real step: [B, H]."""
+        if self.embed is not None:
+            lengths = token_lengths(x) if lengths is None else lengths
+            x = self.embed(x)
+        _, state = self.rnn(x, lengths=lengths)
+        h_n = state[0] if isinstance(state, tuple) else state
+        return h_n[-1]
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Predictions [B, output_size] ([B] when output_size is 1: a regressor)."""
+        out = self.head(self.final_hidden(x, lengths))
+        return out.squeeze(-1) if self.output_size == 1 else out
+
+
+class Seq2Seq(nn.Module):
+    """Encoder RNN -> final state -> decoder RNN of the same cell and size; separate embeddings."""
+
+    def __init__(self, cell: str, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
+                 backend: str = "fused", forget_bias: float | None = None, target_vocab_size: int | None = None) -> None:
+        super().__init__()
+        target_vocab_size = target_vocab_size or vocab_size
+        self.cell = cell
+        self.src_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
+        self.tgt_embed = nn.Embedding(target_vocab_size, embed_dim, padding_idx=PAD)
+        kw = {"num_layers": num_layers, "batch_first": True, "backend": backend}
+        self.encoder = build_rnn(cell, embed_dim, hidden_size, **kw)
+        self.decoder = build_rnn(cell, embed_dim, hidden_size, **kw)
+        for rnn in (self.encoder, self.decoder):
+            set_forget_bias(rnn, forget_bias)
+        self.out = nn.Linear(hidden_size, target_vocab_size)
+
+    def init_state(self, src: Tensor) -> Any:
+        """Encode right-padded source ids [B, S]: the encoder's final state is the decoder's first."""
+        _, state = self.encoder(self.src_embed(src), lengths=token_lengths(src))
+        return state
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: logits [B, L, V] for decoder inputs [B, L] (<start> w1 ... w_{L-1})."""
+        out, _ = self.decoder(self.tgt_embed(tgt_in), self.init_state(src))
+        return self.out(out)
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One decoding step: previous tokens [B] -> log-probabilities [B, V] and the new state."""
+        out, state = self.decoder(self.tgt_embed(tokens).unsqueeze(1), state)
+        return torch.log_softmax(self.out(out.squeeze(1)), dim=-1), state
