@@ -1,0 +1,63 @@
+"""Problems and the training loop: every task builds and trains; the adding problem is learned at T=10."""
+
+import pytest
+import torch
+
+from captioning.sequence.problems import build_problem, seed_everything
+from captioning.sequence.train import reached, train
+
+TINY = {
+    "adding": {"seq_len": 10, "n_test": 300, "seed": 0, "tolerance": 0.04, "placement": "hochreiter"},
+    "reverse": {"min_len": 2, "max_len": 5, "n_test": 20, "seed": 0},
+    "caption_colour": {"n_train": 300, "n_test": 100, "seed": 0, "max_len": 16},
+    "paraphrase": {"n_train": 60, "n_test": 20, "seed": 0, "max_len": 16},
+}
+MODEL = {"hidden_size": 16, "embed_dim": 8, "num_layers": 1, "backend": "fused"}
+LOOP = {"batch_size": 32, "lr": 1e-2, "max_steps": 2, "eval_every": 1, "clip": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name,metric", [("adding", "mse"), ("reverse", "exact_greedy"),
+                                         ("caption_colour", "accuracy"), ("paraphrase", "exact_beam2")])
+def test_every_task_builds_trains_and_reports_its_metric_and_baseline(name, metric):
+    problem = build_problem(name, TINY[name])
+    model = problem.build_model("lstm", {**MODEL, "forget_bias": 1.0})
+    result = train(problem, model, {**LOOP, "beam_size": 2}, seed_everything(0))
+    assert result["steps"] == 2 and len(result["history"]) == 2
+    assert metric in result["final"] and result["baseline"]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result["history"])
+
+
+def test_gru_learns_the_adding_problem_at_length_10():
+    problem = build_problem("adding", TINY["adding"])
+    model = problem.build_model("gru", {**MODEL, "hidden_size": 24})
+    cfg = {**LOOP, "lr": 5e-3, "batch_size": 64, "max_steps": 600, "eval_every": 50,
+           "stop_metric": "mse", "stop_value": 0.005}
+    result = train(problem, model, cfg, seed_everything(0))
+    assert result["final"]["mse"] < 0.01 < problem.baseline["mse"]
+    assert result["final"]["accuracy"] > 3 * problem.baseline["accuracy"]
+
+
+def test_caption_colour_is_learned_from_the_caption_words():
+    problem = build_problem("caption_colour", TINY["caption_colour"])
+    model = problem.build_model("gru", {**MODEL, "hidden_size": 32, "embed_dim": 16})
+    cfg = {**LOOP, "max_steps": 300, "eval_every": 50, "stop_metric": "accuracy", "stop_value": 0.95}
+    result = train(problem, model, cfg, seed_everything(0))
+    assert result["final"]["accuracy"] >= 0.95 > problem.baseline["accuracy"]
+
+
+def test_stop_rule_and_unknown_names():
+    assert reached({"mse": 0.01}, "mse", 0.02) and not reached({"mse": 0.03}, "mse", 0.02)
+    assert reached({"accuracy": 0.99}, "accuracy", 0.9) and not reached({"accuracy": 0.5}, "accuracy", 0.9)
+    assert not reached({"mse": 0.0}, None, None)
+    with pytest.raises(ValueError, match="stop_metric"):
+        reached({"mse": 0.0}, "bleu", 1.0)
+    with pytest.raises(ValueError, match="unknown sequence task"):
+        build_problem("sorting", {})
