@@ -310,12 +310,26 @@ _RULES: list[_Rule] = [
 ]
 
 
+# A run of ASCII letters ended by a space is always a token of its own (only a '.', an apostrophe, a
+# hyphen, a digit or '@' next to it can make a longer rule win), unless it is one of the split words.
+_PLAIN_WORD = regex.compile(r"[A-Za-z]+(?=[ \t\n])")
+_SPLIT_WORDS = frozenset(["cannot", "dunno", "gonna", "gotta", "lemme", "gimme", "wanna", "nno"])
+
+
 def ptb_tokens(text: str) -> list[str]:
     """Stanford PTBTokenizer's tokens for ``text`` (original case, punctuation kept)."""
     text = text + "\n"  # each caption is a line of the scorer's input file
     tokens: list[str] = []
     pos = 0
     while pos < len(text):
+        if text[pos] == " ":  # shortcut: spaces only separate tokens
+            pos += 1
+            continue
+        plain = _PLAIN_WORD.match(text, pos)
+        if plain is not None and plain.group().lower() not in _SPLIT_WORDS:
+            tokens.append(plain.group())
+            pos = plain.end()
+            continue
         best_len, best = 0, None
         for rule in _RULES:  # longest match wins; the earlier rule wins a tie
             m = rule.pattern.match(text, pos)
@@ -330,7 +344,6 @@ def ptb_tokens(text: str) -> list[str]:
 
 
 _SIMPLE = regex.compile(r"[A-Za-z, ]*[A-Za-z][A-Za-z, ]*")
-_SPLIT_WORDS = frozenset(["cannot", "dunno", "gonna", "gotta", "lemme", "gimme", "wanna", "nno"])
 
 
 @functools.lru_cache(maxsize=1 << 14)
