@@ -115,5 +115,6 @@ def score_files(
         raise ValueError(f"{len(unknown)} image ids of {results_json} have no captions in {annotation_json}, "
                          f"e.g. {unknown[:5]}")  # fmt: skip
     if len(results) < len(refs):
-        log.warning("%s covers %d of the %d annotated images; scoring those only", results_json, len(results), len(refs))
+        log.warning("%s covers %d of the %d annotated images; scoring those only",
+                    results_json, len(results), len(refs))  # fmt: skip
     return score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)

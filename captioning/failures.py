@@ -193,8 +193,10 @@ def render_html(report: FailureReport, path: str | Path, thumb_size: int = 128) 
     body = (f"<h1>{_e(title)}</h1><p>{report.n_images} images; worst {len(report.worst)} by "
             f"{_e(report.rank_by)}, and a random sample of {len(report.random)}.</p>"
             + _summary_tables(report)
-            + f"<h2>Worst {len(report.worst)} by {_e(report.rank_by)}</h2>" + _case_table(report.worst, thumbs, score_keys)
-            + f"<h2>Random sample of {len(report.random)}</h2>" + _case_table(report.random, thumbs, score_keys))
+            + f"<h2>Worst {len(report.worst)} by {_e(report.rank_by)}</h2>"
+            + _case_table(report.worst, thumbs, score_keys)
+            + f"<h2>Random sample of {len(report.random)}</h2>"
+            + _case_table(report.random, thumbs, score_keys))
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
     with atomic_write(path, "w") as f:

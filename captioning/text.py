@@ -1,17 +1,20 @@
 """Caption tokenisation exactly as the official COCO caption scorer does it, without Java.
 
 pycocoevalcap runs Stanford CoreNLP 3.4.1's ``PTBTokenizer -preserveLines -lowerCase`` and then drops
-the tokens in its ``PUNCTUATIONS`` list. That tokenizer is a JFlex lexer: at each position the rule
-with the longest match wins (trailing context counts towards the length), ties go to the earlier
-rule. We port the rules that matter for English captions into ``regex`` patterns (the ``regex``
-package ships with nltk) and emulate that longest-match loop. nltk's TreebankWordTokenizer is close
-but not the same (it never splits sentence-internal periods, keeps ``(`` instead of ``-lrb-``, ...),
-so it is not used here.
+the tokens in its ``PUNCTUATIONS`` list. That tokenizer is a JFlex lexer (PTBLexer.flex): at each
+position the rule with the longest match wins (trailing context counts towards the length), ties go to
+the earlier rule. The rules that matter for English text are ported below as ``regex`` patterns (the
+``regex`` package comes with nltk; its POSIX mode gives JFlex's longest match) and checked against the
+3.4.1 jar; ``ptb_tokens`` runs the longest-match loop. nltk's TreebankWordTokenizer is close but not
+the same (it never splits sentence-internal periods, keeps ``(`` rather than ``-lrb-``, ...).
 
 Quirks of the official pipeline kept on purpose, because BLEU parity depends on them:
 - ``-lowerCase`` turns ``(`` -> ``-LRB-`` -> ``-lrb-``, and the punctuation list only has upper-case
   ``-LRB-``, so ``-lrb-``/``-rrb-`` survive as tokens; so do ``!!``, ``??``, ``&``, ``%`` and ``$``.
 - Abbreviations keep their period (``mr.``, ``st.``, ``etc.``); ``cannot``/``gonna`` are split.
+Known limit: the scorer tokenises all captions as one file, so a caption ending in a one-letter
+"acronym" (``... a.``) followed by a line starting "A"/"The" loses that period; each caption here is
+tokenised as if it were the last line.
 """
 
 from __future__ import annotations
@@ -41,20 +44,20 @@ _M["HYPHEN"] = r"[\-_\u058A\u2010\u2011]"
 _M["WORD"] = r"{LETTER}(?:{LETTER}|{DIGIT})*(?:[.!?]{LETTER}(?:{LETTER}|{DIGIT})*)*"
 _M["NUM"] = r"(?:{DIGIT}+|{DIGIT}*(?:[.:,\u00AD\u066B\u066C]{DIGIT}+)+)"
 _M["NUMBER"] = r"[\-+]?{NUM}"
-_M["REDAUX"] = r"{APOS}(?:[msdMSD]|(?i:re|ve|ll))"
+_M["REDAUX"] = r"{APOS}(?:[msdMSD]|(?:re|ve|ll))"
 _M["SWORD"] = r"[A-Za-z\u00AD]*[A-MO-Za-mo-z]\u00AD*"
-_M["SREDAUX"] = r"(?i:n){APOSETC}(?i:t)"
-_M["ACRO"] = r"(?:[A-Za-z](?:\.[A-Za-z])*|(?i:canada|sino|korean|eu|japan|non)-(?i:u\.s)|(?i:u\.s\.-(?:u\.k|u\.s\.s\.r)))"
-_M["ACRO2"] = r"(?:[A-Za-z](?:\.[A-Za-z])+|(?i:canada|sino|korean|eu|japan|non)-(?i:u\.s)|(?i:u\.s\.-(?:u\.k|u\.s\.s\.r)))"
+_M["SREDAUX"] = r"(?:n){APOSETC}(?:t)"
+_M["ACRO"] = r"(?:[A-Za-z](?:\.[A-Za-z])*|(?:canada|sino|korean|eu|japan|non)-u\.s|u\.s\.-(?:u\.k|u\.s\.s\.r))"
+_M["ACRO2"] = r"(?:[A-Za-z](?:\.[A-Za-z])+|(?:canada|sino|korean|eu|japan|non)-u\.s|u\.s\.-(?:u\.k|u\.s\.s\.r))"
 _M["ABBREV1"] = (  # usually followed by lower-case words; sentence end if an upper-case word follows
-    r"(?:(?i:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri"
+    r"(?:(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|mon|tue|tues|wed|thu|thurs|fri"
     r"|ala|ariz|calif|colo|conn|ct|dak|fla|ga|ind|kans?|ky|md|mich|minn|mo|mont|neb|nev|okla|penn|tenn"
     r"|va|vt|wisc?|wyo|inc|cos?|corp|pp?t[ye]s?|ltd|plc|rt|bancorp|bhd|assn|univ|intl|sys|tel|est|ext|sq"
     r"|jr|bros|(?:ed|ph)\.d|esq|etc|al|seq|bldg)"
     r"|[A]z|[A]rk|[D]el|[I]ll|[L]a|[M]ass|[M]iss|[O]re|[P]a|[T]ex|[W]ash)\."
 )
 _M["ABBREV4"] = (  # usually followed by an upper-case word (titles, acronyms)
-    r"(?:(?i:mr|mrs|ms|mx|drs?|profs?|sens?|reps?|attys?|lt|col|gen|messrs|govs?|adm|rev|maj|sgt|cpl|pvt"
+    r"(?:(?:mr|mrs|ms|mx|drs?|profs?|sens?|reps?|attys?|lt|col|gen|messrs|govs?|adm|rev|maj|sgt|cpl|pvt"
     r"|capt|ste?|ave|pres|lieut|rt|hon|brig|co?mdr|pfc|spc|supts?|det|mt|ft|adj|adv|asst|assoc|ens|insp"
     r"|mlle|mme|msgr|sfc|sr|vs|alex|wm|jos|cie|a\.k\.a|cf|treas|ph|invt|elec|natl|m[ft]g|dept|blvd|rd)"
     r"|[M]iss|[v]|{ACRO})"
@@ -72,9 +75,9 @@ _M["THING"] = (
 )
 _M["HTHING"] = r"{ALNUM}[\p{Alpha}\p{Digit}.,\u00AD]*(?:-(?:[\p{Alpha}\p{Digit}\u00AD]+(?:\.{DIGIT}+)?|{ACRO2}\.))+"
 _M["APOWORD"] = (
-    r"(?:{APOS}n{APOS}?|[lLdDjJ]{APOS}|(?i:dunkin|somethin|ol){APOS}|{APOS}(?i:em)|(?i:diff){APOSETC}(?i:rent)"
-    r"|[A-HJ-XZn]{APOSETC}\p{L}{2,}|{APOS}[2-9]0(?i:s)|{APOS}(?i:till?)"
-    r"|\p{L}+[aeiouyAEIOUY]{APOSETC}[aeiouA-Z]\p{L}*|{APOS}(?i:cause)|(?i:cont'd)\.?|(?i:nor'easter|c'mon"
+    r"(?:{APOS}n{APOS}?|[lLdDjJ]{APOS}|(?:dunkin|somethin|ol){APOS}|{APOS}(?:em)|(?:diff){APOSETC}(?:rent)"
+    r"|[A-HJ-XZn]{APOSETC}\p{L}{2,}|{APOS}[2-9]0(?:s)|{APOS}(?:till?)"
+    r"|\p{L}+[aeiouyAEIOUY]{APOSETC}[aeiouA-Z]\p{L}*|{APOS}(?:cause)|(?:cont'd)\.?|(?:nor'easter|c'mon"
     r"|e'er|s'mores|ev'ry|li'l|nat'l)|O{APOSETC}o)"
 )
 _M["QUOTES"] = r"(?:{APOS}|''|[`\u2018-\u201F\u0082\u0084\u0091-\u0094\u2039\u203A\u00AB\u00BB]{1,2})"
@@ -224,9 +227,9 @@ _RULES: list[_Rule] = [
     _rule(r"cannot|'twas|dunno", _push(3)),
     _rule(r"'tis|gonna|gotta|lemme|gimme|wanna|nno", _push(2)),
     _rule(r"{SGML}", _nbsp),
-    _rule(r"&(?i:md|mdash|ndash);|[\u0096\u0097\u2013\u2014\u2015]", _const("--")),
-    _rule(r"&(?i:amp);", _const("&")),
-    _rule(r"&(?i:ht|tl|ur|lr|qc|ql|qr|odq|cdq|#[0-9]+);"),
+    _rule(r"&(?:md|mdash|ndash);|[\u0096\u0097\u2013\u2014\u2015]", _const("--")),
+    _rule(r"&(?:amp);", _const("&")),
+    _rule(r"&(?:ht|tl|ur|lr|qc|ql|qr|odq|cdq|#[0-9]+);"),
     _rule(r"{WORD}", _keep, r"{REDAUX}"),
     _rule(r"{SWORD}", _keep, r"{SREDAUX}"),
     _rule(r"{WORD}"),
@@ -245,8 +248,8 @@ _RULES: list[_Rule] = [
     _rule(r"[\u207A\u207B\u208A\u208B]?(?:[\u2070\u00B9\u00B2\u00B3\u2074-\u2079]+|[\u2080-\u2089]+)"),
     _rule(r"(?:{DIGIT}{1,4}[\- \u00A0])?{DIGIT}{1,4}(?:\\?/|\u2044){DIGIT}{1,4}", _nbsp),
     _rule(r"[\u00BC\u00BD\u00BE\u2153-\u215E]", lambda t: (_FRACTIONS.get(t, t), 0)),
-    _rule(r"-(?i:rrb|lrb|rcb|lcb|rsb|lsb)-|(?i:c\.d\.s|pro-|anti-|s&p-500|s&amp;p-500|s&ls|s&amp;ls)"
-          r"|(?i:cap){APOS}(?i:n)|(?i:c){APOS}(?i:est)", lambda t: (re.sub("(?i)&amp;", "&", t), 0)),
+    _rule(r"-(?:rrb|lrb|rcb|lcb|rsb|lsb)-|(?:c\.d\.s|pro-|anti-|s&p-500|s&amp;p-500|s&ls|s&amp;ls)"
+          r"|(?:cap){APOS}(?:n)|(?:c){APOS}(?:est)", lambda t: (re.sub("(?i)&amp;", "&", t), 0)),
     _rule(r"(?:E|Yahoo|Jeopardy)!"),
     _rule(r"{ALNUM}+(?:-\p{Alpha}+){0,2}(?:\\?/{ALNUM}+(?:-\p{Alpha}+){0,2}){1,2}"),
     _rule(r"[A-Z]*\$|#"),
@@ -254,8 +257,8 @@ _RULES: list[_Rule] = [
           lambda t: (_CURRENCY.get(t, t), 0)),
     _rule(r"{ACRO}\.", _acronym, r"{SPACENL}+{SENT_START}(?:{SPACENL}|[?!])"),
     _rule(r"{ABBREV3}", _keep, r"{SPACENL}?{DIGIT}"),
-    _rule(r"(?i:so|no)\.", _keep, r"{SPACENL}+(?i:africa|korea|cal)"),
-    _rule(r"(?i:pt[ey]|co)\.", _keep, r"{SPACE}(?i:ltd|lim)"),
+    _rule(r"(?:so|no)\.", _keep, r"{SPACENL}+(?:africa|korea|cal)"),
+    _rule(r"(?:pt[ey]|co)\.", _keep, r"{SPACE}(?:ltd|lim)"),
     _rule(r"{ABBREV1}", _abbrev_with_period, r"{SPACENL}(?:{SPACENL}|\p{Lu}|{SGML})"),
     _rule(r"{ABBREV1}", _keep, r"(?s:..)"),
     _rule(r"{ABBREV1}", _abbrev_with_period),
@@ -269,8 +272,8 @@ _RULES: list[_Rule] = [
     _rule(r"{DBLQUOT}", _quote(True), r"[\p{Alpha}\p{Digit}$]"),
     _rule(r"{DBLQUOT}", _quote(False)),
     _rule(r"\x7F", _drop),
-    _rule(r"<|&(?i:lt);", _const("<")),
-    _rule(r">|&(?i:gt);", _const(">")),
+    _rule(r"<|&(?:lt);", _const("<")),
+    _rule(r">|&(?:gt);", _const(">")),
     _rule(r"[<>]?[:;=][\-o\*']?[\(\)DPdpO\\{@\|\[\]]", _parens, r"[^\p{Alpha}\p{Digit}]"),
     _rule(r"\{", _const("-LCB-")),
     _rule(r"\}", _const("-RCB-")),
@@ -289,12 +292,12 @@ _RULES: list[_Rule] = [
     _rule(r"[.\u00A1\u00BF\u037E\u0589\u061F\u06D4\u0700-\u0702\u07FA\u3002]"),
     _rule(r"=+"),
     _rule(r"/"),
-    _rule(r"(?i:mm-hm|mm-mm|o-kay|uh-huh|uh-oh)(?i:s|es|d|ed)?"),
-    _rule(r"(?i:e|a|u|x|agro|ante|anti|arch|be|bi|bio|co|counter|cross|cyber|de|eco|ex|extra|inter|intra"
+    _rule(r"(?:mm-hm|mm-mm|o-kay|uh-huh|uh-oh)(?:s|es|d|ed)?"),
+    _rule(r"(?:e|a|u|x|agro|ante|anti|arch|be|bi|bio|co|counter|cross|cyber|de|eco|ex|extra|inter|intra"
           r"|macro|mega|micro|mini|multi|neo|non|over|pan|para|peri|post|pre|pro|pseudo|quasi|re|semi|sub"
           r"|super|tri|ultra|un|uni|vice)(?:-(?:[\p{Alpha}\p{Digit}\u00AD]+|{ACRO2}\.))+"),
-    _rule(r"{ALNUM}[\p{Alpha}\p{Digit}.,\u00AD]*-(?i:esque|ette|fest|fold|gate|itis|less|most|o-torium|rama|wise)"
-          r"(?i:s|es|d|ed)?"),
+    _rule(r"{ALNUM}[\p{Alpha}\p{Digit}.,\u00AD]*-(?:esque|ette|fest|fold|gate|itis|less|most|o-torium|rama|wise)"
+          r"(?:s|es|d|ed)?"),
     _rule(r"{HTHING}"),
     _rule(r"{HTHING}\.", _keep, r"[,;:\u3001]"),
     _rule(r"{THING}"),
@@ -305,7 +308,7 @@ _RULES: list[_Rule] = [
     _rule(r"{SREDAUX}", _quote(False)),
     _rule(r"<<|>>"),
     _rule(r"{MISCSYMBOL}"),
-    _rule(r"\x00|{SPACE}+|[\u200B\u200E\u200F\uFEFF]|{NEWLINE}|&(?i:nbsp);", _drop),
+    _rule(r"\x00|{SPACE}+|[\u200B\u200E\u200F\uFEFF]|{NEWLINE}|&(?:nbsp);", _drop),
     _rule(r"(?s:.)", _drop),  # untokenizable character: deleted (the lexer's default)
 ]
 
