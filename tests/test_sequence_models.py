@@ -5,7 +5,7 @@ import torch
 
 from captioning import decoding
 from captioning.cells import GRU, LSTM
-from captioning.sequence.models import ManyToOne, Seq2Seq, set_forget_bias
+from captioning.sequence.models import ManyToOne, Seq2Seq, init_lstm_gates
 from captioning.sequence.problems import pad_ids
 from captioning.vocab import END, START
 
@@ -35,17 +35,34 @@ def test_many_to_one_regressor_outputs_one_value_per_sequence():
     assert model(torch.rand(5, 7, 2)).shape == (5,)
 
 
-def test_set_forget_bias_sets_the_lstm_forget_slice_only():
+def test_forget_bias_init_sets_the_lstm_forget_slice_only():
     lstm = LSTM(3, 4, num_layers=2)
     before = lstm.bias_ih_l1.detach().clone()
-    set_forget_bias(lstm, 1.0)
+    init_lstm_gates(lstm, "forget_bias", 1.0)
     for layer in range(2):
         total = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
         assert torch.all(total[4:8] == 1.0)
     assert torch.equal(lstm.bias_ih_l1[:4], before[:4]) and torch.equal(lstm.bias_ih_l1[8:], before[8:])
-    set_forget_bias(lstm, None)  # no-op
-    with pytest.raises(ValueError, match="LSTM"):
-        set_forget_bias(GRU(3, 4), 1.0)
+
+
+def test_chrono_init_spreads_forget_time_scales_up_to_t_max_and_closes_input_gates():
+    lstm = LSTM(3, 500)
+    init_lstm_gates(lstm, "chrono", t_max=100)
+    total = lstm.bias_ih_l0 + lstm.bias_hh_l0
+    b_f = total[500:1000]
+    assert torch.all(b_f >= 0) and torch.all(b_f <= torch.log(torch.tensor(99.0)))
+    assert b_f.max() > 4.0  # forget gate sigmoid(b_f) up to ~0.99: memory over ~100 steps
+    assert torch.equal(total[:500], -b_f)
+
+
+def test_lstm_init_rejects_bad_use():
+    init_lstm_gates(GRU(3, 4), "torch")  # no-op for any cell
+    with pytest.raises(ValueError, match="LSTM cells only"):
+        init_lstm_gates(GRU(3, 4), "forget_bias")
+    with pytest.raises(ValueError, match="t_max"):
+        init_lstm_gates(LSTM(3, 4), "chrono")
+    with pytest.raises(ValueError, match="unknown lstm_init"):
+        init_lstm_gates(LSTM(3, 4), "orthogonal")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

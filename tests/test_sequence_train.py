@@ -28,7 +28,7 @@ def one_thread():
                                          ("caption_colour", "accuracy"), ("paraphrase", "exact_beam2")])
 def test_every_task_builds_trains_and_reports_its_metric_and_baseline(name, metric):
     problem = build_problem(name, TINY[name])
-    model = problem.build_model("lstm", {**MODEL, "forget_bias": 1.0})
+    model = problem.build_model("lstm", {**MODEL, "lstm_init": "chrono"})
     result = train(problem, model, {**LOOP, "beam_size": 2}, seed_everything(0))
     assert result["steps"] == 2 and len(result["history"]) == 2
     assert metric in result["final"] and result["baseline"]

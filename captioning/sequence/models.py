@@ -19,24 +19,37 @@ from captioning.cells import build_rnn
 from captioning.vocab import PAD
 
 
-def set_forget_bias(rnn: nn.Module, value: float | None) -> None:
-    """Start every LSTM forget gate's total bias (b_ih + b_hh) at ``value``; None keeps torch's init.
+LSTM_INITS = ("torch", "forget_bias", "chrono")
 
-    A forget bias near 1 (Gers et al. 2000; Jozefowicz et al. 2015) makes f ~ 0.73 at init, so the
-    cell state, and its gradient, decays slowly from the first update on.
+
+def init_lstm_gates(rnn: nn.Module, scheme: str = "torch", forget_bias: float = 1.0, t_max: int | None = None) -> None:
+    """Initialise an LSTM's gate biases; every scheme sets the total bias b_ih + b_hh of a gate.
+
+    * ``torch``: leave torch's uniform init (forget gate ~ 0.5, so memory halves every step);
+    * ``forget_bias``: forget bias ``forget_bias`` (1 in Gers et al. 2000, Jozefowicz et al. 2015);
+    * ``chrono`` (Tallec & Ollivier 2018): b_f ~ log U(1, t_max - 1) and b_i = -b_f, so the units'
+      memory time-scales spread up to ``t_max`` steps, the longest dependency expected.
     """
-    if value is None:
+    if scheme not in LSTM_INITS:
+        raise ValueError(f"unknown lstm_init {scheme!r}; choose one of {LSTM_INITS}")
+    if scheme == "torch":
         return
-    if not hasattr(rnn, "layer_weights") or rnn.gate_count != 4:
-        raise ValueError(f"forget_bias applies to LSTM cells only, not {type(rnn).__name__}: set it to null")
-    hidden = rnn.hidden_size
+    if getattr(rnn, "gate_count", None) != 4 or not hasattr(rnn, "layer_weights"):
+        raise ValueError(f"lstm_init {scheme!r} applies to LSTM cells only, not {type(rnn).__name__}: use 'torch'")
+    if scheme == "chrono" and (t_max is None or t_max < 3):
+        raise ValueError(f"lstm_init 'chrono' needs t_max >= 3 (the longest dependency), got {t_max}")
+    H = rnn.hidden_size
     with torch.no_grad():
         for layer in range(rnn.num_layers):
             _, _, b_ih, b_hh = rnn.layer_weights(layer)
             if b_ih is None:
-                raise ValueError("forget_bias needs an LSTM with bias=True")
-            b_ih[hidden : 2 * hidden] = value  # gate order i, f, g, o
-            b_hh[hidden : 2 * hidden] = 0.0
+                raise ValueError(f"lstm_init {scheme!r} needs an LSTM with bias=True")
+            if scheme == "forget_bias":
+                b_f = torch.full((H,), float(forget_bias))
+            else:
+                b_f = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0))
+                b_ih[:H], b_hh[:H] = -b_f, 0.0  # gate order i, f, g, o
+            b_ih[H : 2 * H], b_hh[H : 2 * H] = b_f, 0.0
 
 
 def token_lengths(tokens: Tensor) -> Tensor:
@@ -49,15 +62,17 @@ class ManyToOne(nn.Module):
 
     Inputs are float vectors [B, T, input_size], or token ids [B, T] when ``vocab_size`` > 0 (then
     an embedding of width ``input_size`` comes first and padding is found from PAD ids).
+    ``lstm_init`` / ``forget_bias`` / ``t_max``: see ``init_lstm_gates``.
     """
 
     def __init__(self, cell: str, input_size: int, output_size: int, hidden_size: int, num_layers: int = 1,
-                 vocab_size: int = 0, backend: str = "fused", forget_bias: float | None = None) -> None:
+                 vocab_size: int = 0, backend: str = "fused", lstm_init: str = "torch", forget_bias: float = 1.0,
+                 t_max: int | None = None) -> None:
         super().__init__()
         self.cell, self.output_size = cell, output_size
         self.embed = nn.Embedding(vocab_size, input_size, padding_idx=PAD) if vocab_size > 0 else None
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, batch_first=True, backend=backend)
-        set_forget_bias(self.rnn, forget_bias)
+        init_lstm_gates(self.rnn, lstm_init, forget_bias, t_max)
         self.head = nn.Linear(hidden_size, output_size)
 
     def final_hidden(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -79,7 +94,8 @@ class Seq2Seq(nn.Module):
     """Encoder RNN -> final state -> decoder RNN of the same cell and size; separate embeddings."""
 
     def __init__(self, cell: str, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 backend: str = "fused", forget_bias: float | None = None, target_vocab_size: int | None = None) -> None:
+                 backend: str = "fused", lstm_init: str = "torch", forget_bias: float = 1.0, t_max: int | None = None,
+                 target_vocab_size: int | None = None) -> None:
         super().__init__()
         target_vocab_size = target_vocab_size or vocab_size
         self.cell = cell
@@ -89,7 +105,7 @@ class Seq2Seq(nn.Module):
         self.encoder = build_rnn(cell, embed_dim, hidden_size, **kw)
         self.decoder = build_rnn(cell, embed_dim, hidden_size, **kw)
         for rnn in (self.encoder, self.decoder):
-            set_forget_bias(rnn, forget_bias)
+            init_lstm_gates(rnn, lstm_init, forget_bias, t_max)
         self.out = nn.Linear(hidden_size, target_vocab_size)
 
     def init_state(self, src: Tensor) -> Any:

@@ -54,9 +54,13 @@ class Problem:
         return self.sample(n, generator)
 
     def build_model(self, cell: str, model_cfg: Mapping[str, Any]) -> nn.Module:
-        """A ManyToOne or Seq2Seq model sized for this task; ``model_cfg`` holds the free sizes."""
+        """A ManyToOne or Seq2Seq model sized for this task; ``model_cfg`` holds the free sizes.
+
+        Chrono LSTM init uses ``model_cfg.t_max`` or, when unset, the task's longest sequence.
+        """
         kw = dict(hidden_size=model_cfg["hidden_size"], num_layers=model_cfg.get("num_layers", 1),
-                  backend=model_cfg.get("backend", "fused"), forget_bias=model_cfg.get("forget_bias"))
+                  backend=model_cfg.get("backend", "fused"), lstm_init=model_cfg.get("lstm_init", "torch"),
+                  forget_bias=model_cfg.get("forget_bias", 1.0), t_max=model_cfg.get("t_max") or self.sizes["horizon"])
         if self.kind == "seq2seq":
             return Seq2Seq(cell, self.sizes["vocab_size"], model_cfg["embed_dim"], **kw)
         input_size = model_cfg["embed_dim"] if self.sizes.get("vocab_size") else self.sizes["input_size"]
@@ -124,7 +128,8 @@ def adding(cfg: Mapping[str, Any]) -> Problem:
     # the same baseline measured on this test set (predict the mean, 1)
     baseline["mse_measured"] = (test[1] - 1.0).pow(2).mean().item()
     baseline["accuracy_measured"] = ((test[1] - 1.0).abs() < tol).float().mean().item()
-    return Problem("adding", "regression", sample, test, baseline, {"input_size": 2, "output_size": 1}, tolerance=tol)
+    return Problem("adding", "regression", sample, test, baseline, {"input_size": 2, "output_size": 1, "horizon": T},
+                   tolerance=tol)
 
 
 def _disjoint(train: list, test: list, key: Callable = lambda p: tuple(p[0])) -> list:
@@ -144,7 +149,7 @@ def caption_colour(cfg: Mapping[str, Any]) -> Problem:
     x_te, y_te = encode([t for t, _ in test]), torch.tensor([lab for _, lab in test])
     majority = Counter(tr_lab).most_common(1)[0][0]
     baseline = {"accuracy": (y_te == majority).float().mean().item()}
-    sizes = {"vocab_size": len(vocab), "output_size": len(tasks.SHAPES_DEFAULTS["colours"])}
+    sizes = {"vocab_size": len(vocab), "output_size": len(tasks.SHAPES_DEFAULTS["colours"]), "horizon": x_tr.size(1)}
     return Problem("caption_colour", "classification", fixed_sampler(x_tr, y_tr), (x_te, y_te), baseline, sizes, vocab)
 
 
@@ -155,7 +160,8 @@ def _seq2seq(name: str, train: list, test: list, vocab: Vocabulary, max_len: int
     test_batch = (src(test), tgt(test))
     baseline = {"exact_copy": sum(s == t for s, t in test) / len(test)}
     sample = sample or fixed_sampler(src(train), tgt(train))
-    return Problem(name, "seq2seq", sample, test_batch, baseline, {"vocab_size": len(vocab)}, vocab)
+    horizon = max(max(len(s), len(t)) for s, t in train + test) + 2
+    return Problem(name, "seq2seq", sample, test_batch, baseline, {"vocab_size": len(vocab), "horizon": horizon}, vocab)
 
 
 def reverse(cfg: Mapping[str, Any]) -> Problem:
