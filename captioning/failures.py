@@ -211,7 +211,7 @@ def render_contact_sheet(report: FailureReport, path: str | Path, thumb_size: in
 
     cases = report.worst or report.random
     rows = max(1, -(-len(cases) // columns))
-    fig = Figure(figsize=(2.6 * columns, 3.3 * rows + 0.5))
+    fig = Figure(figsize=(2.6 * columns, 4.0 * rows + 0.6))  # room under each image for 6 lines of text
     FigureCanvasAgg(fig)  # a canvas without pyplot: no global backend state is touched
     fig.suptitle(f"{report.split}: worst {len(cases)} by {report.rank_by}", fontsize=12)
     for k, case in enumerate(cases):
