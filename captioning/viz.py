@@ -107,6 +107,29 @@ def record_decoder(rnn: nn.Module, embed: Callable[[Tensor], Tensor], token_ids:
     return record(rnn, inputs, init_state)[2]
 
 
+def render_decoder(words: Sequence[str], rec: Recording, out_dir: str | Path, units: Sequence[str] = (),
+                   top: int = 12, name: str = "decoder") -> list[str]:
+    """Heatmap PNG and HTML of decoder cells per word; by default the ``top`` cells that vary most.
+
+    ``words[t]`` labels step t (e.g. the input token, or the word generated from that state). Returns
+    the cell labels shown.
+    """
+    acts, labels = rec.cells()
+    if len(words) != acts.shape[0]:
+        raise ValueError(f"{len(words)} words for {acts.shape[0]} recorded steps")
+    index = {label: j for j, label in enumerate(labels)}
+    missing = [u for u in units if u not in index]
+    if missing:
+        raise ValueError(f"unknown cells {missing}: labels look like {labels[0]!r} .. {labels[-1]!r}")
+    cols = [index[u] for u in units] or list(np.argsort(-acts.std(axis=0))[:top])
+    shown = [labels[j] for j in cols]
+    out = Path(out_dir)
+    heatmap_png(acts[:, cols].T, shown, list(words), out / f"{name}.png", title="decoder cells per word")
+    cells_html(list(words), [(f"cell {labels[j]}", acts[:, j]) for j in cols], out / f"{name}.html",
+               title="decoder cells per word", sep=" ")
+    return shown
+
+
 # -- gate statistics -------------------------------------------------------------------------------
 
 

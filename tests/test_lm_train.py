@@ -45,7 +45,7 @@ def test_resume_continues_exactly(tmp_path):
     train(first, corpus, tiny_config(max_steps=5), tmp_path / "b")
     resumed = fresh()  # a new process would start from a new model; the checkpoint restores it
     result = train(resumed, corpus, tiny_config(max_steps=12), tmp_path / "b", resume=True)
-    assert result.steps == 12
+    assert result.steps == 12 and [h.get("final", False) for h in result.history] == [True]
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
     with pytest.raises(ValueError, match="seq_len"):

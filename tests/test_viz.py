@@ -8,7 +8,7 @@ from captioning.cells import GRU, LSTM
 from captioning.lm.model import CharRNN
 from captioning.lm.visualize import visualize_lm
 from captioning.lm.vocab import CharVocab
-from captioning.viz import (cells_html, gate_saturation, heatmap_png, record_decoder, record_text,
+from captioning.viz import (cells_html, gate_saturation, heatmap_png, record_decoder, record_text, render_decoder,
                             saturation_scatter_png, text_activation_png)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,6 +68,21 @@ def test_record_decoder_from_an_initial_state(cls):
     assert np.allclose(rec.h[0, -1], h_n[0, 0].detach().numpy(), atol=1e-5)
     zero_start = record_decoder(rnn, embed, ids)
     assert not np.allclose(zero_start.h[0, 0], rec.h[0, 0])  # the initial state matters
+
+
+def test_render_decoder_words(tmp_path):
+    torch.manual_seed(0)
+    rnn, embed = LSTM(6, 5, backend="fused"), torch.nn.Embedding(10, 6)
+    rec = record_decoder(rnn, embed, [1, 4, 7, 2])
+    words = ["<start>", "a", "red", "circle"]
+    shown = render_decoder(words, rec, tmp_path, top=3)
+    acts, labels = rec.cells()
+    assert shown == [labels[j] for j in np.argsort(-acts.std(axis=0))[:3]]
+    assert (tmp_path / "decoder.png").read_bytes()[:8] == PNG_MAGIC
+    assert "circle" in (tmp_path / "decoder.html").read_text()
+    assert render_decoder(words, rec, tmp_path, units=["c0.1"]) == ["c0.1"]
+    with pytest.raises(ValueError, match="3 words for 4"):
+        render_decoder(words[:3], rec, tmp_path)
 
 
 def test_visualize_lm_writes_the_report(tmp_path):

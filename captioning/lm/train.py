@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -106,14 +107,23 @@ def evaluate(model: CharRNN, data: Tensor, batch_size: int, seq_len: int) -> flo
     return total / count
 
 
-def _checkpoint(model: CharRNN, corpus: Corpus, opt, cfg: TrainConfig, step: int, seconds: float,
-                state, history: list[dict]) -> dict:
-    return {"model": model.state_dict(), "model_config": model.config, "vocab": corpus.vocab.state_dict(),
-            "optimizer": opt.state_dict(), "train_config": asdict(cfg), "step": step, "seconds": seconds,
-            "state": state, "history": history, "rng": torch.get_rng_state()}
+@dataclass
+class RunState:
+    """Where a run is: saved in checkpoints so that a resumed run continues exactly."""
+
+    step: int = 0
+    seconds: float = 0.0  # wall time of the training loop so far (steps and periodic validation)
+    state: Any = None  # the recurrent state carried into the next chunk
+    history: list[dict] = field(default_factory=list)
 
 
-def _resume(path: Path, model: CharRNN, opt, cfg: TrainConfig) -> tuple[int, float, object, list[dict]]:
+def _save(path: Path, model: CharRNN, corpus: Corpus, opt, cfg: TrainConfig, run: RunState) -> None:
+    atomic_save_torch({"model": model.state_dict(), "model_config": model.config,
+                       "vocab": corpus.vocab.state_dict(), "optimizer": opt.state_dict(),
+                       "train_config": asdict(cfg), "run": asdict(run), "rng": torch.get_rng_state()}, path)
+
+
+def _resume(path: Path, model: CharRNN, opt, cfg: TrainConfig) -> RunState:
     ckpt = load_checkpoint(path)
     old = ckpt["train_config"]
     if (old["batch_size"], old["seq_len"]) != (cfg.batch_size, cfg.seq_len):
@@ -122,66 +132,77 @@ def _resume(path: Path, model: CharRNN, opt, cfg: TrainConfig) -> tuple[int, flo
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"])
-    log.info("resumed %s at step %d (%.1f s)", path, ckpt["step"], ckpt["seconds"])
-    return ckpt["step"], ckpt["seconds"], ckpt["state"], ckpt["history"]
+    run = RunState(**ckpt["run"])
+    run.history = [h for h in run.history if not h.get("final")]  # the new run ends with its own
+    log.info("resumed %s at step %d (%.1f s)", path, run.step, run.seconds)
+    return run
+
+
+def _train_step(model: CharRNN, opt, x: Tensor, y: Tensor, state, grad_clip: float) -> tuple[float, Any]:
+    """One truncated-BPTT step on a chunk; returns the loss and the detached state for the next chunk."""
+    logits, state = model(x, state)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item(), detach_state(state)  # keep the state, cut its history
+
+
+def _set_lr(opt, run: RunState, cfg: TrainConfig) -> float:
+    """The learning rate for this step; progress is the larger of the step and time fractions used."""
+    progress = max(run.step / cfg.max_steps, run.seconds / cfg.max_seconds if cfg.max_seconds else 0.0)
+    lr = lr_at(progress, run.step, cfg)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def train(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:
-    """Train ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``."""
+    """Train ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``.
+
+    Sets torch's thread count to ``cfg.threads`` (if given) for the whole process.
+    """
     out_dir, ckpt_path = Path(out_dir), Path(out_dir) / CHECKPOINT
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len)
     val_subset = corpus.val[: cfg.eval_chars + 1] if cfg.eval_chars else corpus.val
     opt = make_optimizer(model, cfg)
-    step, seconds, state, history = 0, 0.0, None, []
-    if resume and ckpt_path.exists():
-        step, seconds, state, history = _resume(ckpt_path, model, opt, cfg)
-    save = lambda: atomic_save_torch(_checkpoint(model, corpus, opt, cfg, step, seconds, state, history), ckpt_path)  # noqa: E731
+    run = _resume(ckpt_path, model, opt, cfg) if resume and ckpt_path.exists() else RunState()
     model.train()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not sys.stderr.isatty(), desc="train", unit="step")
-    t0, train_seconds, running, first_step = time.perf_counter() - seconds, 0.0, [], step
-    while step < cfg.max_steps and (cfg.max_seconds is None or seconds < cfg.max_seconds):
-        chunk = step % len(batches)
+    bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not sys.stderr.isatty(), desc="train", unit="step")
+    t0, train_seconds, first_step, losses = time.perf_counter() - run.seconds, 0.0, run.step, []
+    while run.step < cfg.max_steps and (cfg.max_seconds is None or run.seconds < cfg.max_seconds):
+        chunk = run.step % len(batches)
         if chunk == 0:
-            state = None  # a new epoch starts every stream from its beginning
-        x, y = batches[chunk]
-        progress = max(step / cfg.max_steps, seconds / cfg.max_seconds if cfg.max_seconds else 0.0)
-        lr = lr_at(progress, step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
+            run.state = None  # a new epoch starts every stream from its beginning
+        lr = _set_lr(opt, run, cfg)
         t_step = time.perf_counter()
-        logits, state = model(x, state)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        state = detach_state(state)  # truncated BPTT: keep the state, cut its history
+        loss, run.state = _train_step(model, opt, *batches[chunk], run.state, cfg.grad_clip)
         train_seconds += time.perf_counter() - t_step
-        step += 1
-        running.append(loss.item())
-        seconds = time.perf_counter() - t0
+        run.step, run.seconds = run.step + 1, time.perf_counter() - t0
+        losses.append(loss)
         bar.update()
-        if step % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{sum(running) / len(running):.3f}", lr=f"{lr:.2e}")
-        if step % cfg.eval_every == 0:
+        if run.step % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{lr:.2e}")
+        if run.step % cfg.eval_every == 0:
             val = evaluate(model, val_subset, cfg.eval_batch_size, cfg.eval_seq_len)
-            history.append({"step": step, "seconds": round(seconds, 2), "lr": lr,
-                            "train_loss": sum(running) / len(running), "val_loss": val})
-            running = []
-            log.info("step %d  %.1fs  train %.4f  val %.4f  lr %.2e", step, seconds,
-                     history[-1]["train_loss"], val, lr)
-            save_json(history, out_dir / "history.json")
-            seconds = time.perf_counter() - t0
-        if step % cfg.checkpoint_every == 0:
-            save()
+            run.history.append({"step": run.step, "seconds": round(run.seconds, 2), "lr": lr,
+                                "train_loss": sum(losses) / len(losses), "val_loss": val})
+            log.info("step %d  %.1fs  train %.4f  val %.4f  lr %.2e", run.step, run.seconds,
+                     run.history[-1]["train_loss"], val, lr)
+            save_json(run.history, out_dir / "history.json")
+            losses = []
+        if run.step % cfg.checkpoint_every == 0:
+            _save(ckpt_path, model, corpus, opt, cfg, run)
     bar.close()
     val_data = corpus.val[: cfg.final_eval_chars + 1] if cfg.final_eval_chars else corpus.val
     final = evaluate(model, val_data, cfg.eval_batch_size, cfg.eval_seq_len)
-    history.append({"step": step, "seconds": round(seconds, 2), "val_loss": final, "final": True})
-    log.info("done: %d steps in %.1fs, validation loss %.4f nats/char", step, seconds, final)
-    save()
-    save_json(history, out_dir / "history.json")
-    chars_per_s = ((step - first_step) * cfg.batch_size * cfg.seq_len / train_seconds) if train_seconds else 0.0
-    return TrainResult(final, step, seconds, chars_per_s, str(ckpt_path), history)
+    run.history.append({"step": run.step, "seconds": round(run.seconds, 2), "val_loss": final, "final": True})
+    log.info("done: %d steps in %.1fs, validation loss %.4f nats/char", run.step, run.seconds, final)
+    _save(ckpt_path, model, corpus, opt, cfg, run)
+    save_json(run.history, out_dir / "history.json")
+    chars = (run.step - first_step) * cfg.batch_size * cfg.seq_len
+    return TrainResult(final, run.step, run.seconds, chars / train_seconds if train_seconds else 0.0,
+                       str(ckpt_path), run.history)
