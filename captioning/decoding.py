@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -139,7 +140,7 @@ def decode_batched(decoder: CaptionDecoder, features, batch_size: int = 500, **k
     decoder.eval()
     tokens, scores, beams = [], [], []
     for start in range(0, len(features), batch_size):
-        chunk = torch.as_tensor(features[start : start + batch_size]).float()
+        chunk = torch.as_tensor(np.asarray(features[start : start + batch_size], dtype=np.float32).copy())
         out = decode(decoder, chunk, **kwargs)
         tokens += out.tokens
         scores += out.scores

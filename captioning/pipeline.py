@@ -1,0 +1,120 @@
+"""The main job, start to finish: data -> features -> training -> evaluation -> metrics.json + summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
+from captioning.io import save_json
+from captioning.model import decoder_from_checkpoint, load_checkpoint
+from captioning.train import train
+
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = ["Bleu_1", "Bleu_4", "CIDEr", "acc_count", "acc_colour", "acc_shape", "acc_size",
+                   "acc_position", "acc_relation"]
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse impossible values before any work starts."""
+    s, d = cfg.schedule, cfg.decoder
+    problems = []
+    if s.epochs < 1 or s.batch_size < 1 or s.lr <= 0:
+        problems.append(f"schedule needs epochs >= 1, batch_size >= 1, lr > 0 (got {s.epochs}, {s.batch_size}, {s.lr})")
+    if d.hidden_size < 1 or d.embed_dim < 1 or cfg.cell.num_layers < 1:
+        problems.append("decoder.hidden_size, decoder.embed_dim and cell.num_layers must be >= 1")
+    if not 0 <= d.dropout < 1:
+        problems.append(f"decoder.dropout must be in [0, 1), got {d.dropout}")
+    if cfg.decoding.method == "beam" and cfg.decoding.beam_size < 1:
+        problems.append(f"decoding.beam_size must be >= 1, got {cfg.decoding.beam_size}")
+    if cfg.data.max_caption_len < 1:
+        problems.append(f"data.max_caption_len must be >= 1, got {cfg.data.max_caption_len}")
+    if cfg.on_bad_image not in ("fail", "skip"):
+        problems.append(f"on_bad_image must be fail or skip, got {cfg.on_bad_image!r}")
+    if problems:
+        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> cuda when available, else cpu; a clear error when cuda is asked for but absent."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA GPU is visible: use device=cpu or device=auto")
+    return name
+
+
+def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
+    """Train on ``cfg`` in ``run_dir`` and evaluate; returns {split: metrics}."""
+    t_start = time.time()
+    check_config(cfg)
+    run_dir = Path(run_dir)
+    cfg.device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    vocab = None
+    if cfg.get("resume"):  # the vocabulary is part of the model: reuse the run's own
+        vocab = decoder_from_checkpoint(load_checkpoint(cfg.resume))[1]
+    d = cfg.data
+    needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
+    prepared = prepare(cfg, vocab=vocab, splits_needed=needed)
+    log.info("data: %s; vocabulary %d words; features %d-d (%s)",
+             {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,
+             prepared.encoder_key)
+    t_train = time.time()
+    history = train(cfg, prepared, run_dir, logger)
+    t_eval = time.time()
+    decoder, vocab = decoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"))
+    results = evaluate_all(cfg, prepared, decoder, run_dir)
+    results["_run"] = {"best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
+                       "bad_images": prepared.bad_images, "seconds_prepare": t_train - t_start,
+                       "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,
+                       "seconds_total": time.time() - t_start}
+    save_json(results, run_dir / "metrics.json")
+    print(summary_table(results))
+    if logger:
+        logger.summary(results)
+    return results
+
+
+def evaluate_all(cfg: Any, prepared, decoder, run_dir: Path) -> dict:
+    """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}."""
+    from captioning import baselines
+
+    eval_cfg, metrics_cfg = to_dict(cfg.evaluate), to_dict(cfg.metrics)
+    max_len = cfg.data.max_caption_len
+    train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
+    results = {}
+    for split in cfg.data.eval_splits:
+        records, feats = prepared.splits[split], prepared.features[split]
+        hyps = generate(decoder, prepared.vocab, records, feats, to_dict(cfg.decoding), max_len)
+        results[split] = evaluate_split(split, hyps, records, run_dir / "eval", metrics_cfg, eval_cfg)
+        for name in eval_cfg.get("baselines", []):
+            if name == "nearest_neighbour":
+                caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg["nn_k"])
+            elif name == "most_frequent":
+                caps = [baselines.most_frequent(train_caps)] * len(records)
+            else:
+                raise ValueError(f"Unknown baseline {name!r}: choose nearest_neighbour or most_frequent")
+            hyp_b = {r.image_id: c for r, c in zip(records, caps)}
+            results[f"{name}/{split}"] = evaluate_split(f"{name}_{split}", hyp_b, records,
+                                                        run_dir / "eval" / "baselines", metrics_cfg, eval_cfg)
+    return results
+
+
+def summary_table(results: dict) -> str:
+    """A fixed-width table: one row per (model or baseline, split), the main metrics as columns."""
+    rows = [k for k in results if not k.startswith("_")]
+    cols = [c for c in SUMMARY_COLUMNS if any(c in results[r] for r in rows)]
+    width = max(len(r) for r in rows) if rows else 10
+    lines = [f"{'':{width}}  " + "  ".join(f"{c.replace('acc_', ''):>9}" for c in cols)]
+    for r in rows:
+        vals = [results[r].get(c) for c in cols]
+        lines.append(f"{r:{width}}  " + "  ".join(f"{v:9.3f}" if v is not None else f"{'-':>9}" for v in vals))
+    return "\n".join(lines)

@@ -1,0 +1,28 @@
+"""Train a caption decoder and evaluate it: `python scripts/train.py [group=choice ...] [key=value ...]`.
+
+With no arguments: generates the synthetic shapes data, extracts EfficientNet-Lite0 features, trains
+an LSTM decoder and evaluates on test and test_novel. See configs/train.yaml for every option;
+`python scripts/train.py --help` lists the config groups and their choices.
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from captioning.loggers import build_logger
+from captioning.pipeline import run
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = HydraConfig.get().runtime.output_dir
+    logger = build_logger(cfg, run_dir)
+    try:
+        run(cfg, run_dir, logger)
+    finally:
+        if logger:
+            logger.finish()
+
+
+if __name__ == "__main__":
+    main()
