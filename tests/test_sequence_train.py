@@ -61,3 +61,27 @@ def test_stop_rule_and_unknown_names():
         reached({"mse": 0.0}, "bleu", 1.0)
     with pytest.raises(ValueError, match="unknown sequence task"):
         build_problem("sorting", {})
+
+
+def test_configs_compose_for_every_task_and_cell_and_run_task_saves_its_outputs(tmp_path):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from captioning.sequence.train import run_task
+
+    config_dir = str(Path(__file__).resolve().parents[1] / "configs" / "sequence")
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        for task in ("adding", "reverse", "caption_colour", "paraphrase"):
+            for cell in ("rnn", "lstm", "gru"):
+                cfg = compose("sequence", overrides=[f"task={task}", f"cell={cell}", "seq_len=12"])
+                assert cfg.task.name == task and cfg.cell.name == cell
+        cfg = compose("sequence", overrides=["task=reverse", "cell=lstm", "task.n_test=8", "model.hidden_size=8",
+                                             "train.max_steps=2", "train.eval_every=1", "examples=2",
+                                             f"out_dir={tmp_path}"])
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    result = run_task(plain, tmp_path)
+    assert result["steps"] == 2 and len(result["examples"]) == 2
+    assert set(result["examples"][0]) == {"source", "output", "reference"}
+    assert (tmp_path / "result.json").exists() and (tmp_path / "model.pt").exists()

@@ -92,6 +92,15 @@ class Problem:
         finally:
             model.train(was_training)
 
+    @torch.no_grad()
+    def examples(self, model: nn.Module, n: int) -> list[dict[str, str]]:
+        """The first ``n`` test pairs of a seq2seq task as text: source, greedy output, reference."""
+        src, tgt = self.test[0][:n], self.test[1][:n]
+        model.eval()
+        hyp = decoding.greedy(model, src, max_len=tgt.size(1)).tokens
+        return [{"source": self.vocab.decode(s), "output": self.vocab.decode(h), "reference": self.vocab.decode(r)}
+                for s, h, r in zip(src.tolist(), hyp, tgt.tolist())]
+
 
 def _strip_target(row: Sequence[int]) -> list[int]:
     """A target row [START, ids..., END, PAD...] -> ids."""

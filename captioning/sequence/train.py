@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from captioning.sequence.problems import Problem
+from captioning.io import atomic_save_torch, save_json
+from captioning.sequence.problems import Problem, build_problem, seed_everything
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = ("mse", "loss")
@@ -59,3 +61,26 @@ def train(problem: Problem, model: nn.Module, cfg: Mapping[str, Any], generator:
     final = problem.evaluate(model, beam_size=cfg.get("beam_size", 0))
     return {"task": problem.name, "steps": step, "seconds": time.perf_counter() - start,
             "final": final, "baseline": problem.baseline, "history": history}
+
+
+def run_task(cfg: Mapping[str, Any], run_dir: str | Path | None = None,
+             on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Build ``cfg.task`` and a ``cfg.cell`` model, train it, and (if ``run_dir``) save result + weights.
+
+    ``cfg`` is the plain-dict form of configs/sequence/sequence.yaml. Returns ``train``'s result with
+    the task's config and, for seq2seq tasks, a few decoded test examples.
+    """
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    problem = build_problem(cfg["task"]["name"], cfg["task"])
+    generator = seed_everything(cfg["seed"])
+    cell = dict(cfg["cell"])
+    model = problem.build_model(cell.pop("name"), {**cfg["model"], **cell})
+    result = train(problem, model, cfg["train"], generator, on_eval)
+    result["config"] = dict(cfg)
+    if problem.kind == "seq2seq":
+        result["examples"] = problem.examples(model, cfg.get("examples", 5))
+    if run_dir is not None:
+        save_json(result, Path(run_dir) / "result.json")
+        atomic_save_torch({"model": model.state_dict(), "config": dict(cfg)}, Path(run_dir) / "model.pt")
+    return result

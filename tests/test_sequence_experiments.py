@@ -1,0 +1,60 @@
+"""The long-term-dependency sweep end to end at toy size: rows, curves, markdown, PNG, json."""
+
+import json
+
+import pytest
+import torch
+
+from captioning.sequence.experiments import FIGURE, length_sweep, markdown_report, write_report
+
+CFG = {
+    "seed": 0,
+    "lengths": [6, 8],
+    "variants": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm", "lstm_init": "chrono"}},
+    "task": {"placement": "hochreiter", "tolerance": 0.04, "n_test": 50},
+    "model": {"hidden_size": 4, "num_layers": 1, "backend": "fused"},
+    "train": {"batch_size": 8, "lr": 0.01, "max_steps": 3, "eval_every": 3, "clip": 1.0,
+              "stop_metric": "mse", "stop_value": 0.001},
+    "solved_fraction": 0.05,
+    "probe": {"train_len": 8, "length": 12, "n": 4},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_sweep_writes_table_figure_and_json(tmp_path):
+    seen = []
+    result = length_sweep(CFG, progress=seen.append)
+    assert [(r["variant"], r["seq_len"]) for r in result["rows"]] == [("rnn", 6), ("rnn", 8), ("lstm", 6), ("lstm", 8)]
+    assert seen == result["rows"]
+    for curves in result["curves"].values():
+        assert len(curves["init"]) == len(curves["trained"]) == 13  # k = 0 .. 12
+        assert curves["init"] != curves["trained"]
+    written = write_report(result, CFG, tmp_path / "run", tmp_path / "docs", "python scripts/long_term_dependency.py")
+    md = (tmp_path / "docs" / "long_term_dependency.md").read_text()
+    assert f"figures/{FIGURE}" in md and "| 8 | 0.1667 (8%) |" in md and "| lstm | init |" in md
+    for d in ("run", "docs"):
+        assert (tmp_path / d / "figures" / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "run" / "long_term_dependency.json").read_text())
+    assert saved["rows"][0]["variant"] == "rnn" and len(written) == 5
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_bold_marks_only_solved_runs():
+    row = {"variant": "gru", "seq_len": 10, "mse": 0.001, "accuracy": 0.9, "solved": True, "mse_ratio": 0.006,
+           "steps": 5, "seconds": 1.0}
+    result = {"rows": [row, {**row, "variant": "rnn", "mse": 0.16, "solved": False}], "curves": {},
+              "baseline": {"mse": 1 / 6, "accuracy": 0.0784}}
+    md = markdown_report(result, {**CFG, "lengths": [10]}, "x.png", "cmd")
+    assert "| 10 | 0.1667 (8%) | **0.0010** (90%) | 0.1600 (90%) |" in md
+
+
+def test_probe_length_must_be_trained():
+    with pytest.raises(ValueError, match="probe.train_len"):
+        length_sweep({**CFG, "probe": {**CFG["probe"], "train_len": 7}})
