@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure  # not pyplot: no display needed, and a notebook's backend is left alone
+from matplotlib.patches import Rectangle
+from torch import Tensor, nn
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-from captioning.cells import AllStates  # noqa: E402
-from captioning.io import atomic_write  # noqa: E402
-from captioning.lm.model import CharRNN  # noqa: E402
-from captioning.lm.vocab import CharVocab  # noqa: E402
+from captioning.cells import AllStates
+from captioning.io import atomic_write
+from captioning.lm.model import CharRNN
+from captioning.lm.vocab import CharVocab
 
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9  # the paper's thresholds for left/right saturated gates
 
@@ -144,7 +143,8 @@ def saturation_scatter_png(saturation: dict[str, tuple[np.ndarray, np.ndarray]],
     """The paper's figure 3: one panel per gate, one dot per unit, coloured by layer."""
     if not saturation:
         raise ValueError("no gates to plot: a vanilla RNN has none (use an LSTM or GRU)")
-    fig, axes = plt.subplots(1, len(saturation), figsize=(3.2 * len(saturation), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(saturation), 3.4))
+    axes = fig.subplots(1, len(saturation), squeeze=False)
     for ax, (name, (left, right)) in zip(axes[0], saturation.items()):
         for layer in range(left.shape[0]):
             ax.scatter(left[layer], right[layer], s=6, alpha=0.6, label=f"layer {layer + 1}")
@@ -159,11 +159,10 @@ def saturation_scatter_png(saturation: dict[str, tuple[np.ndarray, np.ndarray]],
 # -- renderings ------------------------------------------------------------------------------------
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    """Write a matplotlib figure as PNG atomically, then close it."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as PNG atomically."""
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
 
 
 def activation_colour(value: float) -> str:
@@ -208,11 +207,12 @@ def text_activation_png(text: str, values: np.ndarray, path: str | Path, width: 
         rows[-1].append((ch, v))
         if ch == "\n":
             rows.append([])
-    fig, ax = plt.subplots(figsize=(width * 0.11, len(rows) * 0.22 + 0.4))
-    cmap = plt.get_cmap("bwr")
+    fig = Figure(figsize=(width * 0.11, len(rows) * 0.22 + 0.4))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["bwr"]
     for y, row in enumerate(rows):
         for x, (ch, v) in enumerate(row):
-            ax.add_patch(plt.Rectangle((x, -y - 1), 1, 1, color=cmap((np.clip(v, -1, 1) + 1) / 2), lw=0))
+            ax.add_patch(Rectangle((x, -y - 1), 1, 1, color=cmap((np.clip(v, -1, 1) + 1) / 2), lw=0))
             ax.text(x + 0.5, -y - 0.5, "↵" if ch == "\n" else ch, ha="center", va="center",
                     fontsize=7, family="monospace")
     ax.set(xlim=(0, width), ylim=(-len(rows), 0), title=title)
@@ -223,7 +223,8 @@ def text_activation_png(text: str, values: np.ndarray, path: str | Path, width: 
 def heatmap_png(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], path: str | Path,
                 title: str = "", max_col_labels: int = 120) -> None:
     """Cells (rows) against steps (columns) as a heatmap in [-1, 1]; steps labelled by their tokens."""
-    fig, ax = plt.subplots(figsize=(min(24, 1 + 0.12 * values.shape[1] + 2), 0.8 + 0.25 * values.shape[0]))
+    fig = Figure(figsize=(min(24, 1 + 0.12 * values.shape[1] + 2), 0.8 + 0.25 * values.shape[0]))
+    ax = fig.subplots()
     im = ax.imshow(values, aspect="auto", cmap="bwr", vmin=-1, vmax=1, interpolation="nearest")
     stride = max(1, len(col_labels) // max_col_labels)
     ax.set_xticks(range(0, len(col_labels), stride))

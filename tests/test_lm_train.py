@@ -52,6 +52,16 @@ def test_resume_continues_exactly(tmp_path):
         train(fresh(), corpus, tiny_config(max_steps=14, seq_len=8), tmp_path / "b", resume=True)
 
 
+def test_bf16_autocast_trains_fp32_parameters(tmp_path):
+    torch.manual_seed(0)
+    corpus = Corpus.from_text("hello world, hello there. " * 12)
+    model = CharRNN(len(corpus.vocab), "lstm", hidden_size=32, embedding_dim=8)
+    before = evaluate(model, corpus.train, 2, 16)
+    train(model, corpus, tiny_config(max_steps=40, precision="bf16"), tmp_path)
+    assert evaluate(model, corpus.train, 2, 16) < before - 1.0
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_lr_schedule_warms_up_and_decays_to_min():
     cfg = tiny_config(lr=1.0, min_lr=0.1, warmup_steps=4)
     assert lr_at(0.0, 0, cfg) == pytest.approx(0.25)
@@ -60,6 +70,8 @@ def test_lr_schedule_warms_up_and_decays_to_min():
     assert lr_at(1.0, 100, cfg) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
 
 
 def test_time_budget_stops_training(tmp_path):
