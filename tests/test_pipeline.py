@@ -1,38 +1,13 @@
 """The main job end to end on the tiny shapes set: artifacts, exact resume, the caption CLI and API."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from captioning.model import Captioner, load_checkpoint
 from captioning.pipeline import run
-
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-TINY = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "decoder.hidden_size=48", "decoder.embed_dim=24",
-        "encoder.batch_size=32", "encoder.num_workers=0"]
-
-
-def tiny_cfg(tmp_root: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=[*TINY, f"cache_dir={tmp_root / 'cache'}", *overrides])
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    os.environ["CAPTIONING_DATA"] = str(root / "data")
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_root):
-    run_dir = tiny_root / "run"
-    results = run(tiny_cfg(tiny_root), run_dir)
-    return run_dir, results
+from tests.conftest import tiny_cfg
 
 
 def test_main_job_writes_metrics_checkpoints_and_reports(tiny_run):

@@ -1,0 +1,31 @@
+"""scripts/evaluate.py's two modes: a checkpoint on a split, and a results file against annotations."""
+
+import json
+
+from hydra import compose, initialize_config_dir
+
+from captioning.evaluate import evaluate_checkpoint, score_results
+from tests.conftest import CONFIGS
+
+
+def eval_cfg(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("evaluate", overrides=["metrics=bleu", *overrides])
+
+
+def test_checkpoint_mode_reproduces_the_training_runs_metrics(tiny_run, tmp_path):
+    run_dir, results = tiny_run
+    out = evaluate_checkpoint(eval_cfg(f"checkpoint={run_dir}", "split=test_novel"), tmp_path)
+    # the same checkpoint, split and decoding settings as the training run's final evaluation
+    assert out["test_novel"]["Bleu_4"] == results["test_novel"]["Bleu_4"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == out
+    captions = json.loads((tmp_path / "results_test_novel.json").read_text())
+    assert {"image_id", "caption"} == set(captions[0])
+
+
+def test_score_mode_scores_any_results_file(tiny_run, tiny_root, tmp_path):
+    run_dir, results = tiny_run
+    annotations = tiny_root / "data" / "shapes_tiny" / "annotations" / "captions_test.json"
+    res = run_dir / "eval" / "results_test.json"
+    out = score_results(eval_cfg("mode=score", f"results={res}", f"annotations={annotations}"), tmp_path)
+    assert out["Bleu_4"] == results["test"]["Bleu_4"]
