@@ -34,6 +34,7 @@ def test_evaluate_carries_state_through_the_validation_text():
     model = CharRNN(len(corpus.vocab), "gru", hidden_size=16, embedding_dim=8)
     # one stream read in short or long chunks gives the same loss only if the state is carried
     assert evaluate(model, corpus.val, 1, 7) == pytest.approx(evaluate(model, corpus.val, 1, 500), abs=1e-5)
+    assert evaluate(model, corpus.val, 1, 7, carry_state=False) != pytest.approx(evaluate(model, corpus.val, 1, 7))
 
 
 def test_load_missing_checkpoint_is_clear(tmp_path):

@@ -97,14 +97,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: CharRNN, data: Tensor, batch_size: int, seq_len: int) -> float:
-    """Mean cross-entropy (nats per character) over ``data``, the state carried through each stream."""
+def evaluate(model: CharRNN, data: Tensor, batch_size: int, seq_len: int, carry_state: bool = True) -> float:
+    """Mean cross-entropy (nats per character) over ``data``, read as ``batch_size`` streams.
+
+    With ``carry_state`` the state runs through each whole stream (char-rnn's validation); without it,
+    every chunk of ``seq_len`` starts from zeros, so no prediction sees more than ``seq_len`` characters
+    of context (comparable with a transformer's block size, as in nanoGPT's estimate).
+    """
     was_training = model.training
     model.eval()
     batch_size = max(1, min(batch_size, (len(data) - 1) // seq_len))
     total, count, state = 0.0, 0, None
     for x, y in StreamBatches(data, batch_size, seq_len, drop_last=False):
-        logits, state = model(x, state)
+        logits, state = model(x, state if carry_state else None)
         total += nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was_training)
