@@ -49,10 +49,12 @@ def test_sweep_writes_table_figure_and_json(tmp_path):
 def test_bold_marks_only_solved_runs():
     row = {"variant": "gru", "seq_len": 10, "mse": 0.001, "accuracy": 0.9, "solved": True, "mse_ratio": 0.006,
            "steps": 5, "seconds": 1.0}
-    result = {"rows": [row, {**row, "variant": "rnn", "mse": 0.16, "solved": False}], "curves": {},
+    result = {"rows": [row, {**row, "variant": "rnn", "mse": 0.16, "solved": False, "mse_ratio": 0.96}], "curves": {},
               "baseline": {"mse": 1 / 6, "accuracy": 0.0784}}
     md = markdown_report(result, {**CFG, "lengths": [10]}, "x.png", "cmd")
     assert "| 10 | 0.1667 (8%) | **0.0010** (90%) | 0.1600 (90%) |" in md
+    assert "- gru: solved T = 10." in md
+    assert "- rnn: solved no length; at T = 10 the test MSE ended at 0.96-0.96 x the baseline's." in md
 
 
 def test_probe_length_must_be_trained():

@@ -109,6 +109,22 @@ def _pivot(rows: list[dict], lengths: list[int], baseline: Mapping[str, float]) 
     return lines
 
 
+def _findings(rows: list[dict]) -> list[str]:
+    """One bullet per variant: the lengths it solved, and how close to the baseline the others stayed."""
+    out = []
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        solved = [r["seq_len"] for r in mine if r["solved"]]
+        failed = [r for r in mine if not r["solved"]]
+        text = f"- {name}: solved T = {', '.join(map(str, solved))}" if solved else f"- {name}: solved no length"
+        if failed:
+            lo, hi = min(r["mse_ratio"] for r in failed), max(r["mse_ratio"] for r in failed)
+            text += (f"; at T = {', '.join(str(r['seq_len']) for r in failed)} the test MSE ended at "
+                     f"{lo:.2f}-{hi:.2f} x the baseline's")
+        out.append(text + ".")
+    return out
+
+
 def _at(curve: list[float], k: int) -> str:
     return f"{curve[k]:.1e}" if k < len(curve) else "-"
 
@@ -140,6 +156,8 @@ def markdown_report(result: Mapping[str, Any], cfg: Mapping[str, Any], figure: s
         "## Test MSE (accuracy) against sequence length",
         "",
         *_pivot(rows, list(cfg["lengths"]), base),
+        "",
+        *_findings(rows),
         "",
         "| variant | T | MSE | MSE / baseline | accuracy | steps | seconds |",
         "|---|---|---|---|---|---|---|",
