@@ -25,6 +25,7 @@ from captioning.data.images import ImageTransform
 SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid")
 RESIZE_MODES = ("squash", "center_crop")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast, ~2x faster on CPUs with avx512_bf16/AMX, features differ ~3%
 # Bump when the meaning of a feature changes without any config value changing.
 FEATURE_FORMAT = 1
 
@@ -34,12 +35,12 @@ class Encoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
                  weights_id: str, pool: str = "avg", grid_size: int = 2, trainable: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, precision: str = "fp32"):
         super().__init__()
         self.backbone, self.transform = backbone, transform
         self.name, self.source, self.weights_id = name, source, weights_id
         self.pool, self.grid_size = pool, grid_size
-        self.trainable, self.channels_last = trainable, channels_last
+        self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(trainable)
@@ -50,7 +51,8 @@ class Encoder(nn.Module):
         """Features [B, feature_dim] of a normalised image batch [B, 3, S, S]."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._from_map(self.backbone.feature_map(x))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self._from_map(self.backbone.feature_map(x)).float()
 
     def _from_map(self, fmap: torch.Tensor) -> torch.Tensor:
         pooled = self.backbone.pool(fmap)
@@ -68,7 +70,7 @@ class Encoder(nn.Module):
         """Everything that decides the features: model, weights, pooling and image transform."""
         return (f"{self.source}:{self.name}|weights={self.weights_id}|pool={self.pool}"
                 + (f"{self.grid_size}x{self.grid_size}" if self.pool == "grid" else "")
-                + f"|{self.transform.key}|format={FEATURE_FORMAT}")
+                + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
 
     def _probe_feature_dim(self) -> int:
         """Run one blank image through the network; also checks that ``pool: grid`` is possible."""
@@ -94,7 +96,7 @@ def build_encoder(cfg: Mapping[str, Any]) -> Encoder:
     return Encoder(backbone, transform, name=cfg["name"], source=cfg["source"], weights_id=weights_id,
                    pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
                    trainable=bool(cfg.get("trainable", False)),
-                   channels_last=bool(cfg.get("channels_last", False)))
+                   channels_last=bool(cfg.get("channels_last", False)), precision=cfg.get("precision", "fp32"))
 
 
 def _validated(cfg: Mapping[str, Any]) -> dict:
@@ -112,6 +114,8 @@ def _validated(cfg: Mapping[str, Any]) -> dict:
         problems.append(f"source must be one of {SOURCES}, got {cfg.get('source')!r}")
     if cfg.get("pool", "avg") not in POOLS:
         problems.append(f"pool must be one of {POOLS}, got {cfg.get('pool')!r}")
+    if cfg.get("precision", "fp32") not in PRECISIONS:
+        problems.append(f"precision must be one of {PRECISIONS}, got {cfg.get('precision')!r}")
     if cfg.get("resize", "squash") not in RESIZE_MODES:
         problems.append(f"resize must be one of {RESIZE_MODES}, got {cfg.get('resize')!r}")
     for key, low in (("image_size", 16), ("grid_size", 1)):

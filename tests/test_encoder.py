@@ -43,6 +43,14 @@ def test_lite0_weights_classify_real_photos(lite0_224, photos):
     torch.testing.assert_close(from_features, logits, rtol=1e-4, atol=1e-4)
 
 
+def test_bf16_precision_keeps_the_features(photos, lite0_224):
+    fast = build_encoder({**LITE0, "precision": "bf16"})
+    with torch.inference_mode():
+        a, b = lite0_224(photos), fast(photos)
+    assert b.dtype == torch.float32 and "precision=bf16" in fast.cache_key
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.97
+
+
 def test_mapping_refuses_mismatched_tensors(monkeypatch):
     real_load = torch.load
 

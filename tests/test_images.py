@@ -120,3 +120,21 @@ def test_truncated_jpeg_and_not_an_image(tmp_path):
     _bad(tmp_path / "cut.jpg", "truncated")
     (tmp_path / "notes.jpg").write_text("this is not a picture")
     _bad(tmp_path / "notes.jpg", "not an image")
+
+
+def test_transform_resizes_and_normalises():
+    from captioning.data.images import ImageTransform
+
+    wide = Image.new("RGB", (40, 20), (255, 0, 51))
+    squash = ImageTransform(16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    x = squash(wide)
+    assert x.shape == (3, 16, 16) and x.dtype.is_floating_point
+    assert x[:, 8, 8].tolist() == pytest.approx([1.0, -1.0, 51 / 255 * 2 - 1], abs=1e-6)
+    stripes = np.zeros((20, 40, 3), dtype=np.uint8)
+    stripes[:, :6] = 255  # white left edge: squash keeps it, center_crop cuts it off
+    img = Image.fromarray(stripes)
+    assert squash.to_uint8(img)[:, :, 0].min() == 255
+    assert ImageTransform(16, resize="center_crop").to_uint8(img)[:, :, 0].max() == 0
+    native = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    out = squash.to_uint8(Image.fromarray(native))  # already 16x16: exactly the pixels
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), native)

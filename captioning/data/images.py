@@ -108,7 +108,9 @@ class ImageTransform:
     def to_uint8(self, image: Image.Image) -> torch.Tensor:
         """Resize an RGB image and return it as uint8 [3, size, size]."""
         mode = InterpolationMode(self.interpolation)
-        if self.resize == "squash":
+        if image.size == (self.size, self.size):
+            pass  # already the right size (e.g. the synthetic scenes at 128 px): resizing would be identity
+        elif self.resize == "squash":
             image = TF.resize(image, [self.size, self.size], interpolation=mode, antialias=True)
         else:
             image = TF.center_crop(TF.resize(image, self.size, interpolation=mode, antialias=True), self.size)
