@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from captioning import distributed
 from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
 from captioning.io import save_json
 from captioning.model import decoder_from_checkpoint, load_checkpoint
@@ -55,6 +56,8 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     check_config(cfg)
     run_dir = Path(run_dir)
     cfg.device = resolve_device(cfg.device)
+    dp = distributed.setup(cfg)  # trainer=ddp under torchrun: join the job (rank 0 writes every file)
+    logger = logger if dp.is_main else None
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
@@ -69,6 +72,8 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
              prepared.encoder_key)
     t_train = time.time()
     history = train(cfg, prepared, run_dir, logger)
+    if not dp.is_main:  # rank 0 evaluates the checkpoint it wrote
+        return {}
     t_eval = time.time()
     decoder, vocab = decoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"))
     results = evaluate_all(cfg, prepared, decoder, run_dir)

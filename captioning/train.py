@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from captioning import distributed
 from captioning.decoder import CaptionDecoder, caption_loss
 from captioning.experiment import Prepared, caption_tensors, generate, seed_everything, to_dict
 from captioning.io import save_json
@@ -102,10 +103,14 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
         log.info("resumed from %s at epoch %d", cfg.resume, start_epoch)
 
     def save(name: str, epoch: int) -> None:
+        if not dp.is_main:
+            return
         save_checkpoint(ckpt_dir / f"{name}.pt", decoder, prepared.vocab, prepared.encoder_cfg, prepared.encoder_key,
                         max_len=max_len, optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(),
                         epoch=epoch, history=history, rng=rng_state(), config=to_dict(cfg))
 
+    dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
+    model = dp.wrap(decoder)
     for epoch in range(start_epoch, sched.epochs):
         t0 = time.time()
         order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -114,13 +119,14 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{sched.epochs}")
         for step in bar:
             idx = order[step * sched.batch_size : (step + 1) * sched.batch_size]
+            idx, scale = dp.shard(idx, tokens)  # this rank's captions; scale 1.0 for one process
             batch = tokens[idx]
             batch = batch[:, : int((batch != 0).sum(1).max())]  # trim padding shared by the whole batch
             rows = image_rows[idx].numpy()
             feats = torch.from_numpy(np.ascontiguousarray(train_feats[rows])).float()
             feats, batch = feats.to(device), batch.to(device)
-            logits = decoder(feats, batch[:, :-1])
-            loss = caption_loss(logits, batch[:, 1:])
+            logits = model(feats, batch[:, :-1])
+            loss = caption_loss(logits, batch[:, 1:]) * scale
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
                                        f"or set schedule.clip; the last good checkpoint is in {ckpt_dir}")
@@ -136,8 +142,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
                 if logger:
                     logger.log({"train/loss": loss.item(), "lr": lr_sched.get_last_lr()[0]},
                                step=epoch * steps_per_epoch + step)
-        bleu4 = validate(decoder, prepared, cfg.data.val_split, sched, max_len)
-        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_bleu4": bleu4,
+        bleu4 = dp.on_main(validate, decoder, prepared, cfg.data.val_split, sched, max_len)
+        entry = {"epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
                  "seconds": time.time() - t0}
         history["epochs"].append(entry)
         log.info("epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)", epoch + 1, entry["train_loss"], bleu4, entry["seconds"])
@@ -149,7 +155,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
             history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1
             save("best", epoch + 1)
         save("last", epoch + 1)
-        save_json(history, run_dir / "history.json")
+        if dp.is_main:
+            save_json(history, run_dir / "history.json")
         if sched.early_stopping and epoch + 1 - history["best_epoch"] >= sched.early_stopping:
             log.info("early stopping: no better val BLEU-4 for %d epochs", sched.early_stopping)
             break

@@ -1,0 +1,97 @@
+"""DDP on 2 CPU processes (gloo) trains the same weights as one process with the same global batch."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from hydra import compose, initialize_config_dir
+
+from captioning import distributed
+from captioning.experiment import prepare
+from captioning.model import load_checkpoint
+from captioning.train import train
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+# dropout 0: the ranks draw their own dropout masks, so only a dropout-free run can match exactly
+TINY = ["data=shapes_tiny", "schedule=smoke", "decoder.hidden_size=48", "decoder.embed_dim=24",
+        "decoder.dropout=0", "encoder.batch_size=32", "encoder.num_workers=0", "data.generator.workers=0"]
+
+
+def tiny_cfg(root: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=[*TINY, f"cache_dir={root / 'cache'}", *overrides])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path) -> None:
+    """One torchrun-like worker: the environment torchrun would set, then setup + train."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dp = distributed.setup(cfg)
+    assert (dp.rank, dp.world_size) == (rank, world)
+    try:
+        train(cfg, prepared, root / f"rank{rank}")
+    finally:
+        distributed.teardown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    # one thread: the ranks are the parallelism here, and spare OpenMP threads only fight over the cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ddp")
+    os.environ["CAPTIONING_DATA"] = str(root / "data")
+    cfg = tiny_cfg(root)
+    yield root, cfg, prepare(cfg, splits_needed=["train", "val"])
+    torch.set_num_threads(threads)
+
+
+def test_two_ranks_train_the_weights_of_one_process(tiny):
+    root, cfg, prepared = tiny
+    # 320 captions in global batches of 24: 13 full steps and a last one of 8, split 4 + 4
+    overrides = ["schedule.batch_size=24"]
+    single = train(tiny_cfg(root, *overrides), prepared, root / "single")
+    # fork, not spawn: a spawned child spends seconds importing torch before it can join
+    mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root),
+                       nprocs=2, join=True, start_method="fork")
+    a = load_checkpoint(root / "single" / "checkpoints" / "last.pt")
+    b = load_checkpoint(root / "rank0" / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for name, value in a["decoder"].items():
+        torch.testing.assert_close(b["decoder"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert not (root / "rank1").exists()  # only rank 0 writes
+    losses = [e["train_loss"] for e in b["history"]["epochs"]]
+    assert losses == pytest.approx([e["train_loss"] for e in single["epochs"]], rel=1e-4)
+
+
+def test_ddp_without_torchrun_and_single_under_torchrun_fail_clearly(tiny, monkeypatch):
+    root, _, _ = tiny
+    for key in distributed.TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match="torchrun"):
+        distributed.setup(tiny_cfg(root, "trainer=ddp"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="trainer=ddp"):
+        distributed.setup(tiny_cfg(root))
+
+
+def test_shards_interleave_and_scale_to_the_global_mean():
+    tokens = torch.tensor([[1, 5, 2, 0], [1, 5, 6, 2], [1, 2, 0, 0]])  # 2, 3 and 1 target words
+    idx = torch.tensor([0, 1, 2])
+    r0, s0 = distributed.DataParallel(0, 2).shard(idx, tokens)
+    r1, s1 = distributed.DataParallel(1, 2).shard(idx, tokens)
+    assert r0.tolist() == [0, 2] and r1.tolist() == [1]
+    assert (s0, s1) == (2 * 3 / 6, 2 * 3 / 6)
+    # a rank with nothing left in a short last batch joins the all-reduce with a zero-weight caption
+    assert distributed.DataParallel(2, 4).shard(idx[:2], tokens)[1] == 0.0
+    assert distributed.DataParallel().shard(idx, tokens) == (idx, 1.0)
