@@ -10,7 +10,7 @@ from captioning.sequence.experiments import FIGURE, length_sweep, markdown_repor
 CFG = {
     "seed": 0,
     "lengths": [6, 8],
-    "variants": {"rnn": {"cell": "rnn"}, "lstm": {"cell": "lstm", "lstm_init": "chrono"}},
+    "variants": [{"name": "rnn", "cell": "rnn"}, {"name": "lstm", "cell": "lstm", "lstm_init": "chrono"}],
     "task": {"placement": "hochreiter", "tolerance": 0.04, "n_test": 50},
     "model": {"hidden_size": 4, "num_layers": 1, "backend": "fused"},
     "train": {"batch_size": 8, "lr": 0.01, "max_steps": 3, "eval_every": 3, "clip": 1.0,
@@ -57,6 +57,8 @@ def test_bold_marks_only_solved_runs():
     assert "- rnn: solved no length; at T = 10 the test MSE ended at 0.96-0.96 x the baseline's." in md
 
 
-def test_probe_length_must_be_trained():
+def test_bad_sweep_configs_are_refused():
     with pytest.raises(ValueError, match="probe.train_len"):
         length_sweep({**CFG, "probe": {**CFG["probe"], "train_len": 7}})
+    with pytest.raises(ValueError, match="distinct"):
+        length_sweep({**CFG, "variants": [{"name": "a", "cell": "rnn"}, {"name": "a", "cell": "gru"}]})

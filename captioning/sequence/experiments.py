@@ -38,7 +38,7 @@ def train_one(name: str, variant: Mapping[str, Any], seq_len: int, cfg: Mapping[
     """Train one variant at one length: (table row, model at init, trained model)."""
     problem = adding({**cfg["task"], "seq_len": seq_len, "seed": cfg["seed"]})
     generator = seed_everything(cfg["seed"])
-    model_cfg = {**cfg["model"], **{k: v for k, v in variant.items() if k != "cell"}}
+    model_cfg = {**cfg["model"], **{k: v for k, v in variant.items() if k not in ("name", "cell")}}
     model = problem.build_model(variant["cell"], model_cfg)
     at_init = copy.deepcopy(model)
     result = train(problem, model, cfg["train"], generator)
@@ -55,7 +55,11 @@ def length_sweep(cfg: Mapping[str, Any], progress: Callable[[dict], None] | None
     if cfg["probe"]["train_len"] not in cfg["lengths"]:
         raise ValueError(f"probe.train_len {cfg['probe']['train_len']} must be one of lengths {list(cfg['lengths'])}")
     rows, curves = [], {}
-    for name, variant in cfg["variants"].items():
+    names = [v["name"] for v in cfg["variants"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be distinct, got {names}")
+    for variant in cfg["variants"]:
+        name = variant["name"]
         for seq_len in cfg["lengths"]:
             row, at_init, trained = train_one(name, variant, seq_len, cfg)
             rows.append(row)
@@ -133,7 +137,8 @@ def markdown_report(result: Mapping[str, Any], cfg: Mapping[str, Any], figure: s
     """The page: setup, MSE/accuracy table, per-run details, gradient figure and figures at a few k."""
     rows, curves, base = result["rows"], result["curves"], result["baseline"]
     t, m, task = cfg["train"], cfg["model"], cfg["task"]
-    variants = "; ".join(f"{n}: " + ", ".join(f"{k}={v}" for k, v in v_.items()) for n, v_ in cfg["variants"].items())
+    variants = "; ".join(f"{v['name']}: " + ", ".join(f"{k}={x}" for k, x in v.items() if k != "name")
+                         for v in cfg["variants"])
     out = [
         "# The long-term-dependency problem, measured",
         "",
