@@ -10,7 +10,9 @@ torchvision (its weights API) and timm.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import logging
 import socket
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from captioning.data.images import ImageTransform
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid")
@@ -41,6 +45,8 @@ class Encoder(nn.Module):
         self.name, self.source, self.weights_id = name, source, weights_id
         self.pool, self.grid_size = pool, grid_size
         self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
+        if not trainable:
+            self.backbone = _folded_if_equal(backbone.eval(), transform.size)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(trainable)
@@ -81,6 +87,56 @@ class Encoder(nn.Module):
                 raise ValueError(f"encoder {self.name!r}: pool=grid needs a convolutional feature map "
                                  f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
             return int(self._from_map(fmap).shape[1])
+
+
+def _leaves(module: nn.Module):
+    """(parent, name, child) for every conv, batch norm and other leaf, in registration order."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Conv2d, nn.BatchNorm2d)) or next(child.children(), None) is None:
+            yield module, name, child
+        else:
+            yield from _leaves(child)
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold each eval-mode BatchNorm2d into the Conv2d registered just before it, in place; returns the count.
+
+    A frozen BatchNorm is an affine map per channel, so conv + BN = one conv with scaled weights and a
+    bias; it saves a full pass over every activation (~1.4x faster EfficientNet-Lite0 on CPU). The
+    "registered just before" rule fits conv-BN networks; callers check the result numerically."""
+    folded, prev = 0, None
+    for parent, name, child in list(_leaves(module)):
+        if (isinstance(child, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d) and child.running_var is not None
+                and prev.out_channels == child.num_features):
+            scale = (child.running_var + child.eps).rsqrt()
+            scale = scale * child.weight if child.weight is not None else scale
+            bias = prev.bias if prev.bias is not None else torch.zeros_like(child.running_mean)
+            shift = child.bias if child.bias is not None else 0.0
+            prev.weight.mul_(scale.view(-1, 1, 1, 1))
+            prev.bias = nn.Parameter((bias - child.running_mean) * scale + shift, requires_grad=False)
+            # timm's BatchNormAct2d also holds the activation (and a dropout), which must stay.
+            rest = [m for m in (getattr(child, "drop", None), getattr(child, "act", None)) if m is not None]
+            setattr(parent, name, nn.Sequential(*rest) if rest else nn.Identity())
+            folded += 1
+        prev = child
+    return folded
+
+
+def _folded_if_equal(backbone: nn.Module, size: int) -> nn.Module:
+    """The backbone with its BatchNorms folded when that gives the same features, else unchanged."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
+        return backbone
+    folded = copy.deepcopy(backbone)
+    fold_batchnorm(folded)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = backbone.pool(backbone.feature_map(x))
+        got = folded.pool(folded.feature_map(x))
+    if torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()) + 1e-6):
+        return folded
+    log.warning("BatchNorm folding changed the features of this network; keeping it unfolded")
+    return backbone
 
 
 def build_encoder(cfg: Mapping[str, Any]) -> Encoder:

@@ -39,7 +39,9 @@ def test_lite0_weights_classify_real_photos(lite0_224, photos):
     # efficientnet_lite0 (symmetric padding, BN eps 1e-5) takes the same tensors but is off by ~2.
     assert logits[0, [285, 282, 281]].tolist() == pytest.approx([10.470, 8.442, 8.163], abs=0.05)
     assert logits[1, [967, 968]].tolist() == pytest.approx([10.816, 7.573], abs=0.05)
-    # The encoder's feature is exactly the vector the classifier's last layer reads.
+    # The encoder's feature is exactly the vector the classifier's last layer reads (its BatchNorms
+    # folded into the convolutions, which changes nothing but speed).
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0_224.modules())
     torch.testing.assert_close(from_features, logits, rtol=1e-4, atol=1e-4)
 
 
@@ -170,3 +172,31 @@ def test_offline_timm_fails_at_once(monkeypatch):
     monkeypatch.setattr(encoder_mod, "_online", lambda host, timeout=3.0: False)
     with pytest.raises(EncoderWeightsUnavailable, match=r"'resnet18'.*huggingface.*efficientnet_lite0"):
         build_encoder(dict(name="resnet18", source="timm", weights="pretrained", image_size=64))
+
+
+class _BnFirst(torch.nn.Module):
+    """Registers conv before bn but applies bn first: folding by registration order would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return self.conv(self.bn(x))
+
+
+@pytest.mark.parametrize("bn_first", [False, True])
+def test_batchnorm_folding_is_kept_only_when_it_changes_nothing(bn_first):
+    torch.manual_seed(0)
+    conv_bn = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3))
+    trunk = _BnFirst() if bn_first else conv_bn
+    bn = trunk.bn if bn_first else trunk[1]
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    backbone = encoder_mod._SequentialBackbone(trunk, torch.nn.Flatten(1)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    expected = backbone.pool(backbone.feature_map(x))
+    result = encoder_mod._folded_if_equal(backbone, 8)
+    assert (result is backbone) == bn_first
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in result.modules())
+    assert has_bn == bn_first
+    torch.testing.assert_close(result.pool(result.feature_map(x)), expected, rtol=1e-5, atol=1e-5)
