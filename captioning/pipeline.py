@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from captioning import distributed
+from captioning.data.shards import extract_dataset_shard
 from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
 from captioning.io import save_json
 from captioning.model import decoder_from_checkpoint, load_checkpoint
@@ -66,6 +67,8 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         vocab = decoder_from_checkpoint(load_checkpoint(cfg.resume))[1]
     d = cfg.data
     needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
+    if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
+        extract_dataset_shard(cfg, dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
     prepared = prepare(cfg, vocab=vocab, splits_needed=needed)
     log.info("data: %s; vocabulary %d words; features %d-d (%s)",
              {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,

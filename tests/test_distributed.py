@@ -4,6 +4,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -58,6 +59,7 @@ def tiny(tmp_path_factory):
 
 def test_two_ranks_train_the_weights_of_one_process(tiny):
     root, cfg, prepared = tiny
+    assert all(isinstance(f, np.memmap) for f in prepared.features.values())  # ranks read rows of one cache
     # 320 captions in global batches of 24: 13 full steps and a last one of 8, split 4 + 4
     overrides = ["schedule.batch_size=24"]
     single = train(tiny_cfg(root, *overrides), prepared, root / "single")

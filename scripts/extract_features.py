@@ -1,0 +1,28 @@
+"""Extract (a shard of) the encoder features of a dataset: `python scripts/extract_features.py [shard=i/n]`.
+
+Takes the same options as scripts/train.py (data, encoder, cache_dir, ...). Examples:
+    python scripts/extract_features.py data=coco2014                     # everything, one process
+    python scripts/extract_features.py -m data=coco2014 shard=0/4,1/4,2/4,3/4   # 4 jobs (any launcher)
+The job that finds every shard of a split finished merges them; training then reuses the cache.
+"""
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from captioning.data.shards import extract_dataset_shard, parse_shard
+from captioning.pipeline import resolve_device
+
+
+@hydra.main(config_path="../configs", config_name="extract", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    index, count = parse_shard(cfg.shard)
+    cfg.device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    for split, state in extract_dataset_shard(cfg, index, count, merge=cfg.merge).items():
+        print(f"{split}: {state}")
+
+
+if __name__ == "__main__":
+    main()
