@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from captioning.data.images import BadImageError, ImageTransform, load_rgb
 from captioning.io import save_json
+from captioning.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +244,7 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
     encoder.eval()
     try:
         with torch.inference_mode():
-            for index, images, reasons in tqdm(loader, desc=f"features {cache.dir.parent.name}", unit="batch",
-                                               disable=not sys.stderr.isatty(), leave=False):
+            for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch"):
                 out = encoder(encoder.transform.normalize(images.to(device, non_blocking=True)))
                 out = out.float().cpu().numpy()
                 for k, (row, reason) in enumerate(zip(index.tolist(), reasons)):
@@ -266,3 +264,27 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
     finally:
         encoder.train(was_training)
     return bad
+
+
+def benchmark_extraction(encoder: torch.nn.Module, paths: Sequence[str], batch_size: int = 64,
+                         num_workers: int = 0, repeats: int = 1) -> dict[str, float]:
+    """Images/s of extract_features end to end (decode .. cache write, into a fresh temporary cache) next
+    to the bare encoder forward on already-normalised tensors in memory; best of ``repeats`` each."""
+    import tempfile
+
+    batch = torch.stack([encoder.transform(load_rgb(p)) for p in paths[:batch_size]])
+    n_bare = max(1, len(paths) // len(batch)) * len(batch)
+    bare = end_to_end = 0.0
+    with torch.inference_mode():
+        encoder(batch)  # warm-up: first calls pick kernels and allocate
+    for _ in range(repeats):
+        with torch.inference_mode():
+            start = time.perf_counter()
+            for _ in range(n_bare // len(batch)):
+                encoder(batch)
+            bare = max(bare, n_bare / (time.perf_counter() - start))
+        with tempfile.TemporaryDirectory() as root:
+            start = time.perf_counter()
+            extract_features(encoder, paths, root, "benchmark", batch_size, num_workers)
+            end_to_end = max(end_to_end, len(paths) / (time.perf_counter() - start))
+    return {"bare_images_per_s": bare, "end_to_end_images_per_s": end_to_end, "ratio": end_to_end / bare}
