@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import torch
 from captioning import distributed
 from captioning.decoder import CaptionDecoder, caption_loss
 from captioning.experiment import Prepared, caption_tensors, generate, seed_everything, to_dict
-from captioning.io import save_json
+from captioning.interrupts import GracefulStop, Interrupted
+from captioning.io import atomic_write, save_json
 from captioning.metrics import score
-from captioning.model import decoder_from_checkpoint, load_checkpoint, save_checkpoint
+from captioning.model import CheckpointError, decoder_from_checkpoint, load_checkpoint, save_checkpoint
 from captioning.progress import progress
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,16 @@ def validate(decoder: CaptionDecoder, prepared: Prepared, split: str | None, sch
 
 
 def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
-    """Train, checkpoint (last + best, atomically) and return the training history."""
+    """Train, checkpoint (last + best, atomically) and return the training history.
+
+    SIGINT/SIGTERM finish the current step, save ``last`` with the exact position and raise
+    ``Interrupted`` (a SystemExit with status 128 + signal); ``resume=`` continues from that step.
+    """
+    with GracefulStop() as stop:
+        return _train(cfg, prepared, Path(run_dir), logger, stop)
+
+
+def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop) -> dict:
     sched, max_len = cfg.schedule, cfg.data.max_caption_len
     device = torch.device(cfg.device)
     train_split = cfg.data.train_split
@@ -97,17 +108,21 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
     opt, lr_sched = make_optimizer(decoder, sched, steps_per_epoch)
     ckpt_dir = run_dir / "checkpoints"
     history: dict = {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1}
-    start_epoch = 0
+    start_epoch, start_step, start_losses = 0, 0, []  # position: epochs done, then steps done in the next
     if cfg.get("resume"):
-        start_epoch, history = _resume(cfg.resume, decoder, opt, lr_sched)
-        log.info("resumed from %s at epoch %d", cfg.resume, start_epoch)
+        start_epoch, start_step, start_losses, history = _resume(cfg, decoder, opt, lr_sched, steps_per_epoch,
+                                                                 ckpt_dir)
+        log.info("resumed from %s at epoch %d step %d", cfg.resume, start_epoch, start_step)
+    every = sched.get("checkpoint_every_steps") or 0
 
-    def save(name: str, epoch: int) -> None:
+    def save(name: str, epoch: int, step: int = 0, losses: list | None = None) -> None:
         if not dp.is_main:
             return
+        _check_finite(decoder, ckpt_dir)  # never replace a good checkpoint by a diverged one
         save_checkpoint(ckpt_dir / f"{name}.pt", decoder, prepared.vocab, prepared.encoder_cfg, prepared.encoder_key,
                         max_len=max_len, optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(),
-                        epoch=epoch, history=history, rng=rng_state(), config=to_dict(cfg))
+                        epoch=epoch, step=step, epoch_losses=list(losses or []), steps_per_epoch=steps_per_epoch,
+                        history=history, rng=rng_state(), config=to_dict(cfg))
 
     dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
     model = dp.wrap(decoder)
@@ -115,8 +130,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
         t0 = time.time()
         order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         decoder.train()
-        losses = []
-        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{sched.epochs}")
+        first, losses = (start_step, start_losses) if epoch == start_epoch else (0, [])
+        bar = progress(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{sched.epochs}")
         for step in bar:
             idx = order[step * sched.batch_size : (step + 1) * sched.batch_size]
             idx, scale = dp.shard(idx, tokens)  # this rank's captions; scale 1.0 for one process
@@ -142,6 +157,11 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
                 if logger:
                     logger.log({"train/loss": loss.item(), "lr": lr_sched.get_last_lr()[0]},
                                step=epoch * steps_per_epoch + step)
+            stopping = dp.mean(float(stop.requested)) > 0  # every rank stops after the same step
+            if stopping or (every and (epoch * steps_per_epoch + step + 1) % every == 0 and step + 1 < steps_per_epoch):
+                save("last", epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
+            if stopping:
+                raise _interrupted(stop, run_dir, epoch, step + 1, steps_per_epoch)
         bleu4 = dp.on_main(validate, decoder, prepared, cfg.data.val_split, sched, max_len)
         entry = {"epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
                  "seconds": time.time() - t0}
@@ -157,24 +177,56 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
         save("last", epoch + 1)
         if dp.is_main:
             save_json(history, run_dir / "history.json")
+        if dp.mean(float(stop.requested)) > 0:  # the signal came during validation
+            raise _interrupted(stop, run_dir, epoch + 1, 0, steps_per_epoch)
         if sched.early_stopping and epoch + 1 - history["best_epoch"] >= sched.early_stopping:
             log.info("early stopping: no better val BLEU-4 for %d epochs", sched.early_stopping)
             break
     return history
 
 
-def _resume(path: str, decoder: CaptionDecoder, opt, lr_sched) -> tuple[int, dict]:
-    """Restore model, optimizer, schedule, counters and RNGs from a run dir's last checkpoint."""
-    p = Path(path)
+def _resume(cfg: Any, decoder: CaptionDecoder, opt, lr_sched, steps_per_epoch: int,
+            ckpt_dir: Path) -> tuple[int, int, list[float], dict]:
+    """Restore model, optimizer, schedule, position (epoch, step) and RNGs from a run dir's last checkpoint."""
+    p = Path(cfg.resume)
     ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
     if "optimizer" not in ckpt:
-        raise ValueError(f"{ckpt['path']} holds no training state (optimizer, epoch): resume from a last.pt")
+        raise CheckpointError(f"{ckpt['path']} holds no training state (optimizer, epoch): resume from a last.pt")
     restored, _ = decoder_from_checkpoint(ckpt)
     if restored.hyperparameters() != decoder.hyperparameters():
-        raise ValueError(f"cannot resume {ckpt['path']}: it was trained with decoder {restored.hyperparameters()} "
-                         f"but this config builds {decoder.hyperparameters()}")
+        raise CheckpointError(f"cannot resume {ckpt['path']}: it was trained with decoder "
+                              f"{restored.hyperparameters()} but this config builds {decoder.hyperparameters()}; "
+                              "resume with the run's own decoder and cell settings")
+    step = int(ckpt.get("step", 0))
+    old = ckpt.get("config") or {}
+    was = (old.get("seed"), (old.get("schedule") or {}).get("batch_size"), ckpt.get("steps_per_epoch"))
+    if step and was != (cfg.seed, cfg.schedule.batch_size, steps_per_epoch):
+        raise CheckpointError(f"{ckpt['path']} stopped mid-epoch (step {step}); continuing it exactly needs the same "
+                              f"seed, schedule.batch_size and training data: (seed, batch_size, steps per epoch) "
+                              f"was {was}, this config gives {(cfg.seed, cfg.schedule.batch_size, steps_per_epoch)}")
     decoder.load_state_dict(ckpt["decoder"])
     opt.load_state_dict(ckpt["optimizer"])
     lr_sched.load_state_dict(ckpt["lr_schedule"])
     set_rng_state(ckpt["rng"])
-    return ckpt["epoch"], ckpt["history"]
+    _carry_best(Path(ckpt["path"]).parent / "best.pt", ckpt_dir / "best.pt")
+    return ckpt["epoch"], step, list(ckpt.get("epoch_losses", [])), ckpt["history"]
+
+
+def _carry_best(source: Path, target: Path) -> None:
+    """A run resumed into a new directory starts with the old run's best checkpoint (evaluation reads it)."""
+    if source.is_file() and not target.exists() and source.resolve() != target.resolve():
+        with open(source, "rb") as src, atomic_write(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def _check_finite(decoder: CaptionDecoder, ckpt_dir: Path) -> None:
+    """Refuse to checkpoint NaN or infinite weights (a finite loss can still give an infinite update)."""
+    if not all(bool(torch.isfinite(p).all()) for p in decoder.parameters()):
+        raise TrainingDiverged(f"the weights became NaN or infinite: lower schedule.lr or set schedule.clip; "
+                               f"the last good checkpoint is kept in {ckpt_dir}")
+
+
+def _interrupted(stop: GracefulStop, run_dir: Path, epoch: int, step: int, steps_per_epoch: int) -> Interrupted:
+    """The exception that ends a run stopped by a signal, telling the user how to continue."""
+    return stop.exit(f"stopped after {epoch} epoch(s) and {step} of the next epoch's {steps_per_epoch} steps; "
+                     f"saved {run_dir / 'checkpoints' / 'last.pt'}; continue with resume={run_dir}")

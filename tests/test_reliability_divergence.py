@@ -1,0 +1,70 @@
+"""A NaN or infinite loss (or weights) stops training with a message and keeps the last good checkpoint."""
+
+import pytest
+import torch
+
+import captioning.train as train_mod
+from captioning.model import load_checkpoint
+from captioning.train import TrainingDiverged, train
+from tests.conftest import tiny_cfg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _poison_at(monkeypatch, at: int, how: str) -> None:
+    """At training step ``at``: a NaN loss, or a finite loss whose gradient is infinite."""
+    real, calls = train_mod.caption_loss, [0]
+
+    def loss(*args, **kwargs):
+        value = real(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] != at:
+            return value
+        if how == "nan_loss":
+            return value * float("nan")
+        value.register_hook(lambda g: g * float("inf"))
+        return value
+
+    monkeypatch.setattr(train_mod, "caption_loss", loss)
+
+
+def _finite(state: dict) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+
+
+def test_huge_learning_rate_stops_with_a_message(tiny_root, tiny_prepared):
+    run_dir = tiny_root / "reliability_lr1e30"
+    with pytest.raises(TrainingDiverged, match=r"lower schedule\.lr"):
+        train(tiny_cfg(tiny_root, "schedule.lr=1e30"), tiny_prepared, run_dir)
+    assert not (run_dir / "checkpoints" / "last.pt").exists()  # nothing diverged was ever saved
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint_which_resumes_exactly(tiny_root, tiny_prepared, monkeypatch):
+    straight = tiny_root / "reliability_nan_straight"
+    train(tiny_cfg(tiny_root), tiny_prepared, straight)
+    run_dir = tiny_root / "reliability_nan"
+    _poison_at(monkeypatch, 8, "nan_loss")
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 1 step 7"):
+        train(tiny_cfg(tiny_root, "schedule.checkpoint_every_steps=3"), tiny_prepared, run_dir)
+    kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (kept["epoch"], kept["step"]) == (0, 6) and _finite(kept["decoder"])
+    # the kept checkpoint is a real training state: resuming it ends exactly where the straight run did
+    monkeypatch.undo()
+    train(tiny_cfg(tiny_root, f"resume={run_dir}"), tiny_prepared, run_dir)
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["decoder"] for d in (straight, run_dir))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_infinite_gradient_with_a_finite_loss_is_never_checkpointed(tiny_root, tiny_prepared, monkeypatch):
+    run_dir = tiny_root / "reliability_inf_grad"
+    _poison_at(monkeypatch, 5, "inf_grad")
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        train(tiny_cfg(tiny_root, "schedule.checkpoint_every_steps=1"), tiny_prepared, run_dir)
+    kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (kept["epoch"], kept["step"]) == (0, 4) and _finite(kept["decoder"])
