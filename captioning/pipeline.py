@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from captioning import distributed
+from captioning.config_check import check_config
 from captioning.data.shards import extract_dataset_shard
 from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
 from captioning.io import save_json
@@ -20,26 +21,6 @@ log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ["Bleu_1", "Bleu_4", "CIDEr", "acc_count", "acc_colour", "acc_shape", "acc_size",
                    "acc_position", "acc_relation"]
-
-
-def check_config(cfg: Any) -> None:
-    """Refuse impossible values before any work starts."""
-    s, d = cfg.schedule, cfg.decoder
-    problems = []
-    if s.epochs < 1 or s.batch_size < 1 or s.lr <= 0:
-        problems.append(f"schedule needs epochs >= 1, batch_size >= 1, lr > 0 (got {s.epochs}, {s.batch_size}, {s.lr})")
-    if d.hidden_size < 1 or d.embed_dim < 1 or cfg.cell.num_layers < 1:
-        problems.append("decoder.hidden_size, decoder.embed_dim and cell.num_layers must be >= 1")
-    if not 0 <= d.dropout < 1:
-        problems.append(f"decoder.dropout must be in [0, 1), got {d.dropout}")
-    if cfg.decoding.method == "beam" and cfg.decoding.beam_size < 1:
-        problems.append(f"decoding.beam_size must be >= 1, got {cfg.decoding.beam_size}")
-    if cfg.data.max_caption_len < 1:
-        problems.append(f"data.max_caption_len must be >= 1, got {cfg.data.max_caption_len}")
-    if cfg.on_bad_image not in ("fail", "skip"):
-        problems.append(f"on_bad_image must be fail or skip, got {cfg.on_bad_image!r}")
-    if problems:
-        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def resolve_device(name: str) -> str:

@@ -1,0 +1,102 @@
+"""Every value of a training config checked before any work starts (Hydra already refuses unknown keys
+and group choices): impossible sizes, unknown names, out-of-range rates. All problems are reported at once,
+each naming its key, what it accepts and what it got."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+LR_SCHEDULES = ("cosine", "constant", "step")        # captioning.train.make_optimizer
+DECODING_METHODS = ("greedy", "sample", "beam")       # captioning.decoding.decode
+BASELINES = ("nearest_neighbour", "most_frequent")   # captioning.pipeline.evaluate_all
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work."""
+
+
+def check_config(cfg: Any) -> None:
+    """Raise ConfigError listing every impossible value of a train config (see configs/train.yaml)."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def config_problems(cfg: Any) -> list[str]:
+    """One line per impossible value: schedule, decoder and cell, decoding, evaluation, data, encoder."""
+    from captioning.data.datasets import validate_data_config
+    from captioning.encoder import _validated as validate_encoder_config
+
+    problems = (_schedule(cfg.schedule) + _model(cfg.decoder, cfg.cell) + _decoding(cfg.decoding)
+                + _evaluate(cfg.get("evaluate") or {}) + _run(cfg))
+    for check, node in ((validate_data_config, cfg.data), (validate_encoder_config, cfg.encoder)):
+        try:
+            check(node)
+        except ValueError as e:  # each validator names its own keys
+            problems.append(str(e))
+    return problems
+
+
+def _integer(node: Any, prefix: str, key: str, low: int, default: int | None = None) -> list[str]:
+    value = node.get(key, default)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    return [] if ok else [f"{prefix}.{key} must be an integer >= {low}, got {value!r}"]
+
+
+def _number(node: Any, prefix: str, key: str, ok, what: str, default: float | None = None) -> list[str]:
+    value = node.get(key, default)
+    good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and ok(value)
+    return [] if good else [f"{prefix}.{key} must be {what}, got {value!r}"]
+
+
+def _choice(node: Any, prefix: str, key: str, choices, default: str | None = None) -> list[str]:
+    value = node.get(key, default)
+    return [] if value in choices else [f"{prefix}.{key} must be one of {tuple(choices)}, got {value!r}"]
+
+
+def _schedule(s: Any) -> list[str]:
+    out = []
+    for key, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("lr_step_epochs", 1),
+                     ("warmup_steps", 0), ("early_stopping", 0), ("val_max_images", 0)):
+        out += _integer(s, "schedule", key, low)
+    out += _integer(s, "schedule", "checkpoint_every_steps", 0, default=0)
+    out += _number(s, "schedule", "lr", lambda v: v > 0, "a number > 0")
+    out += _number(s, "schedule", "lr_gamma", lambda v: v > 0, "a number > 0")
+    out += _number(s, "schedule", "weight_decay", lambda v: v >= 0, "a number >= 0")
+    out += _number(s, "schedule", "clip", lambda v: v >= 0, "a number >= 0 (0 = off)")
+    return out + _choice(s, "schedule", "lr_schedule", LR_SCHEDULES)
+
+
+def _model(d: Any, c: Any) -> list[str]:
+    from captioning.cells import BACKENDS, CELLS
+    from captioning.decoder import ACTIVATIONS
+
+    out = _integer(d, "decoder", "embed_dim", 1) + _integer(d, "decoder", "hidden_size", 1)
+    out += _number(d, "decoder", "dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    out += _choice(d, "decoder", "init_activation", ACTIVATIONS)
+    out += _choice(c, "cell", "name", CELLS) + _choice(c, "cell", "backend", BACKENDS)
+    return out + _integer(c, "cell", "num_layers", 1)
+
+
+def _decoding(g: Any) -> list[str]:
+    out = _choice(g, "decoding", "method", DECODING_METHODS)
+    out += _integer(g, "decoding", "beam_size", 1) + _integer(g, "decoding", "batch_size", 1)
+    out += _number(g, "decoding", "temperature", lambda v: v >= 0, "a number >= 0 (0 = greedy)")
+    return out + _number(g, "decoding", "length_alpha", lambda v: True, "a number")
+
+
+def _evaluate(e: Any) -> list[str]:
+    unknown = [b for b in e.get("baselines", []) if b not in BASELINES]
+    out = [f"evaluate.baselines: unknown {unknown}; choose from {BASELINES}"] if unknown else []
+    out += _integer(e, "evaluate", "nn_k", 1, default=1)
+    return out + _integer(e, "evaluate", "worst_k", 0, default=0) + _integer(e, "evaluate", "random_k", 0, default=0)
+
+
+def _run(cfg: Any) -> list[str]:
+    out = _choice(cfg, "", "on_bad_image", BAD_IMAGE_POLICIES)
+    out += _integer(cfg, "", "seed", 0)
+    if cfg.get("num_threads") is not None:
+        out += _integer(cfg, "", "num_threads", 1)
+    return [p.lstrip(".") for p in out]

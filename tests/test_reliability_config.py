@@ -1,0 +1,103 @@
+"""Config mistakes fail before any work: unknown keys and group choices with Hydra's message, impossible
+values with one line per problem naming the key (captioning/config_check.py)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+import captioning.pipeline as pipeline
+from captioning.config_check import ConfigError, check_config
+from tests.conftest import CONFIGS, tiny_cfg
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("schedule.epochz=3", "Could not override 'schedule.epochz'"),
+    ("beam_size=3", "Could not override 'beam_size'"),
+    ("cell=transformer", "Could not find 'cell/transformer'"),
+    ("schedule=forever", "Could not find 'schedule/forever'"),
+])
+def test_unknown_keys_and_group_choices_fail_with_hydras_message(override, message):
+    with pytest.raises(ConfigCompositionException, match=message):
+        _compose(override)
+
+
+@pytest.mark.parametrize("choice", ["cell=rnn", "cell=gru", "schedule=long", "schedule=smoke", "encoder=resnet18",
+                                    "encoder=timm", "experiment=shapes_gru", "data=coco2014"])
+def test_every_shipped_choice_passes(choice):
+    check_config(_compose(choice))
+
+
+BAD = [
+    ("schedule.epochs=0", "schedule.epochs must be an integer >= 1, got 0"),
+    ("schedule.batch_size=-4", "schedule.batch_size must be an integer >= 1, got -4"),
+    ("schedule.batch_size=2.5", "schedule.batch_size must be an integer >= 1, got 2.5"),
+    ("schedule.lr=0", "schedule.lr must be a number > 0"),
+    ("schedule.lr=nan", "schedule.lr must be a number > 0"),
+    ("schedule.lr_schedule=linear", "schedule.lr_schedule must be one of ('cosine', 'constant', 'step')"),
+    ("schedule.log_every=0", "schedule.log_every must be an integer >= 1"),
+    ("schedule.checkpoint_every_steps=-1", "schedule.checkpoint_every_steps must be an integer >= 0"),
+    ("schedule.clip=-1", "schedule.clip must be a number >= 0"),
+    ("decoder.hidden_size=-4", "decoder.hidden_size must be an integer >= 1, got -4"),
+    ("decoder.embed_dim=0", "decoder.embed_dim must be an integer >= 1"),
+    ("decoder.dropout=1.0", "decoder.dropout must be in [0, 1)"),
+    ("decoder.init_activation=sigmoid", "decoder.init_activation must be one of"),
+    ("cell.name=transformer", "cell.name must be one of ('rnn', 'lstm', 'gru'), got 'transformer'"),
+    ("cell.backend=cudnn", "cell.backend must be one of ('scratch', 'fused')"),
+    ("cell.num_layers=0", "cell.num_layers must be an integer >= 1"),
+    ("decoding.beam_size=0", "decoding.beam_size must be an integer >= 1, got 0"),
+    ("decoding.method=topk", "decoding.method must be one of ('greedy', 'sample', 'beam'), got 'topk'"),
+    ("decoding.temperature=-1", "decoding.temperature must be a number >= 0"),
+    ("evaluate.baselines=[oracle]", "evaluate.baselines: unknown ['oracle']"),
+    ("encoder.source=internet", "source must be one of ('package', 'torchvision', 'timm')"),
+    ("encoder.image_size=8", "image_size must be an integer >= 16"),
+    ("data.max_caption_len=0", "data.max_caption_len: must be an integer >= 1"),
+    ("data.train_split=nope", "data.train_split: 'nope' is not one of the splits"),
+    ("on_bad_image=ignore", "on_bad_image must be one of ('fail', 'skip'), got 'ignore'"),
+    ("seed=-1", "seed must be an integer >= 0"),
+]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if the run gets as far as loading data or extracting features."""
+
+    def prepare(*args, **kwargs):
+        raise AssertionError("work started before the config was checked")
+
+    monkeypatch.setattr(pipeline, "prepare", prepare)
+
+
+@pytest.mark.parametrize("override, message", BAD, ids=[o for o, _ in BAD])
+def test_impossible_values_fail_before_any_work(override, message, tiny_root, no_work):
+    run_dir = tiny_root / "never"
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(tiny_cfg(tiny_root, override), run_dir)
+    assert message in str(info.value)
+    assert not run_dir.exists()
+
+
+def test_every_problem_is_reported_at_once(tiny_root, no_work):
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(tiny_cfg(tiny_root, "schedule.epochs=0", "cell.name=lstn", "decoding.method=topk"), "never")
+    assert str(info.value).count("\n  ") == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_fails_before_any_work(tiny_root, no_work):
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.run(tiny_cfg(tiny_root, "device=cuda"), tiny_root / "never")
+
+
+def test_resume_from_a_missing_run_fails_before_any_work(tiny_root, no_work):
+    from captioning.model import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        pipeline.run(tiny_cfg(tiny_root, f"resume={Path(tiny_root) / 'no_such_run'}"), tiny_root / "never")
