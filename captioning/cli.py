@@ -10,6 +10,7 @@ import torch
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULTS = {"checkpoint": None, "method": "beam", "beam_size": "3", "length_alpha": "0.0",
             "temperature": "1.0", "show_beams": "0", "seed": "0", "batch_size": "32"}
+METHODS = ("beam", "greedy", "sample")
 
 
 def parse_args(argv: list[str]) -> tuple[list[Path], dict]:
@@ -32,6 +33,22 @@ def parse_args(argv: list[str]) -> tuple[list[Path], dict]:
     return paths, opts
 
 
+def decoding_options(o: dict) -> dict:
+    """The decoder's keyword arguments from the string options; a clear exit on a bad value."""
+    try:
+        kwargs = {"method": o["method"], "beam_size": int(o["beam_size"]), "length_alpha": float(o["length_alpha"]),
+                  "temperature": float(o["temperature"]), "keep_beams": int(o["show_beams"]),
+                  "generator": torch.Generator().manual_seed(int(o["seed"]))}
+        batch_size = int(o["batch_size"])
+    except ValueError as exc:
+        raise SystemExit(f"bad option value: {exc}") from None
+    if kwargs["method"] not in METHODS:
+        raise SystemExit(f"method must be one of {', '.join(METHODS)}, got {kwargs['method']!r}")
+    if kwargs["beam_size"] < 1 or batch_size < 1 or kwargs["keep_beams"] < 0 or kwargs["temperature"] < 0:
+        raise SystemExit("beam_size and batch_size must be >= 1, show_beams and temperature >= 0")
+    return kwargs
+
+
 def caption_main(argv: list[str]) -> int:
     """Print `path<TAB>caption` per image (and the top beams when asked); exit 1 if any image failed."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -41,16 +58,13 @@ def caption_main(argv: list[str]) -> int:
     from captioning.model import Captioner, CheckpointError
 
     paths, o = parse_args(argv)
+    kwargs = decoding_options(o)
     try:
         captioner = Captioner.from_checkpoint(o["checkpoint"])
+        captioner.encoder  # noqa: B018 - build it now: a mismatched encoder is a checkpoint error, not a crash
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    kwargs = {"method": o["method"], "beam_size": int(o["beam_size"]), "length_alpha": float(o["length_alpha"]),
-              "temperature": float(o["temperature"]), "keep_beams": int(o["show_beams"]),
-              "generator": torch.Generator().manual_seed(int(o["seed"]))}
-    if kwargs["beam_size"] < 1:
-        raise SystemExit(f"beam_size must be >= 1, got {kwargs['beam_size']}")
     failed = 0
     for start in range(0, len(paths), int(o["batch_size"])):
         batch = paths[start : start + int(o["batch_size"])]

@@ -8,6 +8,7 @@ the optimizer, schedule, counters and RNG states. It is written atomically.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -55,6 +56,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass checkpoint=<run dir or .pt file>")
     try:
+        _check_zip_crc(path)
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
@@ -62,6 +64,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a captioning checkpoint (missing {missing})")
+    if type(ckpt["format_version"]) is not int:
+        raise CheckpointError(f"{path} has format_version {ckpt['format_version']!r}, not a number: corrupted or "
+                              "not a captioning checkpoint")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format {ckpt['format_version']}, newer than this code's "
                               f"{FORMAT_VERSION}: upgrade the captioning package")
@@ -69,17 +74,30 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
+def _check_zip_crc(path: Path) -> None:
+    """Verify the CRC-32 of every record of a (zip-format) torch file: torch.load does not, so a flipped
+    bit in the weights would otherwise load silently and caption garbage."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"record {bad} fails its CRC-32 check")
+
+
 def decoder_from_checkpoint(ckpt: dict) -> tuple[CaptionDecoder, Vocabulary]:
     """Rebuild the decoder and vocabulary; refuse a vocabulary that doesn't fit the weights."""
-    vocab = Vocabulary.from_state_dict(ckpt["vocab"])
-    hp = ckpt["decoder_hparams"]
+    try:
+        vocab = Vocabulary.from_state_dict(ckpt["vocab"])
+        hp = dict(ckpt["decoder_hparams"])
+    except (ValueError, TypeError, KeyError) as exc:  # VocabularyError is a ValueError
+        raise CheckpointError(f"{ckpt.get('path')}: malformed vocabulary or decoder settings ({exc})") from exc
     if hp.get("vocab_size") != len(vocab):
         raise CheckpointError(f"{ckpt.get('path')}: vocabulary has {len(vocab)} words but the decoder was "
                               f"built for {hp.get('vocab_size')}; the file mixes two runs, retrain or use another")
-    decoder = CaptionDecoder.build(**hp)
     try:
+        decoder = CaptionDecoder.build(**hp)
         decoder.load_state_dict(ckpt["decoder"])
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, TypeError, AttributeError) as exc:  # whatever a malformed entry makes torch raise
         raise CheckpointError(f"{ckpt.get('path')}: weights don't match the decoder they claim ({exc})") from exc
     return decoder.eval(), vocab
 
@@ -115,10 +133,17 @@ class Captioner:
         if self._encoder is None:
             from captioning.encoder import build_encoder
 
-            encoder = build_encoder(self.encoder_cfg)
+            try:
+                encoder = build_encoder(self.encoder_cfg)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CheckpointError(f"the checkpoint's encoder config cannot build an encoder ({exc})") from exc
             if self.encoder_key and encoder.cache_key != self.encoder_key:
                 raise CheckpointError(f"the checkpoint was trained on encoder features {self.encoder_key!r} but "
                                       f"its config now builds {encoder.cache_key!r}; use the matching encoder")
+            wanted = self.decoder.hyperparameters().get("feature_dim")
+            if encoder.feature_dim != wanted:
+                raise CheckpointError(f"the checkpoint's decoder reads {wanted}-d features but its encoder config "
+                                      f"builds a {encoder.feature_dim}-d encoder; the file mixes two runs")
             self._encoder = encoder.eval()
         return self._encoder
 
