@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from captioning.io import save_json
 from captioning.report import machine_line, update_section
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
@@ -48,6 +48,5 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
             "Attribute columns: the fraction of captions that get that attribute of the scene right "
             "(see captioning/data/scenes.py).\n\n" + results_table(runs))
     update_section(out, "shapes", body, title="Results")
-    Path(run_root).mkdir(parents=True, exist_ok=True)
-    (Path(run_root) / "summary.json").write_text(json.dumps(runs, indent=2))
+    save_json(runs, Path(run_root) / "summary.json")  # atomic, like every output
     return runs
