@@ -1,0 +1,94 @@
+"""Pictures instead of walls of numbers: a run's training curve and a sweep's metrics as bars.
+
+Drawn on matplotlib ``Figure`` objects (not pyplot), so importing this module never changes a
+notebook's backend, and written atomically like every other output file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from captioning.io import atomic_write
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically; returns the path."""
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    return Path(path)
+
+
+def load_history(path: str | Path) -> dict:
+    """A run's history.json (a run directory or the file itself), with a clear error when it is absent."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no training history at {path}: pass a run directory written by scripts/train.py")
+    history = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
+        raise ValueError(f"{path} is not a training history (expected {{'epochs': [...]}})")
+    return history
+
+
+def training_curve_figure(history: Mapping) -> Figure:
+    """Two panels over epochs: mean training loss, and greedy val BLEU-4 with the best epoch marked."""
+    epochs = [e["epoch"] for e in history["epochs"]]
+    fig = Figure(figsize=(9, 3.2))
+    loss_ax, bleu_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [e["train_loss"] for e in history["epochs"]], marker="o", color="tab:blue")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy per word", title="training loss")
+    bleu_ax.plot(epochs, [e["val_bleu4"] for e in history["epochs"]], marker="o", color="tab:green")
+    best = history.get("best_epoch", -1)
+    if best in epochs:
+        bleu_ax.axvline(best, color="grey", ls="--", lw=1, label=f"best checkpoint (epoch {best})")
+        bleu_ax.legend(fontsize=8, loc="lower right")
+    bleu_ax.set(xlabel="epoch", ylabel="BLEU-4", title="validation BLEU-4 (greedy)")
+    for ax in (loss_ax, bleu_ax):
+        ax.grid(alpha=0.3)
+        if epochs:
+            ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+    fig.tight_layout()
+    return fig
+
+
+def training_curve_png(history: Mapping | str | Path, path: str | Path) -> Path:
+    """Write the training curve of a history (dict, history.json or run directory) as a PNG."""
+    if not isinstance(history, Mapping):
+        history = load_history(history)
+    return save_png(training_curve_figure(history), path)
+
+
+def bar_chart_figure(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str = "",
+                     ylabel: str = "") -> Figure:
+    """Grouped bars: one group per label (e.g. a run), one bar per series (e.g. a split); None = no bar."""
+    if not labels or not series:
+        raise ValueError("nothing to plot: no runs or no metrics")
+    x = np.arange(len(labels))
+    width = 0.8 / len(series)
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.9 * len(labels) * max(1, len(series)) ** 0.5), 3.6))
+    ax = fig.subplots()
+    for k, (name, values) in enumerate(series.items()):
+        heights = [np.nan if v is None else v for v in values]
+        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 10 else 0, ha="right", fontsize=8)
+    ax.set(title=title, ylabel=ylabel)
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart_png(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], path: str | Path,
+                  title: str = "", ylabel: str = "") -> Path:
+    """Write ``bar_chart_figure`` as a PNG."""
+    return save_png(bar_chart_figure(labels, series, title, ylabel), path)
