@@ -79,14 +79,17 @@ def straight(tiny_root, tiny_prepared):
     return run_dir, history, math.ceil(n_captions / tiny_cfg(tiny_root).schedule.batch_size)
 
 
-def start_child(tiny_root: Path, run_dir: Path, hold_at: int, *overrides: str) -> tuple[subprocess.Popen, Path]:
+def start_child(tiny_root: Path, prepared, run_dir: Path, hold_at: int,
+                *overrides: str) -> tuple[subprocess.Popen, Path]:
     """scripts/train.py on the tiny set in a subprocess, held at training step ``hold_at``."""
     mark = run_dir.parent / f"{run_dir.name}.held"
+    # the very images (and so the cached features) of ``prepared``, whatever CAPTIONING_DATA says by now
+    data_root = Path(prepared.splits["train"][0].path).parents[2]
     args = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "decoder.hidden_size=48", "decoder.embed_dim=24",
             "encoder.batch_size=32", "encoder.num_workers=0", "data.eval_splits=[]", "num_threads=1",
-            f"cache_dir={tiny_root / 'cache'}", f"hydra.run.dir={run_dir}", *overrides]
+            f"data.root={data_root}", f"cache_dir={tiny_root / 'cache'}", f"hydra.run.dir={run_dir}", *overrides]
     code = CHILD.format(mark=str(mark), hold_at=hold_at, args=args, script=str(REPO / "scripts" / "train.py"))
-    env = {**os.environ, "CAPTIONING_DATA": str(tiny_root / "data"), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300  # only a guard against a hung child, not a timing assertion
@@ -101,7 +104,7 @@ def start_child(tiny_root: Path, run_dir: Path, hold_at: int, *overrides: str) -
 def test_sigterm_saves_the_exact_position_and_resume_is_bitwise_identical(tiny_root, tiny_prepared, straight):
     straight_dir, straight_history, steps = straight
     run_dir = tiny_root / "reliability_sigterm"
-    child, mark = start_child(tiny_root, run_dir, hold_at=steps + 3)  # mid-way through epoch 2
+    child, mark = start_child(tiny_root, tiny_prepared, run_dir, hold_at=steps + 3)  # mid-way through epoch 2
     child.send_signal(signal.SIGTERM)
     mark.unlink()  # let the held step finish: the handler has already run
     out = child.communicate(timeout=300)[0]
@@ -119,7 +122,7 @@ def test_sigterm_saves_the_exact_position_and_resume_is_bitwise_identical(tiny_r
 def test_kill_9_loses_at_most_checkpoint_every_steps(tiny_root, tiny_prepared, straight):
     straight_dir, _, steps = straight
     run_dir, every, hold_at = tiny_root / "reliability_kill9", 4, steps + 7
-    child, _ = start_child(tiny_root, run_dir, hold_at, f"schedule.checkpoint_every_steps={every}")
+    child, _ = start_child(tiny_root, tiny_prepared, run_dir, hold_at, f"schedule.checkpoint_every_steps={every}")
     epoch, step = position(run_dir)  # written before the held step began
     child.kill()
     child.communicate(timeout=60)
