@@ -128,7 +128,8 @@ def test_fuzzed_images_through_the_caption_cli(fuzzed_images, tiny_checkpoint, c
 
 HOSTILE = ["", " ", "\t\n", ".", "...", "?!", "--", "\u00a0", "\u200b", "\x00", "é", "a\x00b",
            "日本語のキャプション", "🙂 a dog 🐶", "A DOG.", "a  dog", "a dog " * 300, "x" * 5000,
-           "<script>alert(1)</script>", "\u202eevil", "a\u0301", "ﬁne", "\\N{SNOWMAN}", "'s", "&amp;", "-lrb- -rrb-", "a\r\nb", "١٢٣", "\ud800"]
+           "<script>alert(1)</script>", "\u202eevil", "a\u0301",
+           "ﬁne", "\\N{SNOWMAN}", "'s", "&amp;", "-lrb- -rrb-", "a\r\nb", "١٢٣", "\ud800"]
 
 
 def test_hostile_captions_load_and_encode_or_raise_a_data_error(tmp_path):
