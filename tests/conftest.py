@@ -12,6 +12,14 @@ TINY = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "decoder.hidden_si
         "encoder.batch_size=32", "encoder.num_workers=0"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny tensors: one thread is as fast, and immune to oversubscribed CPUs."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def tiny_cfg(tmp_root: Path, *overrides: str):
     """The tiny training config with its data and feature cache under ``tmp_root``."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
