@@ -30,7 +30,8 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(cfg.threads)
     hc = HydraConfig.get()
     plain = OmegaConf.to_container(cfg, resolve=True)
-    command = " ".join(["python scripts/long_term_dependency.py", *hc.overrides.task])
+    # where the outputs go does not change them: leave out_dir out of the reproducing command
+    command = " ".join(["python scripts/long_term_dependency.py", *(o for o in hc.overrides.task if not o.startswith("out_dir="))])
     result = length_sweep(plain, progress=_row)
     docs = None if cfg.docs_dir is None else (ROOT / cfg.docs_dir if not Path(cfg.docs_dir).is_absolute() else Path(cfg.docs_dir))
     for path in write_report(result, plain, hc.runtime.output_dir, docs, command):
