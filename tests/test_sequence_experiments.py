@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from captioning.sequence.experiments import FIGURE, length_sweep, markdown_report, write_report
 
@@ -18,14 +17,6 @@ CFG = {
     "solved_fraction": 0.05,
     "probe": {"train_len": 8, "length": 12, "n": 4},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_sweep_writes_table_figure_and_json(tmp_path):

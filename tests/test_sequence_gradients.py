@@ -8,14 +8,6 @@ from captioning.sequence.gradients import hidden_gradient_norms, model_gradient_
 from captioning.sequence.models import ManyToOne
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_one_unit_linear_recurrence_gives_w_to_the_k():
     # h' = w h + x and loss = h_T: d loss / d h_{T-k} = w^k exactly
     w, T = 0.9, 60

@@ -10,15 +10,6 @@ from captioning.sequence.problems import pad_ids
 from captioning.vocab import END, START
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster single-threaded, above all on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_many_to_one_ignores_padding(cell):
     torch.manual_seed(0)

@@ -16,14 +16,6 @@ MODEL = {"hidden_size": 16, "embed_dim": 8, "num_layers": 1, "backend": "fused"}
 LOOP = {"batch_size": 32, "lr": 1e-2, "max_steps": 2, "eval_every": 1, "clip": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name,metric", [("adding", "mse"), ("reverse", "exact_greedy"),
                                          ("caption_colour", "accuracy"), ("paraphrase", "exact_beam2")])
 def test_every_task_builds_trains_and_reports_its_metric_and_baseline(name, metric):

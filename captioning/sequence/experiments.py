@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import io
-import logging
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,7 +22,6 @@ from captioning.sequence.gradients import model_gradient_norms
 from captioning.sequence.problems import adding, seed_everything
 from captioning.sequence.train import train
 
-log = logging.getLogger(__name__)
 FIGURE = "long_term_dependency_gradients.png"
 
 

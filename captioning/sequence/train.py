@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from pathlib import Path
@@ -14,7 +13,6 @@ from torch import nn
 from captioning.io import atomic_save_torch, save_json
 from captioning.sequence.problems import Problem, build_problem, seed_everything
 
-log = logging.getLogger(__name__)
 LOWER_IS_BETTER = ("mse", "loss")
 
 
