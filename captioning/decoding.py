@@ -8,13 +8,28 @@ step), and ranks finished captions by log-probability / length**alpha (alpha = 0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from captioning.decoder import CaptionDecoder
+from captioning.progress import progress
 from captioning.vocab import END, PAD, START
+
+
+class CaptionDecoder(Protocol):
+    """What decoding needs of a model: an initial state from a condition, and one step at a time.
+
+    captioning.decoder.CaptionDecoder (image features) and the sequence-to-sequence model of
+    captioning/sequence (an encoded source sequence) both provide it.
+    """
+
+    def init_state(self, condition: Tensor) -> Any: ...
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]: ...
+
+    def eval(self) -> Any: ...
 
 
 @dataclass
@@ -139,10 +154,13 @@ def decode_batched(decoder: CaptionDecoder, features, batch_size: int = 500, **k
     """``decode`` over a large feature array (e.g. a memory-mapped cache) in batches."""
     decoder.eval()
     tokens, scores, beams = [], [], []
+    bar = progress(None, desc=f"captions ({kwargs.get('method', 'greedy')})", total=len(features), unit="img")
     for start in range(0, len(features), batch_size):
         chunk = torch.as_tensor(np.asarray(features[start : start + batch_size], dtype=np.float32).copy())
         out = decode(decoder, chunk, **kwargs)
         tokens += out.tokens
         scores += out.scores
         beams += out.beams or []
+        bar.update(len(chunk))
+    bar.close()
     return Decoded(tokens, scores, beams or None)

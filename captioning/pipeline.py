@@ -15,6 +15,7 @@ from captioning.data.shards import extract_dataset_shard
 from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
 from captioning.io import save_json
 from captioning.model import decoder_from_checkpoint, load_checkpoint
+from captioning.plots import training_curve_png
 from captioning.train import train
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     history = train(cfg, prepared, run_dir, logger)
     if not dp.is_main:  # rank 0 evaluates the checkpoint it wrote
         return {}
+    training_curve_png(history, run_dir / "training_curve.png")
     t_eval = time.time()
     decoder, vocab = decoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"))
     results = evaluate_all(cfg, prepared, decoder, run_dir)
+    if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
+        logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
     results["_run"] = {"best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
                        "bad_images": prepared.bad_images, "seconds_prepare": t_train - t_start,
                        "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,

@@ -78,7 +78,8 @@ def bar_chart_figure(labels: Sequence[str], series: Mapping[str, Sequence[float 
         bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=name)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 10 else 0, ha="right", fontsize=8)
+    tilt = max(len(s) for s in labels) > 10
+    ax.set_xticklabels(labels, rotation=20 if tilt else 0, ha="right" if tilt else "center", fontsize=8)
     ax.set(title=title, ylabel=ylabel)
     ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)

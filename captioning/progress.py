@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets that warns on import
 
 
 def progress(iterable: Iterable, desc: str = "", total: int | None = None, **kwargs) -> tqdm:

@@ -170,6 +170,9 @@ def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulSt
         if logger:
             logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": epoch + 1},
                        step=(epoch + 1) * steps_per_epoch)
+            if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
+                logger.log_samples(epoch + 1, (epoch + 1) * steps_per_epoch, decoder, prepared, cfg.data.val_split,
+                                   max_len)
         improved = bleu4 > history["best_bleu4"]
         if improved:
             history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1

@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from captioning.data.scenes import COLOURS, SHAPES
 from captioning.data.shape_captions import describe
 from captioning.io import save_json
+from captioning.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +269,17 @@ def _remove_stale(root: Path, split: str, n: int) -> None:
 
 def _render_all(jobs: list[tuple[dict, str, int]], workers: int) -> None:
     """Render in ``workers`` processes (1: in this process); chunks keep the IPC overhead small."""
-    if workers <= 1 or len(jobs) < 500:
-        _render_chunk(jobs)
-        return
     chunks = [jobs[i : i + 250] for i in range(0, len(jobs), 250)]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(workers) as pool:
-        for _ in pool.imap_unordered(_render_chunk, chunks):
-            pass
+    bar = progress(None, desc="rendering shapes", total=len(jobs), unit="img")
+    if workers <= 1 or len(jobs) < 500:
+        for chunk in chunks:
+            bar.update(_render_chunk(chunk))
+    else:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            for done in pool.imap_unordered(_render_chunk, chunks):
+                bar.update(done)
+    bar.close()
 
 
 def default_workers() -> int:
