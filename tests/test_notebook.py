@@ -1,0 +1,38 @@
+"""The demo notebook runs top to bottom (CPU, offline) on its fast path, and is stored without outputs."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "caption_demo.ipynb"
+
+
+def test_notebook_is_stored_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+
+
+def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    # the kernel inherits this environment: a tiny model, data and caches in temporary folders
+    monkeypatch.setenv("CAPTION_DEMO_FAST", "1")
+    monkeypatch.setenv("CAPTION_DEMO_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
+    monkeypatch.setenv("CAPTIONING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.delenv("CAPTION_DEMO_CHECKPOINT", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # raises on any error
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert "LSTM decoder, 48 units" in text and "cosine similarity" in text and "next word is a colour" in text
+    assert "chelsea (a cat)" in text or "skipped chelsea" in text
+    # training curve, 2 synthetic grids, photos, 2 failure sheets, the cell plot and the heatmap
+    assert len(images) >= 8, len(images)
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "notebook" / "decoder.png").is_file()

@@ -1,0 +1,131 @@
+"""Every command in README.md is valid: the quickstart pair verbatim first, then each `python scripts/...`
+command's script exists and accepts its options (Hydra overrides composed against the script's own
+config; argparse flags and choices checked against `--help`; the caption CLI's keys)."""
+
+import contextlib
+import io
+import re
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test,coco-eval]" && python -m pytest -q']
+NOT_RUN = ("pip install", "python -m pytest", "wandb sync", "jupyter", "torchrun")  # install/network/test-suite commands
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def commands(text: str) -> list[str]:
+    """Shell commands from ```bash blocks (continuations joined) and `python scripts/...` inline spans."""
+    found = []
+    for lang, body in code_blocks(text):
+        if lang in ("bash", "sh", "shell"):
+            found += [line.strip() for line in body.replace("\\\n", " ").splitlines() if line.strip()]
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    found += re.findall(r"`(python scripts/[^`]+)`", prose)
+    return found
+
+
+def script_args(command: str) -> tuple[Path, list[str]]:
+    """The script and its arguments; <placeholders> become one word, env assignments are dropped."""
+    command = re.sub(r"<[^>]*>", "PLACEHOLDER", command.split("#")[0])
+    words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w)]
+    start = words.index("python") + 1
+    return ROOT / words[start], words[start + 1 :]
+
+
+def hydra_target(script: Path) -> tuple[Path, str] | None:
+    """(config dir, config name) from a script's @hydra.main decorator; None when it is not Hydra."""
+    source = script.read_text(encoding="utf-8")
+    if "@hydra.main" not in source:
+        return None
+    path = re.search(r"config_path=\"([^\"]+)\"", source).group(1)
+    name = re.search(r"config_name=\"([^\"]+)\"", source).group(1)
+    return (script.parent / path).resolve(), name
+
+
+def check_hydra(config_dir: Path, name: str, args: list[str]) -> None:
+    """Compose the config with the overrides (each value of a -m sweep separately), as Hydra would."""
+    overrides = [a for a in args if not a.startswith("-") and a not in ("job", "hydra", "all")]
+    sweeps = [[o] if "[" in o else [f"{o.split('=')[0]}={v}" for v in o.split("=", 1)[1].split(",")]
+              if "-m" in args and "=" in o else [o] for o in overrides]
+    for k in range(max((len(s) for s in sweeps), default=1)):
+        chosen = [s[min(k, len(s) - 1)] for s in sweeps]
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            compose(name, overrides=chosen, return_hydra_config=any(o.startswith("hydra") for o in chosen))
+
+
+def check_argparse(script: Path, args: list[str], monkeypatch) -> None:
+    """`--help` exits 0 and names every flag and fixed choice the command uses (run in-process: fast)."""
+    monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    help_text = buffer.getvalue()
+    assert exit_.value.code in (0, None) and "usage" in help_text.lower(), help_text
+    for arg in args:
+        if arg.startswith("-"):
+            assert arg.split("=")[0] in help_text, f"{script.name} has no option {arg}"
+        elif "one or more of" in help_text:  # prepare_data's targets
+            assert arg in help_text or "/" in arg or "PLACEHOLDER" in arg, f"{script.name}: {arg} is not a choice"
+
+
+def check_caption_cli(args: list[str]) -> None:
+    from captioning.cli import DEFAULTS
+
+    keys = [a.split("=", 1)[0] for a in args if "=" in a]
+    assert keys and all(k in DEFAULTS for k in keys), keys
+
+
+def check_command(command: str, monkeypatch) -> None:
+    script, args = script_args(command)
+    assert script.is_file(), f"README names a missing script: {script}"
+    target = hydra_target(script)
+    if script.name == "caption.py":
+        check_caption_cli(args)
+    elif script.name == "make_results.py":  # its overrides go to every training run
+        check_hydra(ROOT / "configs", "train", args)
+    elif target is not None:
+        check_hydra(*target, args)
+    else:
+        check_argparse(script, args, monkeypatch)
+
+
+def test_quickstart_commands_are_the_first_two_blocks_verbatim():
+    blocks = code_blocks(README)
+    assert [body.strip() for _, body in blocks[:2]] == QUICKSTART
+
+
+def test_the_readme_covers_its_topics_in_order():
+    headings = [h.lower() for h in re.findall(r"^## (.+)$", README, flags=re.M)]
+    wanted = ["main job", "coco", "evaluation", "character-level", "notebook", "results"]
+    positions = [next(i for i, h in enumerate(headings) if w in h) for w in wanted]
+    assert positions == sorted(positions), headings
+
+
+@pytest.mark.parametrize("command", [c for c in commands(README) if "python scripts/" in c and c not in QUICKSTART])
+def test_readme_command_is_valid(command, monkeypatch):
+    check_command(command, monkeypatch)
+
+
+def test_every_readme_command_is_checked_or_deliberately_not_run():
+    for command in commands(README):
+        assert "python scripts/" in command or command.startswith(NOT_RUN), f"unchecked README command: {command}"
+
+
+def test_the_checks_catch_bad_commands(monkeypatch):
+    for bad in ("python scripts/train.py cell=transformer", "python scripts/train.py no_such_key=1",
+                "python scripts/train.py -m cell=rnn,elman", "python scripts/caption.py x.png colour=blue",
+                "python scripts/no_such_script.py", "python scripts/prepare_data.py coco2099",
+                "python scripts/compare_runs.py runs/x --no-such-flag"):
+        with pytest.raises(Exception):
+            check_command(bad, monkeypatch)
