@@ -9,7 +9,7 @@ from captioning.lm.corpus import Corpus
 from captioning.lm.model import CharRNN, load_lm
 from captioning.lm.run import train_from_config
 from captioning.lm.sample import sample
-from captioning.lm.train import TrainConfig, evaluate, lr_at, train
+from captioning.lm.train import TrainConfig, cpu_has_bf16, evaluate, lr_at, train
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "lm")
 
@@ -72,6 +72,7 @@ def test_lr_schedule_warms_up_and_decays_to_min():
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp8")
+    assert TrainConfig(precision="auto").precision == ("bf16" if cpu_has_bf16() else "fp32")
 
 
 def test_time_budget_stops_training(tmp_path):

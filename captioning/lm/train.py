@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "ckpt.pt"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 @dataclass
 class TrainConfig:
     """Schedule and optimisation settings (configs/lm/schedule/*.yaml)."""
@@ -42,7 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 5.0
-    precision: str = "fp32"  # "bf16": autocast matrix products to bfloat16 (faster on CPUs with AVX512-BF16)
+    precision: str = "fp32"  # "bf16": autocast matrix products to bfloat16; "auto": bf16 where the CPU has it
     max_steps: int = 10_000
     max_seconds: float | None = None
     eval_every: int = 250
@@ -56,8 +63,10 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
+        if self.precision == "auto":
+            self.precision = "bf16" if cpu_has_bf16() else "fp32"
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.max_steps < 1:
