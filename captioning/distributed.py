@@ -1,6 +1,7 @@
 """Data-parallel training over processes that torchrun starts (gloo on CPU, NCCL on GPU).
 
     torchrun --standalone --nproc_per_node=2 scripts/train.py trainer=ddp
+    python scripts/train.py -m hydra/launcher=slurm hydra.launcher.tasks_per_node=4 trainer=ddp  # docs/cluster.md
 
 Every rank runs the same job. The same seed gives every rank the same caption order each epoch;
 ``schedule.batch_size`` is the *global* batch, and rank r takes captions r, r + N, r + 2N, ... of it
@@ -8,6 +9,7 @@ Every rank runs the same job. The same seed gives every rank the same caption or
 torch DDP averages the gradients; each rank scales its loss by N * (its words / the batch's words),
 so the average is the gradient of the global batch's masked mean, as one process computes it.
 Only rank 0 validates (and broadcasts the score), writes checkpoints, history, logs and metrics.
+Under Hydra's submitit launcher the variables torchrun would set come from the job's environment.
 With ``trainer=single`` (the default) nothing here touches torch.distributed.
 """
 
@@ -114,6 +116,7 @@ def setup(cfg: Any) -> DataParallel:
         return DataParallel()
     if dist.is_initialized():
         return current()
+    _export_submitit_env()
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
         raise ValueError(f"trainer=ddp needs the process-group variables {missing} that torchrun sets: {LAUNCH_HINT}")
@@ -131,6 +134,18 @@ def setup(cfg: Any) -> DataParallel:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
     log.info("DDP: %d processes, backend %s", dist.get_world_size(), backend)
     return current()
+
+
+def _export_submitit_env() -> None:
+    """Under Hydra's submitit launcher (SLURM or local) with several tasks, set what torchrun would set."""
+    if "SUBMITIT_EXECUTOR" not in os.environ or "RANK" in os.environ:
+        return
+    from submitit.helpers import TorchDistributedEnvironment  # present wherever submitit started us
+
+    env = TorchDistributedEnvironment()
+    if env.world_size > 1:
+        # every rank sees every GPU of its node and picks cuda:LOCAL_RANK (setup below)
+        env.export(set_cuda_visible_devices=False)
 
 
 def teardown() -> None:

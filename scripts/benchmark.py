@@ -1,35 +1,81 @@
-"""Benchmarks that write docs/benchmarks.md: `python scripts/benchmark.py [--only cells] [--repeats N]`.
+"""Benchmarks that write docs/benchmarks.md: `python scripts/benchmark.py [--quick] [--only SECTION ...]`.
 
-Run on a quiet machine: the figures are wall-clock times. Each section records the machine and the
-command that produced it.
+Sections (captioning/bench/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
+end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
+beam (batched vs one image at a time), bleu (ours vs the official scorer), scaling (time and peak
+memory at growing sizes; --scaling-sizes, the 50k size takes tens of minutes on 2 cores).
+Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
+load average) and the exact command. --quick shrinks every size to check that the sections work.
+On a GPU: scripts/benchmark_gpu.sh (--device cuda --amp bf16), written beside the CPU sections.
 """
 
 import argparse
 import sys
+import traceback
+from pathlib import Path
 
 import torch
 
+from captioning.bench.beam import beam_report
+from captioning.bench.cached import cached_report
 from captioning.bench.cells import cells_report
+from captioning.bench.common import Options
+from captioning.bench.extraction import extraction_report
+from captioning.bench.scaling import scaling_report
+from captioning.bench.scorer import scorer_report
 from captioning.report import machine_line, update_section
 
-SECTIONS = {"cells": cells_report}
+SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_features": cached_report,
+            "beam": beam_report, "bleu": scorer_report, "scaling": scaling_report}
+CPU_ONLY = {"bleu"}  # no tensor work: the same figure on any device
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=sorted(SECTIONS))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="small sizes: the sections run; figures not to quote")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast for training and encoder")
+    parser.add_argument("--workers", type=int, default=1, help="data-loader workers decoding images")
+    parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="synthetic images and caches")
     parser.add_argument("--out", default="docs/benchmarks.md")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("--device cuda: no CUDA GPU is visible here; run the CPU suite without --device")
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     if args.threads:
         torch.set_num_threads(args.threads)
+    opts = Options(quick=args.quick, repeats=args.repeats, device=args.device, amp=args.amp, work_dir=args.work_dir,
+                   scaling_sizes=args.scaling_sizes, workers=args.workers)
+    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    failed = []
     for name in args.only:
+        if args.device != "cpu" and name in CPU_ONLY:
+            continue
         machine = machine_line()
-        body = SECTIONS[name](repeats=args.repeats)
-        command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
-        update_section(args.out, name, f"## {name}\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n{body}")
-        print(body)
+        section = SECTIONS[name]
+        try:
+            body = section(opts, threads=args.threads) if name == "scaling" else section(opts)
+        except Exception as err:  # one broken section must not cost the others (a GPU run is one shot)
+            traceback.print_exc()
+            failed.append(name)
+            last = (str(err).strip().splitlines() or [""])[-1]
+            body = f"**Failed**: `{type(err).__name__}: {last}`"
+        key = name if args.device == "cpu" else f"{name}-{args.device}"
+        quick = " (--quick: smoke-test sizes, not figures to quote)" if args.quick else ""
+        head = f"## {key}{quick}\n\nMachine: {machine}\n\nCommand: `{command.strip()}`"
+        update_section(args.out, key, f"{head}\n\n{body}")
+        print(f"## {key}\n{body}\n", flush=True)
+    if failed:
+        sys.exit(f"sections failed: {', '.join(failed)} (their error is in {args.out})")
 
 
 if __name__ == "__main__":

@@ -151,22 +151,25 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     encoder = build_encoder(enc_cfg)
     if str(cfg.device).startswith("cuda"):
         encoder = encoder.to(cfg.device)
+    # a split smaller than the world gets one image per shard, and the ranks beyond it idle
+    lists = {name: ([r.path for r in split], dataset_key(cfg.data, name), min(count, len(split)))
+             for name, split in records.items()}
     states = {}
-    for name, split in records.items():
-        paths, key = [r.path for r in split], dataset_key(cfg.data, name)
+    for name, (paths, key, n) in lists.items():
         full = _Cache(Path(cfg.cache_dir), key, encoder.cache_key, paths, encoder.feature_dim)
         if full.reuse([_signature(p) for p in paths]) is not None:
             states[name] = "cached"
-            continue
-        extract_shard(encoder, paths, cfg.cache_dir, key, index, count, enc_cfg.get("batch_size", 64),
-                      enc_cfg.get("num_workers", 0))
-        states[name] = f"shard {index}/{count} done"
+        elif index < n:
+            extract_shard(encoder, paths, cfg.cache_dir, key, index, n, enc_cfg.get("batch_size", 64),
+                          enc_cfg.get("num_workers", 0))
+            states[name] = f"shard {index}/{n} done"
+        else:
+            states[name] = "nothing to extract"
     wait()
     if merge and (barrier is None or index == 0):
-        for name, split in records.items():
-            paths, key = [r.path for r in split], dataset_key(cfg.data, name)
-            if states[name] != "cached" and shards_finished(encoder, paths, cfg.cache_dir, key, count):
-                merge_shards(encoder, paths, cfg.cache_dir, key, count, on_bad_image="skip")
+        for name, (paths, key, n) in lists.items():
+            if states[name] != "cached" and shards_finished(encoder, paths, cfg.cache_dir, key, n):
+                merge_shards(encoder, paths, cfg.cache_dir, key, n, on_bad_image="skip")
                 states[name] = "merged"
     wait()
     return states
