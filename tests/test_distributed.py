@@ -51,9 +51,10 @@ def tiny(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ddp")
-    os.environ["CAPTIONING_DATA"] = str(root / "data")
-    cfg = tiny_cfg(root)
-    yield root, cfg, prepare(cfg, splits_needed=["train", "val"])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CAPTIONING_DATA", str(root / "data"))
+        cfg = tiny_cfg(root)
+        yield root, cfg, prepare(cfg, splits_needed=["train", "val"])
     torch.set_num_threads(threads)
 
 
