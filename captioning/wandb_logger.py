@@ -69,14 +69,14 @@ class WandbLogger:
         """The worst and random cases of each split (read from per_image_<split>.json) as tables with images."""
         import wandb
 
+        from captioning.failures import report_rows
+
         if not self.cfg.get("log_failures", True):
             return
         for split, records in records_by_split.items():
             report = _failure_report(self.full_cfg, split, records, Path(eval_dir))
             if report is None:
                 continue
-            from captioning.failures import report_rows
-
             rows = report_rows(report)
             columns = ["image"] + [k for k in rows[0] if k != "path"] if rows else ["image"]
             table = wandb.Table(columns=columns)
