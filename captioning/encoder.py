@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
 
@@ -30,6 +31,8 @@ SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid")
 RESIZE_MODES = ("squash", "center_crop")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast, ~2x faster on CPUs with avx512_bf16/AMX, features differ ~3%
+KNOWN_KEYS = ("name", "source", "arch", "weights", "image_size", "resize", "interpolation", "mean", "std", "pool",
+              "grid_size", "trainable", "channels_last", "precision", "batch_size", "num_workers")
 # Bump when the meaning of a feature changes without any config value changing.
 FEATURE_FORMAT = 1
 
@@ -82,7 +85,7 @@ class Encoder(nn.Module):
         """Run one blank image through the network; also checks that ``pool: grid`` is possible."""
         size = self.transform.size
         with torch.inference_mode():
-            fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))  # channels_last is moot here
+            fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
             if self.pool == "grid" and fmap.dim() != 4:
                 raise ValueError(f"encoder {self.name!r}: pool=grid needs a convolutional feature map "
                                  f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
@@ -162,7 +165,7 @@ def _validated(cfg: Mapping[str, Any]) -> dict:
 
         cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg = dict(cfg)
-    problems = []
+    problems = [f"unknown key {k!r} (known: {', '.join(KNOWN_KEYS)})" for k in cfg if k not in KNOWN_KEYS]
     for key in ("name", "source", "image_size"):
         if cfg.get(key) is None:
             problems.append(f"missing key {key!r}")
@@ -241,7 +244,11 @@ def default_normalisation(defaults: dict, cfg: dict) -> tuple[tuple, tuple, str]
     mean, std = tuple(float(v) for v in pick("mean")), tuple(float(v) for v in pick("std"))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"encoder {cfg['name']!r}: mean and std need 3 values each (std > 0), got {mean}, {std}")
-    return mean, std, str(pick("interpolation"))
+    interpolation = str(pick("interpolation"))
+    modes = [m.value for m in InterpolationMode]
+    if interpolation not in modes:
+        raise ValueError(f"encoder {cfg['name']!r}: interpolation must be one of {modes}, got {interpolation!r}")
+    return mean, std, interpolation
 
 
 _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"}

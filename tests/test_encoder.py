@@ -149,6 +149,10 @@ def test_config_mistakes_are_named():
         build_encoder({**LITE0, "pool": "max"})
     with pytest.raises(ValueError, match="image_size"):
         build_encoder({**LITE0, "image_size": -1})
+    with pytest.raises(ValueError, match="unknown key 'image_sise'"):
+        build_encoder({**LITE0, "image_sise": 64})
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        build_encoder({**LITE0, "image_size": 16, "weights": None, "interpolation": "cubic"})
     with pytest.raises(ValueError, match="torchvision has no model 'resnet18' with weights 'IMAGENET9K'"):
         build_encoder(dict(name="resnet18", source="torchvision", weights="IMAGENET9K", image_size=64))
 
