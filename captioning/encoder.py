@@ -149,6 +149,9 @@ def build_encoder(cfg: Mapping[str, Any]) -> Encoder:
     mean, std, interpolation = default_normalisation(defaults, cfg)
     transform = ImageTransform(size=int(cfg["image_size"]), resize=cfg.get("resize", "squash"),
                                interpolation=interpolation, mean=mean, std=std)
+    if cfg.get("precision") == "bf16" and not _native_cpu_bf16():
+        log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
+                    "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
     if weights_id is None:
         # Random weights differ per process, so only their bytes identify the features they give.
         weights_id = "random-init:" + _state_digest(backbone)
@@ -156,6 +159,14 @@ def build_encoder(cfg: Mapping[str, Any]) -> Encoder:
                    pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
                    trainable=bool(cfg.get("trainable", False)),
                    channels_last=bool(cfg.get("channels_last", False)), precision=cfg.get("precision", "fp32"))
+
+
+def _native_cpu_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _validated(cfg: Mapping[str, Any]) -> dict:
