@@ -6,7 +6,6 @@ from urllib.error import URLError
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 from skimage import data as skdata
 
@@ -135,10 +134,13 @@ def test_timm_source_with_random_weights_and_grid():
     assert enc(torch.randn(1, 3, 64, 64)).shape == (1, 2560)
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("config", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
 def test_every_config_is_valid(config):
-    cfg = yaml.safe_load((CONFIGS / config).read_text())
-    encoder_mod._validated(cfg)
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config)  # resolves a file's own defaults list (e.g. the _grid variant)
+    cfg = encoder_mod._validated(cfg)
     assert cfg["source"] in encoder_mod.SOURCES and cfg["weights"] is not None
 
 
