@@ -3,7 +3,7 @@
 Sections (captioning/bench/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
 end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
 beam (batched vs one image at a time), bleu (ours vs the official scorer), scaling (time and peak
-memory at growing sizes; --scaling-sizes, the 50k size takes tens of minutes on 2 cores).
+memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
 Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
 load average) and the exact command. --quick shrinks every size to check that the sections work.
 On a GPU: scripts/benchmark_gpu.sh (--device cuda --amp bf16), written beside the CPU sections.
