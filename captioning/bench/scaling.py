@@ -2,9 +2,8 @@
 
 Each stage runs in a fresh process (``python -m captioning.bench.scaling STAGE N WORK_DIR ...``) that
 reports its wall time and its own peak resident memory (VmHWM), so one stage's memory never hides
-another's. Expectations (issue 7): time
-grows linearly with the images; the feature cache is memory-mapped, so a 50k-image training run
-stays under 3 GB. Cost: all four stages at 10k images took 30 minutes on 2 shared cores (load
+another's. Expectations (issue 7): time grows linearly with the images; the feature cache is
+memory-mapped, so a 50k-image training run stays under 3 GB. Cost: all four stages at 10k images took 30 minutes on 2 shared cores (load
 average 8-10; 9 of them extraction, 17 the epoch); 50k is five times that work, so choose sizes with
 --scaling-sizes and run the large ones on a quiet machine.
 """
