@@ -157,6 +157,7 @@ def decode_batched(decoder: CaptionDecoder, features, batch_size: int = 500, **k
     bar = progress(None, desc=f"captions ({kwargs.get('method', 'greedy')})", total=len(features), unit="img")
     for start in range(0, len(features), batch_size):
         chunk = torch.as_tensor(np.asarray(features[start : start + batch_size], dtype=np.float32).copy())
+        chunk = chunk.to(next(decoder.parameters()).device)
         out = decode(decoder, chunk, **kwargs)
         tokens += out.tokens
         scores += out.scores

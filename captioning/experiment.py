@@ -69,7 +69,7 @@ def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] 
         vocab = Vocabulary.build((tokenize(c) for r in splits[train] for c in r.captions),
                                  min_count=cfg.data.min_word_count)
     encoder_cfg = to_dict(cfg.encoder)
-    encoder = build_encoder(encoder_cfg)
+    encoder = build_encoder(encoder_cfg).to(cfg.get("device", "cpu"))
     features, bad = {}, 0
     for name, records in splits.items():
         result = extract_features(encoder, [r.path for r in records], cfg.cache_dir,

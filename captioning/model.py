@@ -152,9 +152,9 @@ class Captioner:
         """Encoder features [N, D] for PIL images or image paths (any mode: converted to RGB)."""
         from PIL import Image
 
-        from captioning.data.images import load_rgb
+        from captioning.data.images import load_rgb, to_rgb
 
-        pics = [im.convert("RGB") if isinstance(im, Image.Image) else load_rgb(im) for im in images]
+        pics = [to_rgb(im) if isinstance(im, Image.Image) else load_rgb(im) for im in images]
         batch = torch.stack([self.encoder.transform(p) for p in pics])
         return self.encoder(batch)
 
