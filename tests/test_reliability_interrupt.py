@@ -21,7 +21,7 @@ import captioning.train as train_mod
 from captioning.interrupts import Interrupted
 from captioning.model import load_checkpoint
 from captioning.train import train
-from tests.conftest import tiny_cfg
+from tests.conftest import TINY, tiny_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -85,8 +85,7 @@ def start_child(tiny_root: Path, prepared, run_dir: Path, hold_at: int,
     mark = run_dir.parent / f"{run_dir.name}.held"
     # the very images (and so the cached features) of ``prepared``, whatever CAPTIONING_DATA says by now
     data_root = Path(prepared.splits["train"][0].path).parents[2]
-    args = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "decoder.hidden_size=48", "decoder.embed_dim=24",
-            "encoder.batch_size=32", "encoder.num_workers=0", "data.eval_splits=[]", "num_threads=1",
+    args = [*TINY, "data.eval_splits=[]", "num_threads=1",
             f"data.root={data_root}", f"cache_dir={tiny_root / 'cache'}", f"hydra.run.dir={run_dir}", *overrides]
     code = CHILD.format(mark=str(mark), hold_at=hold_at, args=args, script=str(REPO / "scripts" / "train.py"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
