@@ -58,6 +58,13 @@ def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[
     return h_next, {"reset": r, "update": z}
 
 
+def uniform_init(module: nn.Module, hidden_size: int) -> None:
+    """torch.nn's initialisation of recurrent weights: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        nn.init.uniform_(p, -bound, bound)
+
+
 # --------------------------------------------------------------------------------------------------
 # Single cells: drop-in replacements for torch.nn.RNNCell / LSTMCell / GRUCell.
 # --------------------------------------------------------------------------------------------------
@@ -87,9 +94,7 @@ class _CellBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch.nn does."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        uniform_init(self, self.hidden_size)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
@@ -198,9 +203,7 @@ class _RecurrentBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch.nn does."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        uniform_init(self, self.hidden_size)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
