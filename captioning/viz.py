@@ -77,9 +77,10 @@ def scratch_backend(rnn: nn.Module) -> Iterator[nn.Module]:
 @torch.no_grad()
 def record(rnn: nn.Module, inputs: Tensor, state=None) -> tuple[Tensor, object, Recording]:
     """Run a captioning.cells RNN/LSTM/GRU on ``inputs`` [T, I] (one sequence) with the scratch backend."""
+    batch_dim = 0 if getattr(rnn, "batch_first", False) else 1  # the caption decoder's RNN is batch-first
     with scratch_backend(rnn):
-        out, state, all_states = rnn(inputs.unsqueeze(1), state, return_all_states=True)
-    return out.squeeze(1), state, Recording.from_all_states(all_states)
+        out, state, all_states = rnn(inputs.unsqueeze(batch_dim), state, return_all_states=True)
+    return out.squeeze(batch_dim), state, Recording.from_all_states(all_states)
 
 
 def record_text(model: CharRNN, vocab: CharVocab, text: str, chunk: int = 2000) -> Recording:
