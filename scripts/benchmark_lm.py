@@ -24,13 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
+# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
+# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from captioning.io import atomic_write, save_json
-from captioning.lm.model import load_lm
-from captioning.lm.run import corpus_from_config, train_from_config
-from captioning.lm.train import evaluate
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from captioning.io import atomic_write, save_json  # noqa: E402
+from captioning.lm.model import load_lm  # noqa: E402
+from captioning.lm.run import corpus_from_config, train_config, train_from_config  # noqa: E402
+from captioning.lm.train import evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
@@ -64,7 +68,7 @@ def run(budget: float, overrides: list[str], out: Path) -> dict:
             "load_avg_1min_before_after": [round(load_before, 2), round(load_after, 2)],
             # CPU time we got over what the threads could have had: well below 1 on a busy machine
             "cpu_share": round(cpu_seconds / (result.seconds * (cfg.threads or os.cpu_count())), 2),
-            "precision": cfg.schedule.precision,
+            "precision": train_config(cfg).precision,  # "auto" resolved to what ran
             "cell": cfg.cell.name, "hidden": cfg.cell.hidden_size, "layers": cfg.cell.num_layers,
             "batch": cfg.schedule.batch_size, "seq_len": cfg.schedule.seq_len, "threads": cfg.threads}
 

@@ -6,11 +6,17 @@
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+import os
 
-from captioning.lm.model import load_lm
-from captioning.lm.sample import sample
+# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
+# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from captioning.lm.model import load_lm  # noqa: E402
+from captioning.lm.sample import sample  # noqa: E402
 
 
 @hydra.main(version_base=None, config_path="../configs/lm", config_name="sample")

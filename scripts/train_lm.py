@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
-import logging
+import os
 
-import hydra
-from omegaconf import DictConfig
+# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
+# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from captioning.lm.run import train_from_config
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-log = logging.getLogger(__name__)
+from captioning.lm.run import train_from_config  # noqa: E402
+
 
 
 @hydra.main(version_base=None, config_path="../configs/lm", config_name="lm")

@@ -10,14 +10,19 @@ The model is trained on the fused backend; recording runs the scratch backend on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
+# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from captioning.lm.model import load_lm
-from captioning.lm.run import corpus_from_config
-from captioning.lm.visualize import visualize_lm
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from captioning.lm.model import load_lm  # noqa: E402
+from captioning.lm.run import corpus_from_config  # noqa: E402
+from captioning.lm.visualize import visualize_lm  # noqa: E402
 
 
 def read_text(cfg: DictConfig) -> str:
