@@ -4,6 +4,7 @@
     python scripts/train_lm.py corpus=python_source cell=gru schedule=long
     python scripts/train_lm.py schedule.max_seconds=70          # a time budget
     python scripts/train_lm.py resume=true                      # continue from ${out_dir}/ckpt.pt
+    OMP_WAIT_POLICY=ACTIVE python scripts/train_lm.py           # on an idle machine: ~20% more steps/s
 """
 
 from __future__ import annotations
