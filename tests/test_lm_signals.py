@@ -20,7 +20,8 @@ def test_text_signals_on_a_hand_made_string():
     assert s["line_position"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2]
     assert digits(s["bracket_depth"]) == "000001100000012210000"
     assert digits(s["indent_depth"]) == "0" * 10 + "12222222" + "0" + "44"
-    assert set(s) == {"in_quote", "line_position", "bracket_depth", "indent_depth"}
+    assert digits(s["word_position"]) == "120010100" + "0" * 3 + "1001000" + "01"
+    assert set(s) == {"in_quote", "line_position", "word_position", "bracket_depth", "indent_depth"}
 
 
 def test_code_regions_know_strings_comments_and_escapes():

@@ -34,6 +34,15 @@ def line_position(text: str) -> np.ndarray:
     return out
 
 
+def word_position(text: str) -> np.ndarray:
+    """Letters read since the word began (0 on anything that is not a letter)."""
+    out, pos = np.zeros(len(text)), 0
+    for i, ch in enumerate(text):
+        pos = pos + 1 if ch.isalpha() else 0
+        out[i] = pos
+    return out
+
+
 def bracket_depth(text: str) -> np.ndarray:
     """Nesting depth of ( [ { after each character (never below 0)."""
     out, depth = np.zeros(len(text)), 0
@@ -95,7 +104,8 @@ def text_signals(text: str, language: str = "text", quote: str = '"') -> dict[st
     if language not in LINE_COMMENTS:
         raise ValueError(f"unknown language {language!r}: choose one of {sorted(LINE_COMMENTS)}")
     signals = {"in_quote": in_quote(text, quote), "line_position": line_position(text),
-               "bracket_depth": bracket_depth(text), "indent_depth": indent_depth(text)}
+               "word_position": word_position(text), "bracket_depth": bracket_depth(text),
+               "indent_depth": indent_depth(text)}
     if language != "text":
         signals["in_comment"], signals["in_string"] = code_regions(text, language)
     return signals
