@@ -14,13 +14,6 @@ from captioning.train import train
 from tests.conftest import tiny_cfg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _load(path):
     """Everything a caption needs from a checkpoint file: its decoder and vocabulary."""

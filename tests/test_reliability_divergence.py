@@ -9,13 +9,6 @@ from captioning.train import TrainingDiverged, train
 from tests.conftest import tiny_cfg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _poison_at(monkeypatch, at: int, how: str) -> None:
     """At training step ``at``: a NaN loss, or a finite loss whose gradient is infinite."""

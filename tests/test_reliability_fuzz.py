@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from captioning.cli import caption_main
@@ -28,14 +27,6 @@ SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": "
 # malformed TIFFs make PIL warn about corrupt EXIF before it raises; the warnings are expected here
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, busy CPU more threads make these tiny models many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _valid(fmt: str, mode: str, rng: np.random.Generator) -> bytes:

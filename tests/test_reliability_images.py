@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from captioning.cli import caption_main
@@ -22,14 +21,6 @@ BAD = {"missing.png": "not found", "empty.jpg": "empty", "truncated.jpg": "trunc
 ODD = ["rgb.png", "gray.png", "rgba.png", "palette.png", "palette_transparent.gif", "sixteen_bit.png",
        "cmyk.jpg", "one_pixel.png"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, busy CPU more threads make these tiny models many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _bomb(path: Path, side: int = 30_000) -> None:

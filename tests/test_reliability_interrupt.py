@@ -48,14 +48,6 @@ runpy.run_path({script!r}, run_name="__main__")
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, busy CPU more threads make these tiny runs 20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def weights(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["decoder"]
