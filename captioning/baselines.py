@@ -97,14 +97,32 @@ class _CaptionVectors:
         return (to_all - to_self) / max(1, len(caption_ids) - 1)
 
 
-def _nearest(train_feats: np.ndarray, query_feats: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """Indices [M, k] of the k training rows with the highest cosine similarity to each query row."""
-    train = torch.nn.functional.normalize(torch.as_tensor(np.asarray(train_feats, dtype=np.float32)), dim=1)
+def _unit_rows(feats: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) as an L2-normalised float32 tensor (a copy: the cache is a read-only memmap)."""
+    rows = torch.from_numpy(np.array(feats[start:stop], dtype=np.float32))
+    return torch.nn.functional.normalize(rows, dim=1)
+
+
+def _nearest(
+    train_feats: np.ndarray, query_feats: np.ndarray, k: int, chunk: int = 1024, train_chunk: int = 8192
+) -> np.ndarray:
+    """Indices [M, k] of the k training rows with the highest cosine similarity to each query row.
+
+    Both sides are read in chunks, so a memory-mapped training cache is never loaded whole.
+    """
     out = []
     for start in range(0, len(query_feats), chunk):
-        query = torch.as_tensor(np.asarray(query_feats[start : start + chunk], dtype=np.float32))
-        sims = torch.nn.functional.normalize(query, dim=1) @ train.T
-        out.append(sims.topk(k, dim=1).indices.numpy())
+        query = _unit_rows(query_feats, start, start + chunk)
+        best_sims = torch.empty(len(query), 0)
+        best_idx = torch.empty(len(query), 0, dtype=torch.long)
+        for t0 in range(0, len(train_feats), train_chunk):
+            sims = query @ _unit_rows(train_feats, t0, t0 + train_chunk).T
+            top = sims.topk(min(k, sims.shape[1]), dim=1)
+            best_sims = torch.cat([best_sims, top.values], dim=1)
+            best_idx = torch.cat([best_idx, top.indices + t0], dim=1)
+            keep = best_sims.topk(min(k, best_sims.shape[1]), dim=1)
+            best_sims, best_idx = keep.values, best_idx.gather(1, keep.indices)
+        out.append(best_idx.numpy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 

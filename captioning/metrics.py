@@ -183,3 +183,24 @@ def per_image_scores(
         for image_id, value in zip(refs, cider_scores):
             scores[image_id]["CIDEr"] = float(value)
     return scores
+
+
+def human_agreement(references: Mapping[Hashable, Sequence[str]]) -> dict[str, float]:
+    """Leave-one-out BLEU of the references themselves: each reference in turn scored against the others.
+
+    The usual "human" row of captioning papers: how much the annotators (here, the phrasings) agree.
+    A model is scored against all n references and this against n - 1, so it is a guide, not a bound.
+    Returns Bleu_1..Bleu_4 averaged over which reference is held out (images with fewer than two
+    references are left out).
+    """
+    usable = {i: list(caps) for i, caps in references.items() if len(caps) >= 2}
+    if not usable:
+        raise ValueError("human agreement needs images with at least two references")
+    rounds = min(len(caps) for caps in usable.values())
+    totals = dict.fromkeys((f"Bleu_{n + 1}" for n in range(BLEU_N)), 0.0)
+    for k in range(rounds):
+        held = {i: caps[k] for i, caps in usable.items()}
+        rest = {i: caps[:k] + caps[k + 1 :] for i, caps in usable.items()}
+        for name, value in score(rest, held).items():
+            totals[name] += value / rounds
+    return totals

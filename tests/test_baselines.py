@@ -56,3 +56,18 @@ def test_bad_inputs_are_named():
         nearest_neighbour(TRAIN_FEATS, TRAIN_CAPS, TRAIN_FEATS, k=0)
     with pytest.raises(ValueError, match="do not match"):
         nearest_neighbour(TRAIN_FEATS, TRAIN_CAPS, np.zeros((2, 5), dtype=np.float32), k=1)
+
+
+def test_nearest_in_train_chunks_equals_one_matrix_product():
+    # the training cache is read in chunks (memory-mapped at scale): the merged top-k must not change
+    from captioning.baselines import _nearest
+
+    rng = np.random.default_rng(0)
+    train, query = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(7, 8)).astype(np.float32)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    expected = np.argsort(-(unit(query) @ unit(train).T), axis=1)[:, :5]
+    assert (_nearest(train, query, 5, chunk=3, train_chunk=4) == expected).all()
+    assert (_nearest(train, query, 5) == expected).all()
+    readonly = np.lib.stride_tricks.as_strided(train)  # a read-only view, like the cache's memmap
+    readonly.flags.writeable = False
+    assert (_nearest(readonly, query, 5, train_chunk=16) == expected).all()

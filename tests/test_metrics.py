@@ -125,3 +125,19 @@ def test_parity_with_official_scorer_on_real_coco():
         assert ours[f"Bleu_{n + 1}"] == pytest.approx(official[n], abs=1e-9)  # in fact identical
         ours_list = [per_image[i][f"Bleu_{n + 1}"] for i in gts]
         assert ours_list == pytest.approx(official_per_image[n], abs=1e-9)
+
+
+def test_human_agreement_is_leave_one_out_bleu():
+    from captioning.metrics import human_agreement
+
+    # identical references agree perfectly
+    assert human_agreement({1: ["a red circle on the left"] * 3})["Bleu_4"] == pytest.approx(1.0)
+    refs = {1: ["a red circle on the left", "a big red circle left", "there is a red circle"], 2: ["a dog", "a dog"]}
+    expected = sum(
+        score({i: c[:k] + c[k + 1 :] for i, c in refs.items()}, {i: c[k] for i, c in refs.items()})["Bleu_2"]
+        for k in range(2)  # image 2 has two references: two rounds
+    ) / 2
+    assert human_agreement(refs)["Bleu_2"] == pytest.approx(expected)
+    assert 0 < human_agreement(refs)["Bleu_1"] < 1
+    with pytest.raises(ValueError, match="at least two"):
+        human_agreement({1: ["a dog"]})

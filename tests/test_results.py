@@ -21,3 +21,9 @@ def test_results_table_rows_and_values(tmp_path):
     text = out.read_text()
     assert "third" in text and "second" in text and "first" not in text
     assert text.index("third") < text.index("second")
+
+
+def test_results_table_adds_the_human_rows_last():
+    m = {"test": {"Bleu_4": 0.5}, "nearest_neighbour/test": {"Bleu_4": 0.4}, "_run": {}}
+    rows = results_table({"lstm": m}, human={"test": {"Bleu_1": 0.9, "Bleu_4": 0.6}}).splitlines()[2:]
+    assert rows[-1].startswith("| human (leave-one-out) | test | 0.900 | - | - | 0.600 | - |")
