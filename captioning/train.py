@@ -95,97 +95,127 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
 
 
 def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop) -> dict:
-    sched, max_len = cfg.schedule, cfg.data.max_caption_len
-    device = torch.device(cfg.device)
-    train_split = cfg.data.train_split
-    tokens, image_rows = caption_tensors(prepared.splits[train_split], prepared.vocab, max_len)
-    train_feats = prepared.features[train_split]
-    steps_per_epoch = math.ceil(len(tokens) / sched.batch_size)
-    # seed here, not only at start-up: whether features came from the cache or were extracted (a
-    # DataLoader draws from the global RNG) must not change the decoder's initial weights
-    seed_everything(cfg.seed)
-    decoder = build_decoder(cfg, prepared).to(device)
-    opt, lr_sched = make_optimizer(decoder, sched, steps_per_epoch)
-    ckpt_dir = run_dir / "checkpoints"
-    history: dict = {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1}
-    start_epoch, start_step, start_losses = 0, 0, []  # position: epochs done, then steps done in the next
-    if cfg.get("resume"):
-        start_epoch, start_step, start_losses, history = _resume(cfg, decoder, opt, lr_sched, steps_per_epoch,
-                                                                 ckpt_dir)
-        log.info("resumed from %s at epoch %d step %d", cfg.resume, start_epoch, start_step)
-    every = sched.get("checkpoint_every_steps") or 0
-
-    def save(name: str, epoch: int, step: int = 0, losses: list | None = None) -> None:
-        if not dp.is_main:
-            return
-        _check_finite(decoder, ckpt_dir)  # never replace a good checkpoint by a diverged one
-        save_checkpoint(ckpt_dir / f"{name}.pt", decoder, prepared.vocab, prepared.encoder_cfg, prepared.encoder_key,
-                        max_len=max_len, optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(),
-                        epoch=epoch, step=step, epoch_losses=list(losses or []), steps_per_epoch=steps_per_epoch,
-                        history=history, rng=rng_state(), config=to_dict(cfg))
-
-    dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
-    model = dp.wrap(decoder)
-    for epoch in range(start_epoch, sched.epochs):
+    loop = _Loop(cfg, prepared, run_dir, logger, stop)
+    for epoch in range(loop.start_epoch, cfg.schedule.epochs):
         t0 = time.time()
-        order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        decoder.train()
-        first, losses = (start_step, start_losses) if epoch == start_epoch else (0, [])
-        bar = progress(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{sched.epochs}")
-        for step in bar:
-            idx = order[step * sched.batch_size : (step + 1) * sched.batch_size]
-            idx, scale = dp.shard(idx, tokens)  # this rank's captions; scale 1.0 for one process
-            batch = tokens[idx]
-            batch = batch[:, : int((batch != 0).sum(1).max())]  # trim padding shared by the whole batch
-            rows = image_rows[idx].numpy()
-            feats = torch.from_numpy(np.ascontiguousarray(train_feats[rows])).float()
-            feats, batch = feats.to(device), batch.to(device)
-            logits = model(feats, batch[:, :-1])
-            loss = caption_loss(logits, batch[:, 1:]) * scale
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
-                                       f"or set schedule.clip; the last good checkpoint is in {ckpt_dir}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if sched.clip:
-                torch.nn.utils.clip_grad_norm_(decoder.parameters(), sched.clip)
-            opt.step()
-            lr_sched.step()
-            losses.append(loss.item())
-            if step % sched.log_every == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_sched.get_last_lr()[0]:.2e}")
-                if logger:
-                    logger.log({"train/loss": loss.item(), "lr": lr_sched.get_last_lr()[0]},
-                               step=epoch * steps_per_epoch + step)
-            stopping = dp.mean(float(stop.requested)) > 0  # every rank stops after the same step
-            if stopping or (every and (epoch * steps_per_epoch + step + 1) % every == 0 and step + 1 < steps_per_epoch):
-                save("last", epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
-            if stopping:
-                raise _interrupted(stop, run_dir, epoch, step + 1, steps_per_epoch)
-        bleu4 = dp.on_main(validate, decoder, prepared, cfg.data.val_split, sched, max_len)
-        entry = {"epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
-                 "seconds": time.time() - t0}
-        history["epochs"].append(entry)
-        log.info("epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)", epoch + 1, entry["train_loss"], bleu4, entry["seconds"])
-        if logger:
-            logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": epoch + 1},
-                       step=(epoch + 1) * steps_per_epoch)
-            if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
-                logger.log_samples(epoch + 1, (epoch + 1) * steps_per_epoch, decoder, prepared, cfg.data.val_split,
-                                   max_len)
-        improved = bleu4 > history["best_bleu4"]
-        if improved:
-            history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1
-            save("best", epoch + 1)
-        save("last", epoch + 1)
-        if dp.is_main:
-            save_json(history, run_dir / "history.json")
-        if dp.mean(float(stop.requested)) > 0:  # the signal came during validation
-            raise _interrupted(stop, run_dir, epoch + 1, 0, steps_per_epoch)
-        if sched.early_stopping and epoch + 1 - history["best_epoch"] >= sched.early_stopping:
-            log.info("early stopping: no better val BLEU-4 for %d epochs", sched.early_stopping)
+        losses = loop.run_epoch(epoch)
+        if loop.end_epoch(epoch, losses, time.time() - t0):
             break
-    return history
+    return loop.history
+
+
+class _Loop:
+    """One training run's state (data, decoder, optimizer, position, history) and its steps."""
+
+    def __init__(self, cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop):
+        self.cfg, self.sched, self.prepared, self.run_dir, self.logger, self.stop = (
+            cfg, cfg.schedule, prepared, run_dir, logger, stop)
+        self.max_len, self.device = cfg.data.max_caption_len, torch.device(cfg.device)
+        self.tokens, self.image_rows = caption_tensors(prepared.splits[cfg.data.train_split], prepared.vocab,
+                                                       self.max_len)
+        self.train_feats = prepared.features[cfg.data.train_split]
+        self.steps_per_epoch = math.ceil(len(self.tokens) / self.sched.batch_size)
+        # seed here, not only at start-up: whether features came from the cache or were extracted (a
+        # DataLoader draws from the global RNG) must not change the decoder's initial weights
+        seed_everything(cfg.seed)
+        self.decoder = build_decoder(cfg, prepared).to(self.device)
+        self.opt, self.lr_sched = make_optimizer(self.decoder, self.sched, self.steps_per_epoch)
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.history: dict = {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1}
+        # position: epochs done, then steps done in the next (and their losses)
+        self.start_epoch, self.start_step, self.start_losses = 0, 0, []
+        if cfg.get("resume"):
+            self.start_epoch, self.start_step, self.start_losses, self.history = _resume(
+                cfg, self.decoder, self.opt, self.lr_sched, self.steps_per_epoch, self.ckpt_dir)
+            log.info("resumed from %s at epoch %d step %d", cfg.resume, self.start_epoch, self.start_step)
+        self.every = self.sched.get("checkpoint_every_steps") or 0
+        self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
+        self.model = self.dp.wrap(self.decoder)
+
+    def save(self, name: str, epoch: int, step: int = 0, losses: list | None = None) -> None:
+        """Checkpoint ``name`` (rank 0 only) at position (epoch, step) with everything resume needs."""
+        if not self.dp.is_main:
+            return
+        _check_finite(self.decoder, self.ckpt_dir)  # never replace a good checkpoint by a diverged one
+        p = self.prepared
+        save_checkpoint(self.ckpt_dir / f"{name}.pt", self.decoder, p.vocab, p.encoder_cfg, p.encoder_key,
+                        max_len=self.max_len, optimizer=self.opt.state_dict(), lr_schedule=self.lr_sched.state_dict(),
+                        epoch=epoch, step=step, epoch_losses=list(losses or []), steps_per_epoch=self.steps_per_epoch,
+                        history=self.history, rng=rng_state(), config=to_dict(self.cfg))
+
+    def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Features [B, D], tokens [B, T] (padding shared by the whole batch trimmed) and the loss scale."""
+        bs = self.sched.batch_size
+        idx, scale = self.dp.shard(order[step * bs : (step + 1) * bs], self.tokens)  # scale 1.0 for one process
+        tokens = self.tokens[idx]
+        tokens = tokens[:, : int((tokens != 0).sum(1).max())]
+        rows = self.image_rows[idx].numpy()
+        feats = torch.from_numpy(np.ascontiguousarray(self.train_feats[rows])).float()
+        return feats.to(self.device), tokens.to(self.device), scale
+
+    def train_step(self, epoch: int, step: int, order: torch.Tensor) -> float:
+        """Teacher-forced forward, masked cross-entropy, backward through time, clip, update."""
+        feats, tokens, scale = self.batch(order, step)
+        loss = caption_loss(self.model(feats, tokens[:, :-1]), tokens[:, 1:]) * scale
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
+                                   f"or set schedule.clip; the last good checkpoint is in {self.ckpt_dir}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.sched.clip:
+            torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), self.sched.clip)
+        self.opt.step()
+        self.lr_sched.step()
+        return loss.item()
+
+    def run_epoch(self, epoch: int) -> list[float]:
+        """The epoch's steps (from the resume position in the first epoch); returns their losses."""
+        sched, spe = self.sched, self.steps_per_epoch
+        order = torch.randperm(len(self.tokens), generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
+        self.decoder.train()
+        first, losses = (self.start_step, list(self.start_losses)) if epoch == self.start_epoch else (0, [])
+        bar = progress(range(first, spe), desc=f"epoch {epoch + 1}/{sched.epochs}")
+        for step in bar:
+            losses.append(self.train_step(epoch, step, order))
+            if step % sched.log_every == 0:
+                lr = self.lr_sched.get_last_lr()[0]
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
+                if self.logger:
+                    self.logger.log({"train/loss": losses[-1], "lr": lr}, step=epoch * spe + step)
+            stopping = self.dp.mean(float(self.stop.requested)) > 0  # every rank stops after the same step
+            if stopping or (self.every and (epoch * spe + step + 1) % self.every == 0 and step + 1 < spe):
+                self.save("last", epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
+            if stopping:
+                raise _interrupted(self.stop, self.run_dir, epoch, step + 1, spe)
+        return losses
+
+    def end_epoch(self, epoch: int, losses: list[float], seconds: float) -> bool:
+        """Validate, log, checkpoint last (and best); True when early stopping ends the run."""
+        cfg, history, spe = self.cfg, self.history, self.steps_per_epoch
+        bleu4 = self.dp.on_main(validate, self.decoder, self.prepared, cfg.data.val_split, self.sched, self.max_len)
+        entry = {"epoch": epoch + 1, "train_loss": self.dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
+                 "seconds": seconds}
+        history["epochs"].append(entry)
+        log.info("epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)", epoch + 1, entry["train_loss"], bleu4, seconds)
+        if self.logger:
+            self.logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": epoch + 1},
+                            step=(epoch + 1) * spe)
+            if hasattr(self.logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
+                self.logger.log_samples(epoch + 1, (epoch + 1) * spe, self.decoder, self.prepared,
+                                        cfg.data.val_split, self.max_len)
+        if bleu4 > history["best_bleu4"]:
+            history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1
+            self.save("best", epoch + 1)
+        self.save("last", epoch + 1)
+        if self.dp.is_main:
+            save_json(history, self.run_dir / "history.json")
+        if self.dp.mean(float(self.stop.requested)) > 0:  # the signal came during validation
+            raise _interrupted(self.stop, self.run_dir, epoch + 1, 0, spe)
+        early = self.sched.early_stopping
+        if early and epoch + 1 - history["best_epoch"] >= early:
+            log.info("early stopping: no better val BLEU-4 for %d epochs", early)
+            return True
+        return False
 
 
 def _resume(cfg: Any, decoder: CaptionDecoder, opt, lr_sched, steps_per_epoch: int,
