@@ -34,7 +34,7 @@ PRECISIONS = ("fp32", "bf16")  # bf16: autocast, ~2x faster on CPUs with avx512_
 KNOWN_KEYS = ("name", "source", "arch", "weights", "image_size", "resize", "interpolation", "mean", "std", "pool",
               "grid_size", "trainable", "channels_last", "precision", "batch_size", "num_workers")
 # Bump when the meaning of a feature changes without any config value changing.
-FEATURE_FORMAT = 1
+FEATURE_FORMAT = 2  # 2: images are turned upright by their EXIF orientation before the transform
 
 
 class Encoder(nn.Module):

@@ -138,3 +138,24 @@ def test_transform_resizes_and_normalises():
     native = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     out = squash.to_uint8(Image.fromarray(native))  # already 16x16: exactly the pixels
     np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), native)
+
+
+@pytest.mark.parametrize("orientation, turn", [(1, lambda a: a), (3, lambda a: np.rot90(a, 2)),
+                                               (6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1))])
+def test_exif_orientation_is_applied(tmp_path, orientation, turn):
+    # a phone's portrait photo: pixels stored sideways plus an Orientation tag saying how to turn them
+    stored = np.zeros((4, 6, 3), dtype=np.uint8)
+    stored[0, 0] = (255, 0, 0)  # a red corner shows which way the image was turned
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path, "p.png", Image.fromarray(stored), exif=exif)
+    np.testing.assert_array_equal(_pixels(path), turn(stored))
+
+
+def test_unreadable_exif_keeps_the_pixels(tmp_path, monkeypatch):
+    from PIL import ImageOps
+
+    rgb = np.random.default_rng(1).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    path = _save(tmp_path, "a.png", Image.fromarray(rgb))
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda image: (_ for _ in ()).throw(SyntaxError("bad EXIF")))
+    np.testing.assert_array_equal(_pixels(path), rgb)

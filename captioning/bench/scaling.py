@@ -26,9 +26,10 @@ RSS_LIMIT_GB = 3.0
 
 def stage_config(n: int, work: Path, device: str, workers: int, amp: str = "none"):
     """The main job's config for ``n`` synthetic train images: default decoder and batch, one epoch."""
-    precision = "bf16" if amp == "bf16" else "fp32"  # the main job's only autocast is the encoder's
+    # --amp bf16 forces the encoder's autocast (the main job's only one); otherwise the config's own precision
+    precision = ["encoder.precision=bf16"] if amp == "bf16" else []
     return compose(*shapes_overrides(work, n), f"cache_dir={work / 'scale_cache'}", f"device={device}",
-                   f"encoder.num_workers={workers}", f"encoder.precision={precision}", "schedule.epochs=1",
+                   f"encoder.num_workers={workers}", *precision, "schedule.epochs=1",
                    "schedule.val_max_images=100", "schedule.early_stopping=0", "metrics=bleu",
                    "evaluate.baselines=[]")
 
@@ -96,7 +97,7 @@ def measure(stage: str, n: int, opts: Options, threads: int | None = None) -> di
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "seconds": seconds}
 
 
-NOTE = ("Synthetic shapes, 5 captions per image; default encoder, LSTM decoder (hidden 512), batch 128, one epoch; "
+NOTE = ("Synthetic shapes, 5 captions per image; the main job's config (encoder, decoder, batch) for one epoch; "
         "evaluation = beam-3 captions, BLEU, per-image scores and the failure report. Each stage runs in its own "
         "process: 'process s' includes start-up (imports alone take seconds); 'stage s' is the work itself "
         "(generating the synthetic images from scratch, which is not a stage of the main job; extraction including "
@@ -122,9 +123,11 @@ def scaling_report(opts: Options, threads: int | None = None) -> str:
     if len(sizes) > 1:  # linear growth: the time per image stays flat (it falls while fixed costs dominate)
         checks.append(f"stage s per 1k images at {sizes[-1]} / at {sizes[0]} images: "
                       + ", ".join(f"{stage} {v[-1] / v[0]:.2f}" for stage, v in per_k.items()))
-    precision = "bf16" if opts.amp == "bf16" else "fp32"
-    setup = (f"Device {opts.device}, {opts.workers} loader worker(s), encoder {precision} (the main job trains "
-             "and decodes in fp32, and evaluates on the CPU).")
+    cfg = stage_config(sizes[0], opts.work_dir, opts.device, opts.workers, opts.amp)
+    enc, dec = cfg.encoder, cfg.decoder
+    setup = (f"Device {opts.device}, {opts.workers} loader worker(s); encoder {enc.name} at {enc.image_size} px "
+             f"({enc.precision}, pool {enc.pool}), {cfg.cell.name.upper()} decoder with hidden size {dec.hidden_size}, "
+             f"batch {cfg.schedule.batch_size} (the main job trains and decodes in fp32, and evaluates on the CPU).")
     return "\n".join([f"{NOTE} {setup}", "",
                       "| images | stage | process s | stage s | stage s per 1k images | peak RSS MB "
                       "| features memory-mapped |", "|---|---|---|---|---|---|---|", *rows, "",

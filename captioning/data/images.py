@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 FIX_HINT = "replace or re-download the file, or set on_bad_image=skip to drop it from the run"
@@ -32,7 +32,8 @@ class BadImageError(ValueError):
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` fully and return it as an RGB image (grayscale, alpha, palette, 16-bit, CMYK converted)."""
+    """Decode ``path`` fully and return it upright (EXIF orientation applied) as an RGB image (grayscale,
+    alpha, palette, 16-bit, CMYK converted)."""
     path = Path(path)
     if not path.is_file():
         raise BadImageError(path, "file not found" if not path.exists() else "not a regular file")
@@ -55,7 +56,9 @@ def _decode(path: Path) -> Image.Image:
                     raise BadImageError(path, f"{width}x{height} pixels exceeds the decompression-bomb "
                                               f"limit of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS)")
                 image.load()
-                return image.copy()  # detached from the file, which the with-block closes
+                # phones store portrait photos sideways with an EXIF Orientation tag: turn them upright
+                upright = _upright(image)
+                return upright if upright is not image else image.copy()  # detached from the closed file
     except Image.DecompressionBombError as e:
         raise BadImageError(path, f"refused as a decompression bomb ({e})") from None
     except UnidentifiedImageError:
@@ -65,6 +68,14 @@ def _decode(path: Path) -> Image.Image:
             raise
         # Truncated or corrupt data surfaces here (e.g. "image file is truncated").
         raise BadImageError(path, f"corrupt or truncated image data ({e})") from None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned by its EXIF Orientation tag; as stored when the EXIF data cannot be read."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not lose an image whose pixels decode
+        return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
