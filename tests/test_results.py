@@ -27,3 +27,35 @@ def test_results_table_adds_the_human_rows_last():
     m = {"test": {"Bleu_4": 0.5}, "nearest_neighbour/test": {"Bleu_4": 0.4}, "_run": {}}
     rows = results_table({"lstm": m}, human={"test": {"Bleu_1": 0.9, "Bleu_4": 0.6}}).splitlines()[2:]
     assert rows[-1].startswith("| human (leave-one-out) | test | 0.900 | - | - | 0.600 | - |")
+
+
+def test_by_count_table_lists_each_object_count():
+    from captioning.results import by_count_table
+
+    acc = {"colour": 0.5, "colour@1": 1.0, "colour@2": 0.25, "relation@2": 0.75, "position@1": 0.9}
+    rows = by_count_table({"lstm": {"test": acc}}).splitlines()
+    assert rows[0] == "| model | split | objects | count | colour | shape | size | position | relation |"
+    assert rows[2] == "| lstm | test | 1 | - | 1.000 | - | - | 0.900 | - |"
+    assert rows[3] == "| lstm | test | 2 | - | 0.250 | - | - | - | 0.750 |"
+
+
+def test_write_results_renders_saved_runs(tiny_run, tmp_path):
+    # the section is redrawn from summary.json and each run's saved captions, without training
+    import json
+    import shutil
+
+    from captioning.results import write_results
+    from tests.conftest import TINY
+
+    run_dir, metrics = tiny_run
+    root = tmp_path / "results"
+    shutil.copytree(run_dir / "eval", root / "lstm" / "eval")
+    meta = {"overrides": TINY, "seconds": {"lstm": 60.0}, "machine": "test machine"}
+    (root / "summary.json").write_text(json.dumps({"lstm": metrics, "_meta": meta}))
+    out = tmp_path / "results.md"
+    write_results(str(root), str(out))
+    text = out.read_text()
+    assert "Machine: test machine" in text and "lstm 1.0 min" in text
+    assert "| human (leave-one-out) | test |" in text
+    assert f"| lstm | test | {metrics['test']['Bleu_1']:.3f} |" in text
+    assert "| lstm | test | 1 |" in text  # the by-object-count table
