@@ -159,3 +159,22 @@ def test_unreadable_exif_keeps_the_pixels(tmp_path, monkeypatch):
     path = _save(tmp_path, "a.png", Image.fromarray(rgb))
     monkeypatch.setattr(ImageOps, "exif_transpose", lambda image: (_ for _ in ()).throw(SyntaxError("bad EXIF")))
     np.testing.assert_array_equal(_pixels(path), rgb)
+
+
+def test_batch_normalise_matches_the_formula_in_either_layout():
+    import torch
+
+    from captioning.data.images import ImageTransform
+
+    t = ImageTransform(8, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    mean, std = torch.tensor(t.mean).view(3, 1, 1), torch.tensor(t.std).view(3, 1, 1)
+    expected = (batch.double() / 255 - mean.double()) / std.double()
+    for channels_last in (False, True):
+        out = t.normalize(batch, channels_last=channels_last)
+        assert out.dtype == torch.float32
+        assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(out.double(), expected, atol=1e-6, rtol=0)
+    floats = batch.float()
+    t.normalize(floats)  # works on a copy: the caller's tensor is untouched
+    assert torch.equal(floats, batch.float())

@@ -7,6 +7,7 @@ memory: the ratio says how much of the machine the data path loses. Target (issu
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 
 import torch
@@ -28,30 +29,42 @@ def bare_forward_seconds(encoder: torch.nn.Module, images: torch.Tensor, batch_s
     return t[0]
 
 
+def _end_to_end_seconds(encoder: torch.nn.Module, paths: list[str], work_dir, batch: int, workers: int) -> float:
+    """Seconds of extract_features over ``paths`` into a fresh cache (removed afterwards)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cache = tempfile.mkdtemp(prefix="extract-", dir=work_dir)
+    try:
+        with stopwatch() as t:
+            extract_features(encoder, paths, cache, "bench/extraction", batch_size=batch, num_workers=workers)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return t[0]
+
+
 def extraction_report(opts: Options) -> str:
-    """Markdown: images/s of extract_features into a fresh cache vs the bare encoder forward."""
-    n = opts.pick(1024, 128)
+    """Markdown: images/s of extract_features into a fresh cache vs the bare encoder forward.
+
+    The two are measured in alternating rounds and compared by their medians, so that a machine whose
+    speed drifts (a shared host) moves both alike.
+    """
+    n, rounds = opts.pick(1024, 128), opts.pick(3, 1)
     records = shapes_records(opts.work_dir, n)
     paths = [r.path for r in records]
     encoder, cfg = build_bench_encoder(opts)
     batch = int(cfg["batch_size"])
     transform = encoder.transform
     images = transform.normalize(torch.stack([transform.to_uint8(load_rgb(p)) for p in paths]))
-    bare = bare_forward_seconds(encoder, images, batch, opts.device)
-    del images
-    opts.work_dir.mkdir(parents=True, exist_ok=True)
-    cache = tempfile.mkdtemp(prefix="extract-", dir=opts.work_dir)
-    try:
-        with stopwatch() as t:
-            extract_features(encoder, paths, cache, "bench/extraction", batch_size=batch, num_workers=opts.workers)
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-    e2e = t[0]
+    bare, e2e = [], []
+    for _ in range(rounds):
+        bare.append(bare_forward_seconds(encoder, images, batch, opts.device))
+        e2e.append(_end_to_end_seconds(encoder, paths, opts.work_dir, batch, opts.workers))
+    bare_s, e2e_s = statistics.median(bare), statistics.median(e2e)
+    ratios = ", ".join(f"{b / e:.2f}" for b, e in zip(bare, e2e))
     return "\n".join([
         f"{n} synthetic PNG images ({cfg['image_size']} px), encoder {cfg['name']} ({cfg.get('precision', 'fp32')}, "
         f"channels_last {cfg.get('channels_last', False)}), batch {batch}, {opts.workers} loader worker(s), "
-        f"device {opts.device}. Target: end to end >= 0.8x the bare forward.", "",
-        "| path | seconds | images/s |", "|---|---|---|",
-        f"| bare forward on normalised in-memory tensors | {bare:.2f} | {n / bare:.0f} |",
-        f"| end to end: decode, resize, normalise, forward, write the cache | {e2e:.2f} | {n / e2e:.0f} |",
-        "", f"End to end / bare: **{bare / e2e:.2f}x**."])
+        f"device {opts.device}; median of {rounds} alternating rounds. Target: end to end >= 0.8x the bare forward.",
+        "", "| path | seconds | images/s |", "|---|---|---|",
+        f"| bare forward on normalised in-memory tensors | {bare_s:.2f} | {n / bare_s:.0f} |",
+        f"| end to end: decode, resize, normalise, forward, write the cache | {e2e_s:.2f} | {n / e2e_s:.0f} |",
+        "", f"End to end / bare: **{bare_s / e2e_s:.2f}x** (per round: {ratios})."])

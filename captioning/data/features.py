@@ -245,7 +245,8 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
     try:
         with torch.inference_mode():
             for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch"):
-                out = encoder(encoder.transform.normalize(images.to(device, non_blocking=True)))
+                images = images.to(device, non_blocking=True)
+                out = encoder(encoder.transform.normalize(images, getattr(encoder, "channels_last", False)))
                 out = out.float().cpu().numpy()
                 for k, (row, reason) in enumerate(zip(index.tolist(), reasons)):
                     if reason:
