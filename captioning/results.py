@@ -98,7 +98,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md") 
     body = (f"## Synthetic shapes: cells vs baselines\n\nMachine: {meta.get('machine') or machine_line()}\n\n"
             f"Command: `{cmd.strip()}` (run time per model, evaluation included: "
             f"{', '.join(f'{c} {s / 60:.1f} min' for c, s in seconds.items())}; the first run also extracts "
-            "the features the others read from the cache)\n\n"
+            "the features unless they are cached; the others read them from the cache)\n\n"
             f"Captions by {beam}. `test_novel` holds colour-shape pairs never seen in training. "
             "Attribute columns: the fraction of captions that get that attribute of the scene right "
             "(see captioning/data/scenes.py). The human row scores each reference against the others "
