@@ -81,7 +81,11 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md") 
     from captioning.evaluation import load_results
     from captioning.metrics import human_agreement
 
-    summary = json.loads((Path(run_root) / "summary.json").read_text())
+    path = Path(run_root) / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved runs to render: {path} is missing; run `python scripts/make_results.py` "
+                                "first (it trains each cell and writes it)")
+    summary = json.loads(path.read_text())
     meta = summary.pop("_meta", {})
     overrides = meta.get("overrides", [])
     seconds = meta.get("seconds") or {c: m.get("_run", {}).get("seconds_total", 0.0) for c, m in summary.items()}

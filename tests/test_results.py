@@ -59,3 +59,13 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
     assert "| human (leave-one-out) | test |" in text
     assert f"| lstm | test | {metrics['test']['Bleu_1']:.3f} |" in text
     assert "| lstm | test | 1 |" in text  # the by-object-count table
+
+
+def test_render_without_saved_runs_says_what_to_run(tmp_path):
+    import pytest
+
+    from captioning.results import write_results
+
+    with pytest.raises(FileNotFoundError, match="make_results.py"):
+        write_results(str(tmp_path / "none"), str(tmp_path / "r.md"))
+    assert not (tmp_path / "r.md").exists()
