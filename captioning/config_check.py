@@ -76,6 +76,12 @@ def _model(d: Any, c: Any) -> list[str]:
     out = _integer(d, "decoder", "embed_dim", 1) + _integer(d, "decoder", "hidden_size", 1)
     out += _number(d, "decoder", "dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     out += _choice(d, "decoder", "init_activation", ACTIVATIONS)
+    if d.get("feature_dropout") is not None:
+        out += _number(d, "decoder", "feature_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    if d.get("forget_bias") is not None:
+        out += _number(d, "decoder", "forget_bias", lambda v: True, "a number")
+    if d.get("init_hidden") is not None:
+        out += _integer(d, "decoder", "init_hidden", 0)
     out += _choice(c, "cell", "name", CELLS) + _choice(c, "cell", "backend", BACKENDS)
     return out + _integer(c, "cell", "num_layers", 1)
 

@@ -2,7 +2,8 @@
 
 One-to-many, as in the lecture (and Vinyals et al. 2015 / Karpathy & Fei-Fei 2015): the image is seen
 once, through the initial state h0 = act(W_proj f + b) (and c0 for an LSTM) of every layer; the RNN
-then reads <start> w1 w2 ... and predicts w1 w2 ... <end>.
+then reads <start> w1 w2 ... and predicts w1 w2 ... <end>. With ``init_hidden`` > 0 the projection is a
+two-layer perceptron, h0 = act(W_proj relu(W_1 f + b_1) + b), still one image vector into h0.
 """
 
 from __future__ import annotations
@@ -22,26 +23,51 @@ class CaptionDecoder(nn.Module):
 
     def __init__(self, feature_dim: int, vocab_size: int, cell: str = "lstm", embed_dim: int = 256,
                  hidden_size: int = 512, num_layers: int = 1, dropout: float = 0.0,
-                 init_activation: str = "tanh", feature_norm: bool = True, backend: str = "fused") -> None:
+                 init_activation: str = "tanh", feature_norm: bool = True, backend: str = "fused",
+                 init_hidden: int = 0, feature_dropout: float | None = None,
+                 forget_bias: float | None = None) -> None:
         super().__init__()
         if init_activation not in ACTIVATIONS:
             raise ValueError(f"Unknown init_activation {init_activation!r}: choose one of {sorted(ACTIVATIONS)}")
+        if init_hidden < 0:
+            raise ValueError(f"init_hidden must be 0 (a linear projection to h0) or a layer width, got {init_hidden}")
         self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
         # Pooled CNN features have very different scales per channel; normalising them first makes
         # the projection easy to train from a default initialisation.
         self.feature_norm = nn.LayerNorm(feature_dim) if feature_norm else nn.Identity()
         n_states = 2 if cell == "lstm" else 1
-        self.init_state_proj = nn.Linear(feature_dim, n_states * num_layers * hidden_size)
+        # optional hidden layer: a nonlinear map from the feature to h0 (the feature is read once per caption,
+        # so this costs little next to the recurrence)
+        self.init_mlp = (nn.Sequential(nn.Linear(feature_dim, init_hidden), nn.ReLU(), nn.Dropout(dropout))
+                         if init_hidden else nn.Identity())
+        self.init_state_proj = nn.Linear(init_hidden or feature_dim, n_states * num_layers * hidden_size)
         self.init_act = ACTIVATIONS[init_activation]()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.rnn = build_rnn(cell, embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                              dropout=dropout if num_layers > 1 else 0.0, backend=backend)
+        if forget_bias is not None:
+            self._set_keep_bias(forget_bias)
         self.drop = nn.Dropout(dropout)
+        # dropout on the image feature itself (default: the same rate as everywhere else)
+        self.feature_drop = nn.Dropout(dropout if feature_dropout is None else feature_dropout)
         self.out = nn.Linear(hidden_size, vocab_size)
+
+    def _set_keep_bias(self, value: float) -> None:
+        """Start the gate that keeps the state open (Jozefowicz et al. 2015): the LSTM's forget gate f, the
+        GRU's update gate z; bias_ih of that gate = ``value``, bias_hh = 0, in every layer. What h0 and c0
+        hold then survives the first words of the caption, before training has learnt to keep it."""
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"forget_bias needs an lstm or gru cell (a gate that keeps the state), not {self.cell!r}")
+        H, gate = self.hidden_size, 1  # gate order: LSTM (i, f, g, o), GRU (r, z, n)
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                _, _, b_ih, b_hh = self.rnn.layer_weights(layer)
+                b_ih[gate * H : (gate + 1) * H] = value
+                b_hh[gate * H : (gate + 1) * H] = 0.0
 
     def init_state(self, features: Tensor) -> Any:
         """h0 (and c0) for every layer from the image features [B, D]: shapes [layers, B, H]."""
-        proj = self.init_act(self.init_state_proj(self.drop(self.feature_norm(features))))
+        proj = self.init_act(self.init_state_proj(self.init_mlp(self.feature_drop(self.feature_norm(features)))))
         states = proj.view(features.size(0), -1, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)
         return (states[0].contiguous(), states[1].contiguous()) if self.cell == "lstm" else states[0].contiguous()
 

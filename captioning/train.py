@@ -37,10 +37,15 @@ class TrainingDiverged(RuntimeError):
 def build_decoder(cfg: Any, prepared: Prepared) -> CaptionDecoder:
     """The decoder described by the config's ``decoder`` and ``cell`` groups."""
     d, c = cfg.decoder, cfg.cell
+    # passed only when used, so checkpoints of linear-projection decoders keep the hyperparameters they had
+    extra = {"init_hidden": d.init_hidden} if d.get("init_hidden") else {}
+    for key in ("feature_dropout", "forget_bias"):
+        if d.get(key) is not None:
+            extra[key] = d[key]
     return CaptionDecoder.build(
         feature_dim=prepared.feature_dim, vocab_size=len(prepared.vocab), cell=c.name, embed_dim=d.embed_dim,
         hidden_size=d.hidden_size, num_layers=c.num_layers, dropout=d.dropout,
-        init_activation=d.init_activation, feature_norm=d.feature_norm, backend=c.backend)
+        init_activation=d.init_activation, feature_norm=d.feature_norm, backend=c.backend, **extra)
 
 
 def make_optimizer(decoder: CaptionDecoder, sched: Any, steps_per_epoch: int):

@@ -67,6 +67,69 @@ def test_initial_state_comes_from_the_image():
     assert h0_gru.shape == (1, 3, 6)
 
 
+def test_two_layer_projection_to_h0():
+    torch.manual_seed(0)
+    decoder = CaptionDecoder.build(feature_dim=5, vocab_size=9, cell="lstm", hidden_size=6, num_layers=2,
+                                   init_hidden=7, dropout=0.3).eval()
+    feats = torch.randn(3, 5)
+    lin1, lin2 = decoder.init_mlp[0], decoder.init_state_proj
+    f = torch.nn.functional.layer_norm(feats, (5,), decoder.feature_norm.weight, decoder.feature_norm.bias)
+    expected = torch.tanh(torch.relu(f @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias)  # [B, 2*2*6]
+    expected = expected.view(3, 2, 2, 6).permute(1, 2, 0, 3)  # (h, c) x layers x B x H
+    h0, c0 = decoder.init_state(feats)
+    torch.testing.assert_close(h0, expected[0])
+    torch.testing.assert_close(c0, expected[1])
+    with pytest.raises(ValueError, match="init_hidden"):
+        CaptionDecoder.build(feature_dim=5, vocab_size=9, init_hidden=-1)
+
+
+def test_two_layer_projection_learns_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    vocab, feats, tokens, caps = tiny_problem()
+    decoder = CaptionDecoder.build(feature_dim=12, vocab_size=len(vocab), cell="lstm", embed_dim=16,
+                                   hidden_size=32, init_hidden=24)
+    assert fit(decoder, feats, tokens) < 0.05
+    decoder.eval()
+    assert [vocab.decode(t).split() for t in greedy(decoder, feats, max_len=6).tokens] == caps
+    save_checkpoint(tmp_path / "m.pt", decoder, vocab, {"name": "x"}, "key")
+    loaded, _ = decoder_from_checkpoint(load_checkpoint(tmp_path / "m.pt"))
+    assert loaded.hyperparameters()["init_hidden"] == 24
+    assert greedy(loaded, feats).tokens == greedy(decoder, feats).tokens
+
+
+def test_feature_dropout_is_separate_from_dropout():
+    feats = torch.randn(4, 5)
+    only_words = CaptionDecoder.build(feature_dim=5, vocab_size=9, hidden_size=6, dropout=0.5, feature_dropout=0.0)
+    torch.testing.assert_close(only_words.train().init_state(feats)[0], only_words.eval().init_state(feats)[0])
+    only_feature = CaptionDecoder.build(feature_dim=5, vocab_size=9, hidden_size=6, dropout=0.0, feature_dropout=0.5)
+    assert not torch.allclose(only_feature.train().init_state(feats)[0], only_feature.eval().init_state(feats)[0])
+    default = CaptionDecoder.build(feature_dim=5, vocab_size=9, hidden_size=6, dropout=0.3)
+    assert default.feature_drop.p == 0.3  # unset: the decoder's dropout
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forget_bias_opens_the_gate_that_keeps_the_state(cell):
+    decoder = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell=cell, hidden_size=3, num_layers=2,
+                                   forget_bias=2.0)
+    for layer in range(2):
+        _, _, b_ih, b_hh = decoder.rnn.layer_weights(layer)
+        # gate 1 is the LSTM's forget gate f (i, f, g, o) and the GRU's update gate z (r, z, n), as in torch.nn
+        assert torch.equal(b_ih[3:6], torch.full((3,), 2.0)) and torch.equal(b_hh[3:6], torch.zeros(3))
+        assert not torch.equal(b_ih[:3], torch.full((3,), 2.0))  # the other gates keep their initialisation
+    # GRU: h1 = (1 - z) n + z h0, so with z near 1 the image's h0 passes a step unchanged
+    # (LSTM: c1 = f c0 + i g keeps c0 whole but also adds i g, so there is nothing as simple to check)
+    if cell == "gru":
+        kept = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell=cell, hidden_size=3, forget_bias=100.0)
+        h0 = kept.init_state(torch.randn(2, 4))
+        _, h1 = kept.step(torch.tensor([START, START]), h0)
+        torch.testing.assert_close(h1, h0, atol=1e-6, rtol=0)
+
+
+def test_forget_bias_needs_a_gated_cell():
+    with pytest.raises(ValueError, match="forget_bias needs an lstm or gru"):
+        CaptionDecoder.build(feature_dim=4, vocab_size=9, cell="rnn", forget_bias=1.0)
+
+
 def test_checkpoint_round_trip_gives_identical_captions(tmp_path):
     torch.manual_seed(1)
     vocab, feats, tokens, _ = tiny_problem()
