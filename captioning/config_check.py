@@ -66,6 +66,8 @@ def _schedule(s: Any) -> list[str]:
     out += _number(s, "schedule", "lr_gamma", lambda v: v > 0, "a number > 0")
     out += _number(s, "schedule", "weight_decay", lambda v: v >= 0, "a number >= 0")
     out += _number(s, "schedule", "clip", lambda v: v >= 0, "a number >= 0 (0 = off)")
+    if s.get("finetune_encoder"):
+        out += _number(s, "schedule", "encoder_lr", lambda v: v > 0, "a number > 0 (the CNN's learning rate)")
     return out + _choice(s, "schedule", "lr_schedule", LR_SCHEDULES)
 
 

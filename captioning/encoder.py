@@ -71,13 +71,27 @@ class Encoder(nn.Module):
         return torch.cat([pooled, grid], dim=1)
 
     def train(self, mode: bool = True) -> "Encoder":
-        """A frozen encoder stays in eval mode (BatchNorm statistics, no dropout) whatever its parent does."""
-        return super().train(mode and self.trainable)
+        """A frozen encoder stays in eval mode (BatchNorm statistics, no dropout) whatever its parent does.
+        A trainable one trains its weights but keeps BatchNorm on its ImageNet statistics: the batch
+        statistics of small fine-tuning batches are noisy (the usual practice when fine-tuning a backbone)."""
+        super().train(mode and self.trainable)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(False)
+        return self
 
     @property
     def cache_key(self) -> str:
         """Everything that decides the features: model, weights, pooling and image transform."""
-        return (f"{self.source}:{self.name}|weights={self.weights_id}|pool={self.pool}"
+        return self.key_for(self.weights_id)
+
+    def finetuned_weights_id(self) -> str:
+        """The weights id of this encoder's current (fine-tuned) weights: the base id + a digest of them."""
+        return _finetuned_id(self.weights_id, self.backbone)
+
+    def key_for(self, weights_id: str) -> str:
+        """The cache key this encoder would have with weights ``weights_id``."""
+        return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
                 + (f"{self.grid_size}x{self.grid_size}" if self.pool == "grid" else "")
                 + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
 
@@ -142,8 +156,11 @@ def _folded_if_equal(backbone: nn.Module, size: int) -> nn.Module:
     return backbone
 
 
-def build_encoder(cfg: Mapping[str, Any]) -> Encoder:
-    """Build the encoder a ``configs/encoder/*.yaml`` config describes (dict or DictConfig)."""
+def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
+    """Build the encoder a ``configs/encoder/*.yaml`` config describes (dict or DictConfig).
+
+    ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
+    the pretrained ones; the weights id (so the cache key) then names their digest."""
     cfg = _validated(cfg)
     backbone, weights_id, defaults = build_backbone(cfg)
     mean, std, interpolation = default_normalisation(defaults, cfg)
@@ -155,10 +172,24 @@ def build_encoder(cfg: Mapping[str, Any]) -> Encoder:
     if weights_id is None:
         # Random weights differ per process, so only their bytes identify the features they give.
         weights_id = "random-init:" + _state_digest(backbone)
+    if state is not None:
+        try:
+            backbone.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg['name']!r} ({exc}); "
+                             "use the encoder config the checkpoint was trained with") from exc
+        weights_id = _finetuned_id(weights_id, backbone)
     return Encoder(backbone, transform, name=cfg["name"], source=cfg["source"], weights_id=weights_id,
                    pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
                    trainable=bool(cfg.get("trainable", False)),
                    channels_last=bool(cfg.get("channels_last", False)), precision=cfg.get("precision", "fp32"))
+
+
+def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
+    """Weights id of fine-tuned weights: where they started (without a random init's digest) + their digest."""
+    base = weights_id.split("+finetuned:")[0]
+    base = "random-init" if base.startswith("random-init:") else base
+    return f"{base}+finetuned:{_state_digest(backbone)}"
 
 
 def _native_cpu_bf16() -> bool:

@@ -27,7 +27,7 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         run_cfg.data = cfg.data
     if cfg.cache_dir is not None:
         run_cfg.cache_dir = cfg.cache_dir
-    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split])
+    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=ckpt.get("encoder_state"))
     if prepared.encoder_key != ckpt.get("encoder_key", prepared.encoder_key):
         raise ValueError(f"the checkpoint was trained on {ckpt['encoder_key']!r} features but its encoder config "
                          f"now gives {prepared.encoder_key!r}")

@@ -59,8 +59,11 @@ def to_dict(cfg: Any) -> dict:
     return dict(cfg)
 
 
-def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] | None = None) -> Prepared:
-    """Load the data, build (or reuse) the vocabulary and extract (or reuse cached) features."""
+def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] | None = None,
+            encoder_state: dict | None = None) -> Prepared:
+    """Load the data, build (or reuse) the vocabulary and extract (or reuse cached) features.
+
+    ``encoder_state``: fine-tuned encoder weights (a checkpoint's), used instead of the pretrained ones."""
     splits = load_dataset(cfg.data, splits_needed)
     if vocab is None:
         train = cfg.data.train_split
@@ -69,7 +72,7 @@ def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] 
         vocab = Vocabulary.build((tokenize(c) for r in splits[train] for c in r.captions),
                                  min_count=cfg.data.min_word_count)
     encoder_cfg = to_dict(cfg.encoder)
-    encoder = build_encoder(encoder_cfg).to(cfg.get("device", "cpu"))
+    encoder = build_encoder(encoder_cfg, state=encoder_state).to(cfg.get("device", "cpu"))
     features, bad = {}, 0
     for name, records in splits.items():
         result = extract_features(encoder, [r.path for r in records], cfg.cache_dir,

@@ -115,9 +115,9 @@ class Captioner:
     """Load a checkpoint once, then caption PIL images, paths or precomputed features."""
 
     def __init__(self, decoder: CaptionDecoder, vocab: Vocabulary, encoder_cfg: dict, encoder_key: str,
-                 max_len: int = 16) -> None:
+                 max_len: int = 16, encoder_state: dict | None = None) -> None:
         self.decoder, self.vocab, self.encoder_cfg, self.encoder_key = decoder.eval(), vocab, encoder_cfg, encoder_key
-        self.max_len = max_len
+        self.max_len, self.encoder_state = max_len, encoder_state  # encoder_state: fine-tuned CNN weights
         self._encoder = None
 
     @classmethod
@@ -125,7 +125,8 @@ class Captioner:
         """Build from a checkpoint file or a run directory."""
         ckpt = load_checkpoint(path)
         decoder, vocab = decoder_from_checkpoint(ckpt)
-        return cls(decoder, vocab, ckpt["encoder_cfg"], ckpt.get("encoder_key", ""), ckpt.get("max_len", 16))
+        return cls(decoder, vocab, ckpt["encoder_cfg"], ckpt.get("encoder_key", ""), ckpt.get("max_len", 16),
+                   ckpt.get("encoder_state"))
 
     @property
     def encoder(self):
@@ -134,7 +135,7 @@ class Captioner:
             from captioning.encoder import build_encoder
 
             try:
-                encoder = build_encoder(self.encoder_cfg)
+                encoder = build_encoder(self.encoder_cfg, state=self.encoder_state)
             except (ValueError, TypeError, KeyError) as exc:
                 raise CheckpointError(f"the checkpoint's encoder config cannot build an encoder ({exc})") from exc
             if self.encoder_key and encoder.cache_key != self.encoder_key:

@@ -45,8 +45,9 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     vocab = None
-    if cfg.get("resume"):  # the vocabulary is part of the model: reuse the run's own
-        vocab = decoder_from_checkpoint(load_checkpoint(cfg.resume))[1]
+    start = cfg.get("resume") or cfg.schedule.get("init_from")
+    if start:  # the vocabulary is part of the model: reuse the run's own
+        vocab = decoder_from_checkpoint(load_checkpoint(start))[1]
     d = cfg.data
     needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
     if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
@@ -61,7 +62,10 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         return {}
     training_curve_png(history, run_dir / "training_curve.png")
     t_eval = time.time()
-    decoder, vocab = decoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"))
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    decoder, vocab = decoder_from_checkpoint(best)
+    if "encoder_state" in best:  # a fine-tuned encoder: every split (baselines read train) through it
+        prepared = prepare(cfg, vocab=vocab, splits_needed=needed, encoder_state=best["encoder_state"])
     results = evaluate_all(cfg, prepared, decoder, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from captioning import distributed
+from captioning.batching import epoch_order
 from captioning.decoder import CaptionDecoder, caption_loss
 from captioning.experiment import Prepared, caption_tensors, generate, seed_everything, to_dict
 from captioning.interrupts import GracefulStop, Interrupted
@@ -48,9 +49,10 @@ def build_decoder(cfg: Any, prepared: Prepared) -> CaptionDecoder:
         init_activation=d.init_activation, feature_norm=d.feature_norm, backend=c.backend, **extra)
 
 
-def make_optimizer(decoder: CaptionDecoder, sched: Any, steps_per_epoch: int):
-    """AdamW with linear warmup then a cosine, constant or step learning-rate schedule (per step)."""
-    opt = torch.optim.AdamW(decoder.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
+def make_optimizer(params, sched: Any, steps_per_epoch: int):
+    """AdamW over ``params`` (parameters or param groups) with linear warmup then a cosine, constant or
+    step learning-rate schedule (per step, scaling every group's own lr)."""
+    opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=sched.weight_decay)
     total = max(1, sched.epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
@@ -100,7 +102,12 @@ def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
 
 
 def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop) -> dict:
-    loop = _Loop(cfg, prepared, run_dir, logger, stop)
+    if cfg.schedule.get("finetune_encoder"):
+        from captioning.finetune import FinetuneLoop
+
+        loop = FinetuneLoop(cfg, prepared, run_dir, logger, stop)
+    else:
+        loop = _Loop(cfg, prepared, run_dir, logger, stop)
     for epoch in range(loop.start_epoch, cfg.schedule.epochs):
         t0 = time.time()
         losses = loop.run_epoch(epoch)
@@ -110,7 +117,9 @@ def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulSt
 
 
 class _Loop:
-    """One training run's state (data, decoder, optimizer, position, history) and its steps."""
+    """One training run's state (data, decoder, optimizer, position, history) and its steps, on cached
+    features. captioning/finetune.py overrides the hooks (items, order, loss, validation, checkpoint
+    contents) to train the encoder with it from pixels."""
 
     def __init__(self, cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop):
         self.cfg, self.sched, self.prepared, self.run_dir, self.logger, self.stop = (
@@ -119,34 +128,92 @@ class _Loop:
         self.tokens, self.image_rows = caption_tensors(prepared.splits[cfg.data.train_split], prepared.vocab,
                                                        self.max_len)
         self.train_feats = prepared.features[cfg.data.train_split]
-        self.steps_per_epoch = math.ceil(len(self.tokens) / self.sched.batch_size)
+        self.lengths = (self.tokens != 0).sum(1)
+        self.steps_per_epoch = math.ceil(self.num_items() / self.sched.batch_size)
         # seed here, not only at start-up: whether features came from the cache or were extracted (a
         # DataLoader draws from the global RNG) must not change the decoder's initial weights
         seed_everything(cfg.seed)
         self.decoder = build_decoder(cfg, prepared).to(self.device)
-        self.opt, self.lr_sched = make_optimizer(self.decoder, self.sched, self.steps_per_epoch)
+        self.build_modules()
+        self.opt, self.lr_sched = make_optimizer(self.param_groups(), self.sched, self.steps_per_epoch)
         self.ckpt_dir = run_dir / "checkpoints"
         self.history: dict = {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1}
         # position: epochs done, then steps done in the next (and their losses)
         self.start_epoch, self.start_step, self.start_losses = 0, 0, []
         if cfg.get("resume"):
             self.start_epoch, self.start_step, self.start_losses, self.history = _resume(
-                cfg, self.decoder, self.opt, self.lr_sched, self.steps_per_epoch, self.ckpt_dir)
+                cfg, self.decoder, self.opt, self.lr_sched, self.steps_per_epoch, self.ckpt_dir, self.restore)
             log.info("resumed from %s at epoch %d step %d", cfg.resume, self.start_epoch, self.start_step)
+        elif self.sched.get("init_from"):
+            self.initialise_from(load_checkpoint(self.sched.init_from))
         self.every = self.sched.get("checkpoint_every_steps") or 0
         self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
         self.model = self.dp.wrap(self.decoder)
+
+    # -- hooks (captioning/finetune.py overrides them) --------------------------------------------
+
+    def num_items(self) -> int:
+        """What an epoch visits once: captions (each with its image's cached feature)."""
+        return len(self.tokens)
+
+    def build_modules(self) -> None:
+        """Modules trained besides the decoder: none on cached features."""
+
+    def param_groups(self) -> list:
+        """What the optimizer updates."""
+        return list(self.decoder.parameters())
+
+    def trained_modules(self) -> list[torch.nn.Module]:
+        return [self.decoder]
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The epoch's caption order, a function of the seed and the epoch (so resume is exact)."""
+        return epoch_order(self.lengths, self.sched.batch_size, self.cfg.seed * 100_003 + epoch,
+                           bucket=bool(self.sched.get("bucket_by_length", False)))
+
+    def loss(self, order: torch.Tensor, step: int) -> torch.Tensor:
+        """Masked cross-entropy of one teacher-forced batch (scaled for data parallelism)."""
+        feats, tokens, scale = self.batch(order, step)
+        return caption_loss(self.model(feats, tokens[:, :-1]), tokens[:, 1:]) * scale
+
+    def validate(self) -> float:
+        """Val BLEU-4 for model selection."""
+        return validate(self.decoder, self.prepared, self.cfg.data.val_split, self.sched, self.max_len)
+
+    def checkpoint_contents(self) -> dict:
+        """The encoder the checkpoint's decoder reads: its config and cache key."""
+        return {"encoder_cfg": self.prepared.encoder_cfg, "encoder_key": self.prepared.encoder_key}
+
+    def restore(self, ckpt: dict) -> None:
+        """Restore what ``checkpoint_contents`` added beyond the decoder (nothing here)."""
+
+    def initialise_from(self, ckpt: dict) -> None:
+        """Start from another run's decoder weights (schedule.init_from), with fresh optimizer and schedule."""
+        restored, vocab = decoder_from_checkpoint(ckpt)
+        if restored.hyperparameters() != self.decoder.hyperparameters() or vocab != self.prepared.vocab:
+            raise CheckpointError(f"schedule.init_from={ckpt['path']} holds decoder {restored.hyperparameters()} "
+                                  f"but this config builds {self.decoder.hyperparameters()} (or the vocabularies "
+                                  "differ); start from a run with the same decoder, cell and data settings")
+        if ckpt.get("encoder_key") and ckpt["encoder_key"] != self.prepared.encoder_key:
+            raise CheckpointError(f"schedule.init_from={ckpt['path']} was trained on {ckpt['encoder_key']!r} "
+                                  f"features, this run reads {self.prepared.encoder_key!r}: use the same encoder")
+        self.decoder.load_state_dict(ckpt["decoder"])
+        log.info("decoder initialised from %s", ckpt["path"])
+
+    # -- the loop -----------------------------------------------------------------------------------
 
     def save(self, name: str, epoch: int, step: int = 0, losses: list | None = None) -> None:
         """Checkpoint ``name`` (rank 0 only) at position (epoch, step) with everything resume needs."""
         if not self.dp.is_main:
             return
-        _check_finite(self.decoder, self.ckpt_dir)  # never replace a good checkpoint by a diverged one
-        p = self.prepared
-        save_checkpoint(self.ckpt_dir / f"{name}.pt", self.decoder, p.vocab, p.encoder_cfg, p.encoder_key,
-                        max_len=self.max_len, optimizer=self.opt.state_dict(), lr_schedule=self.lr_sched.state_dict(),
-                        epoch=epoch, step=step, epoch_losses=list(losses or []), steps_per_epoch=self.steps_per_epoch,
-                        history=self.history, rng=rng_state(), config=to_dict(self.cfg))
+        for module in self.trained_modules():  # never replace a good checkpoint by a diverged one
+            _check_finite(module, self.ckpt_dir)
+        p, extra = self.prepared, self.checkpoint_contents()
+        save_checkpoint(self.ckpt_dir / f"{name}.pt", self.decoder, p.vocab, extra.pop("encoder_cfg"),
+                        extra.pop("encoder_key"), max_len=self.max_len, optimizer=self.opt.state_dict(),
+                        lr_schedule=self.lr_sched.state_dict(), epoch=epoch, step=step,
+                        epoch_losses=list(losses or []), steps_per_epoch=self.steps_per_epoch,
+                        history=self.history, rng=rng_state(), config=to_dict(self.cfg), **extra)
 
     def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Features [B, D], tokens [B, T] (padding shared by the whole batch trimmed) and the loss scale."""
@@ -160,15 +227,15 @@ class _Loop:
 
     def train_step(self, epoch: int, step: int, order: torch.Tensor) -> float:
         """Teacher-forced forward, masked cross-entropy, backward through time, clip, update."""
-        feats, tokens, scale = self.batch(order, step)
-        loss = caption_loss(self.model(feats, tokens[:, :-1]), tokens[:, 1:]) * scale
+        loss = self.loss(order, step)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
                                    f"or set schedule.clip; the last good checkpoint is in {self.ckpt_dir}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.sched.clip:
-            torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), self.sched.clip)
+            torch.nn.utils.clip_grad_norm_([p for m in self.trained_modules() for p in m.parameters()],
+                                           self.sched.clip)
         self.opt.step()
         self.lr_sched.step()
         return loss.item()
@@ -176,8 +243,9 @@ class _Loop:
     def run_epoch(self, epoch: int) -> list[float]:
         """The epoch's steps (from the resume position in the first epoch); returns their losses."""
         sched, spe = self.sched, self.steps_per_epoch
-        order = torch.randperm(len(self.tokens), generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch))
-        self.decoder.train()
+        order = self.epoch_order(epoch)
+        for module in self.trained_modules():
+            module.train()
         first, losses = (self.start_step, list(self.start_losses)) if epoch == self.start_epoch else (0, [])
         bar = progress(range(first, spe), desc=f"epoch {epoch + 1}/{sched.epochs}")
         for step in bar:
@@ -197,7 +265,7 @@ class _Loop:
     def end_epoch(self, epoch: int, losses: list[float], seconds: float) -> bool:
         """Validate, log, checkpoint last (and best); True when early stopping ends the run."""
         cfg, history, spe = self.cfg, self.history, self.steps_per_epoch
-        bleu4 = self.dp.on_main(validate, self.decoder, self.prepared, cfg.data.val_split, self.sched, self.max_len)
+        bleu4 = self.dp.on_main(self.validate)
         entry = {"epoch": epoch + 1, "train_loss": self.dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
                  "seconds": seconds}
         history["epochs"].append(entry)
@@ -224,7 +292,7 @@ class _Loop:
 
 
 def _resume(cfg: Any, decoder: CaptionDecoder, opt, lr_sched, steps_per_epoch: int,
-            ckpt_dir: Path) -> tuple[int, int, list[float], dict]:
+            ckpt_dir: Path, restore=None) -> tuple[int, int, list[float], dict]:
     """Restore model, optimizer, schedule, position (epoch, step) and RNGs from a run dir's last checkpoint."""
     p = Path(cfg.resume)
     ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
@@ -243,6 +311,8 @@ def _resume(cfg: Any, decoder: CaptionDecoder, opt, lr_sched, steps_per_epoch: i
                               f"seed, schedule.batch_size and training data: (seed, batch_size, steps per epoch) "
                               f"was {was}, this config gives {(cfg.seed, cfg.schedule.batch_size, steps_per_epoch)}")
     decoder.load_state_dict(ckpt["decoder"])
+    if restore is not None:
+        restore(ckpt)
     opt.load_state_dict(ckpt["optimizer"])
     lr_sched.load_state_dict(ckpt["lr_schedule"])
     set_rng_state(ckpt["rng"])

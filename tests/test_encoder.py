@@ -73,7 +73,26 @@ def test_frozen_by_default_and_trainable_on_request():
     assert not any(m.training for m in frozen.modules())  # BatchNorm statistics stay fixed
     tuned = build_encoder({**tiny, "trainable": True})
     tuned.train()
-    assert all(p.requires_grad for p in tuned.parameters()) and tuned.backbone.model.bn1.training
+    assert all(p.requires_grad for p in tuned.parameters()) and tuned.training
+    # fine-tuning keeps BatchNorm on its pretrained statistics (small batches), but trains its scale and shift
+    assert not tuned.backbone.model.bn1.training and tuned.backbone.model.bn1.weight.requires_grad
+
+
+def test_finetuned_weights_rebuild_the_same_encoder_under_a_new_key():
+    tiny = dict(name="resnet10t", source="timm", weights=None, image_size=32)
+    tuned = build_encoder({**tiny, "trainable": True})
+    with torch.no_grad():
+        for p in tuned.backbone.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # stands in for a few fine-tuning steps
+    state = tuned.backbone.state_dict()
+    rebuilt = build_encoder(tiny, state=state)  # frozen again: for captioning and feature extraction
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(rebuilt.eval()(x), tuned.eval()(x), rtol=1e-4, atol=1e-4)
+    assert rebuilt.weights_id == tuned.finetuned_weights_id() and rebuilt.cache_key != tuned.cache_key
+    assert "+finetuned:" in rebuilt.cache_key
+    other = dict(name="resnet18", source="timm", weights=None, image_size=32)
+    with pytest.raises(ValueError, match="fine-tuned encoder weights don't fit"):
+        build_encoder(other, state=state)
 
 
 def test_grid_pool_appends_a_2x2_map_whose_mean_is_the_pooled_vector(lite0_224):
