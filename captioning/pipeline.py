@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -64,8 +65,12 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     t_eval = time.time()
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     decoder, vocab = decoder_from_checkpoint(best)
-    if "encoder_state" in best:  # a fine-tuned encoder: every split (baselines read train) through it
-        prepared = prepare(cfg, vocab=vocab, splits_needed=needed, encoder_state=best["encoder_state"])
+    if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
+        nn = "nearest_neighbour" in (cfg.evaluate.get("baselines") or [])
+        splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
+        tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
+        prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
+                                       features={**prepared.features, **tuned.features}, encoder_key=tuned.encoder_key)
     results = evaluate_all(cfg, prepared, decoder, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
