@@ -49,7 +49,8 @@ class FinetuneLoop(_Loop):
         self.paths = [r.path for r in records]
         # caption rows of each image, in order: image i owns rows captions_of[i]
         owners = self.image_rows.numpy()
-        self.captions_of = [np.flatnonzero(owners == i) for i in range(len(records))]
+        by_image = np.argsort(owners, kind="stable")
+        self.captions_of = np.split(by_image, np.cumsum(np.bincount(owners, minlength=len(records)))[:-1])
         self.encoder: Encoder = build_encoder({**self.prepared.encoder_cfg, "trainable": True}).to(self.device)
         if self.encoder.feature_dim != self.prepared.feature_dim:
             raise ValueError(f"the trainable encoder gives {self.encoder.feature_dim}-d features, the cached ones are "
