@@ -72,7 +72,7 @@ def _schedule(s: Any) -> list[str]:
 
 
 def _model(d: Any, c: Any) -> list[str]:
-    from captioning.cells import BACKENDS, CELLS
+    from captioning.cells import BACKENDS, CELLS, LSTM_INITS
     from captioning.decoder import ACTIVATIONS
 
     out = _integer(d, "decoder", "embed_dim", 1) + _integer(d, "decoder", "hidden_size", 1)
@@ -80,8 +80,11 @@ def _model(d: Any, c: Any) -> list[str]:
     out += _choice(d, "decoder", "init_activation", ACTIVATIONS)
     if d.get("feature_dropout") is not None:
         out += _number(d, "decoder", "feature_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
-    if d.get("forget_bias") is not None:
-        out += _number(d, "decoder", "forget_bias", lambda v: True, "a number")
+    out += _choice(d, "decoder", "lstm_init", LSTM_INITS) if d.get("lstm_init") is not None else []
+    if d.get("lstm_init") not in (None, "torch") and c.get("name") != "lstm":
+        out.append(f"decoder.lstm_init={d.lstm_init} sets LSTM gate biases, but cell.name={c.get('name')}: "
+                   "use decoder.lstm_init=torch or cell=lstm")
+    out += _number(d, "decoder", "forget_bias", lambda v: True, "a number", default=1.0)
     if d.get("init_hidden") is not None:
         out += _integer(d, "decoder", "init_hidden", 0)
     out += _choice(c, "cell", "name", CELLS) + _choice(c, "cell", "backend", BACKENDS)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captioning.cells import build_rnn
+from captioning.cells import build_rnn, init_lstm_gates
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "none": nn.Identity}
 
@@ -25,7 +25,7 @@ class CaptionDecoder(nn.Module):
                  hidden_size: int = 512, num_layers: int = 1, dropout: float = 0.0,
                  init_activation: str = "tanh", feature_norm: bool = True, backend: str = "fused",
                  init_hidden: int = 0, feature_dropout: float | None = None,
-                 forget_bias: float | None = None) -> None:
+                 lstm_init: str = "torch", forget_bias: float = 1.0, t_max: int | None = None) -> None:
         super().__init__()
         if init_activation not in ACTIVATIONS:
             raise ValueError(f"Unknown init_activation {init_activation!r}: choose one of {sorted(ACTIVATIONS)}")
@@ -45,25 +45,12 @@ class CaptionDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.rnn = build_rnn(cell, embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
                              dropout=dropout if num_layers > 1 else 0.0, backend=backend)
-        if forget_bias is not None:
-            self._set_keep_bias(forget_bias)
+        if lstm_init != "torch":  # gate biases (captioning/cells.py): what h0 and c0 hold survives more steps
+            init_lstm_gates(self.rnn, lstm_init, forget_bias, t_max)
         self.drop = nn.Dropout(dropout)
         # dropout on the image feature itself (default: the same rate as everywhere else)
         self.feature_drop = nn.Dropout(dropout if feature_dropout is None else feature_dropout)
         self.out = nn.Linear(hidden_size, vocab_size)
-
-    def _set_keep_bias(self, value: float) -> None:
-        """Start the gate that keeps the state open (Jozefowicz et al. 2015): the LSTM's forget gate f, the
-        GRU's update gate z; bias_ih of that gate = ``value``, bias_hh = 0, in every layer. What h0 and c0
-        hold then survives the first words of the caption, before training has learnt to keep it."""
-        if self.cell not in ("lstm", "gru"):
-            raise ValueError(f"forget_bias needs an lstm or gru cell (a gate that keeps the state), not {self.cell!r}")
-        H, gate = self.hidden_size, 1  # gate order: LSTM (i, f, g, o), GRU (r, z, n)
-        with torch.no_grad():
-            for layer in range(self.num_layers):
-                _, _, b_ih, b_hh = self.rnn.layer_weights(layer)
-                b_ih[gate * H : (gate + 1) * H] = value
-                b_hh[gate * H : (gate + 1) * H] = 0.0
 
     def init_state(self, features: Tensor) -> Any:
         """h0 (and c0) for every layer from the image features [B, D]: shapes [layers, B, H]."""

@@ -40,9 +40,10 @@ def build_decoder(cfg: Any, prepared: Prepared) -> CaptionDecoder:
     d, c = cfg.decoder, cfg.cell
     # passed only when used, so checkpoints of linear-projection decoders keep the hyperparameters they had
     extra = {"init_hidden": d.init_hidden} if d.get("init_hidden") else {}
-    for key in ("feature_dropout", "forget_bias"):
-        if d.get(key) is not None:
-            extra[key] = d[key]
+    if d.get("feature_dropout") is not None:
+        extra["feature_dropout"] = d.feature_dropout
+    if d.get("lstm_init", "torch") != "torch":  # chrono spreads memory time-scales up to the longest caption
+        extra.update(lstm_init=d.lstm_init, forget_bias=d.get("forget_bias", 1.0), t_max=cfg.data.max_caption_len + 1)
     return CaptionDecoder.build(
         feature_dim=prepared.feature_dim, vocab_size=len(prepared.vocab), cell=c.name, embed_dim=d.embed_dim,
         hidden_size=d.hidden_size, num_layers=c.num_layers, dropout=d.dropout,

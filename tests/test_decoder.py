@@ -107,27 +107,21 @@ def test_feature_dropout_is_separate_from_dropout():
     assert default.feature_drop.p == 0.3  # unset: the decoder's dropout
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_forget_bias_opens_the_gate_that_keeps_the_state(cell):
-    decoder = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell=cell, hidden_size=3, num_layers=2,
-                                   forget_bias=2.0)
+def test_lstm_init_sets_the_gate_biases_of_every_layer():
+    decoder = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell="lstm", hidden_size=3, num_layers=2,
+                                   lstm_init="forget_bias", forget_bias=2.0)
     for layer in range(2):
         _, _, b_ih, b_hh = decoder.rnn.layer_weights(layer)
-        # gate 1 is the LSTM's forget gate f (i, f, g, o) and the GRU's update gate z (r, z, n), as in torch.nn
+        # gate order i, f, g, o as in torch.nn.LSTM: the forget gate's total bias is 2, the others untouched
         assert torch.equal(b_ih[3:6], torch.full((3,), 2.0)) and torch.equal(b_hh[3:6], torch.zeros(3))
-        assert not torch.equal(b_ih[:3], torch.full((3,), 2.0))  # the other gates keep their initialisation
-    # GRU: h1 = (1 - z) n + z h0, so with z near 1 the image's h0 passes a step unchanged
-    # (LSTM: c1 = f c0 + i g keeps c0 whole but also adds i g, so there is nothing as simple to check)
-    if cell == "gru":
-        kept = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell=cell, hidden_size=3, forget_bias=100.0)
-        h0 = kept.init_state(torch.randn(2, 4))
-        _, h1 = kept.step(torch.tensor([START, START]), h0)
-        torch.testing.assert_close(h1, h0, atol=1e-6, rtol=0)
-
-
-def test_forget_bias_needs_a_gated_cell():
-    with pytest.raises(ValueError, match="forget_bias needs an lstm or gru"):
-        CaptionDecoder.build(feature_dim=4, vocab_size=9, cell="rnn", forget_bias=1.0)
+        assert not torch.equal(b_ih[:3] + b_hh[:3], torch.zeros(3))
+    chrono = CaptionDecoder.build(feature_dim=4, vocab_size=9, cell="lstm", hidden_size=3, lstm_init="chrono", t_max=17)
+    _, _, b_ih, b_hh = chrono.rnn.layer_weights(0)
+    b_f = b_ih[3:6] + b_hh[3:6]
+    assert bool(((b_f >= 0) & (b_f <= torch.log(torch.tensor(16.0)))).all())
+    torch.testing.assert_close(b_ih[:3] + b_hh[:3], -b_f)  # input gate = -forget gate
+    with pytest.raises(ValueError, match="LSTM cells only"):
+        CaptionDecoder.build(feature_dim=4, vocab_size=9, cell="gru", lstm_init="forget_bias")
 
 
 def test_checkpoint_round_trip_gives_identical_captions(tmp_path):

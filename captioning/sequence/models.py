@@ -15,41 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captioning.cells import build_rnn
+from captioning.cells import LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
 from captioning.vocab import PAD
-
-
-LSTM_INITS = ("torch", "forget_bias", "chrono")
-
-
-def init_lstm_gates(rnn: nn.Module, scheme: str = "torch", forget_bias: float = 1.0, t_max: int | None = None) -> None:
-    """Initialise an LSTM's gate biases; every scheme sets the total bias b_ih + b_hh of a gate.
-
-    * ``torch``: leave torch's uniform init (forget gate ~ 0.5, so memory halves every step);
-    * ``forget_bias``: forget bias ``forget_bias`` (1 in Gers et al. 2000, Jozefowicz et al. 2015);
-    * ``chrono`` (Tallec & Ollivier 2018): b_f ~ log U(1, t_max - 1) and b_i = -b_f, so the units'
-      memory time-scales spread up to ``t_max`` steps, the longest dependency expected.
-    """
-    if scheme not in LSTM_INITS:
-        raise ValueError(f"unknown lstm_init {scheme!r}; choose one of {LSTM_INITS}")
-    if scheme == "torch":
-        return
-    if getattr(rnn, "gate_count", None) != 4 or not hasattr(rnn, "layer_weights"):
-        raise ValueError(f"lstm_init {scheme!r} applies to LSTM cells only, not {type(rnn).__name__}: use 'torch'")
-    if scheme == "chrono" and (t_max is None or t_max < 3):
-        raise ValueError(f"lstm_init 'chrono' needs t_max >= 3 (the longest dependency), got {t_max}")
-    H = rnn.hidden_size
-    with torch.no_grad():
-        for layer in range(rnn.num_layers):
-            _, _, b_ih, b_hh = rnn.layer_weights(layer)
-            if b_ih is None:
-                raise ValueError(f"lstm_init {scheme!r} needs an LSTM with bias=True")
-            if scheme == "forget_bias":
-                b_f = torch.full((H,), float(forget_bias))
-            else:
-                b_f = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0))
-                b_ih[:H], b_hh[:H] = -b_f, 0.0  # gate order i, f, g, o
-            b_ih[H : 2 * H], b_hh[H : 2 * H] = b_f, 0.0
 
 
 def token_lengths(tokens: Tensor) -> Tensor:
