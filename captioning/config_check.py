@@ -81,9 +81,6 @@ def _model(d: Any, c: Any) -> list[str]:
     if d.get("feature_dropout") is not None:
         out += _number(d, "decoder", "feature_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     out += _choice(d, "decoder", "lstm_init", LSTM_INITS) if d.get("lstm_init") is not None else []
-    if d.get("lstm_init") not in (None, "torch") and c.get("name") != "lstm":
-        out.append(f"decoder.lstm_init={d.lstm_init} sets LSTM gate biases, but cell.name={c.get('name')}: "
-                   "use decoder.lstm_init=torch or cell=lstm")
     out += _number(d, "decoder", "forget_bias", lambda v: True, "a number", default=1.0)
     if d.get("init_hidden") is not None:
         out += _integer(d, "decoder", "init_hidden", 0)

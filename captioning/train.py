@@ -42,7 +42,7 @@ def build_decoder(cfg: Any, prepared: Prepared) -> CaptionDecoder:
     extra = {"init_hidden": d.init_hidden} if d.get("init_hidden") else {}
     if d.get("feature_dropout") is not None:
         extra["feature_dropout"] = d.feature_dropout
-    if d.get("lstm_init", "torch") != "torch":  # chrono spreads memory time-scales up to the longest caption
+    if c.name == "lstm" and d.get("lstm_init", "torch") != "torch":  # other cells have no forget gate: ignored
         extra.update(lstm_init=d.lstm_init, forget_bias=d.get("forget_bias", 1.0), t_max=cfg.data.max_caption_len + 1)
     return CaptionDecoder.build(
         feature_dim=prepared.feature_dim, vocab_size=len(prepared.vocab), cell=c.name, embed_dim=d.embed_dim,

@@ -74,8 +74,10 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     a = load_checkpoint(root / "single" / "checkpoints" / "last.pt")
     b = load_checkpoint(root / "rank0" / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
+    # float summation order differs between one process and two ranks; Adam turns that noise into
+    # differences of up to 3.4e-5 (measured) on weights with near-zero gradients, of weights ~0.1 in size
     for name, value in a["decoder"].items():
-        torch.testing.assert_close(b["decoder"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(b["decoder"][name], value, rtol=1e-4, atol=1e-4, msg=name)
     assert not (root / "rank1").exists()  # only rank 0 writes
     losses = [e["train_loss"] for e in b["history"]["epochs"]]
     assert losses == pytest.approx([e["train_loss"] for e in single["epochs"]], rel=1e-4)
