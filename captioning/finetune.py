@@ -13,7 +13,7 @@ are cached apart from the pretrained ones. One process only (no ``trainer=ddp``)
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,11 +22,7 @@ import torch
 from captioning.data.images import load_rgb
 from captioning.decoder import caption_loss
 from captioning.encoder import Encoder, build_encoder
-from captioning.experiment import generate
-from captioning.metrics import score
-from captioning.train import _Loop
-
-log = logging.getLogger(__name__)
+from captioning.train import _Loop, validate
 
 
 class FinetuneLoop(_Loop):
@@ -78,18 +74,19 @@ class FinetuneLoop(_Loop):
         owner = torch.repeat_interleave(torch.arange(len(images)), torch.tensor([len(r) for r in rows]))
         tokens = self.tokens[torch.from_numpy(np.concatenate(rows))]
         tokens = tokens[:, : int((tokens != 0).sum(1).max())].to(self.device)
-        feats = self.encoder(self._pixels([self.paths[i] for i in images]))  # one CNN pass per image
+        feats = self.encoder(pixels(self.encoder, [self.paths[i] for i in images]))  # one CNN pass per image
         logits = self.decoder(feats[owner.to(self.device)], tokens[:, :-1])  # ... the decoder on all its captions
         return caption_loss(logits, tokens[:, 1:])
 
     def validate(self) -> float:
+        """Val BLEU-4 as on cached features, the val images encoded by the CNN as it is now."""
         split = self.cfg.data.val_split
         if not split or split not in self.prepared.splits:
             return 0.0
         records = self.prepared.splits[split][: self.sched.val_max_images or None]
         feats = encode(self.encoder, [r.path for r in records], self.prepared.encoder_cfg.get("batch_size", 64))
-        hyps = generate(self.decoder, self.prepared.vocab, records, feats, {"method": "greedy"}, self.max_len)
-        return score({r.image_id: r.captions for r in records}, hyps)["Bleu_4"]
+        return validate(self.decoder, dataclasses.replace(self.prepared, features={split: feats}), split, self.sched,
+                        self.max_len)
 
     def checkpoint_contents(self) -> dict:
         state = {k: v.detach().cpu().clone() for k, v in self.encoder.backbone.state_dict().items()}
@@ -103,24 +100,23 @@ class FinetuneLoop(_Loop):
                              "cannot be resumed with schedule.finetune_encoder (start from it with schedule.init_from)")
         self.encoder.backbone.load_state_dict(ckpt["encoder_state"])
 
-    # -- helpers ----------------------------------------------------------------------------------
 
-    def _pixels(self, paths: list[str]) -> torch.Tensor:
-        t = self.encoder.transform
-        batch = torch.stack([t.to_uint8(load_rgb(p)) for p in paths]).to(self.device)
-        return t.normalize(batch, self.encoder.channels_last)
+
+def pixels(encoder: Encoder, paths: list[str]) -> torch.Tensor:
+    """The normalised image batch the encoder reads, on its device."""
+    t, device = encoder.transform, next(encoder.parameters()).device
+    batch = torch.stack([t.to_uint8(load_rgb(p)) for p in paths]).to(device)
+    return t.normalize(batch, encoder.channels_last)
 
 
 @torch.no_grad()
 def encode(encoder: Encoder, paths: list[str], batch_size: int = 64) -> np.ndarray:
     """Features [N, D] of images with the encoder as it is now (eval mode, not cached); restores its mode."""
-    was_training, device = encoder.training, next(encoder.parameters()).device
+    was_training, out = encoder.training, []
     encoder.eval()
-    t, out = encoder.transform, []
     try:
         for start in range(0, len(paths), batch_size):
-            batch = torch.stack([t.to_uint8(load_rgb(p)) for p in paths[start : start + batch_size]]).to(device)
-            out.append(encoder(t.normalize(batch, encoder.channels_last)).float().cpu().numpy())
+            out.append(encoder(pixels(encoder, paths[start : start + batch_size])).float().cpu().numpy())
     finally:
         encoder.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, encoder.feature_dim), np.float32)

@@ -157,3 +157,23 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
     with pytest.raises(CheckpointError, match="vocabulary"):
         decoder_from_checkpoint(load_checkpoint(tmp_path / "mixed.pt"))
     assert START != END
+
+
+def test_config_decoder_options_reach_the_decoder(tiny_root):
+    from types import SimpleNamespace
+
+    from captioning.train import build_decoder
+    from tests.conftest import tiny_cfg
+
+    prepared = SimpleNamespace(feature_dim=12, vocab=Vocabulary(["a", "b"]))
+    lstm = build_decoder(tiny_cfg(tiny_root, "decoder.init_hidden=8", "decoder.feature_dropout=0.4"), prepared)
+    hp = lstm.hyperparameters()
+    assert hp["lstm_init"] == "forget_bias" and hp["t_max"] == 17  # the default config: forget-gate bias 1
+    assert hp["init_hidden"] == 8 and lstm.init_mlp[0].out_features == 8 and lstm.feature_drop.p == 0.4
+    _, _, b_ih, b_hh = lstm.rnn.layer_weights(0)
+    H = lstm.hidden_size
+    assert torch.equal(b_ih[H : 2 * H] + b_hh[H : 2 * H], torch.ones(H))
+    gru = build_decoder(tiny_cfg(tiny_root, "cell=gru"), prepared)  # no forget gate: the option is ignored
+    assert "lstm_init" not in gru.hyperparameters()
+    old = build_decoder(tiny_cfg(tiny_root, "decoder.lstm_init=torch"), prepared).hyperparameters()
+    assert not {"lstm_init", "init_hidden", "feature_dropout"} & set(old)  # as checkpoints had them before
