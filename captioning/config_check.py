@@ -56,19 +56,37 @@ def _choice(node: Any, prefix: str, key: str, choices, default: str | None = Non
     return [] if value in choices else [f"{prefix}.{key} must be one of {tuple(choices)}, got {value!r}"]
 
 
-def _schedule(s: Any) -> list[str]:
+def _schedule(s: Any, prefix: str = "schedule") -> list[str]:
     out = []
     for key, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("lr_step_epochs", 1),
                      ("warmup_steps", 0), ("early_stopping", 0), ("val_max_images", 0)):
-        out += _integer(s, "schedule", key, low)
-    out += _integer(s, "schedule", "checkpoint_every_steps", 0, default=0)
-    out += _number(s, "schedule", "lr", lambda v: v > 0, "a number > 0")
-    out += _number(s, "schedule", "lr_gamma", lambda v: v > 0, "a number > 0")
-    out += _number(s, "schedule", "weight_decay", lambda v: v >= 0, "a number >= 0")
-    out += _number(s, "schedule", "clip", lambda v: v >= 0, "a number >= 0 (0 = off)")
+        out += _integer(s, prefix, key, low)
+    out += _integer(s, prefix, "checkpoint_every_steps", 0, default=0)
+    out += _number(s, prefix, "lr", lambda v: v > 0, "a number > 0")
+    out += _number(s, prefix, "lr_gamma", lambda v: v > 0, "a number > 0")
+    out += _number(s, prefix, "weight_decay", lambda v: v >= 0, "a number >= 0")
+    out += _number(s, prefix, "clip", lambda v: v >= 0, "a number >= 0 (0 = off)")
     if s.get("finetune_encoder"):
-        out += _number(s, "schedule", "encoder_lr", lambda v: v > 0, "a number > 0 (the CNN's learning rate)")
-    return out + _choice(s, "schedule", "lr_schedule", LR_SCHEDULES)
+        out += _number(s, prefix, "encoder_lr", lambda v: v > 0, "a number > 0 (the CNN's learning rate)")
+    if s.get("scst"):
+        out += _self_critical(s, prefix)
+    stage2 = s.get("self_critical")
+    if stage2 is not None and stage2.get("epochs") != 0:  # a self-critical stage after this schedule
+        if s.get("scst") or s.get("finetune_encoder"):
+            out.append(f"{prefix}.self_critical follows cross-entropy training on cached features: set "
+                       f"{prefix}.self_critical.epochs=0 with this schedule")
+        out += _schedule(stage2, f"{prefix}.self_critical")
+        out += [] if stage2.get("scst") else [f"{prefix}.self_critical.scst must be true"]
+    return out + _choice(s, prefix, "lr_schedule", LR_SCHEDULES)
+
+
+def _self_critical(s: Any, prefix: str) -> list[str]:
+    from captioning.scst import BASELINES, REWARDS
+
+    out = _choice(s, prefix, "baseline", BASELINES, default="mean") + _choice(s, prefix, "reward", REWARDS, "Bleu_4")
+    out += _integer(s, prefix, "samples", 2 if s.get("baseline", "mean") == "mean" else 1, default=5)
+    out += _number(s, prefix, "temperature", lambda v: v > 0, "a number > 0", default=1.0)
+    return out
 
 
 def _model(d: Any, c: Any) -> list[str]:

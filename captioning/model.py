@@ -47,7 +47,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and validate a checkpoint file; raise CheckpointError naming the problem and the fix."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "checkpoints/best.pt", "last.pt", "checkpoints/last.pt"):
+        # the last two: a two-stage run (captioning/scst.py) before its second stage has saved anything
+        for name in ("best.pt", "checkpoints/best.pt", "last.pt", "checkpoints/last.pt",
+                     "cross_entropy/checkpoints/best.pt", "cross_entropy/checkpoints/last.pt"):
             if (path / name).is_file():
                 path = path / name
                 break

@@ -92,23 +92,35 @@ def validate(decoder: CaptionDecoder, prepared: Prepared, split: str | None, sch
     return score({r.image_id: r.captions for r in records}, hyps)["Bleu_4"]
 
 
-def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None) -> dict:
+def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None, step_offset: int = 0) -> dict:
     """Train, checkpoint (last + best, atomically) and return the training history.
 
     SIGINT/SIGTERM finish the current step, save ``last`` with the exact position and raise
     ``Interrupted`` (a SystemExit with status 128 + signal); ``resume=`` continues from that step.
+    A schedule with a ``self_critical`` stage (epochs > 0) trains in two stages (captioning/scst.py).
+    ``step_offset`` is added to the steps the logger sees (a second stage continues the first's curve).
     """
+    stage2 = cfg.schedule.get("self_critical")
+    if stage2 is not None and stage2.get("epochs"):
+        from captioning.scst import train_two_stages
+
+        return train_two_stages(cfg, prepared, Path(run_dir), logger)
     with GracefulStop() as stop:
-        return _train(cfg, prepared, Path(run_dir), logger, stop)
+        return _train(cfg, prepared, Path(run_dir), logger, stop, step_offset)
 
 
-def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop) -> dict:
+def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop, step_offset: int = 0) -> dict:
     if cfg.schedule.get("finetune_encoder"):
         from captioning.finetune import FinetuneLoop
 
         loop = FinetuneLoop(cfg, prepared, run_dir, logger, stop)
+    elif cfg.schedule.get("scst"):
+        from captioning.scst import ScstLoop
+
+        loop = ScstLoop(cfg, prepared, run_dir, logger, stop)
     else:
         loop = _Loop(cfg, prepared, run_dir, logger, stop)
+    loop.step_offset = step_offset
     for epoch in range(loop.start_epoch, cfg.schedule.epochs):
         t0 = time.time()
         losses = loop.run_epoch(epoch)
@@ -148,6 +160,7 @@ class _Loop:
         elif self.sched.get("init_from"):
             self.initialise_from(load_checkpoint(self.sched.init_from))
         self.every = self.sched.get("checkpoint_every_steps") or 0
+        self.step_offset = 0  # added to the steps the logger sees
         self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
         self.model = self.dp.wrap(self.decoder)
 
@@ -255,7 +268,7 @@ class _Loop:
                 lr = self.lr_sched.get_last_lr()[0]
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
                 if self.logger:
-                    self.logger.log({"train/loss": losses[-1], "lr": lr}, step=epoch * spe + step)
+                    self.logger.log({"train/loss": losses[-1], "lr": lr}, step=self.step_offset + epoch * spe + step)
             stopping = self.dp.mean(float(self.stop.requested)) > 0  # every rank stops after the same step
             if stopping or (self.every and (epoch * spe + step + 1) % self.every == 0 and step + 1 < spe):
                 self.save("last", epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
@@ -273,9 +286,9 @@ class _Loop:
         log.info("epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)", epoch + 1, entry["train_loss"], bleu4, seconds)
         if self.logger:
             self.logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": epoch + 1},
-                            step=(epoch + 1) * spe)
+                            step=self.step_offset + (epoch + 1) * spe)
             if hasattr(self.logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
-                self.logger.log_samples(epoch + 1, (epoch + 1) * spe, self.decoder, self.prepared,
+                self.logger.log_samples(epoch + 1, self.step_offset + (epoch + 1) * spe, self.decoder, self.prepared,
                                         cfg.data.val_split, self.max_len)
         if bleu4 > history["best_bleu4"]:
             history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1
