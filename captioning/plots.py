@@ -37,16 +37,37 @@ def load_history(path: str | Path) -> dict:
 
 
 def training_curve_figure(history: Mapping) -> Figure:
-    """Two panels over epochs: mean training loss, and greedy val BLEU-4 with the best epoch marked."""
-    epochs = [e["epoch"] for e in history["epochs"]]
+    """Two panels over epochs: mean training loss, and greedy val BLEU-4 with the best epoch marked.
+
+    A two-stage history (captioning/scst.py: stage 1 under ``"cross_entropy"``) is drawn as one run:
+    the cross-entropy loss, then the self-critical stage's mean sampled reward on a second axis, and val
+    BLEU-4 across both stages, the self-critical epochs numbered after the cross-entropy ones."""
+    stage1 = (history.get("cross_entropy") or {}).get("epochs") or []
+    xe = stage1 or history["epochs"]
+    offset = xe[-1]["epoch"] if stage1 else 0
+    sc = [{**e, "epoch": e["epoch"] + offset} for e in history["epochs"]] if stage1 else []
     fig = Figure(figsize=(9, 3.2))
     loss_ax, bleu_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [e["train_loss"] for e in history["epochs"]], marker="o", color="tab:blue")
+    loss_ax.plot([e["epoch"] for e in xe], [e["train_loss"] for e in xe], marker="o", color="tab:blue")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy per word", title="training loss")
-    bleu_ax.plot(epochs, [e["val_bleu4"] for e in history["epochs"]], marker="o", color="tab:green")
+    rewards = history.get("train_reward") or []
+    if sc and rewards:
+        reward_ax = loss_ax.twinx()
+        reward_ax.plot([e["epoch"] for e in sc][: len(rewards)], rewards, marker="s", color="tab:orange")
+        reward_ax.set_ylabel("self-critical: mean sampled reward", color="tab:orange")
+        loss_ax.set_title("training loss, then reward")
+    bleu_ax.plot([e["epoch"] for e in xe], [e["val_bleu4"] for e in xe], marker="o", color="tab:green",
+                 label="cross-entropy" if sc else None)
+    if sc:
+        bleu_ax.plot([e["epoch"] for e in sc], [e["val_bleu4"] for e in sc], marker="s", color="tab:orange",
+                     label="self-critical")
     best = history.get("best_epoch", -1)
+    if sc:  # stage 2's epoch 0 is stage 1's best decoder
+        best = history["cross_entropy"].get("best_epoch", -1) if best == 0 else best + offset
+    epochs = [e["epoch"] for e in xe + sc]
     if best in epochs:
         bleu_ax.axvline(best, color="grey", ls="--", lw=1, label=f"best checkpoint (epoch {best})")
+    if best in epochs or sc:
         bleu_ax.legend(fontsize=8, loc="lower right")
     bleu_ax.set(xlabel="epoch", ylabel="BLEU-4", title="validation BLEU-4 (greedy)")
     for ax in (loss_ax, bleu_ax):
