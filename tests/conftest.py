@@ -29,6 +29,22 @@ def tiny_cfg(tmp_root: Path, *overrides: str):
         return compose("train", overrides=[*TINY, f"cache_dir={tmp_root / 'cache'}", *overrides])
 
 
+def straight_and_resumed(tmp_root: Path, name: str, *overrides: str) -> tuple[dict, dict]:
+    """The last checkpoints of a 2-epoch tiny run done straight and of the same run stopped after epoch 1
+    (its schedule unchanged otherwise) and resumed: equal weights mean resume is exact."""
+    from captioning.model import load_checkpoint
+    from captioning.pipeline import run
+
+    two = [*overrides, "schedule.epochs=2"]
+    straight, part = tmp_root / f"{name}_straight", tmp_root / f"{name}_part"
+    run(tiny_cfg(tmp_root, *two), straight)
+    cfg = tiny_cfg(tmp_root, *two)
+    cfg.schedule.epochs = 1
+    run(cfg, part)
+    run(tiny_cfg(tmp_root, *two, f"resume={part}"), part)
+    return tuple(load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """A session folder; CAPTIONING_DATA points the data configs' roots into it."""

@@ -11,7 +11,7 @@ from captioning.encoder import build_encoder
 from captioning.finetune import encode
 from captioning.model import Captioner, CheckpointError, load_checkpoint
 from captioning.pipeline import run
-from tests.conftest import tiny_cfg
+from tests.conftest import straight_and_resumed, tiny_cfg
 
 # the finetune schedule, shrunk: 64 images in 4 steps of 16, a visible CNN learning rate
 FT = ["schedule=finetune", "schedule.epochs=1", "schedule.batch_size=16", "schedule.encoder_lr=1e-4",
@@ -70,16 +70,8 @@ def test_evaluate_script_reproduces_the_finetuned_runs_metrics(finetuned, tmp_pa
 
 
 def test_finetuning_resumes_exactly(tiny_root, tiny_run):
-    frozen_dir, _ = tiny_run
     # constant lr: the part run stops at epoch 1 of 2 without changing the schedule it followed
-    two = [*FT, "schedule.epochs=2", "schedule.lr_schedule=constant", f"schedule.init_from={frozen_dir}"]
-    straight, part = tiny_root / "ft_straight", tiny_root / "ft_part"
-    run(tiny_cfg(tiny_root, *two), straight)
-    cfg = tiny_cfg(tiny_root, *two)
-    cfg.schedule.epochs = 1
-    run(cfg, part)
-    run(tiny_cfg(tiny_root, *two, f"resume={part}"), part)
-    a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
+    a, b = straight_and_resumed(tiny_root, "ft", *FT, "schedule.lr_schedule=constant", f"schedule.init_from={tiny_run[0]}")
     assert all(torch.equal(a["decoder"][k], b["decoder"][k]) for k in a["decoder"])
     assert all(torch.equal(a["encoder_state"][k], b["encoder_state"][k]) for k in a["encoder_state"])
 

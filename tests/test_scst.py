@@ -15,7 +15,7 @@ from captioning.model import load_checkpoint
 from captioning.pipeline import run
 from captioning.scst import SentenceBleu, sample_with_log_probs
 from captioning.vocab import END, PAD, START
-from tests.conftest import tiny_cfg
+from tests.conftest import straight_and_resumed, tiny_cfg
 
 SCST = ["schedule=scst", "schedule.epochs=1", "schedule.batch_size=16", "schedule.samples=3", "schedule.lr=1e-3",
         "schedule.val_max_images=16", "schedule.log_every=1"]
@@ -88,15 +88,7 @@ def test_scst_starts_from_the_cross_entropy_decoder_and_keeps_the_better(scst_ru
 
 
 def test_scst_resumes_exactly(tiny_root, tiny_run):
-    xe_dir, _ = tiny_run
-    two = [*SCST, "schedule.epochs=2", "schedule.baseline=greedy", f"schedule.init_from={xe_dir}"]
-    straight, part = tiny_root / "scst_straight", tiny_root / "scst_part"
-    run(tiny_cfg(tiny_root, *two), straight)
-    cfg = tiny_cfg(tiny_root, *two)
-    cfg.schedule.epochs = 1
-    run(cfg, part)
-    run(tiny_cfg(tiny_root, *two, f"resume={part}"), part)
-    a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
+    a, b = straight_and_resumed(tiny_root, "scst", *SCST, "schedule.baseline=greedy", f"schedule.init_from={tiny_run[0]}")
     assert all(torch.equal(a["decoder"][k], b["decoder"][k]) for k in a["decoder"])
 
 
