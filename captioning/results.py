@@ -99,7 +99,8 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md") 
     cmd = "python scripts/make_results.py " + " ".join(overrides)
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
-    body = (f"## Synthetic shapes: cells vs baselines\n\nMachine: {meta.get('machine') or machine_line()}\n\n"
+    title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
+    body = (f"## {title}: cells vs baselines\n\nMachine: {meta.get('machine') or machine_line()}\n\n"
             f"Command: `{cmd.strip()}` (run time per model, evaluation included: "
             f"{', '.join(f'{c} {s / 60:.1f} min' for c, s in seconds.items())}; the first run also extracts "
             "the features unless they are cached; the others read them from the cache)\n\n"
