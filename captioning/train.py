@@ -160,6 +160,9 @@ class _Loop:
         elif self.sched.get("init_from"):
             self.initialise_from(load_checkpoint(self.sched.init_from))
         self.every = self.sched.get("checkpoint_every_steps") or 0
+        # mixed precision: matmuls in bfloat16 where torch.autocast deems it safe, weights and optimizer in fp32
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16,
+                             enabled=cfg.get("precision", "fp32") == "bf16")
         self.step_offset = 0  # added to the steps the logger sees
         self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
         self.model = self.dp.wrap(self.decoder)
@@ -241,7 +244,8 @@ class _Loop:
 
     def train_step(self, epoch: int, step: int, order: torch.Tensor) -> float:
         """Teacher-forced forward, masked cross-entropy, backward through time, clip, update."""
-        loss = self.loss(order, step)
+        with torch.autocast(**self.autocast):
+            loss = self.loss(order, step)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
                                    f"or set schedule.clip; the last good checkpoint is in {self.ckpt_dir}")
