@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             last = (str(err).strip().splitlines() or [""])[-1]
             body = f"**Failed**: `{type(err).__name__}: {last}`"
         key = name if args.device == "cpu" else f"{name}-{args.device}"
+        if args.device == "cpu" and args.amp != "none":  # beside the fp32 CPU figures, not over them
+            key = f"{key}-{args.amp}"
         quick = " (--quick: smoke-test sizes, not figures to quote)" if args.quick else ""
         head = f"## {key}{quick}\n\nMachine: {machine}\n\nCommand: `{command.strip()}`"
         update_section(args.out, key, f"{head}\n\n{body}")
