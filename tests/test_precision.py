@@ -10,16 +10,16 @@ from captioning.pipeline import run
 from tests.conftest import tiny_cfg
 
 
-def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root, tiny_run):
-    run_dir = tiny_root / "bf16"
-    results = run(tiny_cfg(tiny_root, "precision=bf16"), run_dir)
-    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
+    runs = {p: tiny_root / f"precision_{p}" for p in ("bf16", "fp32")}
+    results = {p: run(tiny_cfg(tiny_root, f"precision={p}"), d) for p, d in runs.items()}
+    ckpt = load_checkpoint(runs["bf16"] / "checkpoints" / "last.pt")
     assert all(v.dtype == torch.float32 for v in ckpt["decoder"].values() if v.is_floating_point())
     # same data, seed and schedule: the bf16 run's losses follow the fp32 run's, not exactly
-    mixed, full = (json.loads((d / "history.json").read_text())["epochs"] for d in (run_dir, tiny_run[0]))
+    mixed, full = (json.loads((d / "history.json").read_text())["epochs"] for d in runs.values())
     for a, b in zip(mixed, full):
         assert a["train_loss"] != b["train_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
-    assert 0.0 <= results["test"]["Bleu_4"] <= 1.0
+    assert 0.0 <= results["bf16"]["test"]["Bleu_4"] <= 1.0
 
 
 def test_bf16_loss_is_close_to_fp32():
