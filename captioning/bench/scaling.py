@@ -26,8 +26,8 @@ RSS_LIMIT_GB = 3.0
 
 def stage_config(n: int, work: Path, device: str, workers: int, amp: str = "none"):
     """The main job's config for ``n`` synthetic train images: default decoder and batch, one epoch."""
-    # --amp bf16 forces the encoder's autocast (the main job's only one); otherwise the config's own precision
-    precision = ["encoder.precision=bf16"] if amp == "bf16" else []
+    # --amp bf16 forces the encoder's and the training steps' autocast; otherwise the config's own precision
+    precision = ["encoder.precision=bf16", "precision=bf16"] if amp == "bf16" else []
     return compose(*shapes_overrides(work, n), f"cache_dir={work / 'scale_cache'}", f"device={device}",
                    f"encoder.num_workers={workers}", *precision, "schedule.epochs=1",
                    "schedule.val_max_images=100", "schedule.early_stopping=0", "metrics=bleu",
@@ -127,7 +127,7 @@ def scaling_report(opts: Options, threads: int | None = None) -> str:
     enc, dec = cfg.encoder, cfg.decoder
     setup = (f"Device {opts.device}, {opts.workers} loader worker(s); encoder {enc.name} at {enc.image_size} px "
              f"({enc.precision}, pool {enc.pool}), {cfg.cell.name.upper()} decoder with hidden size {dec.hidden_size}, "
-             f"batch {cfg.schedule.batch_size} (the main job trains and decodes in fp32, and evaluates on the CPU).")
+             f"batch {cfg.schedule.batch_size}, training steps in {cfg.get('precision', 'fp32')} (decoding in fp32).")
     return "\n".join([f"{NOTE} {setup}", "",
                       "| images | stage | process s | stage s | stage s per 1k images | peak RSS MB "
                       "| features memory-mapped |", "|---|---|---|---|---|---|---|", *rows, "",
