@@ -132,9 +132,10 @@ class ScstLoop(_Loop):
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
         return torch.randperm(self.num_items(), generator=g)
 
-    def _rewards(self, images: list[int], tokens: Tensor) -> np.ndarray:
+    def _rewards(self, images: list[int], rows: list[list[int]]) -> np.ndarray:
+        """The reward of each caption (word ids, cut at its first <end> or <pad>) of each image."""
         out = np.empty(len(images))
-        for k, (image, ids) in enumerate(zip(images, tokens.tolist())):
+        for k, (image, ids) in enumerate(zip(images, rows)):
             words = []
             for i in ids:
                 if i in (END, PAD):
@@ -149,10 +150,10 @@ class ScstLoop(_Loop):
         feats = torch.from_numpy(np.ascontiguousarray(self.train_feats[images])).float().to(self.device)
         tokens, log_prob = sample_with_log_probs(self.decoder, feats.repeat_interleave(k, 0), self.max_len,
                                                  float(sched.get("temperature", 1.0)))
-        reward = self._rewards([i for i in images for _ in range(k)], tokens).reshape(len(images), k)
-        if sched.get("baseline", "mean") == "greedy":
+        reward = self._rewards([i for i in images for _ in range(k)], tokens.tolist()).reshape(len(images), k)
+        if sched.get("baseline", "mean") == "greedy":  # the test-time caption, dropout off
             self.decoder.eval()
-            base = self._rewards(images, torch.tensor(_padded(greedy(self.decoder, feats, self.max_len).tokens)))
+            base = self._rewards(images, greedy(self.decoder, feats, self.max_len).tokens)
             self.decoder.train()
             baseline = np.repeat(base[:, None], k, 1)
         else:  # the mean of the image's other samples
@@ -172,10 +173,6 @@ class ScstLoop(_Loop):
                      self.sched.get("reward", "Bleu_4"), mean)
         return super().end_epoch(epoch, losses, seconds)
 
-
-def _padded(rows: list[list[int]]) -> list[list[int]]:
-    width = max((len(r) for r in rows), default=0) + 1
-    return [r + [END] + [PAD] * (width - len(r) - 1) for r in rows]
 
 
 XE_DIR = "cross_entropy"  # a two-stage run's first stage, inside its run directory
