@@ -174,7 +174,6 @@ class ScstLoop(_Loop):
         return super().end_epoch(epoch, losses, seconds)
 
 
-
 XE_DIR = "cross_entropy"  # a two-stage run's first stage, inside its run directory
 
 
