@@ -123,7 +123,7 @@ def _evaluate(e: Any) -> list[str]:
 def _run(cfg: Any) -> list[str]:
     out = _choice(cfg, "", "on_bad_image", BAD_IMAGE_POLICIES)
     out += _integer(cfg, "", "seed", 0)
-    out += _choice(cfg, "", "precision", ("fp32", "bf16"), default="fp32")
+    out += _choice(cfg, "", "precision", ("auto", "fp32", "bf16"), default="fp32")
     if cfg.get("num_threads") is not None:
         out += _integer(cfg, "", "num_threads", 1)
     return [p.lstrip(".") for p in out]

@@ -24,13 +24,13 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
+from captioning.precision import PRECISIONS, native_bf16, resolve_precision
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid")
 RESIZE_MODES = ("squash", "center_crop")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast, ~2x faster on CPUs with avx512_bf16/AMX, features differ ~3%
 KNOWN_KEYS = ("name", "source", "arch", "weights", "image_size", "resize", "interpolation", "mean", "std", "pool",
               "grid_size", "trainable", "channels_last", "precision", "batch_size", "num_workers")
 # Bump when the meaning of a feature changes without any config value changing.
@@ -166,7 +166,8 @@ def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | No
     mean, std, interpolation = default_normalisation(defaults, cfg)
     transform = ImageTransform(size=int(cfg["image_size"]), resize=cfg.get("resize", "squash"),
                                interpolation=interpolation, mean=mean, std=std)
-    if cfg.get("precision") == "bf16" and not _native_cpu_bf16():
+    precision = resolve_precision(cfg.get("precision", "fp32"))  # features are computed on the CPU first
+    if precision == "bf16" and not native_bf16():
         log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
                     "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
     if weights_id is None:
@@ -182,7 +183,7 @@ def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | No
     return Encoder(backbone, transform, name=cfg["name"], source=cfg["source"], weights_id=weights_id,
                    pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
                    trainable=bool(cfg.get("trainable", False)),
-                   channels_last=bool(cfg.get("channels_last", False)), precision=cfg.get("precision", "fp32"))
+                   channels_last=bool(cfg.get("channels_last", False)), precision=precision)
 
 
 def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
@@ -190,14 +191,6 @@ def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
     base = weights_id.split("+finetuned:")[0]
     base = "random-init" if base.startswith("random-init:") else base
     return f"{base}+finetuned:{_state_digest(backbone)}"
-
-
-def _native_cpu_bf16() -> bool:
-    """Whether oneDNN runs bf16 convolutions natively on this CPU."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _validated(cfg: Mapping[str, Any]) -> dict:

@@ -26,6 +26,7 @@ from captioning.interrupts import GracefulStop, Interrupted
 from captioning.io import atomic_write, save_json
 from captioning.metrics import score
 from captioning.model import CheckpointError, decoder_from_checkpoint, load_checkpoint, save_checkpoint
+from captioning.precision import training_precision
 from captioning.progress import progress
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class _Loop:
         self.every = self.sched.get("checkpoint_every_steps") or 0
         # mixed precision: matmuls in bfloat16 where torch.autocast deems it safe, weights and optimizer in fp32
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16,
-                             enabled=cfg.get("precision", "fp32") == "bf16")
+                             enabled=training_precision(cfg.get("precision", "fp32"), cfg.device) == "bf16")
         self.step_offset = 0  # added to the steps the logger sees
         self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/distributed.py)
         self.model = self.dp.wrap(self.decoder)

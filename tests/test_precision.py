@@ -7,9 +7,14 @@ import torch
 from captioning.config_check import config_problems
 from captioning.model import load_checkpoint
 from captioning.pipeline import run
+from captioning.precision import native_bf16, resolve_precision
 from tests.conftest import tiny_cfg
 
+# oneDNN's fused LSTM kernel refuses bf16 on CPUs without AVX512-BF16/AMX
+needs_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
 
+
+@needs_bf16
 def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
     runs = {p: tiny_root / f"precision_{p}" for p in ("bf16", "fp32")}
     results = {p: run(tiny_cfg(tiny_root, f"precision={p}"), d) for p, d in runs.items()}
@@ -22,6 +27,7 @@ def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
     assert 0.0 <= results["bf16"]["test"]["Bleu_4"] <= 1.0
 
 
+@needs_bf16
 def test_bf16_loss_is_close_to_fp32():
     from captioning.decoder import CaptionDecoder, caption_loss
 
@@ -37,3 +43,16 @@ def test_bf16_loss_is_close_to_fp32():
 
 def test_unknown_precision_is_refused(tiny_root):
     assert any("precision" in p for p in config_problems(tiny_cfg(tiny_root, "precision=fp16")))
+
+
+def test_auto_precision_is_bf16_only_where_native():
+    assert resolve_precision("auto") == ("bf16" if native_bf16() else "fp32")
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16")
+
+
+@pytest.mark.skipif(native_bf16(), reason="this CPU multiplies bfloat16 natively")
+def test_bf16_without_native_support_is_a_clear_error(tiny_root, tmp_path):
+    with pytest.raises(ValueError, match="no native bfloat16"):
+        run(tiny_cfg(tiny_root, "precision=bf16"), tmp_path / "run")

@@ -22,18 +22,12 @@ from tqdm.auto import tqdm
 
 from captioning.bptt import detach_state
 from captioning.io import atomic_save_torch, save_json
+from captioning.precision import training_precision
 from captioning.lm.corpus import Corpus, StreamBatches
 from captioning.lm.model import CharRNN, load_checkpoint
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "ckpt.pt"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 @dataclass
@@ -63,10 +57,7 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
-        if self.precision == "auto":
-            self.precision = "bf16" if cpu_has_bf16() else "fp32"
+        self.precision = training_precision(self.precision)  # auto -> bf16 where the CPU has it natively
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.max_steps < 1:
