@@ -55,7 +55,7 @@ def caption_main(argv: list[str]) -> int:
         print(sys.modules["__main__"].__doc__ or __doc__)
         return 0
     from captioning.data.images import BadImageError
-    from captioning.model import Captioner, CheckpointError
+    from captioning.models.checkpoint import Captioner, CheckpointError
 
     paths, o = parse_args(argv)
     kwargs = decoding_options(o)

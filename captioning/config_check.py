@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-LR_SCHEDULES = ("cosine", "constant", "step")        # captioning.train.make_optimizer
-DECODING_METHODS = ("greedy", "sample", "beam")       # captioning.decoding.decode
+LR_SCHEDULES = ("cosine", "constant", "step")        # captioning.training.loop.make_optimizer
+DECODING_METHODS = ("greedy", "sample", "beam")       # captioning.nn.decoding.decode
 BASELINES = ("nearest_neighbour", "most_frequent")   # captioning.pipeline.evaluate_all
 BAD_IMAGE_POLICIES = ("fail", "skip")
 
@@ -27,7 +27,7 @@ def check_config(cfg: Any) -> None:
 def config_problems(cfg: Any) -> list[str]:
     """One line per impossible value: schedule, decoder and cell, decoding, evaluation, data, encoder."""
     from captioning.data.datasets import validate_data_config
-    from captioning.encoder import _validated as validate_encoder_config
+    from captioning.features.encoder import _validated as validate_encoder_config
 
     problems = (_schedule(cfg.schedule) + _model(cfg.decoder, cfg.cell) + _decoding(cfg.decoding)
                 + _evaluate(cfg.get("evaluate") or {}) + _run(cfg))
@@ -81,7 +81,7 @@ def _schedule(s: Any, prefix: str = "schedule") -> list[str]:
 
 
 def _self_critical(s: Any, prefix: str) -> list[str]:
-    from captioning.scst import BASELINES, REWARDS
+    from captioning.training.self_critical import BASELINES, REWARDS
 
     out = _choice(s, prefix, "baseline", BASELINES, default="mean") + _choice(s, prefix, "reward", REWARDS, "Bleu_4")
     out += _integer(s, prefix, "samples", 2 if s.get("baseline", "mean") == "mean" else 1, default=5)
@@ -90,8 +90,8 @@ def _self_critical(s: Any, prefix: str) -> list[str]:
 
 
 def _model(d: Any, c: Any) -> list[str]:
-    from captioning.cells import BACKENDS, CELLS, LSTM_INITS
-    from captioning.decoder import ACTIVATIONS
+    from captioning.nn.cells import BACKENDS, CELLS, LSTM_INITS
+    from captioning.models.show_tell import ACTIVATIONS
 
     out = _integer(d, "decoder", "embed_dim", 1) + _integer(d, "decoder", "hidden_size", 1)
     out += _number(d, "decoder", "dropout", lambda v: 0 <= v < 1, "in [0, 1)")

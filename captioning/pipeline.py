@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from captioning import distributed
+from captioning.utils import distributed
 from captioning.config_check import check_config
-from captioning.data.shards import extract_dataset_shard
-from captioning.experiment import evaluate_split, generate, prepare, seed_everything, to_dict
-from captioning.io import save_json
-from captioning.model import decoder_from_checkpoint, load_checkpoint
-from captioning.plots import training_curve_png
-from captioning.train import train
+from captioning.features.shards import extract_dataset_shard
+from captioning.features.prepare import evaluate_split, generate, prepare, seed_everything, to_dict
+from captioning.utils.io import save_json
+from captioning.models.checkpoint import decoder_from_checkpoint, load_checkpoint
+from captioning.evaluation.plots import training_curve_png
+from captioning.training.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
 
 def evaluate_all(cfg: Any, prepared, decoder, run_dir: Path) -> dict:
     """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}."""
-    from captioning import baselines
+    from captioning.evaluation import baselines
 
     eval_cfg, metrics_cfg = to_dict(cfg.evaluate), to_dict(cfg.metrics)
     max_len = cfg.data.max_caption_len

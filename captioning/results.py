@@ -8,8 +8,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from captioning.io import save_json
-from captioning.report import machine_line, update_section
+from captioning.utils.io import save_json
+from captioning.utils.report import machine_line, update_section
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "acc_count", "acc_colour", "acc_shape", "acc_size",
@@ -78,8 +78,8 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md") 
     the references' leave-one-out agreement, and attribute accuracy by number of objects."""
     from captioning.data.datasets import load_dataset
     from captioning.data.scenes import attribute_accuracy
-    from captioning.evaluation import load_results
-    from captioning.metrics import human_agreement
+    from captioning.evaluation.scoring import load_results
+    from captioning.evaluation.metrics import human_agreement
 
     path = Path(run_root) / "summary.json"
     if not path.is_file():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from captioning.experiment import generate, to_dict
+from captioning.features.prepare import generate, to_dict
 
 MODES = ("offline", "online", "disabled")
 
@@ -69,7 +69,7 @@ class WandbLogger:
         """The worst and random cases of each split (read from per_image_<split>.json) as tables with images."""
         import wandb
 
-        from captioning.failures import report_rows
+        from captioning.evaluation.failures import report_rows
 
         if not self.cfg.get("log_failures", True):
             return
@@ -122,7 +122,7 @@ class WandbLogger:
 
 def _failure_report(cfg: Any, split: str, records: Sequence, eval_dir: Path):
     """Rebuild the split's failure report from the per-image scores evaluation wrote (None if absent)."""
-    from captioning.failures import collect_failures
+    from captioning.evaluation.failures import collect_failures
 
     per_image_file = eval_dir / f"per_image_{split}.json"
     if not per_image_file.is_file():

@@ -1,6 +1,6 @@
 """Benchmarks that write docs/benchmarks.md: `python scripts/benchmark.py [--quick] [--only SECTION ...]`.
 
-Sections (captioning/bench/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
+Sections (benchmarks/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
 end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
 beam (batched vs one image at a time), bleu (ours vs the official scorer), scaling (time and peak
 memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
@@ -16,14 +16,16 @@ from pathlib import Path
 
 import torch
 
-from captioning.bench.beam import beam_report
-from captioning.bench.cached import cached_report
-from captioning.bench.cells import cells_report
-from captioning.bench.common import Options
-from captioning.bench.extraction import extraction_report
-from captioning.bench.scaling import scaling_report
-from captioning.bench.scorer import scorer_report
-from captioning.report import machine_line, update_section
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside the package, not in it
+
+from benchmarks.beam import beam_report
+from benchmarks.cached import cached_report
+from benchmarks.cells import cells_report
+from benchmarks.common import Options
+from benchmarks.extraction import extraction_report
+from benchmarks.scaling import scaling_report
+from benchmarks.scorer import scorer_report
+from captioning.utils.report import machine_line, update_section
 
 SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_features": cached_report,
             "beam": beam_report, "bleu": scorer_report, "scaling": scaling_report}

@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from captioning.io import atomic_write, save_json  # noqa: E402
+from captioning.utils.io import atomic_write, save_json  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.run import corpus_from_config, train_config, train_from_config  # noqa: E402
 from captioning.lm.train import evaluate  # noqa: E402

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from captioning.compare import compare_sweep
+from captioning.evaluation.compare import compare_sweep
 
 
 def main(argv: list[str] | None = None) -> int:

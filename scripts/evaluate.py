@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from captioning.evaluate import evaluate_checkpoint, score_results
+from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")

@@ -10,7 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from captioning.data.shards import extract_dataset_shard, parse_shard
+from captioning.features.shards import extract_dataset_shard, parse_shard
 from captioning.pipeline import resolve_device
 
 

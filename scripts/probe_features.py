@@ -6,7 +6,7 @@
 
 Takes scripts/train.py's options (configs/probe.yaml) (data, encoder, cache_dir; features come from the shared cache). For
 scenes of n objects in order along their relation axis, a probe trained on the train split predicts
-each object's colour-shape pair; printed: test accuracy per slot and all n right (captioning/probes.py).
+each object's colour-shape pair; printed: test accuracy per slot and all n right (captioning/evaluation/probes.py).
 """
 
 import json
@@ -15,9 +15,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from captioning.experiment import prepare
+from captioning.features.prepare import prepare
 from captioning.pipeline import resolve_device
-from captioning.probes import probe_scenes
+from captioning.evaluation.probes import probe_scenes
 
 
 @hydra.main(config_path="../configs", config_name="probe", version_base="1.3")

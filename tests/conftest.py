@@ -32,7 +32,7 @@ def tiny_cfg(tmp_root: Path, *overrides: str):
 def straight_and_resumed(tmp_root: Path, name: str, *overrides: str) -> tuple[dict, dict]:
     """The last checkpoints of a 2-epoch tiny run done straight and of the same run stopped after epoch 1
     (its schedule unchanged otherwise) and resumed: equal weights mean resume is exact."""
-    from captioning.model import load_checkpoint
+    from captioning.models.checkpoint import load_checkpoint
     from captioning.pipeline import run
 
     two = [*overrides, "schedule.epochs=2"]
@@ -66,7 +66,7 @@ def tiny_run(tiny_root):
 @pytest.fixture(scope="session")
 def tiny_prepared(tiny_root):
     """Train and val splits of the tiny set with its vocabulary and features (extracted once, then cached)."""
-    from captioning.experiment import prepare
+    from captioning.features.prepare import prepare
 
     cfg = tiny_cfg(tiny_root)
     return prepare(cfg, splits_needed=[cfg.data.train_split, cfg.data.val_split])
@@ -78,10 +78,10 @@ def tiny_checkpoint(tmp_path_factory):
     over 8 words on timm's tiny random ``test_resnet`` at 32 px (its captions are nonsense)."""
     import torch
 
-    from captioning.decoder import CaptionDecoder
-    from captioning.encoder import build_encoder
-    from captioning.model import save_checkpoint
-    from captioning.vocab import Vocabulary
+    from captioning.models.show_tell import CaptionDecoder
+    from captioning.features.encoder import build_encoder
+    from captioning.models.checkpoint import save_checkpoint
+    from captioning.text.vocab import Vocabulary
 
     torch.manual_seed(0)
     encoder_cfg = {"name": "test_resnet", "source": "timm", "weights": None, "image_size": 32}

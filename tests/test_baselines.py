@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from captioning.baselines import _CaptionVectors, most_frequent, nearest_neighbour
+from captioning.evaluation.baselines import _CaptionVectors, most_frequent, nearest_neighbour
 
 
 def test_most_frequent_normalises_like_the_scorer():
@@ -60,7 +60,7 @@ def test_bad_inputs_are_named():
 
 def test_nearest_in_train_chunks_equals_one_matrix_product():
     # the training cache is read in chunks (memory-mapped at scale): the merged top-k must not change
-    from captioning.baselines import _nearest
+    from captioning.evaluation.baselines import _nearest
 
     rng = np.random.default_rng(0)
     train, query = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(7, 8)).astype(np.float32)

@@ -2,7 +2,7 @@
 
 import torch
 
-from captioning.batching import epoch_order
+from captioning.training.batching import epoch_order
 
 
 def lengths(n=1000, seed=0):

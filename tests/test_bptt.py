@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from captioning import bptt, cells
+from captioning.nn import bptt
+from captioning.nn import cells
 
 
 class _TinyModel(nn.Module):

@@ -15,7 +15,7 @@ from captioning.data.coco import (
     load_coco_captions,
     load_karpathy,
 )
-from captioning.vocab import END, PAD, START, UNK, Vocabulary
+from captioning.text.vocab import END, PAD, START, UNK, Vocabulary
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
 

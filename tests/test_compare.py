@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from captioning.compare import comparison_table, compare_sweep, load_runs, to_markdown
+from captioning.evaluation.compare import comparison_table, compare_sweep, load_runs, to_markdown
 
 BASE = ["data=shapes_tiny", "schedule=smoke"]
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from captioning.decoder import CaptionDecoder, caption_loss
-from captioning.decoding import greedy
-from captioning.model import CheckpointError, decoder_from_checkpoint, load_checkpoint, save_checkpoint
-from captioning.vocab import END, PAD, START, Vocabulary
+from captioning.models.show_tell import CaptionDecoder, caption_loss
+from captioning.nn.decoding import greedy
+from captioning.models.checkpoint import CheckpointError, decoder_from_checkpoint, load_checkpoint, save_checkpoint
+from captioning.text.vocab import END, PAD, START, Vocabulary
 
 
 def tiny_problem(n=8, feature_dim=12, seed=0):
@@ -162,7 +162,7 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
 def test_config_decoder_options_reach_the_decoder(tiny_root):
     from types import SimpleNamespace
 
-    from captioning.train import build_decoder
+    from captioning.training.loop import build_decoder
     from tests.conftest import tiny_cfg
 
     prepared = SimpleNamespace(feature_dim=12, vocab=Vocabulary(["a", "b"]))

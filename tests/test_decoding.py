@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from captioning.decoder import CaptionDecoder
-from captioning.decoding import beam_search, decode, decode_batched, greedy, sample
+from captioning.models.show_tell import CaptionDecoder
+from captioning.nn.decoding import beam_search, decode, decode_batched, greedy, sample
 from tests.test_decoder import fit, tiny_problem
 
 
@@ -20,7 +20,7 @@ def trained():
 
 def _sequence_logprob(decoder, feats, tokens):
     """Score a caption independently: sum of log p(word) along it, <end> included."""
-    from captioning.vocab import END, START
+    from captioning.text.vocab import END, START
 
     ids = torch.tensor([[START, *tokens, END]])
     logp = torch.log_softmax(decoder(feats[None], ids[:, :-1]), -1)

@@ -10,10 +10,10 @@ import torch
 import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 
-from captioning import distributed
-from captioning.experiment import prepare
-from captioning.model import load_checkpoint
-from captioning.train import train
+from captioning.utils import distributed
+from captioning.features.prepare import prepare
+from captioning.models.checkpoint import load_checkpoint
+from captioning.training.loop import train
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 # dropout 0: the ranks draw their own dropout masks, so only a dropout-free run can match exactly.

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-import captioning.encoder as encoder_mod
+import captioning.features.encoder as encoder_mod
 from captioning.data.images import ImageTransform
-from captioning.encoder import EncoderWeightsUnavailable, build_encoder, load_efficientnet_lite0
+from captioning.features.encoder import EncoderWeightsUnavailable, build_encoder, load_efficientnet_lite0
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
 LITE0 = dict(name="efficientnet_lite0", source="package", weights="package", image_size=224)

@@ -4,7 +4,7 @@ import json
 
 from hydra import compose, initialize_config_dir
 
-from captioning.evaluate import evaluate_checkpoint, score_results
+from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
 from tests.conftest import CONFIGS
 
 

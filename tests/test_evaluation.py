@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from captioning.data.coco import ImageRecord
-from captioning.evaluation import evaluate_split, extra_metrics, score_files
-from captioning.metrics import score
+from captioning.evaluation.scoring import evaluate_split, extra_metrics, score_files
+from captioning.evaluation.metrics import score
 
 BLEU_ONLY = {"cider": False, "rouge": False, "meteor": False, "spice": False, "on_missing": "warn",
              "per_image_cider": False, "rank_by": "Bleu_4", "report": {"thumb_size": 24, "columns": 3}}

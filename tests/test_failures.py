@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from captioning.data.coco import ImageRecord
-from captioning.failures import collect_failures, render_contact_sheet, render_html, wrong_words
+from captioning.evaluation.failures import collect_failures, render_contact_sheet, render_html, wrong_words
 
 
 def _records(tmp_path, n=10, scenes=False):

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-import captioning.data.features as features_mod
-from captioning.data.features import BadImagesError, extract_features
+import captioning.features.cache as features_mod
+from captioning.features.cache import BadImagesError, extract_features
 from captioning.data.images import ImageTransform
-from captioning.encoder import Encoder, _SequentialBackbone
+from captioning.features.encoder import Encoder, _SequentialBackbone
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 128, 128)]
 
@@ -131,7 +131,7 @@ def test_a_partial_cache_is_never_trusted_without_its_record(tmp_path, monkeypat
 KILLED_CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import captioning.data.features as f
+import captioning.features.cache as f
 from test_features import mean_colour_encoder
 f.FLUSH_SECONDS = 0.0
 f.extract_features(mean_colour_encoder(delay=0.2), {paths!r}, {cache!r}, "k", batch_size=1)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.encoder import build_encoder
-from captioning.finetune import encode
-from captioning.model import Captioner, CheckpointError, load_checkpoint
+from captioning.features.encoder import build_encoder
+from captioning.training.finetune import encode
+from captioning.models.checkpoint import Captioner, CheckpointError, load_checkpoint
 from captioning.pipeline import run
 from tests.conftest import straight_and_resumed, tiny_cfg
 
@@ -61,7 +61,7 @@ def test_the_finetuned_encoder_is_what_captioning_and_evaluation_use(finetuned, 
 
 
 def test_evaluate_script_reproduces_the_finetuned_runs_metrics(finetuned, tmp_path):
-    from captioning.evaluate import evaluate_checkpoint
+    from captioning.evaluation.checkpoint import evaluate_checkpoint
     from tests.test_evaluate_script import eval_cfg
 
     _, run_dir, results = finetuned

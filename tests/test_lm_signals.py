@@ -5,7 +5,7 @@ import torch
 from captioning.lm.model import CharRNN
 from captioning.lm.signals import code_regions, correlations, rank_cells, text_signals
 from captioning.lm.vocab import CharVocab
-from captioning.viz import record_text
+from captioning.nn.viz import record_text
 
 
 def digits(a) -> str:

@@ -10,7 +10,7 @@ from captioning.lm.model import CharRNN, load_lm
 from captioning.lm.run import train_from_config
 from captioning.lm.sample import sample
 from captioning.lm.train import TrainConfig, evaluate, lr_at, train
-from captioning.precision import native_bf16
+from captioning.utils.precision import native_bf16
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "lm")
 

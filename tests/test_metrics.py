@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from captioning import metrics
-from captioning.metrics import MetricUnavailable, per_image_scores, score
+from captioning.evaluation import metrics
+from captioning.evaluation.metrics import MetricUnavailable, per_image_scores, score
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
 
@@ -128,7 +128,7 @@ def test_parity_with_official_scorer_on_real_coco():
 
 
 def test_human_agreement_is_leave_one_out_bleu():
-    from captioning.metrics import human_agreement
+    from captioning.evaluation.metrics import human_agreement
 
     # identical references agree perfectly
     assert human_agreement({1: ["a red circle on the left"] * 3})["Bleu_4"] == pytest.approx(1.0)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from captioning.model import Captioner, load_checkpoint
+from captioning.models.checkpoint import Captioner, load_checkpoint
 from captioning.pipeline import run
 from tests.conftest import tiny_cfg
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioning.plots import bar_chart_figure, bar_chart_png, load_history, training_curve_figure, training_curve_png
+from captioning.evaluation.plots import bar_chart_figure, bar_chart_png, load_history, training_curve_figure, training_curve_png
 
 HISTORY = {"epochs": [{"epoch": 1, "train_loss": 3.0, "val_bleu4": 0.10, "seconds": 1.0},
                       {"epoch": 2, "train_loss": 2.0, "val_bleu4": 0.30, "seconds": 1.0},

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from captioning.config_check import config_problems
-from captioning.model import load_checkpoint
+from captioning.models.checkpoint import load_checkpoint
 from captioning.pipeline import run
-from captioning.precision import native_bf16, resolve_precision
+from captioning.utils.precision import native_bf16, resolve_precision
 from tests.conftest import tiny_cfg
 
 # oneDNN's fused LSTM kernel refuses bf16 on CPUs without AVX512-BF16/AMX
@@ -29,7 +29,7 @@ def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
 
 @needs_bf16
 def test_bf16_loss_is_close_to_fp32():
-    from captioning.decoder import CaptionDecoder, caption_loss
+    from captioning.models.show_tell import CaptionDecoder, caption_loss
 
     torch.manual_seed(0)
     decoder = CaptionDecoder(feature_dim=64, vocab_size=30, embed_dim=16, hidden_size=32)

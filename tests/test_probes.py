@@ -3,7 +3,7 @@
 import numpy as np
 
 from captioning.data.coco import ImageRecord
-from captioning.probes import probe_scenes, slot_targets
+from captioning.evaluation.probes import probe_scenes, slot_targets
 
 COLOURS, SHAPES = ["red", "green", "blue"], ["circle", "square"]
 

@@ -1,4 +1,4 @@
-"""Outputs are written to a temp file and renamed (captioning.io): a writer killed at any moment leaves the
+"""Outputs are written to a temp file and renamed (captioning.utils.io): a writer killed at any moment leaves the
 previous file whole, never half of the new one."""
 
 import json
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import captioning.io as io_mod
-from captioning.io import save_json
+import captioning.utils.io as io_mod
+from captioning.utils.io import save_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,16 +44,16 @@ def _write_json(path, version):
 
 
 def _write_checkpoint(path, version):
-    from captioning.decoder import CaptionDecoder
-    from captioning.model import save_checkpoint
-    from captioning.vocab import Vocabulary
+    from captioning.models.show_tell import CaptionDecoder
+    from captioning.models.checkpoint import save_checkpoint
+    from captioning.text.vocab import Vocabulary
 
     decoder = CaptionDecoder.build(feature_dim=4, vocab_size=6, cell="gru", embed_dim=4, hidden_size=4 + version)
     save_checkpoint(path, decoder, Vocabulary(["a", "b"]), {}, "", epoch=version)
 
 
 def _write_markdown(path, version):
-    from captioning.report import update_section
+    from captioning.utils.report import update_section
 
     update_section(path, "results", f"version {version}\n" + "row\n" * 500)
 
@@ -61,7 +61,7 @@ def _write_markdown(path, version):
 def _write_png(path, version):
     from matplotlib.figure import Figure
 
-    from captioning.viz import save_figure
+    from captioning.nn.viz import save_figure
 
     fig = Figure(figsize=(2, 2))
     fig.add_subplot().plot([0, version, 1])
@@ -101,7 +101,7 @@ def test_a_failed_rename_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
 
 WRITER_LOOP = """
 import sys
-from captioning.io import save_json
+from captioning.utils.io import save_json
 for version in range(10**6):
     save_json({"version": version, "data": [version] * 200_000}, sys.argv[1])
     print(version, flush=True)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from captioning.cli import caption_main
-from captioning.model import Captioner, CheckpointError, decoder_from_checkpoint, load_checkpoint
-from captioning.train import train
+from captioning.models.checkpoint import Captioner, CheckpointError, decoder_from_checkpoint, load_checkpoint
+from captioning.training.loop import train
 from tests.conftest import tiny_cfg
 
 

@@ -101,7 +101,7 @@ def test_cuda_without_a_gpu_fails_before_any_work(tiny_root, no_work):
 
 
 def test_resume_from_a_missing_run_fails_before_any_work(tiny_root, no_work):
-    from captioning.model import CheckpointError
+    from captioning.models.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
         pipeline.run(tiny_cfg(tiny_root, f"resume={Path(tiny_root) / 'no_such_run'}"), tiny_root / "never")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-import captioning.train as train_mod
-from captioning.model import load_checkpoint
-from captioning.train import TrainingDiverged, train
+import captioning.training.loop as train_mod
+from captioning.models.checkpoint import load_checkpoint
+from captioning.training.loop import TrainingDiverged, train
 from tests.conftest import tiny_cfg
 
 

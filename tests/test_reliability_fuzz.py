@@ -14,10 +14,10 @@ from PIL import Image
 
 from captioning.cli import caption_main
 from captioning.data.coco import DataError, encode_captions, load_coco_captions
-from captioning.data.features import extract_features
+from captioning.features.cache import extract_features
 from captioning.data.images import BadImageError, load_rgb
-from captioning.text import tokenize
-from captioning.vocab import Vocabulary
+from captioning.text.tokenizer import tokenize
+from captioning.text.vocab import Vocabulary
 from tests.test_features import mean_colour_encoder
 
 FORMATS = [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("PNG", "P"), ("PNG", "I;16"), ("JPEG", "RGB"),

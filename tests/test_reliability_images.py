@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from captioning.cli import caption_main
-from captioning.data.features import BadImagesError, extract_features
+from captioning.features.cache import BadImagesError, extract_features
 from tests.test_features import mean_colour_encoder
 
 # name -> why it is bad (the words load_rgb's reason contains)

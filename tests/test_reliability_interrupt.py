@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import captioning.train as train_mod
-from captioning.interrupts import Interrupted
-from captioning.model import load_checkpoint
-from captioning.train import train
+import captioning.training.loop as train_mod
+from captioning.utils.interrupts import Interrupted
+from captioning.models.checkpoint import load_checkpoint
+from captioning.training.loop import train
 from tests.conftest import TINY, tiny_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import os, runpy, sys, time
-import captioning.train as t
+import captioning.training.loop as t
 
 mark, hold_at, real, calls = {mark!r}, {hold_at}, t.caption_loss, [0]
 

@@ -1,6 +1,6 @@
 """The docs/results.md table lists every model per split, then the baselines once per split."""
 
-from captioning.report import update_section
+from captioning.utils.report import update_section
 from captioning.results import results_table
 
 

@@ -6,7 +6,7 @@ from captioning.data.coco import ImageRecord
 from captioning.data.scenes import attribute_accuracy, attribute_report, error_kinds, parse_caption
 from captioning.data.shape_captions import describe
 from captioning.data.shapes import _pairs, resolve_params, sample_scene
-from captioning.text import tokenize
+from captioning.text.tokenizer import tokenize
 
 
 def obj(colour, shape, size="large"):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.decoder import CaptionDecoder
-from captioning.metrics import per_image_scores
-from captioning.model import load_checkpoint
+from captioning.models.show_tell import CaptionDecoder
+from captioning.evaluation.metrics import per_image_scores
+from captioning.models.checkpoint import load_checkpoint
 from captioning.pipeline import run
-from captioning.scst import SentenceBleu, sample_with_log_probs
-from captioning.vocab import END, PAD, START
+from captioning.training.self_critical import SentenceBleu, sample_with_log_probs
+from captioning.text.vocab import END, PAD, START
 from tests.conftest import straight_and_resumed, tiny_cfg
 
 SCST = ["schedule=scst", "schedule.epochs=1", "schedule.batch_size=16", "schedule.samples=3", "schedule.lr=1e-3",
@@ -130,7 +130,7 @@ def test_two_stages_resume_in_either_stage(tiny_root):
 
 
 def test_two_stages_do_not_resume_a_one_stage_run(tiny_root, tiny_run):
-    from captioning.model import CheckpointError
+    from captioning.models.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="self_critical.epochs=0"):
         run(tiny_cfg(tiny_root, *TWO, f"resume={tiny_run[0]}"), tiny_root / "never")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from captioning.cells import RNN, build_rnn
+from captioning.nn.cells import RNN, build_rnn
 from captioning.sequence.gradients import hidden_gradient_norms, model_gradient_norms, module_stepper
 from captioning.sequence.models import ManyToOne
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from captioning import decoding
-from captioning.cells import GRU, LSTM
+from captioning.nn import decoding
+from captioning.nn.cells import GRU, LSTM
 from captioning.sequence.models import ManyToOne, Seq2Seq, init_lstm_gates
 from captioning.sequence.problems import pad_ids
-from captioning.vocab import END, START
+from captioning.text.vocab import END, START
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

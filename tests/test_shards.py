@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from captioning.data.features import BadImagesError, extract_features
-from captioning.data.shards import (ShardsIncomplete, extract_shard, merge_shards, parse_shard, shard_rows,
+from captioning.features.cache import BadImagesError, extract_features
+from captioning.features.shards import (ShardsIncomplete, extract_shard, merge_shards, parse_shard, shard_rows,
                                     shards_finished)
 from tests.test_features import COLOURS, expected, make_images, mean_colour_encoder
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from captioning.text import PUNCTUATIONS, ptb_tokens, tokenize
+from captioning.text.tokenizer import PUNCTUATIONS, ptb_tokens, tokenize
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
 

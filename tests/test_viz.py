@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.cells import GRU, LSTM
+from captioning.nn.cells import GRU, LSTM
 from captioning.lm.model import CharRNN
 from captioning.lm.visualize import visualize_lm
 from captioning.lm.vocab import CharVocab
-from captioning.viz import (cells_html, gate_saturation, heatmap_png, record_decoder, record_text, render_decoder,
+from captioning.nn.viz import (cells_html, gate_saturation, heatmap_png, record_decoder, record_text, render_decoder,
                             saturation_scatter_png, text_activation_png)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.decoder import CaptionDecoder
-from captioning.viz import record_decoder
+from captioning.models.show_tell import CaptionDecoder
+from captioning.nn.viz import record_decoder
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

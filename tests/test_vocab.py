@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from captioning.text import tokenize
-from captioning.vocab import END, PAD, START, UNK, Vocabulary, VocabularyError
+from captioning.text.tokenizer import tokenize
+from captioning.text.vocab import END, PAD, START, UNK, Vocabulary, VocabularyError
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
 

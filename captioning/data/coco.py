@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from captioning.vocab import PAD, Vocabulary
+from captioning.text.vocab import PAD, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ _ALNUM = re.compile(r"[^\W_]")
 
 def _usable(caption: str) -> bool:
     """A caption is usable when the COCO tokenizer leaves at least one word."""
-    from captioning.text import tokenize
+    from captioning.text.tokenizer import tokenize
 
     # A letter or digit always survives tokenisation; only the rest needs the (slower) tokenizer.
     return bool(_ALNUM.search(caption)) or bool(tokenize(caption))
@@ -227,7 +227,7 @@ def encode_captions(
     records: Sequence[ImageRecord], vocab: Vocabulary, max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All captions as ``[n_caps, max_len + 2]`` ids padded with PAD, and each caption's record index."""
-    from captioning.text import tokenize
+    from captioning.text.tokenizer import tokenize
 
     cache: dict[str, list[int]] = {}  # synthetic data repeats captions a lot; tokenise each once
     rows, owners = [], []

@@ -44,7 +44,7 @@ ORDER_RELATION = {("left", "right"): "left_of", ("right", "left"): "right_of",
 
 def parse_caption(caption: str) -> dict[str, Any]:
     """Objects, count word, position words and relations ``(i, rel, j)`` stated by a caption."""
-    from captioning.text import tokenize
+    from captioning.text.tokenizer import tokenize
 
     toks = tokenize(caption)
     out: dict[str, Any] = {"count": None, "objects": [], "positions": [], "relations": []}

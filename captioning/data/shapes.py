@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw
 
 from captioning.data.scenes import COLOURS, SHAPES
 from captioning.data.shape_captions import describe
-from captioning.io import save_json
-from captioning.progress import progress
+from captioning.utils.io import save_json
+from captioning.utils.progress import progress
 
 log = logging.getLogger(__name__)
 

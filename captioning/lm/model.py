@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captioning.cells import build_rnn
+from captioning.nn.cells import build_rnn
 from captioning.lm.vocab import CharVocab
 
 State = Any  # h, or (h, c) for an LSTM: [layers, B, H] each

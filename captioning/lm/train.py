@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from tqdm.auto import tqdm
 
-from captioning.bptt import detach_state
-from captioning.io import atomic_save_torch, save_json
-from captioning.precision import training_precision
+from captioning.nn.bptt import detach_state
+from captioning.utils.io import atomic_save_torch, save_json
+from captioning.utils.precision import training_precision
 from captioning.lm.corpus import Corpus, StreamBatches
 from captioning.lm.model import CharRNN, load_checkpoint
 

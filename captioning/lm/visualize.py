@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from captioning.io import save_json
+from captioning.utils.io import save_json
 from captioning.lm.model import CharRNN
 from captioning.lm.signals import rank_cells, text_signals
 from captioning.lm.vocab import CharVocab
-from captioning.viz import (cells_html, gate_saturation, heatmap_png, record_text, saturation_scatter_png,
+from captioning.nn.viz import (cells_html, gate_saturation, heatmap_png, record_text, saturation_scatter_png,
                             text_activation_png)
 
 

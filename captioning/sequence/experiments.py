@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from captioning.io import atomic_save_bytes, atomic_write, save_json
+from captioning.utils.io import atomic_save_bytes, atomic_write, save_json
 from captioning.sequence import tasks
 from captioning.sequence.gradients import model_gradient_norms
 from captioning.sequence.problems import adding, seed_everything

@@ -4,7 +4,7 @@ The recurrence is unrolled one step at a time, so every hidden state h_t is a no
 one ``torch.autograd.grad`` call returns d loss / d h_t for all t at once. The tool takes any step
 function, so a pure linear recurrence h' = w h + x (whose answer is exactly w^k) can check it;
 ``module_stepper`` turns one of our RNN/LSTM/GRU modules into such a step using the very cell
-equations of ``captioning.cells``, whatever backend the module trains with.
+equations of ``captioning.nn.cells``, whatever backend the module trains with.
 
 For an LSTM the differentiated state is h_t (with c_t held as a separate node), i.e. the partial
 derivative through the hidden output: the quantity that the lecture's vanishing-gradient argument is
@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from captioning.cells import GRU, LSTM, RNN, gru_step, lstm_step, rnn_step
+from captioning.nn.cells import GRU, LSTM, RNN, gru_step, lstm_step, rnn_step
 
 State = Any
 Step = Callable[[Tensor, State], State]
@@ -60,7 +60,7 @@ def module_stepper(rnn: nn.Module) -> tuple[Step, Callable[[State], list[Tensor]
     layer's h; ``initial_state(batch)`` gives zeros that require grad (so h_0 is a graph node too).
     """
     if not isinstance(rnn, (RNN, LSTM, GRU)):
-        raise TypeError(f"module_stepper needs captioning.cells.RNN/LSTM/GRU, got {type(rnn).__name__}")
+        raise TypeError(f"module_stepper needs captioning.nn.cells.RNN/LSTM/GRU, got {type(rnn).__name__}")
     is_lstm = isinstance(rnn, LSTM)
 
     def step(x: Tensor, state: State) -> State:

@@ -5,7 +5,7 @@
   final state, a decoder RNN starts from that state and writes the target one token at a time.
 
 ``Seq2Seq`` has the caption decoder's ``init_state`` / ``step`` interface, so greedy decoding and beam
-search are ``captioning.decoding``'s, unchanged: the "features" it is given are the padded source ids.
+search are ``captioning.nn.decoding``'s, unchanged: the "features" it is given are the padded source ids.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captioning.cells import LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
-from captioning.vocab import PAD
+from captioning.nn.cells import LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
+from captioning.text.vocab import PAD
 
 
 def token_lengths(tokens: Tensor) -> Tensor:

@@ -13,10 +13,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from captioning import decoding
+from captioning.nn import decoding
 from captioning.sequence import tasks
 from captioning.sequence.models import ManyToOne, Seq2Seq
-from captioning.vocab import END, PAD, UNK, Vocabulary
+from captioning.text.vocab import END, PAD, UNK, Vocabulary
 
 Batch = tuple[Tensor, Tensor]
 Sampler = Callable[[int, torch.Generator], Batch]

@@ -22,7 +22,7 @@ from torch import Tensor
 from captioning.data.shape_captions import describe
 from captioning.data.shapes import DEFAULTS as SHAPES_DEFAULTS
 from captioning.data.shapes import sample_scene
-from captioning.text import tokenize
+from captioning.text.tokenizer import tokenize
 
 PLACEMENTS = ("hochreiter", "halves")
 DIGITS = tuple("0123456789")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from captioning.io import atomic_save_torch, save_json
+from captioning.utils.io import atomic_save_torch, save_json
 from captioning.sequence.problems import Problem, build_problem, seed_everything
 
 LOWER_IS_BETTER = ("mse", "loss")

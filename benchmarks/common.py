@@ -1,0 +1,102 @@
+"""What every benchmark section shares: options, timing with device sync, configs and synthetic images."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class Options:
+    """Command-line choices every section reads (see scripts/benchmark.py --help)."""
+
+    quick: bool = False                 # smaller sizes: checks that a section works, not a figure to quote
+    repeats: int = 10
+    device: str = "cpu"
+    amp: str = "none"                   # none | bf16: autocast for the decoder and the encoder on a GPU
+    work_dir: Path = Path(".cache/bench")
+    scaling_sizes: list[int] = field(default_factory=lambda: [1000, 10000, 50000])
+    workers: int = 1                    # data-loader workers for image decoding
+
+    def pick(self, full: Any, quick: Any) -> Any:
+        """``quick`` under --quick, else ``full``."""
+        return quick if self.quick else full
+
+
+def sync(device: str | torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock times measure it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_it(fn: Callable[[], Any], repeats: int, warmup: int = 2, device: str = "cpu") -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as t: ...`` then ``t[0]`` holds the seconds taken."""
+    box = [0.0]
+    t0 = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box[0] = time.perf_counter() - t0
+
+
+def autocast(device: str, amp: str):
+    """bf16 autocast when asked for (``amp='bf16'``), else a no-op context."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def compose(*overrides: str):
+    """The main job's config (configs/train.yaml) with Hydra overrides, outside any Hydra app."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return hydra_compose("train", overrides=list(overrides))
+
+
+def shapes_overrides(root: Path, n: int) -> list[str]:
+    """Overrides for a synthetic set of ``n`` train images only (val and eval read them too), under ``root``."""
+    return [f"data.root={root / f'shapes_{n}'}", f"data.name=bench{n}", "~data.generator.splits",
+            f"+data.generator.splits={{train: {n}}}",
+            "data.generator.novel_splits=[]", "data.val_split=train", "data.eval_splits=[train]"]
+
+
+def shapes_records(root: Path, n: int) -> list:
+    """ImageRecords of ``n`` synthetic images (generated once under ``root``, then reused)."""
+    from captioning.data.datasets import load_dataset
+
+    logging.getLogger("captioning.data.shapes").setLevel(logging.WARNING)
+    return load_dataset(compose(*shapes_overrides(root, n)).data)["train"]
+
+
+def build_bench_encoder(opts: Options, *overrides: str):
+    """The default encoder (configs/encoder), on the benchmark device, bf16 autocast under --amp bf16."""
+    from captioning.features.encoder import build_encoder
+    from captioning.features.prepare import to_dict
+
+    cfg = to_dict(compose(*overrides).encoder)
+    if opts.amp == "bf16":
+        cfg["precision"] = "bf16"
+    return build_encoder(cfg).to(opts.device), cfg

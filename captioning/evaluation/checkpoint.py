@@ -1,0 +1,52 @@
+"""Evaluating a checkpoint on any split of its data, and scoring results files from anywhere."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from captioning.features.prepare import evaluate_split, generate, prepare, to_dict
+from captioning.utils.io import save_json
+from captioning.models.checkpoint import decoder_from_checkpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
+    """Decode ``cfg.split`` with the checkpoint's decoder and write captions, metrics and failures."""
+    if not cfg.checkpoint:
+        raise ValueError("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
+    ckpt = load_checkpoint(cfg.checkpoint)
+    if "config" not in ckpt:
+        raise ValueError(f"{ckpt['path']} holds no training config; evaluate it through the Python API instead")
+    decoder, vocab = decoder_from_checkpoint(ckpt)
+    run_cfg = OmegaConf.create(ckpt["config"])
+    if cfg.data is not None:
+        run_cfg.data = cfg.data
+    if cfg.cache_dir is not None:
+        run_cfg.cache_dir = cfg.cache_dir
+    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=ckpt.get("encoder_state"))
+    if prepared.encoder_key != ckpt.get("encoder_key", prepared.encoder_key):
+        raise ValueError(f"the checkpoint was trained on {ckpt['encoder_key']!r} features but its encoder config "
+                         f"now gives {prepared.encoder_key!r}")
+    records = prepared.splits[cfg.split]
+    hyps = generate(decoder, vocab, records, prepared.features[cfg.split], to_dict(cfg.decoding),
+                    run_cfg.data.max_caption_len)
+    metrics = {cfg.split: evaluate_split(cfg.split, hyps, records, Path(out_dir), to_dict(cfg.metrics),
+                                         to_dict(cfg.evaluate))}
+    save_json(metrics, Path(out_dir) / "metrics.json")
+    return metrics
+
+
+def score_results(cfg: Any, out_dir: str | Path) -> dict:
+    """Score a COCO results file against a COCO annotation file on the same footing as our models."""
+    from captioning.evaluation.scoring import extra_metrics, score_files
+
+    if not cfg.results or not cfg.annotations:
+        raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
+    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(to_dict(cfg.metrics)),
+                          on_missing=cfg.metrics.get("on_missing", "warn"))
+    save_json(metrics, Path(out_dir) / "metrics.json")
+    return metrics

@@ -1,0 +1,120 @@
+"""Evaluate one split's captions: metrics, COCO results json, per-image scores and the failure report.
+
+``score_files`` scores any COCO results file against any COCO caption annotation file, the way the
+official COCO caption evaluation does (only the images present in the results), so captions produced
+by other codebases are compared on the same footing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
+from captioning.utils.io import save_json
+from captioning.evaluation.metrics import per_image_scores, score
+
+log = logging.getLogger(__name__)
+
+# Used when no metrics config is given: the pure-Python metrics only (configs/metrics/default.yaml adds METEOR).
+DEFAULT_METRICS_CFG = {"cider": True, "rouge": True, "meteor": False, "spice": False, "on_missing": "warn",
+                       "per_image_cider": True, "rank_by": "CIDEr", "report": {}}  # fmt: skip
+_EXTRA_FLAGS = {"cider": "CIDEr", "rouge": "ROUGE_L", "meteor": "METEOR", "spice": "SPICE"}
+
+
+def extra_metrics(metrics_cfg: Mapping[str, Any]) -> list[str]:
+    """The pycocoevalcap metric names a metrics config switches on."""
+    return [name for flag, name in _EXTRA_FLAGS.items() if metrics_cfg.get(flag, False)]
+
+
+def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
+    """Look an id up as given or as a string (ids read back from json are strings)."""
+    return hypotheses.get(image_id, hypotheses.get(str(image_id)))
+
+
+def evaluate_split(
+    records: Sequence[Any],
+    hypotheses: Mapping[int, str],
+    out_dir: str | Path,
+    split: str,
+    metrics_cfg: Mapping[str, Any] | None = None,
+    scene_fn: SceneFn | None = None,
+    worst_k: int = 24,
+    random_k: int = 12,
+) -> dict[str, float]:
+    """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
+    results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png."""
+    cfg = {**DEFAULT_METRICS_CFG, **(dict(metrics_cfg) if metrics_cfg is not None else {})}
+    report_cfg = dict(cfg.get("report") or {})
+    hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
+    missing = [i for i, h in hyps.items() if h is None]
+    if missing:
+        raise ValueError(f"split {split!r}: no caption for {len(missing)} of {len(records)} images, e.g. {missing[:5]}")
+    refs = {r.image_id: list(r.captions) for r in records}
+    metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg["on_missing"])
+    per_image = per_image_scores(refs, hyps, cider=bool(cfg["per_image_cider"]))
+
+    out_dir = Path(out_dir)
+    save_json([{"image_id": i, "caption": h} for i, h in hyps.items()], out_dir / f"results_{split}.json")
+    save_json([{"image_id": i, "caption": hyps[i], **per_image[i]} for i in hyps], out_dir / f"per_image_{split}.json")
+    report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg["rank_by"], worst_k=worst_k,
+                              random_k=random_k, seed=report_cfg.get("seed", 0), scene_fn=scene_fn,
+                              top_words=report_cfg.get("top_wrong_words", 20))  # fmt: skip
+    report.metrics = metrics
+    thumb = report_cfg.get("thumb_size", 128)
+    render_html(report, out_dir / f"failures_{split}.html", thumb_size=thumb)
+    render_contact_sheet(report, out_dir / f"failures_{split}.png", thumb_size=thumb,
+                         columns=report_cfg.get("columns", 6))  # fmt: skip
+    return metrics
+
+
+def _read_json(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
+def load_results(results_json: str | Path) -> dict[int, str]:
+    """A COCO results file (``[{"image_id": ..., "caption": ...}]``) as {image_id: caption}; one per image."""
+    data = _read_json(results_json, "results file")
+    if not isinstance(data, list) or not all(isinstance(d, dict) and {"image_id", "caption"} <= d.keys() for d in data):
+        raise ValueError(f"{results_json}: expected a COCO results list of {{'image_id': ..., 'caption': ...}} objects")
+    results: dict[int, str] = {}
+    for d in data:
+        if d["image_id"] in results:
+            raise ValueError(f"{results_json}: image {d['image_id']} has more than one caption; keep one per image")
+        results[d["image_id"]] = str(d["caption"])
+    return results
+
+
+def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
+    """Reference captions per image id from a COCO caption annotation file."""
+    data = _read_json(annotation_json, "annotation file")
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(anns, list) or not all(isinstance(a, dict) and {"image_id", "caption"} <= a.keys() for a in anns):
+        raise ValueError(f"{annotation_json}: expected a COCO caption file with 'annotations' [{{image_id, caption}}]")
+    refs: dict[int, list[str]] = {}
+    for a in anns:
+        refs.setdefault(a["image_id"], []).append(str(a["caption"]))
+    return refs
+
+
+def score_files(
+    results_json: str | Path, annotation_json: str | Path, extra: Sequence[str] = (), on_missing: str = "raise"
+) -> dict[str, float]:
+    """Score a COCO results file against a COCO annotation file, over the images in the results."""
+    results, refs = load_results(results_json), load_references(annotation_json)
+    unknown = [i for i in results if i not in refs]
+    if unknown:
+        raise ValueError(f"{len(unknown)} image ids of {results_json} have no captions in {annotation_json}, "
+                         f"e.g. {unknown[:5]}")  # fmt: skip
+    if len(results) < len(refs):
+        log.warning("%s covers %d of the %d annotated images; scoring those only",
+                    results_json, len(results), len(refs))  # fmt: skip
+    return score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)

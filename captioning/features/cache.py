@@ -1,0 +1,291 @@
+"""Encoder features of a list of images, computed once and kept on disk as a memory-mapped .npy.
+
+A cache directory is named by a hash of (dataset key, encoder.cache_key, the list of paths), so a
+change of any of them gets its own directory. Inside it:
+
+- ``features.npy`` [N, D] float32, one row per path (zeros for bad images), and ``meta.json``, which
+  is written after it and is what makes the pair valid. ``meta.json`` also records the bad images
+  and a fingerprint (size, mtime) of the files, so replaced images are noticed and recomputed.
+- ``features.partial.npy`` + ``progress.json`` while extracting: rows are written into the
+  memory-mapped partial file and the progress record (rows done, bad images so far) is saved after
+  them every few seconds. A killed extraction resumes from the recorded row; on completion the
+  partial file is renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from captioning.data.images import BadImageError, ImageTransform, load_rgb
+from captioning.utils.io import save_json
+from captioning.utils.progress import progress
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+FLUSH_SECONDS = 5.0   # how much work a kill may cost; each flush is an msync + a small json write
+BAD_SHOWN = 20        # bad files listed in full in an error message
+_MISSING = (-1, -1)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of the usable images: ``features[j]`` belongs to ``paths[kept[j]]``."""
+
+    features: np.ndarray   # [len(kept), D] float32, read-only memory map
+    kept: np.ndarray       # int64 indices into the paths given, ascending
+    bad: dict[str, str]    # path -> why it was dropped (only with on_bad_image="skip")
+    cache_dir: Path
+
+
+class BadImagesError(ValueError):
+    """Some images could not be read; ``bad`` maps each such path to the reason."""
+
+    def __init__(self, bad: dict[str, str], dataset_key: str):
+        self.bad = bad
+        lines = [f"  {p}: {r}" for p, r in list(bad.items())[:BAD_SHOWN]]
+        more = [f"  ... and {len(bad) - BAD_SHOWN} more"] if len(bad) > BAD_SHOWN else []
+        super().__init__(
+            f"{len(bad)} bad image(s) in {dataset_key}:\n" + "\n".join(lines + more) + "\n"
+            "Replace or re-download them (features of the other images are cached, so the rerun only "
+            "computes the replaced ones), or set on_bad_image=skip to drop them from the run.")
+
+
+def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike], cache_root: str | os.PathLike,
+                     dataset_key: str, batch_size: int = 64, num_workers: int = 0,
+                     on_bad_image: str = "fail") -> FeatureSet:
+    """Encoder features for ``paths``: taken from the cache when valid, else extracted (resuming) into it."""
+    if on_bad_image not in ("fail", "skip"):
+        raise ValueError(f"on_bad_image must be 'fail' or 'skip', got {on_bad_image!r}")
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError(f"no images given to extract features for ({dataset_key})")
+    cache = _Cache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
+    with cache.locked():
+        signatures = [_signature(p) for p in paths]
+        bad = cache.reuse(signatures)
+        if bad is None:
+            rows, bad, resume = cache.plan(signatures)
+            bad = _extract(encoder, paths, rows, bad, cache, signatures, resume, batch_size, num_workers)
+    named = {paths[i]: reason for i, reason in sorted(bad.items())}
+    if named and on_bad_image == "fail":
+        raise BadImagesError(named, dataset_key)
+    if named:
+        log.warning("skipping %d bad image(s) of %s, e.g. %s", len(named), dataset_key, next(iter(named.items())))
+    kept = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
+    return FeatureSet(cache.open_kept(kept), kept, named, cache.dir)
+
+
+def _signature(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a file, or _MISSING: cheap evidence that an image was replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _MISSING
+    return st.st_size, st.st_mtime_ns
+
+
+def _fingerprint(signatures: Sequence[tuple[int, int]], rows: Sequence[int]) -> str:
+    digest = hashlib.sha1()
+    for i in rows:
+        digest.update(f"{i}:{signatures[i][0]}:{signatures[i][1]};".encode())
+    return digest.hexdigest()
+
+
+class _Cache:
+    """One cache directory: the finished features + meta, or a partial file + progress record."""
+
+    def __init__(self, root: Path, dataset_key: str, encoder_key: str, paths: list[str], dim: int):
+        paths_sha1 = hashlib.sha1("\n".join(paths).encode()).hexdigest()
+        self.ident = {"format": CACHE_FORMAT, "dataset_key": dataset_key, "encoder": encoder_key,
+                      "paths_sha1": paths_sha1, "n": len(paths), "dim": int(dim)}
+        digest = hashlib.sha1(json.dumps(self.ident, sort_keys=True).encode()).hexdigest()[:16]
+        self.dir = root / re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_key) / digest
+        self.final, self.meta = self.dir / "features.npy", self.dir / "meta.json"
+        self.partial, self.progress = self.dir / "features.partial.npy", self.dir / "progress.json"
+        self.shape = (len(paths), int(dim))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise processes that extract into the same cache (e.g. several ranks or sweep jobs)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self, path: Path) -> dict | None:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if all(record.get(k) == v for k, v in self.ident.items()) else None
+
+    def _npy_ok(self, path: Path) -> bool:
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            return False
+        return array.shape == self.shape and array.dtype == np.float32
+
+    def reuse(self, signatures: list[tuple[int, int]]) -> dict[int, str] | None:
+        """The bad rows {index: reason} when the finished cache is valid and current, else None."""
+        meta = self._read(self.meta)
+        if meta is None or not self._npy_ok(self.final):
+            return None
+        bad = {int(i): b for i, b in meta["bad"].items()}
+        good = [i for i in range(self.shape[0]) if i not in bad]
+        if _fingerprint(signatures, good) != meta["fingerprint"]:
+            return None
+        if any(tuple(b["signature"]) != signatures[i] for i, b in bad.items()):
+            return None
+        return {i: b["reason"] for i, b in bad.items()}
+
+    def plan(self, signatures: list[tuple[int, int]]) -> tuple[list[int], dict[int, str], int]:
+        """(rows still to compute, bad rows so far, first row) for a resumed, updated or fresh extraction."""
+        meta = self._read(self.meta)
+        if meta is not None and self._npy_ok(self.final):
+            bad = {int(i): b for i, b in meta["bad"].items()}
+            good = [i for i in range(self.shape[0]) if i not in bad]
+            if _fingerprint(signatures, good) == meta["fingerprint"]:
+                # Only bad images were replaced: recompute just them, on a copy of the finished file.
+                shutil.copyfile(self.final, self.partial)
+                changed = sorted(i for i, b in bad.items() if tuple(b["signature"]) != signatures[i])
+                keep = {i: b["reason"] for i, b in bad.items() if i not in changed}
+                return changed, keep, 0
+            log.warning("images of %s changed since their features were cached; recomputing", self.dir)
+        progress = self._read(self.progress)
+        if (progress is not None and progress["fingerprint"] == _fingerprint(signatures, range(self.shape[0]))
+                and self._npy_ok(self.partial)):
+            start = int(progress["rows_done"])
+            log.info("resuming an interrupted feature extraction at row %d of %d", start, self.shape[0])
+            return list(range(start, self.shape[0])), {int(i): r for i, r in progress["bad"].items()}, start
+        np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.float32, shape=self.shape).flush()
+        return list(range(self.shape[0])), {}, 0
+
+    def save_progress(self, rows_done: int, bad: dict[int, str], signatures: list) -> None:
+        save_json({**self.ident, "rows_done": rows_done, "bad": bad,
+                   "fingerprint": _fingerprint(signatures, range(self.shape[0]))}, self.progress)
+
+    def finish(self, bad: dict[int, str], signatures: list, seconds: float) -> None:
+        """Rename the partial file into place, then write meta.json, which validates it."""
+        os.replace(self.partial, self.final)
+        good = [i for i in range(self.shape[0]) if i not in bad]
+        save_json({**self.ident, "fingerprint": _fingerprint(signatures, good), "seconds": round(seconds, 3),
+                   "bad": {i: {"reason": r, "signature": signatures[i]} for i, r in sorted(bad.items())}},
+                  self.meta)
+        self.progress.unlink(missing_ok=True)
+        for stale in self.dir.glob("kept-*.npy"):
+            stale.unlink()
+
+    def open_kept(self, kept: np.ndarray) -> np.ndarray:
+        """Read-only memmap of the kept rows; a compacted copy is written once when some rows are dropped."""
+        if len(kept) == self.shape[0]:
+            return np.load(self.final, mmap_mode="r")
+        path = self.dir / f"kept-{hashlib.sha1(kept.tobytes()).hexdigest()[:16]}.npy"
+        if not path.exists():
+            source = np.load(self.final, mmap_mode="r")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(kept), self.shape[1]))
+            for start in range(0, len(kept), 4096):
+                out[start:start + 4096] = source[kept[start:start + 4096]]
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        return np.load(path, mmap_mode="r")
+
+
+class _ImageRows(Dataset):
+    """(row, uint8 image, "" or the reason it is bad) for the given rows; runs in loader workers."""
+
+    def __init__(self, paths: list[str], rows: list[int], transform: ImageTransform):
+        self.paths, self.rows, self.transform = paths, rows, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> tuple[int, torch.Tensor, str]:
+        row = self.rows[k]
+        try:
+            return row, self.transform.to_uint8(load_rgb(self.paths[row])), ""
+        except BadImageError as e:
+            size = self.transform.size
+            return row, torch.zeros(3, size, size, dtype=torch.uint8), e.reason
+
+
+def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: dict[int, str], cache: _Cache,
+             signatures: list, resume: int, batch_size: int, num_workers: int) -> dict[int, str]:
+    """Compute ``rows`` into the partial file, saving progress as it goes, then finish the cache."""
+    started, was_training = time.perf_counter(), encoder.training
+    device = next(iter(encoder.parameters()), torch.empty(0)).device
+    loader = DataLoader(_ImageRows(paths, rows, encoder.transform), batch_size=batch_size,
+                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    features = np.lib.format.open_memmap(cache.partial, mode="r+")
+    rows_done, last_flush = resume, time.monotonic()
+    encoder.eval()
+    try:
+        with torch.inference_mode():
+            for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch"):
+                images = images.to(device, non_blocking=True)
+                out = encoder(encoder.transform.normalize(images, getattr(encoder, "channels_last", False)))
+                out = out.float().cpu().numpy()
+                for k, (row, reason) in enumerate(zip(index.tolist(), reasons)):
+                    if reason:
+                        bad[row], out[k] = reason, 0.0
+                    else:
+                        bad.pop(row, None)
+                features[index.numpy()] = out
+                rows_done = max(rows_done, int(index[-1]) + 1)
+                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                    features.flush()  # rows reach the file before the record that says they are there
+                    cache.save_progress(rows_done, bad, signatures)
+                    last_flush = time.monotonic()
+        features.flush()
+        del features
+        cache.finish(bad, signatures, time.perf_counter() - started)
+    finally:
+        encoder.train(was_training)
+    return bad
+
+
+def benchmark_extraction(encoder: torch.nn.Module, paths: Sequence[str], batch_size: int = 64,
+                         num_workers: int = 0, repeats: int = 1) -> dict[str, float]:
+    """Images/s of extract_features end to end (decode .. cache write, into a fresh temporary cache) next
+    to the bare encoder forward on already-normalised tensors in memory; best of ``repeats`` each."""
+    import tempfile
+
+    batch = torch.stack([encoder.transform(load_rgb(p)) for p in paths[:batch_size]])
+    n_bare = max(1, len(paths) // len(batch)) * len(batch)
+    bare = end_to_end = 0.0
+    with torch.inference_mode():
+        encoder(batch)  # warm-up: first calls pick kernels and allocate
+    for _ in range(repeats):
+        with torch.inference_mode():
+            start = time.perf_counter()
+            for _ in range(n_bare // len(batch)):
+                encoder(batch)
+            bare = max(bare, n_bare / (time.perf_counter() - start))
+        with tempfile.TemporaryDirectory() as root:
+            start = time.perf_counter()
+            extract_features(encoder, paths, root, "benchmark", batch_size, num_workers)
+            end_to_end = max(end_to_end, len(paths) / (time.perf_counter() - start))
+    return {"bare_images_per_s": bare, "end_to_end_images_per_s": end_to_end, "ratio": end_to_end / bare}

