@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import Options, stopwatch, sync
-from captioning.models.show_tell import CaptionDecoder
+from benchmarks.common import Options, show_tell, stopwatch, sync
 from captioning.nn.decoding import beam_search, decode_batched
 
 
@@ -17,7 +16,7 @@ def beam_report(opts: Options, beam_size: int = 5, max_len: int = 16) -> str:
     """Markdown: seconds for n images one at a time vs batched; raises if the captions differ on CPU."""
     n, vocab = opts.pick(200, 20), opts.pick(10000, 1000)
     torch.manual_seed(0)
-    decoder = CaptionDecoder(1280, vocab, "lstm", 256, 512).to(opts.device).eval()
+    decoder = show_tell(1280, vocab).to(opts.device).eval()
     feats = torch.randn(n, 1280, device=opts.device)
     beam_search(decoder, feats[:2], beam_size=beam_size, max_len=max_len)  # warm-up
     sync(opts.device)

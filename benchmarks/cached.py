@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import Options, autocast, build_bench_encoder, shapes_records, stopwatch, sync
+from benchmarks.common import Options, autocast, build_bench_encoder, shapes_records, stopwatch, sync, show_tell
 from captioning.data.coco import encode_captions
 from captioning.features.cache import extract_features
 from captioning.data.images import ImageTransform, load_rgb
-from captioning.models.show_tell import CaptionDecoder, caption_loss
+from captioning.training.loop import caption_loss
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocab import Vocabulary
 
@@ -56,7 +56,7 @@ def cached_report(opts: Options) -> str:
     feats = extract_features(encoder, paths, opts.work_dir / "cache", f"bench/cached{n}",
                              batch_size=int(cfg["batch_size"]), num_workers=opts.workers).features
     torch.manual_seed(0)
-    decoder = CaptionDecoder(encoder.feature_dim, len(vocab), "lstm", 256, 512).to(opts.device)
+    decoder = show_tell(encoder.feature_dim, len(vocab)).to(opts.device)
     opt = torch.optim.AdamW(decoder.parameters(), lr=1e-3)
     order = torch.randperm(len(tokens))
     steps = len(tokens) // batch

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import Options, autocast, time_it
+from benchmarks.common import Options, autocast, time_it, show_tell
 from captioning.nn.cells import build_rnn
-from captioning.models.show_tell import CaptionDecoder, caption_loss
+from captioning.training.loop import caption_loss
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 BACKENDS = ("fused", "scratch")
@@ -61,9 +61,9 @@ def training_step_time(cell: str, backend: str, batch: int = 128, steps: int = 1
 def decoder_step_time(cell: str, backend: str, batch: int = 128, steps: int = 17, embed: int = 256,
                       hidden: int = 512, vocab: int = 10000, feature_dim: int = 1280, repeats: int = 10,
                       device: str = "cpu", amp: str = "none") -> float:
-    """Median seconds of one CaptionDecoder training step (teacher forcing, masked cross-entropy, Adam)."""
+    """Median seconds of one show_tell training step (teacher forcing, masked cross-entropy, Adam)."""
     torch.manual_seed(0)
-    model = CaptionDecoder(feature_dim, vocab, cell=cell, embed_dim=embed, hidden_size=hidden, backend=backend)
+    model = show_tell(feature_dim, vocab, cell=cell, embed_dim=embed, hidden_size=hidden, backend=backend)
     model = model.to(device)
     feats = torch.randn(batch, feature_dim, device=device)
     tokens = torch.randint(4, vocab, (batch, steps + 1), device=device)

@@ -94,9 +94,19 @@ def shapes_records(root: Path, n: int) -> list:
 def build_bench_encoder(opts: Options, *overrides: str):
     """The default encoder (configs/encoder), on the benchmark device, bf16 autocast under --amp bf16."""
     from captioning.features.encoder import build_encoder
-    from captioning.features.prepare import to_dict
+    from captioning.utils.schema import plain
 
-    cfg = to_dict(compose(*overrides).encoder)
+    cfg = plain(compose(*overrides).encoder)
     if opts.amp == "bf16":
         cfg["precision"] = "bf16"
     return build_encoder(cfg).to(opts.device), cfg
+
+
+def show_tell(feature_dim: int, vocab_size: int, cell: str = "lstm", embed_dim: int = 256, hidden_size: int = 512,
+              backend: str = "fused"):
+    """The benchmarks' decoder: a show_tell model of this size, without dropout, torch's gate init."""
+    from captioning.models.base import build_model
+
+    options = {"name": "show_tell", "cell": {"name": cell, "num_layers": 1, "backend": backend},
+               "embed_dim": embed_dim, "hidden_size": hidden_size, "dropout": 0.0, "lstm_init": "torch"}
+    return build_model(options, feature_dim, vocab_size, max_len=16)

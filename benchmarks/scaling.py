@@ -29,8 +29,9 @@ def stage_config(n: int, work: Path, device: str, workers: int, amp: str = "none
     # --amp bf16 forces the encoder's and the training steps' autocast; otherwise the config's own precision
     precision = ["encoder.precision=bf16", "precision=bf16"] if amp == "bf16" else []
     return compose(*shapes_overrides(work, n), f"cache_dir={work / 'scale_cache'}", f"device={device}",
-                   f"encoder.num_workers={workers}", *precision, "schedule.epochs=1",
-                   "schedule.val_max_images=100", "schedule.early_stopping=0", "metrics=bleu",
+                   f"encoder.num_workers={workers}", *precision, "schedule.stages.cross_entropy.epochs=1",
+                   "schedule.stages.self_critical.epochs=0", "schedule.stages.cross_entropy.val_max_images=100",
+                   "metrics=bleu",
                    "evaluate.baselines=[]")
 
 
@@ -63,10 +64,10 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
 
         train(cfg, prepared, run_dir)
     else:
-        from captioning.models.checkpoint import decoder_from_checkpoint, load_checkpoint
+        from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
         from captioning.pipeline import evaluate_all
 
-        decoder, _ = decoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+        decoder, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
         evaluate_all(cfg, prepared, decoder, run_dir)  # as the main job does (it decodes on the CPU)
     return {**info, "stage_seconds": time.perf_counter() - t0}
 
@@ -76,10 +77,10 @@ def _extract(cfg) -> None:
     from captioning.data.datasets import dataset_key, load_dataset
     from captioning.features.cache import extract_features
     from captioning.features.encoder import build_encoder
-    from captioning.features.prepare import to_dict
+    from captioning.utils.schema import plain
 
     records = load_dataset(cfg.data, ["train"])["train"]
-    enc_cfg = to_dict(cfg.encoder)
+    enc_cfg = plain(cfg.encoder)
     encoder = build_encoder(enc_cfg).to(cfg.device)
     extract_features(encoder, [r.path for r in records], cfg.cache_dir, dataset_key(cfg.data, "train"),
                      batch_size=enc_cfg["batch_size"], num_workers=enc_cfg["num_workers"])
@@ -124,10 +125,10 @@ def scaling_report(opts: Options, threads: int | None = None) -> str:
         checks.append(f"stage s per 1k images at {sizes[-1]} / at {sizes[0]} images: "
                       + ", ".join(f"{stage} {v[-1] / v[0]:.2f}" for stage, v in per_k.items()))
     cfg = stage_config(sizes[0], opts.work_dir, opts.device, opts.workers, opts.amp)
-    enc, dec = cfg.encoder, cfg.decoder
+    enc, dec = cfg.encoder, cfg.model
     setup = (f"Device {opts.device}, {opts.workers} loader worker(s); encoder {enc.name} at {enc.image_size} px "
              f"({enc.precision}, pool {enc.pool}), {cfg.cell.name.upper()} decoder with hidden size {dec.hidden_size}, "
-             f"batch {cfg.schedule.batch_size}, training steps in {cfg.get('precision', 'fp32')} (decoding in fp32).")
+             f"batch {cfg.schedule.stages.cross_entropy.batch_size}, training steps in {cfg.get('precision', 'fp32')} (decoding in fp32).")
     return "\n".join([f"{NOTE} {setup}", "",
                       "| images | stage | process s | stage s | stage s per 1k images | peak RSS MB "
                       "| features memory-mapped |", "|---|---|---|---|---|---|---|", *rows, "",

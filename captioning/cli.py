@@ -55,7 +55,8 @@ def caption_main(argv: list[str]) -> int:
         print(sys.modules["__main__"].__doc__ or __doc__)
         return 0
     from captioning.data.images import BadImageError
-    from captioning.models.checkpoint import Captioner, CheckpointError
+    from captioning.captioner import Captioner
+    from captioning.models.checkpoint import CheckpointError
 
     paths, o = parse_args(argv)
     kwargs = decoding_options(o)

@@ -10,14 +10,18 @@ from typing import Any
 
 import torch
 
-from captioning.utils import distributed
-from captioning.config_check import check_config
-from captioning.features.shards import extract_dataset_shard
-from captioning.features.prepare import evaluate_split, generate, prepare, seed_everything, to_dict
-from captioning.utils.io import save_json
-from captioning.models.checkpoint import decoder_from_checkpoint, load_checkpoint
+from captioning.config import check_config
+from captioning.evaluation import baselines
 from captioning.evaluation.plots import training_curve_png
+from captioning.evaluation.scoring import evaluate_split, generate
+from captioning.features.prepare import prepare
+from captioning.features.shards import extract_dataset_shard
+from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.training.loop import train
+from captioning.utils import distributed
+from captioning.utils.io import save_json
+from captioning.utils.schema import plain
+from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     vocab = None
     start = cfg.get("resume") or cfg.schedule.get("init_from")
     if start:  # the vocabulary is part of the model: reuse the run's own
-        vocab = decoder_from_checkpoint(load_checkpoint(start))[1]
+        vocab = model_from_checkpoint(load_checkpoint(start))[1]
     d = cfg.data
     needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
     if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
@@ -64,14 +68,14 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     training_curve_png(history, run_dir / "training_curve.png")
     t_eval = time.time()
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    decoder, vocab = decoder_from_checkpoint(best)
+    model, vocab = model_from_checkpoint(best)
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
         nn = "nearest_neighbour" in (cfg.evaluate.get("baselines") or [])
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
         tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
                                        features={**prepared.features, **tuned.features}, encoder_key=tuned.encoder_key)
-    results = evaluate_all(cfg, prepared, decoder, run_dir)
+    results = evaluate_all(cfg, prepared, model, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
     results["_run"] = {"best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
@@ -85,18 +89,17 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     return results
 
 
-def evaluate_all(cfg: Any, prepared, decoder, run_dir: Path) -> dict:
+def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
     """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}."""
-    from captioning.evaluation import baselines
-
-    eval_cfg, metrics_cfg = to_dict(cfg.evaluate), to_dict(cfg.metrics)
+    eval_cfg, metrics_cfg = plain(cfg.evaluate), plain(cfg.metrics)
     max_len = cfg.data.max_caption_len
     train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
     results = {}
     for split in cfg.data.eval_splits:
         records, feats = prepared.splits[split], prepared.features[split]
-        hyps = generate(decoder, prepared.vocab, records, feats, to_dict(cfg.decoding), max_len)
-        results[split] = evaluate_split(split, hyps, records, run_dir / "eval", metrics_cfg, eval_cfg)
+        hyps = generate(model, prepared.vocab, records, feats, plain(cfg.decoding), max_len)
+        results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
+                                        worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"])
         for name in eval_cfg.get("baselines", []):
             if name == "nearest_neighbour":
                 caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg["nn_k"])
@@ -105,8 +108,9 @@ def evaluate_all(cfg: Any, prepared, decoder, run_dir: Path) -> dict:
             else:
                 raise ValueError(f"Unknown baseline {name!r}: choose nearest_neighbour or most_frequent")
             hyp_b = {r.image_id: c for r, c in zip(records, caps)}
-            results[f"{name}/{split}"] = evaluate_split(f"{name}_{split}", hyp_b, records,
-                                                        run_dir / "eval" / "baselines", metrics_cfg, eval_cfg)
+            results[f"{name}/{split}"] = evaluate_split(records, hyp_b, run_dir / "eval" / "baselines",
+                                                        f"{name}_{split}", metrics_cfg, worst_k=eval_cfg["worst_k"],
+                                                        random_k=eval_cfg["random_k"])
     return results
 
 

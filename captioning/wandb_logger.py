@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from captioning.features.prepare import generate, to_dict
+from captioning.evaluation.scoring import generate
+from captioning.utils.schema import plain
 
 MODES = ("offline", "online", "disabled")
 
@@ -35,14 +36,14 @@ class WandbLogger:
     def __init__(self, cfg: Any, run_dir: str | Path) -> None:
         import wandb
 
-        lc = to_dict(cfg.logger)
+        lc = plain(cfg.logger)
         if lc.get("mode") not in MODES:
             raise ValueError(f"logger.mode must be one of {MODES}, got {lc.get('mode')!r} (offline needs no account)")
         self.cfg, self.full_cfg, self.run_dir = lc, cfg, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=lc["project"], entity=lc.get("entity"), group=lc.get("group"), tags=list(lc.get("tags") or []),
-            name=lc.get("run_name") or _run_name(self.run_dir), config=to_dict(cfg), dir=str(self.run_dir),
+            name=lc.get("run_name") or _run_name(self.run_dir), config=plain(cfg), dir=str(self.run_dir),
             mode=lc["mode"], job_type="train", settings=wandb.Settings(**(lc.get("settings") or {})),
         )
         self._finished = False

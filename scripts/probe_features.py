@@ -2,7 +2,7 @@
 
     python scripts/probe_features.py                                   # the default encoder
     python scripts/probe_features.py encoder=efficientnet_lite0_grid   # + the 2x2 grid
-    python scripts/probe_features.py probe_hidden=1024                 # an MLP probe instead of a linear one
+    python scripts/probe_features.py probe.hidden=1024                 # an MLP probe instead of a linear one
 
 Takes scripts/train.py's options (configs/probe.yaml) (data, encoder, cache_dir; features come from the shared cache). For
 scenes of n objects in order along their relation axis, a probe trained on the train split predicts
@@ -25,11 +25,11 @@ def main(cfg: DictConfig) -> None:
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    train, test = cfg.data.train_split, cfg.probe_split
+    train, test = cfg.data.train_split, cfg.probe.split
     p = prepare(cfg, splits_needed=[train, test])
-    hidden = int(cfg.probe_hidden)
+    hidden = cfg.probe.hidden
     results = probe_scenes(p.splits[train], p.features[train], p.splits[test], p.features[test], hidden=hidden,
-                           epochs=int(cfg.probe_epochs), seed=cfg.seed)
+                           epochs=cfg.probe.epochs, seed=cfg.seed)
     print(f"features {p.encoder_key}\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}; split {test}")
     for n, r in results.items():
         print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "

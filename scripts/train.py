@@ -11,6 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import captioning.config  # noqa: F401 (registers the config schemas with Hydra)
 from captioning.loggers import build_logger
 from captioning.pipeline import run
 

@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+import captioning.config  # noqa: F401 (registers the config schemas with Hydra)
+
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 # the smallest end-to-end run: 64 training images, 2 epochs, a 48-unit decoder, BLEU only. The pooled
 # 1280-d feature, not the main job's grid: with 6400 inputs, many LayerNorm weights get near-zero
 # gradients that Adam scales up to full steps, so float-order noise (DDP vs one process) shows.
-TINY = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "decoder.hidden_size=48", "decoder.embed_dim=24",
+TINY = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "model.hidden_size=48", "model.embed_dim=24",
         "encoder=efficientnet_lite0", "encoder.image_size=128", "encoder.precision=fp32", "encoder.batch_size=32",
         "encoder.num_workers=0"]
 
@@ -29,17 +31,18 @@ def tiny_cfg(tmp_root: Path, *overrides: str):
         return compose("train", overrides=[*TINY, f"cache_dir={tmp_root / 'cache'}", *overrides])
 
 
-def straight_and_resumed(tmp_root: Path, name: str, *overrides: str) -> tuple[dict, dict]:
-    """The last checkpoints of a 2-epoch tiny run done straight and of the same run stopped after epoch 1
-    (its schedule unchanged otherwise) and resumed: equal weights mean resume is exact."""
+def straight_and_resumed(tmp_root: Path, name: str, *overrides: str, stage: str = "cross_entropy") -> tuple[dict, dict]:
+    """The last checkpoints of a tiny run whose last stage ``stage`` trains 2 epochs, done straight and
+    stopped after that stage's first epoch (its schedule unchanged otherwise) and resumed: equal weights
+    mean resume is exact."""
     from captioning.models.checkpoint import load_checkpoint
     from captioning.pipeline import run
 
-    two = [*overrides, "schedule.epochs=2"]
+    two = [*overrides, f"schedule.stages.{stage}.epochs=2"]
     straight, part = tmp_root / f"{name}_straight", tmp_root / f"{name}_part"
     run(tiny_cfg(tmp_root, *two), straight)
     cfg = tiny_cfg(tmp_root, *two)
-    cfg.schedule.epochs = 1
+    cfg.schedule.stages[stage].epochs = 1
     run(cfg, part)
     run(tiny_cfg(tmp_root, *two, f"resume={part}"), part)
     return tuple(load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
@@ -78,7 +81,6 @@ def tiny_checkpoint(tmp_path_factory):
     over 8 words on timm's tiny random ``test_resnet`` at 32 px (its captions are nonsense)."""
     import torch
 
-    from captioning.models.show_tell import CaptionDecoder
     from captioning.features.encoder import build_encoder
     from captioning.models.checkpoint import save_checkpoint
     from captioning.text.vocab import Vocabulary
@@ -86,9 +88,17 @@ def tiny_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     encoder_cfg = {"name": "test_resnet", "source": "timm", "weights": None, "image_size": 32}
     vocab = Vocabulary("a red green blue circle square on left".split())
-    decoder = CaptionDecoder.build(feature_dim=build_encoder(encoder_cfg).feature_dim, vocab_size=len(vocab),
-                                   cell="lstm", embed_dim=8, hidden_size=16)
+    model = show_tell(build_encoder(encoder_cfg).feature_dim, len(vocab), max_len=8, embed_dim=8, hidden_size=16)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "model.pt"
     # a random encoder has no stable cache key, so the checkpoint records none (the check is skipped)
-    save_checkpoint(path, decoder, vocab, encoder_cfg, "", max_len=8)
+    save_checkpoint(path, model, vocab, encoder_cfg, "")
     return path
+
+
+def show_tell(feature_dim: int, vocab_size: int, cell: str = "lstm", max_len: int = 16, num_layers: int = 1,
+              backend: str = "fused", **options):
+    """A ``show_tell`` model with the given options (the rest at their declared defaults)."""
+    from captioning.models.base import build_model
+
+    cell_cfg = {"name": cell, "num_layers": num_layers, "backend": backend}
+    return build_model({"name": "show_tell", "cell": cell_cfg, **options}, feature_dim, vocab_size, max_len)

@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from captioning.models.show_tell import CaptionDecoder
 from captioning.nn.decoding import beam_search, decode, decode_batched, greedy, sample
-from tests.test_decoder import fit, tiny_problem
+from tests.conftest import show_tell
+from tests.test_show_tell import fit, tiny_problem
 
 
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
     vocab, feats, tokens, _ = tiny_problem(n=8)
-    decoder = CaptionDecoder.build(feature_dim=12, vocab_size=len(vocab), cell="lstm", embed_dim=16,
+    decoder = show_tell(12, len(vocab), cell="lstm", embed_dim=16,
                                    hidden_size=32, dropout=0.0)
     fit(decoder, feats, tokens, steps=40)  # partly trained: distributions are not one-hot yet
     return decoder.eval(), feats

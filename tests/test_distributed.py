@@ -21,8 +21,8 @@ CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 # LayerNorm gains get float-noise gradients that Adam scales up to lr-sized steps (in one process as
 # much as in two), so after 28 steps their weights differ by ~lr whatever the summation order. fp32
 # training steps: bf16 matmuls summed in another order differ by more than the comparison allows.
-TINY = ["data=shapes_tiny", "schedule=smoke", "precision=fp32", "decoder.hidden_size=48", "decoder.embed_dim=24",
-        "decoder.dropout=0", "encoder=efficientnet_lite0", "encoder.pool=avg", "encoder.image_size=128",
+TINY = ["data=shapes_tiny", "schedule=smoke", "precision=fp32", "model.hidden_size=48", "model.embed_dim=24",
+        "model.dropout=0", "encoder=efficientnet_lite0", "encoder.pool=avg", "encoder.image_size=128",
         "encoder.precision=fp32", "encoder.batch_size=32", "encoder.num_workers=0", "data.generator.workers=0"]
 
 
@@ -67,7 +67,7 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     root, cfg, prepared = tiny
     assert all(isinstance(f, np.memmap) for f in prepared.features.values())  # ranks read rows of one cache
     # 320 captions in global batches of 24: 13 full steps and a last one of 8, split 4 + 4
-    overrides = ["schedule.batch_size=24"]
+    overrides = ["schedule.stages.cross_entropy.batch_size=24"]
     single = train(tiny_cfg(root, *overrides), prepared, root / "single")
     # fork, not spawn: a spawned child spends seconds importing torch before it can join
     mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root),
@@ -77,8 +77,8 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     assert a["epoch"] == b["epoch"] == 2
     # float summation order differs between one process and two ranks; Adam turns that noise into
     # differences of up to 3.4e-5 (measured) on weights with near-zero gradients, of weights ~0.1 in size
-    for name, value in a["decoder"].items():
-        torch.testing.assert_close(b["decoder"][name], value, rtol=1e-4, atol=1e-4, msg=name)
+    for name, value in a["weights"].items():
+        torch.testing.assert_close(b["weights"][name], value, rtol=1e-4, atol=1e-4, msg=name)
     assert not (root / "rank1").exists()  # only rank 0 writes
     losses = [e["train_loss"] for e in b["history"]["epochs"]]
     assert losses == pytest.approx([e["train_loss"] for e in single["epochs"]], rel=1e-4)

@@ -159,7 +159,7 @@ def test_every_config_is_valid(config):
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config)  # resolves a file's own defaults list (e.g. the _grid variant)
-    cfg = encoder_mod._validated(cfg)
+    cfg = encoder_mod.validate_encoder_config(cfg)
     assert cfg["source"] in encoder_mod.SOURCES and cfg["weights"] is not None
 
 

@@ -31,7 +31,13 @@ def test_evaluate_split_writes_everything(tmp_path):
     out = tmp_path / "eval"
     metrics = evaluate_split(records, HYPS, out, "test", metrics_cfg=BLEU_ONLY, worst_k=2, random_k=2,
                              scene_fn=lambda scene, caption: ["colour"] if "red square" in caption else [])
-    assert metrics == score({r.image_id: r.captions for r in records}, HYPS)
+    scene_metrics = {k: v for k, v in metrics.items() if k.startswith("acc_")}
+    assert {k: v for k, v in metrics.items() if k not in scene_metrics} == score(
+        {r.image_id: r.captions for r in records}, HYPS)
+    # synthetic scenes: the scene-attribute accuracies come with the metrics
+    from captioning.data.scenes import attribute_accuracy
+
+    assert scene_metrics == {f"acc_{k}": v for k, v in attribute_accuracy(records, HYPS).items()}
     results = json.loads((out / "results_test.json").read_text())
     assert results == [{"image_id": i, "caption": c} for i, c in HYPS.items()]
     per_image = json.loads((out / "per_image_test.json").read_text())

@@ -1,4 +1,4 @@
-"""Fine-tuning the encoder with the decoder (schedule=finetune) on the tiny shapes set: the CNN's weights
+"""Fine-tuning the encoder with the caption model (schedule=finetune) on the tiny shapes set: the CNN's weights
 move and travel in the checkpoint, evaluation and the captioning API use them, resume is exact."""
 
 import json
@@ -9,14 +9,15 @@ import torch
 
 from captioning.features.encoder import build_encoder
 from captioning.training.finetune import encode
-from captioning.models.checkpoint import Captioner, CheckpointError, load_checkpoint
+from captioning.captioner import Captioner
+from captioning.models.checkpoint import CheckpointError, load_checkpoint
 from captioning.pipeline import run
 from tests.conftest import straight_and_resumed, tiny_cfg
 
 # the finetune schedule, shrunk: 64 images in 4 steps of 16, a visible CNN learning rate
-FT = ["schedule=finetune", "schedule.epochs=1", "schedule.batch_size=16", "schedule.encoder_lr=1e-4",
-      "schedule.lr=5e-3", "schedule.warmup_steps=0", "schedule.val_max_images=16", "schedule.checkpoint_every_steps=0",
-      "schedule.log_every=1", "schedule.early_stopping=0"]
+FT = ["schedule=finetune", "schedule.stages.finetune.epochs=1", "schedule.stages.finetune.batch_size=16", "schedule.stages.finetune.encoder_lr=0.0001",
+      "schedule.stages.finetune.lr=0.005", "schedule.stages.finetune.warmup_steps=0", "schedule.stages.finetune.val_max_images=16", "schedule.stages.finetune.checkpoint_every_steps=0",
+      "schedule.stages.finetune.log_every=1", "schedule.stages.finetune.early_stopping=0"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_the_finetuned_encoder_is_what_captioning_and_evaluation_use(finetuned, 
     tuned = build_encoder({**ckpt["encoder_cfg"], "trainable": True})
     tuned.backbone.load_state_dict(ckpt["encoder_state"])
     np.testing.assert_allclose(captioner.features(images).numpy(), encode(tuned, [str(p) for p in images]),
-                               rtol=1e-4, atol=1e-4)
+                               rtol=0.0001, atol=0.0001)
     assert all(c.text for c in captioner.caption(images, method="greedy"))
     # its features were cached apart from the pretrained ones
     keys = {json.loads(m.read_text())["encoder"] for m in (tiny_root / "cache").rglob("meta.json")}
@@ -71,17 +72,18 @@ def test_evaluate_script_reproduces_the_finetuned_runs_metrics(finetuned, tmp_pa
 
 def test_finetuning_resumes_exactly(tiny_root, tiny_run):
     # constant lr: the part run stops at epoch 1 of 2 without changing the schedule it followed
-    a, b = straight_and_resumed(tiny_root, "ft", *FT, "schedule.lr_schedule=constant", f"schedule.init_from={tiny_run[0]}")
-    assert all(torch.equal(a["decoder"][k], b["decoder"][k]) for k in a["decoder"])
+    a, b = straight_and_resumed(tiny_root, "ft", *FT, "schedule.stages.finetune.lr_schedule=constant",
+                                f"schedule.init_from={tiny_run[0]}", stage="finetune")
+    assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
     assert all(torch.equal(a["encoder_state"][k], b["encoder_state"][k]) for k in a["encoder_state"])
 
 
 def test_init_from_a_different_decoder_fails_clearly(tiny_root, tiny_run):
     frozen_dir, _ = tiny_run
     with pytest.raises(CheckpointError, match="init_from"):
-        run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}", "decoder.hidden_size=32"), tiny_root / "bad")
+        run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}", "model.hidden_size=32"), tiny_root / "bad")
 
 
 def test_finetune_needs_an_encoder_learning_rate(tiny_root):
     with pytest.raises(ValueError, match="encoder_lr"):
-        run(tiny_cfg(tiny_root, *FT, "schedule.encoder_lr=0"), tiny_root / "never")
+        run(tiny_cfg(tiny_root, *FT, "schedule.stages.finetune.encoder_lr=0"), tiny_root / "never")

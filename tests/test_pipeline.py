@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from captioning.models.checkpoint import Captioner, load_checkpoint
+from captioning.captioner import Captioner
+from captioning.models.checkpoint import load_checkpoint
 from captioning.pipeline import run
 from tests.conftest import tiny_cfg
 
@@ -22,6 +23,10 @@ def test_main_job_writes_metrics_checkpoints_and_reports(tiny_run):
     for name in ("best.pt", "last.pt"):
         ckpt = load_checkpoint(run_dir / "checkpoints" / name)
         assert ckpt["vocab"]["itos"][:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+        assert ckpt["model"]["name"] == "show_tell" and ckpt["format_version"] == 2
+    # training state lives in last.pt only: best.pt is what captioning needs
+    assert "optimizer" in load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert "optimizer" not in load_checkpoint(run_dir / "checkpoints" / "best.pt")
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["epochs"]) == 2 and history["epochs"][1]["train_loss"] < history["epochs"][0]["train_loss"]
 
@@ -29,11 +34,11 @@ def test_main_job_writes_metrics_checkpoints_and_reports(tiny_run):
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tiny_root, tiny_run):
     straight_dir, _ = tiny_run
     part_dir = tiny_root / "part"
-    run(tiny_cfg(tiny_root, "schedule.epochs=1"), part_dir)  # stop after one epoch ...
+    run(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1"), part_dir)  # stop after one epoch ...
     # ... then continue the same run to two epochs
     run(tiny_cfg(tiny_root, f"resume={part_dir}"), part_dir)
-    a = load_checkpoint(straight_dir / "checkpoints" / "last.pt")["decoder"]
-    b = load_checkpoint(part_dir / "checkpoints" / "last.pt")["decoder"]
+    a = load_checkpoint(straight_dir / "checkpoints" / "last.pt")["weights"]
+    b = load_checkpoint(part_dir / "checkpoints" / "last.pt")["weights"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -62,5 +67,5 @@ def test_impossible_config_values_fail_before_any_work(tiny_root):
     with pytest.raises(ValueError, match="beam_size"):
         run(tiny_cfg(tiny_root, "decoding.beam_size=0"), tiny_root / "never")
     with pytest.raises(ValueError, match="hidden_size"):
-        run(tiny_cfg(tiny_root, "decoder.hidden_size=-4"), tiny_root / "never")
+        run(tiny_cfg(tiny_root, "model.hidden_size=-4"), tiny_root / "never")
     assert not (tiny_root / "never").exists()

@@ -27,17 +27,20 @@ def test_training_curve_plots_loss_and_val_bleu_per_epoch(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-@pytest.mark.parametrize("best, marked", [(2, 5), (0, 2)])
-def test_a_two_stage_history_is_drawn_as_one_run(best, marked):
-    two = {"epochs": [{"epoch": 1, "train_loss": -0.1, "val_bleu4": 0.32, "seconds": 1.0},
-                      {"epoch": 2, "train_loss": -0.1, "val_bleu4": 0.35, "seconds": 1.0}],
-           "train_reward": [0.4, 0.5], "best_epoch": best, "cross_entropy": HISTORY}
+@pytest.mark.parametrize("best_stage, best, marked", [("self_critical", 2, 5), ("cross_entropy", 2, 2)])
+def test_a_two_stage_history_is_drawn_as_one_run(best_stage, best, marked):
+    two = {"epochs": [{**e, "stage": "cross_entropy"} for e in HISTORY["epochs"]]
+           + [{"stage": "self_critical", "epoch": 1, "train_loss": -0.1, "val_bleu4": 0.32, "seconds": 1.0,
+               "train_reward": 0.4},
+              {"stage": "self_critical", "epoch": 2, "train_loss": -0.1, "val_bleu4": 0.35, "seconds": 1.0,
+               "train_reward": 0.5}],
+           "best_epoch": best, "best_stage": best_stage}
     fig = training_curve_figure(two)
     loss_ax, bleu_ax, reward_ax = fig.axes
     assert list(loss_ax.lines[0].get_ydata()) == [3.0, 2.0, 1.5]  # cross-entropy only on the loss axis
     assert list(reward_ax.lines[0].get_xdata()) == [4, 5] and list(reward_ax.lines[0].get_ydata()) == [0.4, 0.5]
     assert list(bleu_ax.lines[1].get_xdata()) == [4, 5]  # self-critical epochs follow the cross-entropy ones
-    assert bleu_ax.lines[2].get_xdata()[0] == marked  # epoch 0 of stage 2 is stage 1's best decoder
+    assert bleu_ax.lines[2].get_xdata()[0] == marked
 
 
 def test_load_history_names_the_problem(tmp_path):

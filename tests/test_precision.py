@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from captioning.config_check import config_problems
+from captioning.config import config_problems
 from captioning.models.checkpoint import load_checkpoint
 from captioning.pipeline import run
 from captioning.utils.precision import native_bf16, resolve_precision
@@ -29,10 +29,11 @@ def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
 
 @needs_bf16
 def test_bf16_loss_is_close_to_fp32():
-    from captioning.models.show_tell import CaptionDecoder, caption_loss
+    from captioning.training.loop import caption_loss
+    from tests.conftest import show_tell
 
     torch.manual_seed(0)
-    decoder = CaptionDecoder(feature_dim=64, vocab_size=30, embed_dim=16, hidden_size=32)
+    decoder = show_tell(64, 30, embed_dim=16, hidden_size=32, dropout=0.0)
     feats, tokens = torch.randn(8, 64), torch.randint(4, 30, (8, 10))
     full = caption_loss(decoder(feats, tokens[:, :-1]), tokens[:, 1:])
     with torch.autocast("cpu", dtype=torch.bfloat16):

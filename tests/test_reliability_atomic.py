@@ -44,11 +44,11 @@ def _write_json(path, version):
 
 
 def _write_checkpoint(path, version):
-    from captioning.models.show_tell import CaptionDecoder
+    from tests.conftest import show_tell
     from captioning.models.checkpoint import save_checkpoint
     from captioning.text.vocab import Vocabulary
 
-    decoder = CaptionDecoder.build(feature_dim=4, vocab_size=6, cell="gru", embed_dim=4, hidden_size=4 + version)
+    decoder = show_tell(4, 6, cell="gru", embed_dim=4, hidden_size=4 + version)
     save_checkpoint(path, decoder, Vocabulary(["a", "b"]), {}, "", epoch=version)
 
 

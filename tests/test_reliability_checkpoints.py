@@ -1,6 +1,6 @@
 """A checkpoint that cannot be used is a CheckpointError naming the problem, never a silent garbage caption:
 flipped bits, truncation, foreign files, malformed contents, another encoder or feature size, and a resume
-with another cell, size or batch order. (Round trip, newer format and mixed vocabulary: test_decoder.py.)"""
+with another cell, size or batch order. (Round trip, newer format and mixed vocabulary: test_show_tell.py.)"""
 
 import copy
 import random
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from captioning.cli import caption_main
-from captioning.models.checkpoint import Captioner, CheckpointError, decoder_from_checkpoint, load_checkpoint
+from captioning.captioner import Captioner
+from captioning.models.checkpoint import CheckpointError, model_from_checkpoint, load_checkpoint
 from captioning.training.loop import train
 from tests.conftest import tiny_cfg
 
@@ -17,7 +18,7 @@ from tests.conftest import tiny_cfg
 
 def _load(path):
     """Everything a caption needs from a checkpoint file: its decoder and vocabulary."""
-    return decoder_from_checkpoint(load_checkpoint(path))
+    return model_from_checkpoint(load_checkpoint(path))
 
 
 def test_flipped_bits_are_detected_or_harmless(tiny_checkpoint, tmp_path):
@@ -80,7 +81,7 @@ def test_malformed_contents_load_or_fail_clearly(tiny_checkpoint, tmp_path):
         torch.save(payload, tmp_path / "m.pt")
         try:
             decoder, vocab = _load(tmp_path / "m.pt")
-            Captioner(decoder, vocab, {}, "").caption_features(torch.zeros(1, decoder.hyperparameters()["feature_dim"]))
+            Captioner(decoder, vocab, {}, "").caption_features(torch.zeros(1, decoder.feature_dim))
             outcomes["ok"] += 1
         except CheckpointError as e:
             assert str(tmp_path / "m.pt") in str(e)
@@ -128,13 +129,13 @@ def test_caption_cli_reports_a_bad_checkpoint_without_a_traceback(tiny_checkpoin
 def lstm_run(tiny_root, tiny_prepared):
     """A one-epoch LSTM run of the tiny set (last.pt and best.pt)."""
     run_dir = tiny_root / "reliability_lstm"
-    train(tiny_cfg(tiny_root, "schedule.epochs=1"), tiny_prepared, run_dir)
+    train(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1"), tiny_prepared, run_dir)
     return run_dir
 
 
-@pytest.mark.parametrize("override", ["cell=gru", "decoder.hidden_size=64", "cell.num_layers=2"])
+@pytest.mark.parametrize("override", ["cell=gru", "model.hidden_size=64", "cell.num_layers=2"])
 def test_resume_with_another_decoder_is_refused(tiny_root, tiny_prepared, lstm_run, override):
-    with pytest.raises(CheckpointError, match="cannot resume .* resume with the run's own decoder"):
+    with pytest.raises(CheckpointError, match="cannot resume .* resume it with the run's own model"):
         train(tiny_cfg(tiny_root, f"resume={lstm_run}", override), tiny_prepared, tiny_root / "never")
     assert not (tiny_root / "never").exists()
 
@@ -142,7 +143,7 @@ def test_resume_with_another_decoder_is_refused(tiny_root, tiny_prepared, lstm_r
 def test_mid_epoch_resume_with_another_batch_order_is_refused(tiny_root, tiny_prepared, lstm_run, tmp_path):
     mid = _retarget(lstm_run / "checkpoints" / "last.pt", tmp_path / "mid.pt", epoch=0, step=3)
     with pytest.raises(CheckpointError, match="stopped mid-epoch"):
-        train(tiny_cfg(tiny_root, f"resume={mid}", "schedule.batch_size=8"), tiny_prepared, tmp_path / "run")
+        train(tiny_cfg(tiny_root, f"resume={mid}", "schedule.stages.cross_entropy.batch_size=8"), tiny_prepared, tmp_path / "run")
     with pytest.raises(CheckpointError, match="stopped mid-epoch"):
         train(tiny_cfg(tiny_root, f"resume={mid}", "seed=1"), tiny_prepared, tmp_path / "run")
 
@@ -153,6 +154,6 @@ def test_resume_needs_training_state(tiny_root, tiny_prepared, tiny_checkpoint):
 
 
 def test_resume_into_a_new_directory_brings_the_best_checkpoint(tiny_root, tiny_prepared, lstm_run, tmp_path):
-    train(tiny_cfg(tiny_root, f"resume={lstm_run}", "schedule.epochs=1"), tiny_prepared, tmp_path / "new")
+    train(tiny_cfg(tiny_root, f"resume={lstm_run}", "schedule.stages.cross_entropy.epochs=1"), tiny_prepared, tmp_path / "new")
     assert (tmp_path / "new" / "checkpoints" / "best.pt").read_bytes() == (
         lstm_run / "checkpoints" / "best.pt").read_bytes()

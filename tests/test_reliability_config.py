@@ -1,5 +1,5 @@
 """Config mistakes fail before any work: unknown keys and group choices with Hydra's message, impossible
-values with one line per problem naming the key (captioning/config_check.py)."""
+values with one line per problem naming the key (the declared schemas, captioning/config.py)."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import captioning.pipeline as pipeline
-from captioning.config_check import ConfigError, check_config
+from captioning.config import ConfigError, check_config
 from tests.conftest import CONFIGS, tiny_cfg
 
 
@@ -20,7 +20,11 @@ def _compose(*overrides: str):
 
 @pytest.mark.parametrize("override, message", [
     ("schedule.epochz=3", "Could not override 'schedule.epochz'"),
+    ("schedule.stages.cross_entropy.epochz=3", "Could not override 'schedule.stages.cross_entropy.epochz'"),
+    ("model.hidden_sz=3", "Could not override 'model.hidden_sz'"),
     ("beam_size=3", "Could not override 'beam_size'"),
+    ("schedule.stages.cross_entropy.batch_size=2.5", "schedule.stages.cross_entropy.batch_size"),  # declared int
+    ("model.forget_bias=high", "model.forget_bias"),  # declared float
     ("cell=transformer", "Could not find 'cell/transformer'"),
     ("schedule=forever", "Could not find 'schedule/forever'"),
 ])
@@ -35,37 +39,39 @@ def test_every_shipped_choice_passes(choice):
     check_config(_compose(choice))
 
 
+XE = "schedule.stages.cross_entropy"
 BAD = [
-    ("schedule.epochs=0", "schedule.epochs must be an integer >= 1, got 0"),
-    ("schedule.batch_size=-4", "schedule.batch_size must be an integer >= 1, got -4"),
-    ("schedule.batch_size=2.5", "schedule.batch_size must be an integer >= 1, got 2.5"),
-    ("schedule.lr=0", "schedule.lr must be a number > 0"),
-    ("schedule.lr=nan", "schedule.lr must be a number > 0"),
-    ("schedule.lr_schedule=linear", "schedule.lr_schedule must be one of ('cosine', 'constant', 'step')"),
-    ("schedule.log_every=0", "schedule.log_every must be an integer >= 1"),
-    ("schedule.checkpoint_every_steps=-1", "schedule.checkpoint_every_steps must be an integer >= 0"),
-    ("schedule.clip=-1", "schedule.clip must be a number >= 0"),
-    ("decoder.hidden_size=-4", "decoder.hidden_size must be an integer >= 1, got -4"),
-    ("decoder.embed_dim=0", "decoder.embed_dim must be an integer >= 1"),
-    ("decoder.dropout=1.0", "decoder.dropout must be in [0, 1)"),
-    ("decoder.init_activation=sigmoid", "decoder.init_activation must be one of"),
-    ("decoder.feature_dropout=-0.1", "decoder.feature_dropout must be in [0, 1)"),
-    ("decoder.init_hidden=-2", "decoder.init_hidden must be an integer >= 0"),
-    ("decoder.forget_bias=high", "decoder.forget_bias must be a number"),
-    ("decoder.lstm_init=orthogonal", "decoder.lstm_init must be one of"),
+    (f"{XE}.epochs=-1", f"{XE}.epochs must be >= 0, got -1"),
+    (f"{XE}.batch_size=-4", f"{XE}.batch_size must be >= 1, got -4"),
+    (f"{XE}.lr=0", f"{XE}.lr must be > 0, got 0"),
+    (f"{XE}.lr=nan", f"{XE}.lr must be a finite number"),
+    (f"{XE}.lr_schedule=linear", f"{XE}.lr_schedule must be one of ('cosine', 'constant', 'step')"),
+    (f"{XE}.log_every=0", f"{XE}.log_every must be >= 1"),
+    (f"{XE}.checkpoint_every_steps=-1", f"{XE}.checkpoint_every_steps must be >= 0"),
+    (f"{XE}.clip=-1", f"{XE}.clip must be >= 0"),
+    ("schedule.stages.self_critical.reward=CIDEr", "schedule.stages.self_critical.reward must be one of"),
+    ("model.hidden_size=-4", "model.hidden_size must be >= 1, got -4"),
+    ("model.embed_dim=0", "model.embed_dim must be >= 1"),
+    ("model.dropout=1.0", "model.dropout must be >= 0 and < 1, got 1.0"),
+    ("model.init_activation=sigmoid", "model.init_activation must be one of"),
+    ("model.feature_dropout=-0.1", "model.feature_dropout must be >= 0 and < 1"),
+    ("model.init_hidden=-2", "model.init_hidden must be >= 0"),
+    ("model.lstm_init=orthogonal", "model.lstm_init must be one of"),
+    ("model.name=no_such_model", "unknown model 'no_such_model'"),
     ("cell.name=transformer", "cell.name must be one of ('rnn', 'lstm', 'gru'), got 'transformer'"),
     ("cell.backend=cudnn", "cell.backend must be one of ('scratch', 'fused')"),
-    ("cell.num_layers=0", "cell.num_layers must be an integer >= 1"),
-    ("decoding.beam_size=0", "decoding.beam_size must be an integer >= 1, got 0"),
+    ("cell.num_layers=0", "cell.num_layers must be >= 1"),
+    ("decoding.beam_size=0", "decoding.beam_size must be >= 1, got 0"),
     ("decoding.method=topk", "decoding.method must be one of ('greedy', 'sample', 'beam'), got 'topk'"),
-    ("decoding.temperature=-1", "decoding.temperature must be a number >= 0"),
+    ("decoding.temperature=-1", "decoding.temperature must be >= 0"),
     ("evaluate.baselines=[oracle]", "evaluate.baselines: unknown ['oracle']"),
     ("encoder.source=internet", "source must be one of ('package', 'torchvision', 'timm')"),
     ("encoder.image_size=8", "image_size must be an integer >= 16"),
     ("data.max_caption_len=0", "data.max_caption_len: must be an integer >= 1"),
     ("data.train_split=nope", "data.train_split: 'nope' is not one of the splits"),
     ("on_bad_image=ignore", "on_bad_image must be one of ('fail', 'skip'), got 'ignore'"),
-    ("seed=-1", "seed must be an integer >= 0"),
+    ("seed=-1", "seed must be >= 0"),
+    ("precision=fp16", "precision must be one of ('auto', 'fp32', 'bf16'), got 'fp16'"),
 ]
 
 
@@ -90,7 +96,7 @@ def test_impossible_values_fail_before_any_work(override, message, tiny_root, no
 
 def test_every_problem_is_reported_at_once(tiny_root, no_work):
     with pytest.raises(ConfigError) as info:
-        pipeline.run(tiny_cfg(tiny_root, "schedule.epochs=0", "cell.name=lstn", "decoding.method=topk"), "never")
+        pipeline.run(tiny_cfg(tiny_root, f"{XE}.epochs=-1", "cell.name=lstn", "decoding.method=topk"), "never")
     assert str(info.value).count("\n  ") == 3
 
 
@@ -105,3 +111,8 @@ def test_resume_from_a_missing_run_fails_before_any_work(tiny_root, no_work):
 
     with pytest.raises(CheckpointError, match="does not exist"):
         pipeline.run(tiny_cfg(tiny_root, f"resume={Path(tiny_root) / 'no_such_run'}"), tiny_root / "never")
+
+
+def test_a_schedule_that_trains_nothing_is_refused(tiny_root, no_work):
+    with pytest.raises(ConfigError, match="no stage has epochs > 0"):
+        pipeline.run(tiny_cfg(tiny_root, f"{XE}.epochs=0"), tiny_root / "never")

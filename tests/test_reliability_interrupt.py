@@ -50,7 +50,7 @@ runpy.run_path({script!r}, run_name="__main__")
 
 
 def weights(run_dir: Path) -> dict:
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["decoder"]
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["weights"]
 
 
 def identical(a: dict, b: dict) -> bool:
@@ -68,7 +68,7 @@ def straight(tiny_root, tiny_prepared):
     run_dir = tiny_root / "reliability_straight"
     history = train(tiny_cfg(tiny_root), tiny_prepared, run_dir)
     n_captions = sum(len(r.captions) for r in tiny_prepared.splits["train"])
-    return run_dir, history, math.ceil(n_captions / tiny_cfg(tiny_root).schedule.batch_size)
+    return run_dir, history, math.ceil(n_captions / tiny_cfg(tiny_root).schedule.stages.cross_entropy.batch_size)
 
 
 def start_child(tiny_root: Path, prepared, run_dir: Path, hold_at: int,
@@ -113,7 +113,7 @@ def test_sigterm_saves_the_exact_position_and_resume_is_bitwise_identical(tiny_r
 def test_kill_9_loses_at_most_checkpoint_every_steps(tiny_root, tiny_prepared, straight):
     straight_dir, _, steps = straight
     run_dir, every, hold_at = tiny_root / "reliability_kill9", 4, steps + 7
-    child, _ = start_child(tiny_root, tiny_prepared, run_dir, hold_at, f"schedule.checkpoint_every_steps={every}")
+    child, _ = start_child(tiny_root, tiny_prepared, run_dir, hold_at, f"schedule.stages.cross_entropy.checkpoint_every_steps={every}")
     epoch, step = position(run_dir)  # written before the held step began
     child.kill()
     child.communicate(timeout=60)
@@ -159,7 +159,7 @@ def test_ctrl_c_in_process_stops_after_the_step_and_restores_the_handlers(tiny_r
 
 def test_a_second_ctrl_c_aborts_at_once_and_keeps_the_last_checkpoint(tiny_root, tiny_prepared, monkeypatch):
     run_dir = tiny_root / "reliability_double_sigint"
-    train(tiny_cfg(tiny_root, "schedule.epochs=1"), tiny_prepared, run_dir)
+    train(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1"), tiny_prepared, run_dir)
     saved = (run_dir / "checkpoints" / "last.pt").read_bytes()
     _signal_at(monkeypatch, 3, signal.SIGINT, times=2)
     with pytest.raises(KeyboardInterrupt):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from captioning.sequence.problems import build_problem, seed_everything
+from captioning.sequence.problems import build_problem, seeded_generator
 from captioning.sequence.train import reached, train
 
 TINY = {
@@ -21,7 +21,7 @@ LOOP = {"batch_size": 32, "lr": 1e-2, "max_steps": 2, "eval_every": 1, "clip": 1
 def test_every_task_builds_trains_and_reports_its_metric_and_baseline(name, metric):
     problem = build_problem(name, TINY[name])
     model = problem.build_model("lstm", {**MODEL, "lstm_init": "chrono"})
-    result = train(problem, model, {**LOOP, "beam_size": 2}, seed_everything(0))
+    result = train(problem, model, {**LOOP, "beam_size": 2}, seeded_generator(0))
     assert result["steps"] == 2 and len(result["history"]) == 2
     assert metric in result["final"] and result["baseline"]
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result["history"])
@@ -32,7 +32,7 @@ def test_gru_learns_the_adding_problem_at_length_10():
     model = problem.build_model("gru", {**MODEL, "hidden_size": 24})
     cfg = {**LOOP, "lr": 5e-3, "batch_size": 64, "max_steps": 600, "eval_every": 50,
            "stop_metric": "mse", "stop_value": 0.005}
-    result = train(problem, model, cfg, seed_everything(0))
+    result = train(problem, model, cfg, seeded_generator(0))
     assert result["final"]["mse"] < 0.01 < problem.baseline["mse"]
     assert result["final"]["accuracy"] > 3 * problem.baseline["accuracy"]
 
@@ -41,7 +41,7 @@ def test_caption_colour_is_learned_from_the_caption_words():
     problem = build_problem("caption_colour", TINY["caption_colour"])
     model = problem.build_model("gru", {**MODEL, "hidden_size": 32, "embed_dim": 16})
     cfg = {**LOOP, "max_steps": 300, "eval_every": 50, "stop_metric": "accuracy", "stop_value": 0.95}
-    result = train(problem, model, cfg, seed_everything(0))
+    result = train(problem, model, cfg, seeded_generator(0))
     assert result["final"]["accuracy"] >= 0.95 > problem.baseline["accuracy"]
 
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.models.show_tell import CaptionDecoder
+from tests.conftest import show_tell
 from captioning.nn.viz import record_decoder
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_record_decoder_matches_the_decoders_outputs(cell):
     torch.manual_seed(0)
-    d = CaptionDecoder.build(feature_dim=6, vocab_size=9, cell=cell, embed_dim=4, hidden_size=5).eval()
+    d = show_tell(6, 9, cell=cell, embed_dim=4, hidden_size=5).eval()
     state = d.init_state(torch.randn(1, 6))
     words = [1, 5, 6, 2]
     rec = record_decoder(d.rnn, d.embed, words, state)

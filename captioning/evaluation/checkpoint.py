@@ -8,9 +8,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from captioning.features.prepare import evaluate_split, generate, prepare, to_dict
+from captioning.evaluation.scoring import evaluate_split, generate
+from captioning.features.prepare import prepare
+from captioning.utils.schema import plain
 from captioning.utils.io import save_json
-from captioning.models.checkpoint import decoder_from_checkpoint, load_checkpoint
+from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
     ckpt = load_checkpoint(cfg.checkpoint)
     if "config" not in ckpt:
         raise ValueError(f"{ckpt['path']} holds no training config; evaluate it through the Python API instead")
-    decoder, vocab = decoder_from_checkpoint(ckpt)
+    model, vocab = model_from_checkpoint(ckpt)
     run_cfg = OmegaConf.create(ckpt["config"])
     if cfg.data is not None:
         run_cfg.data = cfg.data
@@ -32,10 +34,11 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         raise ValueError(f"the checkpoint was trained on {ckpt['encoder_key']!r} features but its encoder config "
                          f"now gives {prepared.encoder_key!r}")
     records = prepared.splits[cfg.split]
-    hyps = generate(decoder, vocab, records, prepared.features[cfg.split], to_dict(cfg.decoding),
+    hyps = generate(model, vocab, records, prepared.features[cfg.split], plain(cfg.decoding),
                     run_cfg.data.max_caption_len)
-    metrics = {cfg.split: evaluate_split(cfg.split, hyps, records, Path(out_dir), to_dict(cfg.metrics),
-                                         to_dict(cfg.evaluate))}
+    eval_cfg = plain(cfg.evaluate)
+    metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, plain(cfg.metrics),
+                                         worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"])}
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics
 
@@ -46,7 +49,7 @@ def score_results(cfg: Any, out_dir: str | Path) -> dict:
 
     if not cfg.results or not cfg.annotations:
         raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
-    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(to_dict(cfg.metrics)),
+    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(plain(cfg.metrics)),
                           on_missing=cfg.metrics.get("on_missing", "warn"))
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics

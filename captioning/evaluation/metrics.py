@@ -7,7 +7,7 @@ BLEU follows pycocoevalcap's ``BleuScorer`` (``option='closest'``) exactly:
 - the scorer's "guess" is the true number of hypothesis n-grams (nltk clamps it to at least 1), and it
   combines the counts as ``(correct + 1e-15) / (guess + 1e-9)`` with a brevity penalty on
   ``(testlen + 1e-15) / (reflen + 1e-9)``. nltk's ``corpus_bleu``/``sentence_bleu`` drop or smooth zero
-  precisions differently, so that last step is ours (``_combine``) to reproduce the official numbers,
+  precisions differently, so that last step is ours (``combine``) to reproduce the official numbers,
   including the per-image "smoothing" the scorer reports.
 Text goes through ``captioning.text.tokenizer.tokenize`` (the scorer's PTB tokenisation, no Java needed).
 """
@@ -78,7 +78,7 @@ def _bleu_stats(refs: list[list[str]], hyp: list[str]) -> tuple[list[int], list[
     return correct, guess, len(hyp), closest_ref_length(refs, len(hyp))
 
 
-def _combine(correct: Sequence[int], guess: Sequence[int], testlen: int, reflen: int) -> list[float]:
+def combine(correct: Sequence[int], guess: Sequence[int], testlen: int, reflen: int) -> list[float]:
     """Bleu_1..Bleu_N from counts, with the official scorer's epsilons and brevity penalty."""
     bleus, product = [], 1.0
     for k in range(BLEU_N):
@@ -103,11 +103,11 @@ def _bleu(refs: dict, hyps: dict) -> tuple[dict[str, float], dict[Hashable, list
     per_image = {}
     for image_id, hyp in hyps.items():
         correct, guess, testlen, reflen = _bleu_stats(refs[image_id], hyp)
-        per_image[image_id] = _combine(correct, guess, testlen, reflen)
+        per_image[image_id] = combine(correct, guess, testlen, reflen)
         total_correct = [a + b for a, b in zip(total_correct, correct)]
         total_guess = [a + b for a, b in zip(total_guess, guess)]
         total_test, total_ref = total_test + testlen, total_ref + reflen
-    corpus = _combine(total_correct, total_guess, total_test, total_ref)
+    corpus = combine(total_correct, total_guess, total_test, total_ref)
     return {f"Bleu_{n + 1}": corpus[n] for n in range(BLEU_N)}, per_image
 
 

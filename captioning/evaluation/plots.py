@@ -37,43 +37,38 @@ def load_history(path: str | Path) -> dict:
 
 
 def training_curve_figure(history: Mapping) -> Figure:
-    """Two panels over epochs: mean training loss, and greedy val BLEU-4 with the best epoch marked.
-
-    A two-stage history (captioning/training/self_critical.py: stage 1 under ``"cross_entropy"``) is drawn as one run:
-    the cross-entropy loss, then the self-critical stage's mean sampled reward on a second axis, and val
-    BLEU-4 across both stages, the self-critical epochs numbered after the cross-entropy ones."""
-    stage1 = (history.get("cross_entropy") or {}).get("epochs") or []
-    xe = stage1 or history["epochs"]
-    offset = xe[-1]["epoch"] if stage1 else 0
-    sc = [{**e, "epoch": e["epoch"] + offset} for e in history["epochs"]] if stage1 else []
+    """Two panels over the run's epochs (all stages, numbered on): the cross-entropy stages' training loss
+    (and the self-critical stages' mean sampled reward on a second axis), and greedy val BLEU-4 per stage
+    with the best checkpoint's epoch marked (the checkpoint a stage started from counts as its epoch 0)."""
+    epochs = [{**e, "n": n + 1} for n, e in enumerate(history["epochs"])]
+    stages = list(dict.fromkeys(e.get("stage", "cross_entropy") for e in epochs))
     fig = Figure(figsize=(9, 3.2))
     loss_ax, bleu_ax = fig.subplots(1, 2)
-    loss_ax.plot([e["epoch"] for e in xe], [e["train_loss"] for e in xe], marker="o", color="tab:blue")
+    xe = [e for e in epochs if "train_reward" not in e]
+    loss_ax.plot([e["n"] for e in xe], [e["train_loss"] for e in xe], marker="o", color="tab:blue")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy per word", title="training loss")
-    rewards = history.get("train_reward") or []
-    if sc and rewards:
+    sc = [e for e in epochs if "train_reward" in e]
+    if sc:
         reward_ax = loss_ax.twinx()
-        reward_ax.plot([e["epoch"] for e in sc][: len(rewards)], rewards, marker="s", color="tab:orange")
+        reward_ax.plot([e["n"] for e in sc], [e["train_reward"] for e in sc], marker="s", color="tab:orange")
         reward_ax.set_ylabel("self-critical: mean sampled reward", color="tab:orange")
         loss_ax.set_title("training loss, then reward")
-    bleu_ax.plot([e["epoch"] for e in xe], [e["val_bleu4"] for e in xe], marker="o", color="tab:green",
-                 label="cross-entropy" if sc else None)
-    if sc:
-        bleu_ax.plot([e["epoch"] for e in sc], [e["val_bleu4"] for e in sc], marker="s", color="tab:orange",
-                     label="self-critical")
-    best = history.get("best_epoch", -1)
-    if sc:  # stage 2's epoch 0 is stage 1's best decoder
-        best = history["cross_entropy"].get("best_epoch", -1) if best == 0 else best + offset
-    epochs = [e["epoch"] for e in xe + sc]
-    if best in epochs:
-        bleu_ax.axvline(best, color="grey", ls="--", lw=1, label=f"best checkpoint (epoch {best})")
-    if best in epochs or sc:
+    for k, stage in enumerate(stages):
+        mine = [e for e in epochs if e.get("stage", "cross_entropy") == stage]
+        bleu_ax.plot([e["n"] for e in mine], [e["val_bleu4"] for e in mine], marker="os^"[k % 3],
+                     label=stage if len(stages) > 1 else None)
+    best = [e["n"] for e in epochs if e.get("stage", "cross_entropy") == history.get("best_stage", stages[0] if stages else None)
+            and e["epoch"] == history.get("best_epoch")]
+    if best:
+        bleu_ax.axvline(best[0], color="grey", ls="--", lw=1, label=f"best checkpoint (epoch {best[0]})")
+    if best or len(stages) > 1:
         bleu_ax.legend(fontsize=8, loc="lower right")
     bleu_ax.set(xlabel="epoch", ylabel="BLEU-4", title="validation BLEU-4 (greedy)")
+    ticks = [e["n"] for e in epochs]
     for ax in (loss_ax, bleu_ax):
         ax.grid(alpha=0.3)
-        if epochs:
-            ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+        if ticks:
+            ax.set_xticks(ticks if len(ticks) <= 20 else ticks[:: max(1, len(ticks) // 10)])
     fig.tight_layout()
     return fig
 

@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from captioning.data.coco import ImageRecord
+from captioning.data.scenes import attribute_accuracy, error_kinds
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
-from captioning.utils.io import save_json
 from captioning.evaluation.metrics import per_image_scores, score
+from captioning.nn.decoding import Decoder, decode_batched
+from captioning.text.vocab import Vocabulary
+from captioning.utils.io import save_json
+from captioning.utils.schema import option
 
 log = logging.getLogger(__name__)
+BASELINES = ("nearest_neighbour", "most_frequent")  # captioning/evaluation/baselines.py
+
+
+@dataclass
+class EvaluateConfig:
+    """What the end of training evaluates besides the model (the ``evaluate`` options of configs/train.yaml);
+    the splits come from the data config (``data.eval_splits``)."""
+
+    baselines: list[str] = option(list(BASELINES), "baselines scored beside the model: nearest_neighbour "
+                                  "(Devlin et al. 2015) | most_frequent (the commonest training caption)",
+                                  choices=BASELINES)
+    nn_k: int = option(25, "neighbours pooled by the nearest-neighbour baseline", ge=1)
+    worst_k: int = option(24, "worst-scored images shown in each failure report", ge=0)
+    random_k: int = option(12, "random images shown beside them", ge=0)
 
 # Used when no metrics config is given: the pure-Python metrics only (configs/metrics/default.yaml adds METEOR).
 DEFAULT_METRICS_CFG = {"cider": True, "rouge": True, "meteor": False, "spice": False, "on_missing": "warn",
@@ -34,6 +56,14 @@ def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
     return hypotheses.get(image_id, hypotheses.get(str(image_id)))
 
 
+def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
+             decoding: Mapping[str, Any], max_len: int) -> dict[int, str]:
+    """Decode every image of a split ({image_id: caption}); ``decoding``: the DecodingConfig options."""
+    opts = {k: v for k, v in dict(decoding).items() if k != "batch_size"}
+    out = decode_batched(model, features, batch_size=decoding.get("batch_size", 500), max_len=max_len, **opts)
+    return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
+
+
 def evaluate_split(
     records: Sequence[Any],
     hypotheses: Mapping[int, str],
@@ -45,7 +75,9 @@ def evaluate_split(
     random_k: int = 12,
 ) -> dict[str, float]:
     """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
-    results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png."""
+    results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png.
+    Synthetic scenes (records with a ``scene``) also get the scene-attribute accuracies (``acc_*``), and
+    their failure report names each caption's kinds of error."""
     cfg = {**DEFAULT_METRICS_CFG, **(dict(metrics_cfg) if metrics_cfg is not None else {})}
     report_cfg = dict(cfg.get("report") or {})
     hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
@@ -54,6 +86,10 @@ def evaluate_split(
         raise ValueError(f"split {split!r}: no caption for {len(missing)} of {len(records)} images, e.g. {missing[:5]}")
     refs = {r.image_id: list(r.captions) for r in records}
     metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg["on_missing"])
+    synthetic = bool(records) and getattr(records[0], "scene", None) is not None
+    if synthetic:
+        scene_fn = scene_fn or error_kinds
+        metrics.update({f"acc_{k}": v for k, v in attribute_accuracy(records, hyps).items()})
     per_image = per_image_scores(refs, hyps, cider=bool(cfg["per_image_cider"]))
 
     out_dir = Path(out_dir)

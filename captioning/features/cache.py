@@ -77,9 +77,9 @@ def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError(f"no images given to extract features for ({dataset_key})")
-    cache = _Cache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
+    cache = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
     with cache.locked():
-        signatures = [_signature(p) for p in paths]
+        signatures = [file_signature(p) for p in paths]
         bad = cache.reuse(signatures)
         if bad is None:
             rows, bad, resume = cache.plan(signatures)
@@ -93,7 +93,7 @@ def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike
     return FeatureSet(cache.open_kept(kept), kept, named, cache.dir)
 
 
-def _signature(path: str) -> tuple[int, int]:
+def file_signature(path: str) -> tuple[int, int]:
     """(size, mtime_ns) of a file, or _MISSING: cheap evidence that an image was replaced."""
     try:
         st = os.stat(path)
@@ -109,7 +109,7 @@ def _fingerprint(signatures: Sequence[tuple[int, int]], rows: Sequence[int]) -> 
     return digest.hexdigest()
 
 
-class _Cache:
+class FeatureCache:
     """One cache directory: the finished features + meta, or a partial file + progress record."""
 
     def __init__(self, root: Path, dataset_key: str, encoder_key: str, paths: list[str], dim: int):
@@ -232,7 +232,7 @@ class _ImageRows(Dataset):
             return row, torch.zeros(3, size, size, dtype=torch.uint8), e.reason
 
 
-def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: dict[int, str], cache: _Cache,
+def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: dict[int, str], cache: FeatureCache,
              signatures: list, resume: int, batch_size: int, num_workers: int) -> dict[int, str]:
     """Compute ``rows`` into the partial file, saving progress as it goes, then finish the cache."""
     started, was_training = time.perf_counter(), encoder.training

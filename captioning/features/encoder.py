@@ -161,7 +161,7 @@ def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | No
 
     ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
     the pretrained ones; the weights id (so the cache key) then names their digest."""
-    cfg = _validated(cfg)
+    cfg = validate_encoder_config(cfg)
     backbone, weights_id, defaults = build_backbone(cfg)
     mean, std, interpolation = default_normalisation(defaults, cfg)
     transform = ImageTransform(size=int(cfg["image_size"]), resize=cfg.get("resize", "squash"),
@@ -193,7 +193,7 @@ def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
     return f"{base}+finetuned:{_state_digest(backbone)}"
 
 
-def _validated(cfg: Mapping[str, Any]) -> dict:
+def validate_encoder_config(cfg: Mapping[str, Any]) -> dict:
     """Plain dict of ``cfg`` after checking the values a user could get wrong."""
     if hasattr(cfg, "_metadata"):  # an omegaconf DictConfig
         from omegaconf import OmegaConf

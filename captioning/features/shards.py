@@ -22,7 +22,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from captioning.features.cache import FeatureSet, _Cache, _signature, extract_features
+from captioning.features.cache import FeatureSet, FeatureCache, file_signature, extract_features
+from captioning.utils.schema import plain
+from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 COPY_ROWS = 4096  # rows copied at a time, so a merge never holds a whole shard in memory
@@ -75,27 +77,27 @@ def merge_shards(encoder: torch.nn.Module, paths: Sequence[str], cache_root: str
     Raises ShardsIncomplete when a shard is missing; does nothing but open the cache when it is valid already.
     """
     paths = [str(p) for p in paths]
-    full = _Cache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
+    full = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
     with full.locked():
-        signatures = [_signature(p) for p in paths]
+        signatures = [file_signature(p) for p in paths]
         if full.reuse(signatures) is None:
             _write_merged(full, encoder, paths, signatures, cache_root, dataset_key, count)
     return extract_features(encoder, paths, cache_root, dataset_key, on_bad_image=on_bad_image)
 
 
 def _shards(encoder: torch.nn.Module, paths: list[str], signatures: list, cache_root, dataset_key: str,
-            count: int) -> list[tuple[range, _Cache, dict[int, str] | None]]:
+            count: int) -> list[tuple[range, FeatureCache, dict[int, str] | None]]:
     """(rows, cache, bad rows or None when unfinished or out of date) of every shard."""
     out = []
     for index in range(count):
         rows = shard_rows(len(paths), index, count)
-        part = _Cache(Path(cache_root), shard_key(dataset_key, index, count), encoder.cache_key,
+        part = FeatureCache(Path(cache_root), shard_key(dataset_key, index, count), encoder.cache_key,
                       [paths[i] for i in rows], encoder.feature_dim)
         out.append((rows, part, part.reuse([signatures[i] for i in rows])))
     return out
 
 
-def _write_merged(full: _Cache, encoder: torch.nn.Module, paths: list[str], signatures: list, cache_root,
+def _write_merged(full: FeatureCache, encoder: torch.nn.Module, paths: list[str], signatures: list, cache_root,
                   dataset_key: str, count: int) -> None:
     """Copy every shard's rows into the full cache's partial file, then let the cache finish itself."""
     started = time.perf_counter()
@@ -125,7 +127,7 @@ def shards_finished(encoder: torch.nn.Module, paths: Sequence[str], cache_root: 
                     count: int) -> bool:
     """Whether every shard of ``paths`` has a finished, current cache (so a merge would succeed)."""
     paths = [str(p) for p in paths]
-    shards = _shards(encoder, paths, [_signature(p) for p in paths], cache_root, dataset_key, count)
+    shards = _shards(encoder, paths, [file_signature(p) for p in paths], cache_root, dataset_key, count)
     return all(bad is not None for _, _, bad in shards)
 
 
@@ -138,7 +140,6 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     """
     from captioning.data.datasets import dataset_key, load_dataset
     from captioning.features.encoder import build_encoder
-    from captioning.features.prepare import seed_everything, to_dict
 
     wait = barrier or (lambda: None)
     if index != 0:
@@ -147,7 +148,7 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     if index == 0:
         wait()
     seed_everything(cfg.seed)  # random-init encoders (tests) must agree across shards
-    enc_cfg = to_dict(cfg.encoder)
+    enc_cfg = plain(cfg.encoder)
     encoder = build_encoder(enc_cfg)
     if str(cfg.device).startswith("cuda"):
         encoder = encoder.to(cfg.device)
@@ -156,8 +157,8 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
              for name, split in records.items()}
     states = {}
     for name, (paths, key, n) in lists.items():
-        full = _Cache(Path(cfg.cache_dir), key, encoder.cache_key, paths, encoder.feature_dim)
-        if full.reuse([_signature(p) for p in paths]) is not None:
+        full = FeatureCache(Path(cfg.cache_dir), key, encoder.cache_key, paths, encoder.feature_dim)
+        if full.reuse([file_signature(p) for p in paths]) is not None:
             states[name] = "cached"
         elif index < n:
             extract_shard(encoder, paths, cfg.cache_dir, key, index, n, enc_cfg.get("batch_size", 64),

@@ -15,11 +15,14 @@ The cells never call torch.nn's recurrent code. The multi-layer modules have two
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from captioning.utils.schema import option
 
 # --------------------------------------------------------------------------------------------------
 # One time step of each cell. ``gi`` is the input projection x W_ih^T + b_ih, computed beforehand
@@ -434,6 +437,16 @@ class GRU(_RecurrentBase):
 
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+@dataclass
+class CellConfig:
+    """Options of the `cell` config group (configs/cell/*.yaml)."""
+
+    name: str = option("lstm", "the recurrent cell", choices=tuple(CELLS))
+    num_layers: int = option(1, "stacked recurrent layers", ge=1)
+    backend: str = option("fused", "fused: torch's kernel | scratch: our step-by-step cells (records states)",
+                          choices=BACKENDS)
 
 
 def build_rnn(cell: str, input_size: int, hidden_size: int, **kwargs) -> _RecurrentBase:

@@ -1,35 +1,53 @@
-"""Turning image features into word ids: greedy, temperature sampling and beam search, batched.
+"""Turning a condition (image features, a source sequence) into word ids: greedy, temperature sampling
+and beam search, batched, through the three methods of the ``Decoder`` contract alone.
 
-All three start from the decoder's initial state and <start>, and stop at <end> or ``max_len`` words.
+All three start from the model's initial state and <start>, and stop at <end> or ``max_len`` words.
 Beam search keeps ``beam_size`` hypotheses per image, for all images at once (one [B*K] batch per
 step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob).
+``sample_tokens`` is the one sampler: evaluation calls it without gradients, self-critical training
+with them (REINFORCE needs the log-probability of each sampled caption).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from captioning.utils.progress import progress
 from captioning.text.vocab import END, PAD, START
+from captioning.utils.progress import progress
+from captioning.utils.schema import option
+
+METHODS = ("greedy", "sample", "beam")
 
 
-class CaptionDecoder(Protocol):
-    """What decoding needs of a model: an initial state from a condition, and one step at a time.
+@dataclass
+class DecodingConfig:
+    """How captions are generated for evaluation (the ``decoding`` options of configs/train.yaml)."""
 
-    captioning.models.show_tell.CaptionDecoder (image features) and the sequence-to-sequence model of
-    captioning/sequence (an encoded source sequence) both provide it.
-    """
+    method: str = option("beam", "greedy | sample | beam", choices=METHODS)
+    beam_size: int = option(3, "hypotheses kept per image (method=beam)", ge=1)
+    length_alpha: float = option(0.0, "beam ranking: log-probability / length**alpha (0 = raw log-probability)")
+    temperature: float = option(1.0, "softmax temperature for method=sample (0 = greedy)", ge=0)
+    batch_size: int = option(500, "images decoded at once", ge=1)
+
+
+class Decoder(Protocol):
+    """What decoding needs of a model: an initial state from a condition, one step at a time, and the
+    rows of a state. Every caption model (captioning.models.base.CaptionModel) and the
+    sequence-to-sequence model of captioning/sequence provide it."""
 
     def init_state(self, condition: Tensor) -> Any: ...
 
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]: ...
 
+    def select_state(self, state: Any, index: Tensor) -> Any: ...
+
     def eval(self) -> Any: ...
+
 
 
 @dataclass
@@ -41,11 +59,20 @@ class Decoded:
     beams: list[list[tuple[list[int], float]]] | None = None  # top beams per image, best first
 
 
-def _map_state(state, fn):
-    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+def map_tensors(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to every tensor of a nested tuple / list / dict state (None stays None)."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if isinstance(state, (tuple, list)):
+        return type(state)(map_tensors(s, fn) for s in state)
+    if isinstance(state, dict):
+        return {k: map_tensors(v, fn) for k, v in state.items()}
+    if state is None:
+        return None
+    raise TypeError(f"a decoding state holds tensors, tuples, lists or dicts, not {type(state).__name__}")
 
 
-def _strip(ids: list[int]) -> list[int]:
+def strip(ids: list[int]) -> list[int]:
     """Cut a caption at its first <end> (or padding)."""
     out = []
     for i in ids:
@@ -55,48 +82,59 @@ def _strip(ids: list[int]) -> list[int]:
     return out
 
 
-@torch.no_grad()
-def sample(decoder: CaptionDecoder, features: Tensor, max_len: int = 16, temperature: float = 0.0,
-           generator: torch.Generator | None = None) -> Decoded:
-    """Greedy (temperature 0) or temperature sampling for a batch of features [B, D]."""
+def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, temperature: float = 1.0,
+                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Sample one caption per row of ``features`` (temperature 0: greedy): word ids [B, T], ``PAD`` after
+    the first <end> (which is kept), and each caption's summed log-probability [B] under the model's own
+    distribution, <end> included (differentiable when gradients are on)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     batch = features.size(0)
     state = decoder.init_state(features)
     word = torch.full((batch,), START, dtype=torch.long, device=features.device)
     done = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    scores = torch.zeros(batch, dtype=torch.float64, device=features.device)
+    # reported scores are summed in float64; a training step keeps the model's dtype for its gradient
+    total = torch.zeros(batch, device=features.device,
+                        dtype=torch.float32 if torch.is_grad_enabled() else torch.float64)
     words = []
     for _ in range(max_len + 1):  # +1: room for <end> after max_len words
         logp, state = decoder.step(word, state)
-        if temperature == 0:
-            word = logp.argmax(-1)
-        else:
-            probs = torch.softmax(logp / temperature, dim=-1)
-            word = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        scores += torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).double())
+        with torch.no_grad():
+            if temperature == 0:
+                word = logp.argmax(-1)
+            else:
+                word = torch.multinomial(torch.softmax(logp / temperature, dim=-1), 1, generator=generator).squeeze(1)
+        total = total + torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
         word = torch.where(done, torch.full_like(word, PAD), word)
         words.append(word)
-        done |= word == END
-        if done.all():
+        done = done | (word == END) | (word == PAD)  # a sampled <pad> ends the caption too
+        if bool(done.all()):
             break
-    ids = torch.stack(words, 1).tolist()
-    return Decoded([_strip(row)[:max_len] for row in ids], scores.tolist())
+    return torch.stack(words, 1), total
 
 
-def greedy(decoder: CaptionDecoder, features: Tensor, max_len: int = 16) -> Decoded:
+@torch.no_grad()
+def sample(decoder: Decoder, features: Tensor, max_len: int = 16, temperature: float = 0.0,
+           generator: torch.Generator | None = None) -> Decoded:
+    """Greedy (temperature 0) or temperature sampling for a batch of features [B, D]."""
+    words, total = sample_tokens(decoder, features, max_len, temperature, generator)
+    return Decoded([strip(row)[:max_len] for row in words.tolist()], total.tolist())
+
+
+def greedy(decoder: Decoder, features: Tensor, max_len: int = 16) -> Decoded:
     """The most probable word at every step."""
     return sample(decoder, features, max_len, temperature=0.0)
 
 
 @torch.no_grad()
-def beam_search(decoder: CaptionDecoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
+def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0) -> Decoded:
     """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K, dev = features.size(0), beam_size, features.device
-    state = _map_state(decoder.init_state(features), lambda s: s.repeat_interleave(K, dim=1))
+    rows = torch.arange(B, device=dev).repeat_interleave(K)  # each image's state K times, beams together
+    state = decoder.select_state(decoder.init_state(features), rows)
     # only the first beam is live at the start, so the K beams don't all repeat the same words
     beam_scores = torch.full((B, K), float("-inf"), dtype=torch.float64, device=dev)
     beam_scores[:, 0] = 0.0
@@ -120,7 +158,7 @@ def beam_search(decoder: CaptionDecoder, features: Tensor, beam_size: int = 3, m
         lengths = lengths.gather(1, parent) + (~was_finished).double()
         finished = was_finished | (word2d == END)
         index = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)
-        state = _map_state(state, lambda s: s.index_select(1, index))
+        state = decoder.select_state(state, index)
         word = word2d.view(-1)
         if finished.all():
             break
@@ -130,14 +168,14 @@ def beam_search(decoder: CaptionDecoder, features: Tensor, beam_size: int = 3, m
     hist, raw = history.tolist(), beam_scores.tolist()
     tokens, scores, beams = [], [], []
     for b in range(B):
-        ranked = [(_strip(hist[b][k])[:max_len], raw[b][k]) for k in order[b].tolist()]
+        ranked = [(strip(hist[b][k])[:max_len], raw[b][k]) for k in order[b].tolist()]
         tokens.append(ranked[0][0])
         scores.append(ranked[0][1])
         beams.append(ranked[:keep_beams])
     return Decoded(tokens, scores, beams if keep_beams else None)
 
 
-def decode(decoder: CaptionDecoder, features: Tensor, method: str = "greedy", max_len: int = 16,
+def decode(decoder: Decoder, features: Tensor, method: str = "greedy", max_len: int = 16,
            beam_size: int = 3, length_alpha: float = 0.0, temperature: float = 1.0, keep_beams: int = 0,
            generator: torch.Generator | None = None) -> Decoded:
     """Dispatch on ``method``: 'greedy', 'sample' or 'beam'."""
@@ -150,7 +188,7 @@ def decode(decoder: CaptionDecoder, features: Tensor, method: str = "greedy", ma
     raise ValueError(f"Unknown decoding method {method!r}: choose greedy, sample or beam")
 
 
-def decode_batched(decoder: CaptionDecoder, features, batch_size: int = 500, **kwargs) -> Decoded:
+def decode_batched(decoder: Decoder, features, batch_size: int = 500, **kwargs) -> Decoded:
     """``decode`` over a large feature array (e.g. a memory-mapped cache) in batches."""
     decoder.eval()
     tokens, scores, beams = [], [], []

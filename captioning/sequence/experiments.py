@@ -19,7 +19,7 @@ from torch import nn
 from captioning.utils.io import atomic_save_bytes, atomic_write, save_json
 from captioning.sequence import tasks
 from captioning.sequence.gradients import model_gradient_norms
-from captioning.sequence.problems import adding, seed_everything
+from captioning.sequence.problems import adding, seeded_generator
 from captioning.sequence.train import train
 
 FIGURE = "long_term_dependency_gradients.png"
@@ -35,7 +35,7 @@ def probe_gradients(model: nn.Module, probe: Mapping[str, Any], seed: int) -> li
 def train_one(name: str, variant: Mapping[str, Any], seq_len: int, cfg: Mapping[str, Any]) -> tuple[dict, nn.Module, nn.Module]:
     """Train one variant at one length: (table row, model at init, trained model)."""
     problem = adding({**cfg["task"], "seq_len": seq_len, "seed": cfg["seed"]})
-    generator = seed_everything(cfg["seed"])
+    generator = seeded_generator(cfg["seed"])
     model_cfg = {**cfg["model"], **{k: v for k, v in variant.items() if k not in ("name", "cell")}}
     model = problem.build_model(variant["cell"], model_cfg)
     at_init = copy.deepcopy(model)

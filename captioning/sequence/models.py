@@ -4,7 +4,7 @@
 * sequence-to-sequence (``Seq2Seq``, Sutskever et al. 2014): an encoder RNN reads the source into its
   final state, a decoder RNN starts from that state and writes the target one token at a time.
 
-``Seq2Seq`` has the caption decoder's ``init_state`` / ``step`` interface, so greedy decoding and beam
+``Seq2Seq`` has the caption models' ``init_state`` / ``step`` / ``select_state`` interface, so greedy decoding and beam
 search are ``captioning.nn.decoding``'s, unchanged: the "features" it is given are the padded source ids.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captioning.nn.decoding import map_tensors
 from captioning.nn.cells import LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
 from captioning.text.vocab import PAD
 
@@ -89,3 +90,7 @@ class Seq2Seq(nn.Module):
         """One decoding step: previous tokens [B] -> log-probabilities [B, V] and the new state."""
         out, state = self.decoder(self.tgt_embed(tokens).unsqueeze(1), state)
         return torch.log_softmax(self.out(out.squeeze(1)), dim=-1), state
+
+    def select_state(self, state: Any, index: Tensor) -> Any:
+        """Batch rows ``index`` of a state: h (and c) are [layers, B, H]."""
+        return map_tensors(state, lambda t: t.index_select(1, index))

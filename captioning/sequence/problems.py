@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from captioning.nn import decoding
+from captioning.utils.seeding import seed_everything
 from captioning.sequence import tasks
 from captioning.sequence.models import ManyToOne, Seq2Seq
 from captioning.text.vocab import END, PAD, UNK, Vocabulary
@@ -204,8 +205,7 @@ def build_problem(name: str, cfg: Mapping[str, Any]) -> Problem:
     return PROBLEMS[name](cfg)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch and random (model init) and return a generator for the training batches."""
-    torch.manual_seed(seed)
-    random.seed(seed)
+def seeded_generator(seed: int) -> torch.Generator:
+    """Seed every global RNG (model init) and return a generator for the training batches."""
+    seed_everything(seed)
     return torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from captioning.utils.io import atomic_save_torch, save_json
-from captioning.sequence.problems import Problem, build_problem, seed_everything
+from captioning.sequence.problems import Problem, build_problem, seeded_generator
 
 LOWER_IS_BETTER = ("mse", "loss")
 
@@ -71,7 +71,7 @@ def run_task(cfg: Mapping[str, Any], run_dir: str | Path | None = None,
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     problem = build_problem(cfg["task"]["name"], cfg["task"])
-    generator = seed_everything(cfg["seed"])
+    generator = seeded_generator(cfg["seed"])
     cell = dict(cfg["cell"])
     model = problem.build_model(cell.pop("name"), {**cfg["model"], **cell})
     result = train(problem, model, cfg["train"], generator, on_eval)

@@ -1,359 +1,421 @@
-"""Training the caption decoder on cached features: teacher forcing, masked cross-entropy, BPTT.
+"""Training a caption model: the schedule's stages, in order, in one loop.
 
-One epoch visits every (image, caption) pair of the train split once, in an order drawn from a
-generator seeded by (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one
-would. Each epoch ends with greedy captions on (part of) val; their BLEU-4 picks the best checkpoint.
+A schedule is a list of stages (``schedule.stages``, configs/schedule/*.yaml), each a ``StageConfig``:
+its loss (teacher-forced cross-entropy, or self-critical REINFORCE), epochs, learning rates and whether
+the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
+weights so far (the first from ``schedule.init_from``, if given), and keeps them as ``best`` until one
+of its epochs beats them on val. One epoch visits every training caption (cross-entropy on cached
+features) or every training image (self-critical, or with the encoder from pixels) once, in an order
+drawn from (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would.
+
+Checkpoints (written atomically): ``checkpoints/best.pt`` (the best val BLEU-4 so far: what evaluation,
+the caption API and the next stage read) and ``checkpoints/last.pt`` (plus the optimizer, schedule, RNGs
+and position: stage, epoch, step). SIGINT/SIGTERM finish the current step, save ``last`` and exit;
+``resume=<run dir>`` continues from that step, in any stage.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from captioning.utils import distributed
+from captioning.data.coco import encode_captions
+from captioning.evaluation.metrics import score
+from captioning.features.prepare import Prepared
+from captioning.models.base import CaptionModel, build_model
+from captioning.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from captioning.nn.decoding import decode_batched
 from captioning.training.batching import epoch_order
-from captioning.models.show_tell import CaptionDecoder, caption_loss
-from captioning.features.prepare import Prepared, caption_tensors, generate, seed_everything, to_dict
+from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
+from captioning.training.optim import LR_SCHEDULES, make_optimizer
+from captioning.training.self_critical import BASELINES, REWARDS, SentenceBleu, self_critical_loss
+from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
 from captioning.utils.io import atomic_write, save_json
-from captioning.evaluation.metrics import score
-from captioning.models.checkpoint import CheckpointError, decoder_from_checkpoint, load_checkpoint, save_checkpoint
 from captioning.utils.precision import training_precision
 from captioning.utils.progress import progress
+from captioning.utils.schema import build, option, plain
+from captioning.utils.seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
+LOSSES = ("cross_entropy", "self_critical")
+
+
+@dataclass
+class StageConfig:
+    """One training stage (an entry of ``schedule.stages``)."""
+
+    loss: str = option("cross_entropy", "cross_entropy (teacher forcing) | self_critical (REINFORCE with a "
+                       "sentence-BLEU reward, Rennie et al. 2017)", choices=LOSSES)
+    epochs: int = option(12, "epochs of this stage; 0 skips it", ge=0)
+    batch_size: int = option(128, "captions per step (cross-entropy on cached features), else images", ge=1)
+    lr: float = option(2.0e-3, "the caption model's peak learning rate (AdamW)", gt=0)
+    encoder_lr: float | None = option(None, "null: the encoder stays frozen (cached features); a number: the "
+                                      "CNN is fine-tuned end to end from pixels at this learning rate", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    lr_schedule: str = option("cosine", "after warmup: cosine | constant | step", choices=LR_SCHEDULES)
+    lr_step_epochs: int = option(3, "lr_schedule=step: epochs between decays", ge=1)
+    lr_gamma: float = option(0.5, "lr_schedule=step: factor per decay", gt=0)
+    warmup_steps: int = option(100, "steps of linear learning-rate warmup", ge=0)
+    clip: float = option(5.0, "gradient-norm clipping; 0 = off", ge=0)
+    early_stopping: int = option(0, "epochs without a better val BLEU-4 before the stage stops; 0 = off", ge=0)
+    checkpoint_every_steps: int = option(0, "also save last.pt every N steps (a kill -9 loses at most N); "
+                                         "0 = each epoch only", ge=0)
+    val_max_images: int = option(500, "val images decoded (greedy) after each epoch; 0 = all", ge=0)
+    log_every: int = option(50, "steps between logged losses", ge=1)
+    bucket_by_length: bool = option(False, "cross-entropy batches of similar caption length "
+                                    "(captioning/training/batching.py)")
+    samples: int = option(5, "self_critical: captions sampled per image", ge=1)
+    reward: str = option("Bleu_4", "self_critical: the sentence BLEU rewarded", choices=REWARDS)
+    baseline: str = option("mean", "self_critical: mean (the image's other samples, Luo 2020) | greedy "
+                           "(its greedy caption, Rennie et al.)", choices=BASELINES)
+    temperature: float = option(1.0, "self_critical: sampling temperature", gt=0)
+
+
+@dataclass
+class ScheduleConfig:
+    """The training schedule (configs/schedule/*.yaml)."""
+
+    init_from: str | None = option(None, "a run directory or checkpoint whose weights start the first stage")
+    stages: dict[str, StageConfig] = option({}, "the stages by name, trained in this order")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def build_decoder(cfg: Any, prepared: Prepared) -> CaptionDecoder:
-    """The decoder described by the config's ``decoder`` and ``cell`` groups."""
-    d, c = cfg.decoder, cfg.cell
-    # passed only when used, so checkpoints of linear-projection decoders keep the hyperparameters they had
-    extra = {"init_hidden": d.init_hidden} if d.get("init_hidden") else {}
-    if d.get("feature_dropout") is not None:
-        extra["feature_dropout"] = d.feature_dropout
-    if c.name == "lstm" and d.get("lstm_init", "torch") != "torch":  # other cells have no forget gate: ignored
-        extra.update(lstm_init=d.lstm_init, forget_bias=d.get("forget_bias", 1.0), t_max=cfg.data.max_caption_len + 1)
-    return CaptionDecoder.build(
-        feature_dim=prepared.feature_dim, vocab_size=len(prepared.vocab), cell=c.name, embed_dim=d.embed_dim,
-        hidden_size=d.hidden_size, num_layers=c.num_layers, dropout=d.dropout,
-        init_activation=d.init_activation, feature_norm=d.feature_norm, backend=c.backend, **extra)
+def schedule_problems(schedule: Any) -> list[str]:
+    """What a schema cannot say about a schedule: combinations of stage options that cannot work."""
+    out = []
+    for name, stage in plain(schedule.stages).items():
+        if stage.get("loss") == "self_critical" and stage.get("baseline", "mean") == "mean" and stage.get("samples", 5) < 2:
+            out.append(f"schedule.stages.{name}.samples must be >= 2 with baseline=mean (the other samples' mean)")
+    if not any(s.get("epochs", 1) for s in plain(schedule.stages).values()):
+        out.append("schedule.stages: no stage has epochs > 0, so nothing would be trained")
+    return out
 
 
-def make_optimizer(params, sched: Any, steps_per_epoch: int):
-    """AdamW over ``params`` (parameters or param groups) with linear warmup then a cosine, constant or
-    step learning-rate schedule (per step, scaling every group's own lr)."""
-    opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=sched.weight_decay)
-    total = max(1, sched.epochs * steps_per_epoch)
+@dataclass
+class TrainData:
+    """The training split as tensors: caption tokens, the image of each caption, each image's captions."""
 
-    def factor(step: int) -> float:
-        if step < sched.warmup_steps:
-            return (step + 1) / sched.warmup_steps
-        if sched.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-        if sched.lr_schedule == "step":
-            return sched.lr_gamma ** (step // max(1, sched.lr_step_epochs * steps_per_epoch))
-        if sched.lr_schedule == "constant":
-            return 1.0
-        raise ValueError(f"Unknown lr_schedule {sched.lr_schedule!r}: choose cosine, constant or step")
+    tokens: torch.Tensor  # [captions, max_len + 2]
+    image_of: torch.Tensor  # [captions]: row of the caption's image
+    captions_of: list[np.ndarray]  # per image: its caption rows
+    features: np.ndarray  # cached features [images, D] (memory-mapped)
+    paths: list[str]
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def rng_state() -> dict:
-    """Every RNG a training step touches."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    @classmethod
+    def of(cls, prepared: Prepared, split: str, max_len: int) -> "TrainData":
+        records = prepared.splits[split]
+        tokens, image_of = encode_captions(records, prepared.vocab, max_len)
+        owners = image_of.numpy()
+        by_image = np.argsort(owners, kind="stable")
+        captions_of = np.split(by_image, np.cumsum(np.bincount(owners, minlength=len(records)))[:-1])
+        return cls(tokens, image_of, captions_of, prepared.features[split], [r.path for r in records])
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what ``rng_state`` saved."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dict:
+    """Train every stage of ``cfg.schedule`` in order; returns the history (also in history.json)."""
+    run_dir, device, max_len = Path(run_dir), torch.device(cfg.device), cfg.data.max_caption_len
+    ckpt_dir, dp = run_dir / "checkpoints", distributed.current()
+    stages = [(name, build(StageConfig, node)) for name, node in cfg.schedule.stages.items()]
+    stages = [(name, stage) for name, stage in stages if stage.epochs > 0]
+    one_process = [n for n, s in stages if s.loss == "self_critical" or s.encoder_lr is not None]
+    if dp.world_size > 1 and one_process:
+        raise ValueError(f"stages {one_process} (self-critical, or fine-tuning the encoder) run in one process: "
+                         "drop trainer=ddp, or train them in a separate run with schedule.init_from=<this run>")
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16,
+                    enabled=training_precision(cfg.precision, device) == "bf16")
+    data = TrainData.of(prepared, cfg.data.train_split, max_len)
+    resume = load_resume_point(cfg, ckpt_dir, [name for name, _ in stages])
+    history = resume["history"] if resume else {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1, "best_stage": None}
+
+    with GracefulStop() as stop:
+        for index, (name, stage) in enumerate(stages):
+            if resume and index < resume["stage"]:
+                continue  # finished before the interruption
+            resuming = resume is not None and index == resume["stage"]
+            # -- the stage's model, encoder and optimizer, from the best weights so far -------------------
+            seed_everything(cfg.seed)  # whatever ran before, a stage's initial weights depend on the seed alone
+            model = build_model(cfg.model, prepared.feature_dim, len(prepared.vocab), max_len).to(device)
+            start = resume if resuming else starting_point(cfg, index, ckpt_dir)
+            if start is not None:
+                check_same_model(start, model, prepared, "resume" if resuming else "start from (schedule.init_from)")
+                model.load_state_dict(start["weights"])
+            if resuming:  # a run resumed into a new directory starts with the old run's best checkpoint
+                carry_best(Path(resume["path"]).parent / "best.pt", ckpt_dir / "best.pt")
+            tuned = start.get("encoder_state") if start is not None else None
+            encoder = None  # features from pixels: when this stage trains the CNN, or an earlier stage did
+            if stage.encoder_lr is not None or tuned is not None:
+                encoder = trainable_encoder(prepared.encoder_cfg, tuned, prepared.feature_dim, device,
+                                            trainable=stage.encoder_lr is not None)
+
+            def encoder_fields() -> dict:
+                """What a checkpoint records of the encoder: its cache key, and its weights once fine-tuned."""
+                if stage.encoder_lr is not None:
+                    return {"encoder_key": encoder.key_for(encoder.finetuned_weights_id()),
+                            "encoder_state": encoder_state(encoder)}
+                if tuned is not None:
+                    return {"encoder_key": start["encoder_key"], "encoder_state": tuned}
+                return {"encoder_key": prepared.encoder_key}
+            by_image = stage.loss == "self_critical" or encoder is not None
+            steps_per_epoch = math.ceil((len(data.paths) if by_image else len(data.tokens)) / stage.batch_size)
+            params = [{"params": list(model.parameters())}]
+            if stage.encoder_lr is not None:
+                params.append({"params": list(encoder.parameters()), "lr": stage.encoder_lr})
+            opt, lr_sched = make_optimizer(params, stage, steps_per_epoch)
+            first_epoch, first_step, losses = 0, 0, []
+            if resuming:
+                check_same_position(resume, cfg, name, stage, steps_per_epoch)
+                opt.load_state_dict(resume["optimizer"])
+                lr_sched.load_state_dict(resume["lr_schedule"])
+                set_rng_state(resume["rng"])
+                first_epoch, first_step, losses = resume["epoch"], resume["step"], list(resume["epoch_losses"])
+                log.info("resumed stage %s at epoch %d step %d", name, first_epoch, first_step)
+            elif start is not None and history["best_bleu4"] < 0:  # schedule.init_from: the weights to beat
+                history["best_bleu4"] = validate(model, encoder, prepared, cfg.data.val_split, stage, max_len)
+                history["best_epoch"], history["best_stage"] = 0, name
+                history["initial_val_bleu4"] = history["best_bleu4"]
+                save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), stage_name=name, epoch=0)
+            net = dp.wrap(model)  # one process, or this rank of a DDP job (captioning/utils/distributed.py)
+            reward = SentenceBleu([r.captions for r in prepared.splits[cfg.data.train_split]], stage.reward) \
+                if stage.loss == "self_critical" else None
+            trained = [model] + ([encoder] if stage.encoder_lr is not None else [])
+
+            def save_last(epoch: int, step: int, epoch_losses: list[float]) -> None:
+                """last.pt: the weights, and everything that continues the run from (stage, epoch, step)."""
+                if dp.is_main:
+                    save(ckpt_dir / "last.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
+                         epoch=epoch, step=step, epoch_losses=list(epoch_losses), steps_per_epoch=steps_per_epoch,
+                         optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(), rng=rng_state(),
+                         history=history)
+
+            # -- the epochs --------------------------------------------------------------------------------
+            for epoch in range(first_epoch, stage.epochs):
+                if stage_stopped_early(history, name, stage):
+                    log.info("%s: early stopping, no better val BLEU-4 for %d epochs", name, stage.early_stopping)
+                    break
+                t0, rewards = time.time(), []
+                for module in trained:
+                    module.train()
+                if by_image:  # a permutation of the training images
+                    order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+                else:  # of the training captions, optionally bucketed by length
+                    order = epoch_order((data.tokens != 0).sum(1), stage.batch_size, cfg.seed * 100_003 + epoch,
+                                        bucket=stage.bucket_by_length)
+                if epoch > first_epoch:
+                    first_step, losses = 0, []
+                bar = progress(range(first_step, steps_per_epoch), desc=f"{name} {epoch + 1}/{stage.epochs}")
+                for step in bar:
+                    batch = order[step * stage.batch_size : (step + 1) * stage.batch_size]
+                    with torch.autocast(**autocast):
+                        if stage.loss == "self_critical":
+                            images = batch.tolist()
+                            feats = features_of(images, data, encoder, device)
+                            loss, mean_reward = self_critical_loss(model, feats, images, reward, prepared.vocab.itos, stage)
+                            rewards.append(mean_reward)
+                        else:
+                            loss = cross_entropy_loss(net, batch, by_image, data, encoder, dp, device)
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(f"loss is {loss.item()} in stage {name}, epoch {epoch + 1}, step {step}: "
+                                               f"lower its lr or set its clip; the last good checkpoint is in {ckpt_dir}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()  # backpropagation through time
+                    if stage.clip:
+                        nn.utils.clip_grad_norm_([p for m in trained for p in m.parameters()], stage.clip)
+                    opt.step()
+                    lr_sched.step()
+                    losses.append(loss.item())
+                    if step % stage.log_every == 0:
+                        lr = lr_sched.get_last_lr()[0]
+                        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
+                        if logger:  # steps count on across stages
+                            logger.log({"train/loss": losses[-1], "lr": lr}, step=steps_done(history) + step)
+                    stopping = dp.mean(float(stop.requested)) > 0  # every rank stops after the same step
+                    every = stage.checkpoint_every_steps
+                    if stopping or (every and (epoch * steps_per_epoch + step + 1) % every == 0 and step + 1 < steps_per_epoch):
+                        save_last(epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
+                    if stopping:
+                        raise interrupted(stop, run_dir, name, epoch, step + 1, steps_per_epoch)
+
+                # -- end of epoch: validate, keep the best, save last ----------------------------------------
+                bleu4 = dp.on_main(validate, model, encoder, prepared, cfg.data.val_split, stage, max_len)
+                entry = {"stage": name, "epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))),
+                         "val_bleu4": bleu4, "seconds": time.time() - t0, "steps": steps_per_epoch}
+                if rewards:
+                    entry["train_reward"] = float(np.mean(rewards))
+                history["epochs"].append(entry)
+                log.info("%s epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)%s", name, epoch + 1, entry["train_loss"],
+                         bleu4, entry["seconds"], f"  mean reward {entry['train_reward']:.4f}" if rewards else "")
+                end_step = steps_done(history)
+                if logger:
+                    logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": len(history["epochs"]),
+                                **({"train/reward": entry["train_reward"]} if rewards else {})}, step=end_step)
+                    if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
+                        logger.log_samples(len(history["epochs"]), end_step, model, prepared, cfg.data.val_split, max_len)
+                if bleu4 > history["best_bleu4"]:
+                    history.update(best_bleu4=bleu4, best_epoch=epoch + 1, best_stage=name)
+                    if dp.is_main:
+                        save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
+                             epoch=epoch + 1)
+                save_last(epoch + 1, 0, [])
+                if dp.is_main:
+                    save_json(history, run_dir / "history.json")
+                if dp.mean(float(stop.requested)) > 0:  # the signal came during validation
+                    raise interrupted(stop, run_dir, name, epoch + 1, 0, steps_per_epoch)
+            resume = None
+    return history
 
 
-def validate(decoder: CaptionDecoder, prepared: Prepared, split: str | None, sched: Any, max_len: int) -> float:
-    """Greedy BLEU-4 on the first ``val_max_images`` images of the val split (0.0 when there is none)."""
+# -- the two losses -------------------------------------------------------------------------------------
+
+def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data: TrainData, encoder, dp,
+                       device: torch.device) -> torch.Tensor:
+    """Masked cross-entropy of a teacher-forced batch: ``batch`` holds caption rows (on cached features) or
+    image rows (every caption of each image, its features computed once from pixels)."""
+    if by_image:
+        images = batch.tolist()
+        rows = [data.captions_of[i] for i in images]
+        tokens = data.tokens[torch.from_numpy(np.concatenate(rows))]
+        owner = torch.repeat_interleave(torch.arange(len(images)), torch.tensor([len(r) for r in rows]))
+        feats, scale = features_of(images, data, encoder, device)[owner.to(device)], 1.0
+    else:
+        idx, scale = dp.shard(batch, data.tokens)  # this rank's rows; the loss scale (1.0 for one process)
+        tokens = data.tokens[idx]
+        feats = features_of(data.image_of[idx].tolist(), data, None, device)
+    tokens = tokens[:, : int((tokens != 0).sum(1).max())].to(device)  # padding shared by the whole batch trimmed
+    logits = net(feats, tokens[:, :-1])
+    return caption_loss(logits, tokens[:, 1:]) * scale
+
+
+def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Cross-entropy over real words only: padding positions are masked out of the mean."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=pad_id)
+
+
+def features_of(images: list[int], data: TrainData, encoder, device: torch.device) -> torch.Tensor:
+    """Features [len(images), D]: the cached ones, or the encoder's from pixels (one CNN pass per image)."""
+    if encoder is None:
+        return torch.from_numpy(np.ascontiguousarray(data.features[images])).float().to(device)
+    return encoder(pixels(encoder, [data.paths[i] for i in images]))
+
+
+# -- validation and checkpoints ---------------------------------------------------------------------------
+
+def validate(model: CaptionModel, encoder, prepared: Prepared, split: str | None, stage: StageConfig,
+             max_len: int) -> float:
+    """Greedy BLEU-4 on the first ``val_max_images`` images of the val split (0.0 when there is none); with a
+    fine-tuned encoder, the images are encoded as the CNN is now."""
     if not split or split not in prepared.splits:
         return 0.0
-    n = sched.val_max_images or len(prepared.splits[split])
-    records = prepared.splits[split][:n]
-    hyps = generate(decoder, prepared.vocab, records, prepared.features[split][:n], {"method": "greedy"}, max_len)
+    records = prepared.splits[split][: stage.val_max_images or None]
+    if encoder is None:
+        feats = prepared.features[split][: len(records)]
+    else:
+        feats = encode(encoder, [r.path for r in records], prepared.encoder_cfg.get("batch_size", 64))
+    was_training = model.training
+    out = decode_batched(model, feats, batch_size=500, method="greedy", max_len=max_len)  # sets eval mode
+    model.train(was_training)
+    hyps = {r.image_id: prepared.vocab.decode(t) for r, t in zip(records, out.tokens)}
     return score({r.image_id: r.captions for r in records}, hyps)["Bleu_4"]
 
 
-def train(cfg: Any, prepared: Prepared, run_dir: Path, logger=None, step_offset: int = 0) -> dict:
-    """Train, checkpoint (last + best, atomically) and return the training history.
-
-    SIGINT/SIGTERM finish the current step, save ``last`` with the exact position and raise
-    ``Interrupted`` (a SystemExit with status 128 + signal); ``resume=`` continues from that step.
-    A schedule with a ``self_critical`` stage (epochs > 0) trains in two stages (captioning/training/self_critical.py).
-    ``step_offset`` is added to the steps the logger sees (a second stage continues the first's curve).
-    """
-    stage2 = cfg.schedule.get("self_critical")
-    if stage2 is not None and stage2.get("epochs"):
-        from captioning.training.self_critical import train_two_stages
-
-        return train_two_stages(cfg, prepared, Path(run_dir), logger)
-    with GracefulStop() as stop:
-        return _train(cfg, prepared, Path(run_dir), logger, stop, step_offset)
+def save(path: Path, model: CaptionModel, prepared: Prepared, cfg: Any, encoder: dict,
+         trained: list[nn.Module] = (), **state: Any) -> None:
+    """Write a checkpoint: the model, vocabulary, encoder (``encoder``: its cache key, and its weights once
+    fine-tuned) and ``state``; never replace a good checkpoint by one with NaN or infinite weights."""
+    for module in trained:
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            raise TrainingDiverged(f"the weights became NaN or infinite: lower the stage's lr or set its clip; "
+                                   f"the last good checkpoint is kept in {path.parent}")
+    fields = dict(encoder)
+    save_checkpoint(path, model, prepared.vocab, prepared.encoder_cfg, fields.pop("encoder_key"),
+                    config=plain(cfg), **fields, **state)
 
 
-def _train(cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop, step_offset: int = 0) -> dict:
-    if cfg.schedule.get("finetune_encoder"):
-        from captioning.training.finetune import FinetuneLoop
-
-        loop = FinetuneLoop(cfg, prepared, run_dir, logger, stop)
-    elif cfg.schedule.get("scst"):
-        from captioning.training.self_critical import ScstLoop
-
-        loop = ScstLoop(cfg, prepared, run_dir, logger, stop)
-    else:
-        loop = _Loop(cfg, prepared, run_dir, logger, stop)
-    loop.step_offset = step_offset
-    for epoch in range(loop.start_epoch, cfg.schedule.epochs):
-        t0 = time.time()
-        losses = loop.run_epoch(epoch)
-        if loop.end_epoch(epoch, losses, time.time() - t0):
-            break
-    return loop.history
+def starting_point(cfg: Any, index: int, ckpt_dir: Path) -> dict | None:
+    """The checkpoint a stage starts from: the best so far, or for the first stage ``schedule.init_from``."""
+    if index > 0 and (ckpt_dir / "best.pt").is_file():
+        return load_checkpoint(ckpt_dir / "best.pt")
+    if cfg.schedule.init_from:
+        return load_checkpoint(cfg.schedule.init_from)
+    return None
 
 
-class _Loop:
-    """One training run's state (data, decoder, optimizer, position, history) and its steps, on cached
-    features. captioning/training/finetune.py overrides the hooks (items, order, loss, validation, checkpoint
-    contents) to train the encoder with it from pixels."""
-
-    def __init__(self, cfg: Any, prepared: Prepared, run_dir: Path, logger, stop: GracefulStop):
-        self.cfg, self.sched, self.prepared, self.run_dir, self.logger, self.stop = (
-            cfg, cfg.schedule, prepared, run_dir, logger, stop)
-        self.max_len, self.device = cfg.data.max_caption_len, torch.device(cfg.device)
-        self.tokens, self.image_rows = caption_tensors(prepared.splits[cfg.data.train_split], prepared.vocab,
-                                                       self.max_len)
-        self.train_feats = prepared.features[cfg.data.train_split]
-        self.lengths = (self.tokens != 0).sum(1)
-        self.steps_per_epoch = math.ceil(self.num_items() / self.sched.batch_size)
-        # seed here, not only at start-up: whether features came from the cache or were extracted (a
-        # DataLoader draws from the global RNG) must not change the decoder's initial weights
-        seed_everything(cfg.seed)
-        self.decoder = build_decoder(cfg, prepared).to(self.device)
-        self.build_modules()
-        self.opt, self.lr_sched = make_optimizer(self.param_groups(), self.sched, self.steps_per_epoch)
-        self.ckpt_dir = run_dir / "checkpoints"
-        self.history: dict = {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1}
-        # position: epochs done, then steps done in the next (and their losses)
-        self.start_epoch, self.start_step, self.start_losses = 0, 0, []
-        if cfg.get("resume"):
-            self.start_epoch, self.start_step, self.start_losses, self.history = _resume(
-                cfg, self.decoder, self.opt, self.lr_sched, self.steps_per_epoch, self.ckpt_dir, self.restore)
-            log.info("resumed from %s at epoch %d step %d", cfg.resume, self.start_epoch, self.start_step)
-        elif self.sched.get("init_from"):
-            self.initialise_from(load_checkpoint(self.sched.init_from))
-        self.every = self.sched.get("checkpoint_every_steps") or 0
-        # mixed precision: matmuls in bfloat16 where torch.autocast deems it safe, weights and optimizer in fp32
-        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16,
-                             enabled=training_precision(cfg.get("precision", "fp32"), cfg.device) == "bf16")
-        self.step_offset = 0  # added to the steps the logger sees
-        self.dp = distributed.current()  # one process, or this rank of a DDP job (captioning/utils/distributed.py)
-        self.model = self.dp.wrap(self.decoder)
-
-    # -- hooks (captioning/training/finetune.py overrides them) --------------------------------------------
-
-    def num_items(self) -> int:
-        """What an epoch visits once: captions (each with its image's cached feature)."""
-        return len(self.tokens)
-
-    def build_modules(self) -> None:
-        """Modules trained besides the decoder: none on cached features."""
-
-    def param_groups(self) -> list:
-        """What the optimizer updates."""
-        return list(self.decoder.parameters())
-
-    def trained_modules(self) -> list[torch.nn.Module]:
-        return [self.decoder]
-
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The epoch's caption order, a function of the seed and the epoch (so resume is exact)."""
-        return epoch_order(self.lengths, self.sched.batch_size, self.cfg.seed * 100_003 + epoch,
-                           bucket=bool(self.sched.get("bucket_by_length", False)))
-
-    def loss(self, order: torch.Tensor, step: int) -> torch.Tensor:
-        """Masked cross-entropy of one teacher-forced batch (scaled for data parallelism)."""
-        feats, tokens, scale = self.batch(order, step)
-        return caption_loss(self.model(feats, tokens[:, :-1]), tokens[:, 1:]) * scale
-
-    def validate(self) -> float:
-        """Val BLEU-4 for model selection."""
-        return validate(self.decoder, self.prepared, self.cfg.data.val_split, self.sched, self.max_len)
-
-    def checkpoint_contents(self) -> dict:
-        """The encoder the checkpoint's decoder reads: its config and cache key."""
-        return {"encoder_cfg": self.prepared.encoder_cfg, "encoder_key": self.prepared.encoder_key}
-
-    def restore(self, ckpt: dict) -> None:
-        """Restore what ``checkpoint_contents`` added beyond the decoder (nothing here)."""
-
-    def initialise_from(self, ckpt: dict) -> None:
-        """Start from another run's decoder weights (schedule.init_from), with fresh optimizer and schedule."""
-        restored, vocab = decoder_from_checkpoint(ckpt)
-        if restored.hyperparameters() != self.decoder.hyperparameters() or vocab != self.prepared.vocab:
-            raise CheckpointError(f"schedule.init_from={ckpt['path']} holds decoder {restored.hyperparameters()} "
-                                  f"but this config builds {self.decoder.hyperparameters()} (or the vocabularies "
-                                  "differ); start from a run with the same decoder, cell and data settings")
-        if ckpt.get("encoder_key") and ckpt["encoder_key"] != self.prepared.encoder_key:
-            raise CheckpointError(f"schedule.init_from={ckpt['path']} was trained on {ckpt['encoder_key']!r} "
-                                  f"features, this run reads {self.prepared.encoder_key!r}: use the same encoder")
-        self.decoder.load_state_dict(ckpt["decoder"])
-        log.info("decoder initialised from %s", ckpt["path"])
-
-    # -- the loop -----------------------------------------------------------------------------------
-
-    def save(self, name: str, epoch: int, step: int = 0, losses: list | None = None) -> None:
-        """Checkpoint ``name`` (rank 0 only) at position (epoch, step) with everything resume needs."""
-        if not self.dp.is_main:
-            return
-        for module in self.trained_modules():  # never replace a good checkpoint by a diverged one
-            _check_finite(module, self.ckpt_dir)
-        p, extra = self.prepared, self.checkpoint_contents()
-        save_checkpoint(self.ckpt_dir / f"{name}.pt", self.decoder, p.vocab, extra.pop("encoder_cfg"),
-                        extra.pop("encoder_key"), max_len=self.max_len, optimizer=self.opt.state_dict(),
-                        lr_schedule=self.lr_sched.state_dict(), epoch=epoch, step=step,
-                        epoch_losses=list(losses or []), steps_per_epoch=self.steps_per_epoch,
-                        history=self.history, rng=rng_state(), config=to_dict(self.cfg), **extra)
-
-    def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Features [B, D], tokens [B, T] (padding shared by the whole batch trimmed) and the loss scale."""
-        bs = self.sched.batch_size
-        idx, scale = self.dp.shard(order[step * bs : (step + 1) * bs], self.tokens)  # scale 1.0 for one process
-        tokens = self.tokens[idx]
-        tokens = tokens[:, : int((tokens != 0).sum(1).max())]
-        rows = self.image_rows[idx].numpy()
-        feats = torch.from_numpy(np.ascontiguousarray(self.train_feats[rows])).float()
-        return feats.to(self.device), tokens.to(self.device), scale
-
-    def train_step(self, epoch: int, step: int, order: torch.Tensor) -> float:
-        """Teacher-forced forward, masked cross-entropy, backward through time, clip, update."""
-        with torch.autocast(**self.autocast):
-            loss = self.loss(order, step)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch + 1} step {step}: lower schedule.lr "
-                                   f"or set schedule.clip; the last good checkpoint is in {self.ckpt_dir}")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.sched.clip:
-            torch.nn.utils.clip_grad_norm_([p for m in self.trained_modules() for p in m.parameters()],
-                                           self.sched.clip)
-        self.opt.step()
-        self.lr_sched.step()
-        return loss.item()
-
-    def run_epoch(self, epoch: int) -> list[float]:
-        """The epoch's steps (from the resume position in the first epoch); returns their losses."""
-        sched, spe = self.sched, self.steps_per_epoch
-        order = self.epoch_order(epoch)
-        for module in self.trained_modules():
-            module.train()
-        first, losses = (self.start_step, list(self.start_losses)) if epoch == self.start_epoch else (0, [])
-        bar = progress(range(first, spe), desc=f"epoch {epoch + 1}/{sched.epochs}")
-        for step in bar:
-            losses.append(self.train_step(epoch, step, order))
-            if step % sched.log_every == 0:
-                lr = self.lr_sched.get_last_lr()[0]
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
-                if self.logger:
-                    self.logger.log({"train/loss": losses[-1], "lr": lr}, step=self.step_offset + epoch * spe + step)
-            stopping = self.dp.mean(float(self.stop.requested)) > 0  # every rank stops after the same step
-            if stopping or (self.every and (epoch * spe + step + 1) % self.every == 0 and step + 1 < spe):
-                self.save("last", epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
-            if stopping:
-                raise _interrupted(self.stop, self.run_dir, epoch, step + 1, spe)
-        return losses
-
-    def end_epoch(self, epoch: int, losses: list[float], seconds: float) -> bool:
-        """Validate, log, checkpoint last (and best); True when early stopping ends the run."""
-        cfg, history, spe = self.cfg, self.history, self.steps_per_epoch
-        bleu4 = self.dp.on_main(self.validate)
-        entry = {"epoch": epoch + 1, "train_loss": self.dp.mean(float(np.mean(losses))), "val_bleu4": bleu4,
-                 "seconds": seconds}
-        history["epochs"].append(entry)
-        log.info("epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)", epoch + 1, entry["train_loss"], bleu4, seconds)
-        if self.logger:
-            self.logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": epoch + 1},
-                            step=self.step_offset + (epoch + 1) * spe)
-            if hasattr(self.logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
-                self.logger.log_samples(epoch + 1, self.step_offset + (epoch + 1) * spe, self.decoder, self.prepared,
-                                        cfg.data.val_split, self.max_len)
-        if bleu4 > history["best_bleu4"]:
-            history["best_bleu4"], history["best_epoch"] = bleu4, epoch + 1
-            self.save("best", epoch + 1)
-        self.save("last", epoch + 1)
-        if self.dp.is_main:
-            save_json(history, self.run_dir / "history.json")
-        if self.dp.mean(float(self.stop.requested)) > 0:  # the signal came during validation
-            raise _interrupted(self.stop, self.run_dir, epoch + 1, 0, spe)
-        early = self.sched.early_stopping
-        if early and epoch + 1 - history["best_epoch"] >= early:
-            log.info("early stopping: no better val BLEU-4 for %d epochs", early)
-            return True
-        return False
+def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action: str) -> None:
+    """Refuse weights of another model, vocabulary or encoder than this config builds (``action``: what
+    the run was asked to do with them: 'resume' or 'start from')."""
+    if ckpt["model"] != model.hyperparameters() or ckpt["vocab"] != prepared.vocab.state_dict():
+        raise CheckpointError(f"cannot {action} {ckpt['path']}: it holds model {ckpt['model']} but this config "
+                              f"builds {model.hyperparameters()} (or the vocabularies differ); {action} it with the "
+                              "run's own model, cell and data settings")
+    base_key = ckpt.get("encoder_key", "").split("+finetuned:")[0]
+    if base_key and "encoder_state" not in ckpt and base_key != prepared.encoder_key:
+        raise CheckpointError(f"{ckpt['path']} was trained on {ckpt['encoder_key']!r} features, this run reads "
+                              f"{prepared.encoder_key!r}: use the same encoder")
 
 
-def _resume(cfg: Any, decoder: CaptionDecoder, opt, lr_sched, steps_per_epoch: int,
-            ckpt_dir: Path, restore=None) -> tuple[int, int, list[float], dict]:
-    """Restore model, optimizer, schedule, position (epoch, step) and RNGs from a run dir's last checkpoint."""
+def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | None:
+    """``resume=<run dir or last.pt>``: the last checkpoint, with its position (``stage`` as an index of
+    ``stages``, epoch, step)."""
+    if not cfg.get("resume"):
+        return None
     p = Path(cfg.resume)
     ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
-    if "optimizer" not in ckpt:
-        raise CheckpointError(f"{ckpt['path']} holds no training state (optimizer, epoch): resume from a last.pt")
-    restored, _ = decoder_from_checkpoint(ckpt)
-    if restored.hyperparameters() != decoder.hyperparameters():
-        raise CheckpointError(f"cannot resume {ckpt['path']}: it was trained with decoder "
-                              f"{restored.hyperparameters()} but this config builds {decoder.hyperparameters()}; "
-                              "resume with the run's own decoder and cell settings")
-    step = int(ckpt.get("step", 0))
+    if "optimizer" not in ckpt or "stage_name" not in ckpt:
+        raise CheckpointError(f"{ckpt['path']} holds no training state (optimizer, position): resume from a "
+                              "run directory or its checkpoints/last.pt")
+    if ckpt["stage_name"] not in stages:
+        raise CheckpointError(f"{ckpt['path']} stopped in stage {ckpt['stage_name']!r}, which this schedule does not "
+                              f"train (its stages: {stages}); resume with the run's own schedule")
+    return {**ckpt, "stage": stages.index(ckpt["stage_name"])}
+
+
+def check_same_position(ckpt: dict, cfg: Any, name: str, stage: StageConfig, steps_per_epoch: int) -> None:
+    """A run stopped mid-epoch continues exactly only with the same seed, batch size and data."""
     old = ckpt.get("config") or {}
-    was = (old.get("seed"), (old.get("schedule") or {}).get("batch_size"), ckpt.get("steps_per_epoch"))
-    if step and was != (cfg.seed, cfg.schedule.batch_size, steps_per_epoch):
-        raise CheckpointError(f"{ckpt['path']} stopped mid-epoch (step {step}); continuing it exactly needs the same "
-                              f"seed, schedule.batch_size and training data: (seed, batch_size, steps per epoch) "
-                              f"was {was}, this config gives {(cfg.seed, cfg.schedule.batch_size, steps_per_epoch)}")
-    decoder.load_state_dict(ckpt["decoder"])
-    if restore is not None:
-        restore(ckpt)
-    opt.load_state_dict(ckpt["optimizer"])
-    lr_sched.load_state_dict(ckpt["lr_schedule"])
-    set_rng_state(ckpt["rng"])
-    _carry_best(Path(ckpt["path"]).parent / "best.pt", ckpt_dir / "best.pt")
-    return ckpt["epoch"], step, list(ckpt.get("epoch_losses", [])), ckpt["history"]
+    old_stage = ((old.get("schedule") or {}).get("stages") or {}).get(name) or {}
+    was = (old.get("seed"), old_stage.get("batch_size"), ckpt.get("steps_per_epoch"))
+    now = (cfg.seed, stage.batch_size, steps_per_epoch)
+    if ckpt["step"] and was != now:
+        raise CheckpointError(f"{ckpt['path']} stopped mid-epoch (step {ckpt['step']}); continuing it exactly needs "
+                              f"the same seed, batch size and training data: (seed, batch_size, steps per epoch) "
+                              f"was {was}, this config gives {now}")
 
 
-def _carry_best(source: Path, target: Path) -> None:
-    """A run resumed into a new directory starts with the old run's best checkpoint (evaluation reads it)."""
+def carry_best(source: Path, target: Path) -> None:
+    """A run resumed into a new directory starts with the old run's best checkpoint."""
     if source.is_file() and not target.exists() and source.resolve() != target.resolve():
         with open(source, "rb") as src, atomic_write(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
 
 
-def _check_finite(decoder: CaptionDecoder, ckpt_dir: Path) -> None:
-    """Refuse to checkpoint NaN or infinite weights (a finite loss can still give an infinite update)."""
-    if not all(bool(torch.isfinite(p).all()) for p in decoder.parameters()):
-        raise TrainingDiverged(f"the weights became NaN or infinite: lower schedule.lr or set schedule.clip; "
-                               f"the last good checkpoint is kept in {ckpt_dir}")
+def steps_done(history: dict) -> int:
+    """Optimizer steps of the finished epochs, over all stages (the logger's step)."""
+    return sum(e["steps"] for e in history["epochs"])
 
 
-def _interrupted(stop: GracefulStop, run_dir: Path, epoch: int, step: int, steps_per_epoch: int) -> Interrupted:
+def stage_stopped_early(history: dict, name: str, stage: StageConfig) -> bool:
+    """Whether ``stage.early_stopping`` epochs of this stage passed without a better val BLEU-4."""
+    if not stage.early_stopping:
+        return False
+    mine = [e for e in history["epochs"] if e["stage"] == name]
+    best = max((i for i, e in enumerate(mine) if e["val_bleu4"] >= history["best_bleu4"]), default=-1)
+    return len(mine) - 1 - best >= stage.early_stopping
+
+
+def interrupted(stop: GracefulStop, run_dir: Path, stage: str, epoch: int, step: int, steps_per_epoch: int) -> Interrupted:
     """The exception that ends a run stopped by a signal, telling the user how to continue."""
-    return stop.exit(f"stopped after {epoch} epoch(s) and {step} of the next epoch's {steps_per_epoch} steps; "
-                     f"saved {run_dir / 'checkpoints' / 'last.pt'}; continue with resume={run_dir}")
+    return stop.exit(f"stopped in stage {stage} after {epoch} epoch(s) and {step} of the next epoch's "
+                     f"{steps_per_epoch} steps; saved {run_dir / 'checkpoints' / 'last.pt'}; continue with "
+                     f"resume={run_dir}")

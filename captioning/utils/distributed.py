@@ -26,7 +26,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from captioning.text.vocab import PAD
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,14 +59,15 @@ class DataParallel:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 
-    def shard(self, idx: Tensor, tokens: Tensor) -> tuple[Tensor, float]:
-        """(this rank's rows of the global batch ``idx``, loss scale): see the module docstring."""
+    def shard(self, idx: Tensor, tokens: Tensor, pad_id: int = 0) -> tuple[Tensor, float]:
+        """(this rank's rows of the global batch ``idx``, loss scale): see the module docstring. ``tokens``:
+        the caption ids, ``pad_id`` their padding (captioning.text.vocab.PAD)."""
         if self.world_size == 1:
             return idx, 1.0
         mine = idx[self.rank :: self.world_size]
         if len(mine) == 0:  # a last batch smaller than the world: join the all-reduce, add nothing
             return idx[:1], 0.0
-        words = lambda rows: int((tokens[rows, 1:] != PAD).sum())  # noqa: E731 - the targets' real words
+        words = lambda rows: int((tokens[rows, 1:] != pad_id).sum())  # noqa: E731 - the targets' real words
         return mine, self.world_size * words(mine) / words(idx)
 
     def on_main(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,0 +1,126 @@
+"""The training config's schema: every component's declared options, registered with Hydra, and the
+checks that run before any work.
+
+Each component declares its options once, as a dataclass beside its code (``captioning.utils.schema``):
+the caption models (``CaptionModel.Config``, registered by name), the cell (``CellConfig``), the schedule
+(``ScheduleConfig`` of ``StageConfig`` stages), decoding (``DecodingConfig``), evaluation
+(``EvaluateConfig``) and the run itself (``RunConfig`` below). ``register_schemas`` stores them in
+Hydra's ConfigStore, where the yaml files in configs/ extend them (``defaults: [/schema/<group>/<name>@_here_]``),
+so an unknown key or a wrong type fails at composition, and a yaml states only what differs from the
+declared defaults. ``check_config`` then names every value outside its range or choices at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from captioning.data.datasets import validate_data_config
+from captioning.evaluation.scoring import EvaluateConfig
+from captioning.features.encoder import validate_encoder_config
+from captioning.models import show_tell  # noqa: F401 (registers the package's models)
+from captioning.models.base import MODELS, model_class
+from captioning.nn.cells import CellConfig
+from captioning.nn.decoding import DecodingConfig
+from captioning.training.loop import ScheduleConfig, schedule_problems
+from captioning.utils.precision import PRECISIONS
+from captioning.utils.schema import option, plain, problems
+
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+@dataclass
+class RunConfig:
+    """The run's own options (the top level of configs/train.yaml) and its typed sections."""
+
+    seed: int = option(0, "seeds weights, batch order, dropout and sampling", ge=0)
+    device: str = option("cpu", "cpu | cuda | auto (cuda when a GPU is visible)")
+    num_threads: int | None = option(None, "torch CPU threads; null = torch's default", ge=1)
+    precision: str = option("auto", "training steps: auto (bf16 where the device multiplies bfloat16 natively, "
+                            "else fp32) | fp32 | bf16 (torch.autocast; weights and optimizer stay fp32)",
+                            choices=PRECISIONS)
+    cache_dir: str = option("${oc.env:CAPTIONING_CACHE,.cache}/features", "feature cache, shared across runs")
+    resume: str | None = option(None, "a run directory (or its last.pt) to continue, in whatever stage it stopped")
+    on_bad_image: str = option("fail", "fail | skip: an unreadable image stops the run or is dropped",
+                               choices=BAD_IMAGE_POLICIES)
+    decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated for evaluation")
+    evaluate: EvaluateConfig = option(EvaluateConfig(), "baselines and failure reports at the end of training")
+    # the config groups (configs/<group>/*.yaml), each checked against its own schema
+    data: Any = option(None, "the dataset (configs/data)")
+    encoder: Any = option(None, "the image encoder (configs/encoder)")
+    model: Any = option(None, "the caption model (configs/model; captioning/models)")
+    cell: Any = option(None, "the model's recurrent cell (configs/cell)")
+    schedule: Any = option(None, "the training stages (configs/schedule)")
+    logger: Any = option(None, "none | wandb (configs/logger)")
+    metrics: Any = option(None, "the metrics every evaluation reports (configs/metrics)")
+    trainer: Any = option(None, "single | ddp (configs/trainer)")
+
+
+@dataclass
+class ProbeConfig:
+    """Probes of the frozen features (scripts/probe_features.py, captioning/evaluation/probes.py)."""
+
+    hidden: int = option(0, "0 = a linear probe; > 0 = a perceptron with one hidden layer of this width", ge=0)
+    split: str = option("test", "where the probes are scored (they train on data.train_split)")
+    epochs: int = option(60, "training epochs of each probe", ge=1)
+
+
+@dataclass
+class ProbeRunConfig(RunConfig):
+    """configs/probe.yaml: the training config (same data, encoder and cache) plus the probes' options."""
+
+    probe: ProbeConfig = option(ProbeConfig(), "the probes' options")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work."""
+
+
+def model_schema(name: str) -> type:
+    """The Hydra schema of a registered model: its Config plus the ``name`` that selects it."""
+    cls = model_class(name)
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", [("name", str, dataclasses.field(default=name))],
+                                      bases=(cls.Config,))
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent): ``train_schema`` for the root and
+    ``schema/<group>/<name>`` for the groups' yaml files to extend."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=RunConfig)
+    store.store(name="probe_schema", node=ProbeRunConfig)
+    store.store(group="schema/cell", name="cell", node=CellConfig)
+    store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
+    for name in MODELS:
+        store.store(group="schema/model", name=name, node=model_schema(name))
+
+
+def check_config(cfg: Any) -> None:
+    """Raise ConfigError listing every impossible value of a train config (see configs/train.yaml)."""
+    found = config_problems(cfg)
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+def config_problems(cfg: Any) -> list[str]:
+    """One line per impossible value: the run, model, cell, schedule, decoding, evaluation, data, encoder."""
+    found = [p.removeprefix(".") for p in problems(RunConfig, plain(cfg), "")]
+    try:
+        options = {k: v for k, v in plain(cfg.model).items() if k != "name"}
+        found += problems(model_class(cfg.model.name).Config, options, "model")
+    except ValueError as exc:  # an unknown model name or import path
+        found.append(str(exc))
+    found += problems(CellConfig, cfg.cell, "cell")  # the model's copy (model.cell = ${cell}) is the same node
+    found += problems(ScheduleConfig, cfg.schedule, "schedule") + schedule_problems(cfg.schedule)
+    for check, node in ((validate_data_config, cfg.data), (validate_encoder_config, cfg.encoder)):
+        try:
+            check(node)
+        except ValueError as exc:  # each validator names its own keys
+            found.append(str(exc))
+    return found
+
+
+register_schemas()
