@@ -1,6 +1,6 @@
 import json
 import logging
-from pathlib import Path
+from collections import Counter
 
 import pytest
 import torch
@@ -15,9 +15,9 @@ from captioning.data.coco import (
     load_coco_captions,
     load_karpathy,
 )
+from captioning.text.tokenizer import tokenize
 from captioning.text.vocab import END, PAD, START, UNK, Vocabulary
-
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
+from tests.fixtures import COCO_CAPTIONS as COCO
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,9 @@ def coco_records():
 
 
 def test_real_coco_captions_load(coco_records):
-    assert len(coco_records) == 4800
-    assert sum(len(r.captions) for r in coco_records) == 24019
+    raw = json.loads(COCO.read_text(encoding="utf-8"))  # the counts come from the file itself
+    assert len(coco_records) == len(raw["images"])
+    assert sum(len(r.captions) for r in coco_records) == len(raw["annotations"])
     assert [r.image_id for r in coco_records] == sorted(r.image_id for r in coco_records)
     first = coco_records[0]
     assert first.image_id == 196 and first.scene is None
@@ -42,7 +43,10 @@ def test_real_coco_vocabulary_and_encoding(coco_records):
     assert tokens.shape == (n_caps, 18) and owner.shape == (n_caps,) and tokens.dtype == torch.long
     assert (tokens[:, 0] == START).all()
     assert owner.tolist() == [i for i, r in enumerate(coco_records[:50]) for _ in r.captions]
-    assert vocab.decode(tokens[1].tolist()) == "a variety of food in dishes is displayed on a table"
+    # words seen fewer than 5 times in the excerpt ("variety", "displayed") come back as <unk>
+    counts = Counter(w for caption in all_captions(coco_records) for w in tokenize(caption))
+    words = "a variety of food in dishes is displayed on a table".split()
+    assert vocab.decode(tokens[1].tolist()) == " ".join(w if counts[w] >= 5 else "<unk>" for w in words)
 
 
 def test_encode_pads_truncates_and_marks_end():

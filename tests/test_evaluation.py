@@ -1,6 +1,7 @@
 """evaluate_split writes COCO results, per-image scores and the report; score_files scores any results file."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -57,6 +58,22 @@ def test_evaluate_split_names_missing_captions(tmp_path):
 def test_extra_metrics_follow_the_config():
     assert extra_metrics({"cider": True, "rouge": False, "meteor": True}) == ["CIDEr", "METEOR"]
     assert extra_metrics(BLEU_ONLY) == []
+
+
+def test_default_metrics_give_cider_without_java(tmp_path, monkeypatch):
+    """pycocoevalcap comes with the package: the default config scores CIDEr-D (overall and per image)
+    and ROUGE-L on any machine; only METEOR, which needs Java, is skipped where there is none."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    default = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "configs/metrics/default.yaml"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    metrics = evaluate_split(_records(tmp_path), HYPS, tmp_path / "eval", "test", metrics_cfg=default,
+                             worst_k=2, random_k=2)
+    assert {"CIDEr", "ROUGE_L"} <= set(metrics) and "METEOR" not in metrics
+    per_image = json.loads((tmp_path / "eval" / "per_image_test.json").read_text())
+    assert all("CIDEr" in p for p in per_image)
 
 
 def _write(tmp_path, results, references):

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test,coco-eval]" && python -m pytest -q']
+QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test]" && python -m pytest -q']
 NOT_RUN = ("pip install", "python -m pytest", "wandb sync", "jupyter", "torchrun")  # install/network/test-suite commands
 
 

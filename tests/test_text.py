@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from captioning.text.tokenizer import PUNCTUATIONS, ptb_tokens, tokenize
-
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "captions_val2014_subset4800.json"
+from tests.fixtures import COCO_CAPTIONS as COCO
 
 # Expected outputs recorded from `java edu.stanford.nlp.process.PTBTokenizer -preserveLines -lowerCase`
 # (CoreNLP 3.4.1, the jar pycocoevalcap ships) followed by pycocoevalcap's punctuation removal.
@@ -62,26 +61,25 @@ def test_empty_and_whitespace():
     assert tokenize("two\nlines") == ["two", "lines"]
 
 
-def _java_jar() -> Path | None:
-    try:
-        import pycocoevalcap.tokenizer.ptbtokenizer as ptb
-    except ImportError:
-        return None
+def _ptb_jar() -> Path:
+    """The CoreNLP jar pycocoevalcap ships (a core dependency, so it is always there)."""
+    import pycocoevalcap.tokenizer.ptbtokenizer as ptb
+
     jar = Path(ptb.__file__).parent / ptb.STANFORD_CORENLP_3_4_1_JAR
-    return jar if jar.exists() and shutil.which("java") else None
+    assert jar.exists(), f"pycocoevalcap's tokenizer jar is missing: {jar}"
+    return jar
 
 
 def test_parity_with_java_on_real_coco_captions(tmp_path):
-    jar = _java_jar()
-    if jar is None:
-        pytest.skip("needs pycocoevalcap and java")
-    if not COCO.exists():
-        pytest.skip(f"{COCO} not found")
-    captions = [a["caption"].replace("\n", " ") for a in json.loads(COCO.read_text())["annotations"][::4]]
+    if shutil.which("java") is None:
+        pytest.skip("needs Java (a `java` executable on PATH) to run pycocoevalcap's PTBTokenizer jar")
+    jar = _ptb_jar()
+    annotations = json.loads(COCO.read_text(encoding="utf-8"))["annotations"]
+    captions = [a["caption"].replace("\n", " ") for a in annotations]
     src = tmp_path / "caps.txt"
     src.write_text("\n".join(captions), encoding="utf-8")
     cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", str(src)]
     lines = subprocess.run(cmd, capture_output=True, check=True, env={**os.environ}).stdout.decode().split("\n")
     official = [[w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS] for line in lines[: len(captions)]]
     mismatches = [c for c, ref in zip(captions, official) if tokenize(c) != ref]
-    assert len(captions) > 5000 and not mismatches, mismatches[:5]
+    assert len(official) == len(captions) == len(annotations) and not mismatches, mismatches[:5]

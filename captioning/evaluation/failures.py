@@ -61,7 +61,7 @@ def wrong_words(caption: str, references: Sequence[str]) -> list[str]:
 
 
 def _rank_key(per_image: Mapping[Any, Mapping[str, float]], rank_by: str) -> str:
-    """``rank_by`` when every image has it, else Bleu_4 (e.g. CIDEr without pycocoevalcap)."""
+    """``rank_by`` when every image has it, else Bleu_4 (e.g. CIDEr switched off, as by metrics=bleu)."""
     return rank_by if per_image and all(rank_by in s for s in per_image.values()) else "Bleu_4"
 
 

@@ -49,7 +49,8 @@ def missing_requirement(metric: str) -> str | None:
         raise ValueError(f"unknown metric {metric!r}; choose from {sorted(EXTRA_METRICS)}")
     module, _, needs_java = EXTRA_METRICS[metric]
     if importlib.util.find_spec("pycocoevalcap") is None:
-        return f"{metric} needs pycocoevalcap: pip install 'captioning[coco-eval]'"
+        # a core dependency, so only a broken or partial install gets here
+        return f"{metric} needs pycocoevalcap, a dependency of this package: reinstall it (pip install -e .)"
     if needs_java and shutil.which("java") is None:
         return f"{metric} needs Java (a `java` executable on PATH), e.g. apt-get install default-jre"
     return None
@@ -174,7 +175,7 @@ def per_image_scores(
     hypotheses: Mapping[Hashable, str],
     cider: bool = True,
 ) -> dict[Hashable, dict[str, float]]:
-    """Per image: the scorer's sentence Bleu_1..Bleu_4, and CIDEr (CIDEr-D) when pycocoevalcap is there."""
+    """Per image: the scorer's sentence Bleu_1..Bleu_4, and CIDEr (CIDEr-D) unless ``cider=False``."""
     refs, hyps = _tokenized(references, hypotheses)
     _, bleu = _bleu(refs, hyps)
     scores = {i: {f"Bleu_{n + 1}": b[n] for n in range(BLEU_N)} for i, b in bleu.items()}
