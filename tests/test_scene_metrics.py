@@ -144,7 +144,7 @@ def test_missing_objects_are_unbound(scene, caption, bound, relation):
 
 @pytest.mark.parametrize("scene, caption", [
     (ONE, "two shapes , a large red circle on the left"),
-    (ONE, "three large red circles on the left"),
+    (ONE, "three objects , a large red circle in the left half"),
     (TWO, "three shapes , a large red circle left of a small blue square"),
     (TWO, "one large red circle left of a small blue square"),
     (THREE, "two shapes from top to bottom , large red circle , small green star and large blue cross"),
