@@ -77,7 +77,8 @@ CORRECT = {
         "the only shape is a large red circle on the left side of the image",
     ]),
     "two": (TWO, [
-        "a large red circle left of a small blue square", "there is a big red circle to the left of a little blue square",
+        "a large red circle left of a small blue square",
+        "there is a big red circle to the left of a little blue square",
         "two shapes , a small blue square right of a large red circle",
         "a small blue square and a big red circle to the left of it",
         "the image shows a large red circle to the left of a small blue square",
@@ -133,7 +134,8 @@ def test_hallucinated_objects_fail_count_and_scene_only(scene, caption, binding,
     (ONE, "there is nothing on the left", [False], None),
     # a true but partial order: the neighbours star-cross are never related
     (THREE, "a large red circle above a small green star", [True, True, False], False),
-    (THREE, "three shapes , a large red circle above a small green star and a large blue cross", [True, True, True], False),
+    (THREE, "three shapes , a large red circle above a small green star and a large blue cross",
+     [True, True, True], False),
     (THREE, "top to bottom , large red circle , large blue cross", [False, True, True], False),
 ])  # fmt: skip
 def test_missing_objects_are_unbound(scene, caption, bound, relation):
@@ -178,7 +180,8 @@ def test_omitted_size_is_wrong_unless_the_references_never_state_size():
     assert not sizeless_references([]) and not sizeless_references(["nothing here"])
     records = [ImageRecord(1, "a", ["a red circle left of a blue square"], TWO),
                ImageRecord(2, "b", ["a large red circle left of a small blue square"], TWO)]  # fmt: skip
-    acc = attribute_accuracy(records, {1: "a red circle left of a blue square", 2: "a red circle left of a blue square"})
+    sizeless = "a red circle left of a blue square"
+    acc = attribute_accuracy(records, {1: sizeless, 2: sizeless})
     assert acc["binding"] == 0.5 and acc["scene"] == 0.5 and acc["size"] == 0.0  # acc_size unchanged
 
 

@@ -115,7 +115,9 @@ def scene_description(scene: Mapping[str, Any]) -> tuple:
     return tuple(object_key(objs[i]) for i in order), scene["relation"]["axis"]
 
 
-def split_breakdown(records: Sequence[Any], hypotheses: Mapping[Any, str], train: Sequence[Any]) -> dict[str, dict[str, float]]:
+def split_breakdown(
+    records: Sequence[Any], hypotheses: Mapping[Any, str], train: Sequence[Any]
+) -> dict[str, dict[str, float]]:
     """``attribute_accuracy`` over subsets of a split's scenes, each with ``images`` (its size):
 
     ``objects=<n>`` for scenes of n objects, and ``seen_in_train`` / ``unseen_in_train`` by whether the

@@ -25,6 +25,7 @@ binding-strict judgement (``strict_report``) matches each described object to at
 object by its own colour, shape and size: exhaustively over one-to-one matchings, the one binding the
 most scene objects exactly, then agreeing on the most attributes; remaining ties go to the first
 matching in ``itertools.permutations`` order (earlier caption objects to earlier scene objects).
+As for the lenient matching, only the first n + ``MATCH_SLACK`` caption objects take part.
 Stated relations play no part in this matching. Then
 
 - binding:  the fraction of the scene's objects whose matched caption object names the scene
