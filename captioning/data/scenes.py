@@ -18,6 +18,29 @@ matching under which more stated relations hold). Then
 - relation: multi-object scenes only (None otherwise): the caption states at least one relation
             ("left of", "above", "below it", "from left to right: ...") and every stated relation
             holds between the matched scene objects along the scene's arrangement axis.
+
+These per-attribute judgements forgive a swapped binding: for a red circle left of a blue square,
+"a blue circle left of a red square" is wrong on colour only, right on shape and on relation. The
+binding-strict judgement (``strict_report``) matches each described object to at most one scene
+object by its own colour, shape and size: exhaustively over one-to-one matchings, the one binding the
+most scene objects exactly, then agreeing on the most attributes; remaining ties go to the first
+matching in ``itertools.permutations`` order (earlier caption objects to earlier scene objects).
+As for the lenient matching, only the first n + ``MATCH_SLACK`` caption objects take part.
+Stated relations play no part in this matching. Then
+
+- binding:  the fraction of the scene's objects whose matched caption object names the scene
+            object's colour, shape and size (all three on that one object). Extra objects do not
+            lower it; a missing object is unbound. Size omission: every phrasing of
+            ``shape_captions`` states each object's size, so an omitted size is wrong, as for
+            ``size``. Only where the references include a phrasing that never states size
+            (``sizeless_ok``: some reference of the image names objects and no size) is a caption that
+            names no size for any of its objects judged on colour and shape alone; one that names
+            some sizes and omits others is still wrong on the omitted ones.
+- relation_strict: multi-object scenes only: the caption states at least one relation, every stated
+            relation names two bound caption objects and holds between their scene objects, and the
+            stated relations fix the whole order (each pair of neighbours along the scene's axis is
+            related directly: with 3 objects, "X above Y" alone is not enough).
+- scene:    count right, every scene object bound, and position (1 object) or relation_strict right.
 """
 
 from __future__ import annotations
@@ -35,6 +58,8 @@ AXIS_OF = {"left": "horizontal", "right": "horizontal", "top": "vertical", "bott
 # relation words: subject REL object; "left of"/"right of" need the following "of"
 RELATIONS = {"left": "left_of", "right": "right_of", "above": "above", "below": "below", "under": "below"}
 ATTRIBUTES = ("count", "colour", "shape", "size", "position", "relation")
+STRICT_METRICS = ("binding", "relation_strict", "scene")  # binding-strict judgements (strict_report)
+OBJECT_ATTRIBUTES = ("colour", "shape", "size")
 MATCH_SLACK = 3  # caption objects beyond the scene's count considered when matching
 ERROR_KINDS = ATTRIBUTES + ("hallucinated_object", "missed_object")
 # "from left to right": consecutive listed objects stand in this relation
@@ -99,21 +124,23 @@ def relation_holds(scene: Mapping[str, Any], a: int, rel: str, b: int) -> bool:
     return before if rel in ("left_of", "above") else not before
 
 
+def one_to_one(n_scene: int, n_caption: int) -> Iterable[list[tuple[int, int]]]:
+    """Every maximal one-to-one matching as (scene index, caption index) pairs, in a fixed order."""
+    if n_scene <= n_caption:
+        perms = itertools.permutations(range(n_caption), n_scene)
+        return ([(s, c) for s, c in enumerate(p)] for p in perms)
+    perms = itertools.permutations(range(n_scene), n_caption)
+    return ([(s, c) for c, s in enumerate(p)] for p in perms)
+
+
 def _matching(scene: Mapping[str, Any], parsed: Mapping[str, Any]) -> dict[int, int]:
     """Scene index -> caption index, one to one, maximising agreeing attributes, then true relations."""
     objs = scene["objects"]
     # A babbling caption may name a dozen objects; matching only the first few keeps this cheap and
     # changes nothing that matters: such a caption is wrong on count and hallucinates objects anyway.
     caps = parsed["objects"][: len(objs) + MATCH_SLACK]
-    pairs_options: Iterable[list[tuple[int, int]]]
-    if len(objs) <= len(caps):
-        perms = itertools.permutations(range(len(caps)), len(objs))
-        pairs_options = ([(s, c) for s, c in enumerate(p)] for p in perms)
-    else:
-        perms = itertools.permutations(range(len(objs)), len(caps))
-        pairs_options = ([(s, c) for c, s in enumerate(p)] for p in perms)
     best, best_score = {}, (-1, -1)
-    for pairs in pairs_options:
+    for pairs in one_to_one(len(objs), len(caps)):
         agree = sum(objs[s][k] == caps[c][k] for s, c in pairs for k in ("colour", "shape", "size"))
         inverse = {c: s for s, c in pairs}
         true_rels = sum(_stated_relation_holds(scene, inverse, r) for r in parsed["relations"])
@@ -167,15 +194,94 @@ def error_kinds(scene: Mapping[str, Any], caption: str) -> list[str]:
     return kinds
 
 
+def states_no_size(caption: str) -> bool:
+    """Whether a caption names objects but no size for any of them (a phrasing without sizes)."""
+    objects = parse_caption(caption)["objects"]
+    return bool(objects) and all(o["size"] is None for o in objects)
+
+
+def sizeless_references(references: Iterable[str]) -> bool:
+    """Whether any reference uses a phrasing that never states size: then a caption may omit sizes."""
+    return any(states_no_size(r) for r in references)
+
+
+def object_bound(scene_obj: Mapping[str, Any], cap_obj: Mapping[str, Any], ignore_size: bool = False) -> bool:
+    """Whether a described object names the scene object's colour, shape and (unless ignored) size."""
+    keys = ("colour", "shape") if ignore_size else OBJECT_ATTRIBUTES
+    return all(cap_obj[k] == scene_obj[k] for k in keys)
+
+
+def binding_matching(objs: Sequence[Mapping[str, Any]], caps: Sequence[Mapping[str, Any]],
+                     ignore_size: bool = False) -> dict[int, int]:
+    """Scene index -> caption index, one to one, binding the most scene objects exactly, then agreeing on
+    the most attributes; ties: the first in ``one_to_one`` order. Relations play no part (module doc)."""
+    caps = caps[: len(objs) + MATCH_SLACK]  # as in _matching: a babbling caption is wrong on count anyway
+    best: dict[int, int] = {}
+    best_score = (-1, -1)
+    for pairs in one_to_one(len(objs), len(caps)):
+        bound = sum(object_bound(objs[s], caps[c], ignore_size) for s, c in pairs)
+        agree = sum(objs[s][k] == caps[c][k] for s, c in pairs for k in OBJECT_ATTRIBUTES)
+        if (bound, agree) > best_score:
+            best, best_score = dict(pairs), (bound, agree)
+    return best
+
+
+def _relations_fix_order(scene: Mapping[str, Any], related: set[frozenset[int]]) -> bool:
+    """Whether stated (true) relations between these scene-object pairs pin down the whole order: every
+    pair of neighbours must be related directly, as no chain of true relations can pass between them."""
+    order = list((scene.get("relation") or {}).get("order") or [])
+    return all(frozenset(pair) in related for pair in zip(order, order[1:]))
+
+
+def _strict(scene: Mapping[str, Any], parsed: Mapping[str, Any], sizeless_ok: bool) -> tuple[list[bool], dict]:
+    """(per scene object: bound?, binding-strict report) of a parsed caption; see the module doc."""
+    objs, caps = scene["objects"], parsed["objects"]
+    n = len(objs)
+    ignore_size = sizeless_ok and bool(caps) and all(c["size"] is None for c in caps)
+    match = binding_matching(objs, caps, ignore_size)
+    bound = [s in match and object_bound(objs[s], caps[match[s]], ignore_size) for s in range(n)]
+    bound_caption = {match[s]: s for s in range(n) if bound[s]}  # caption index -> its bound scene object
+    relation: bool | None = None
+    if n >= 2:
+        rels = parsed["relations"]
+        holds = all(a in bound_caption and b in bound_caption
+                    and relation_holds(scene, bound_caption[a], name, bound_caption[b]) for a, name, b in rels)
+        related = {frozenset((bound_caption.get(a), bound_caption.get(b))) for a, _, b in rels}
+        relation = bool(rels) and holds and _relations_fix_order(scene, related)
+    count = len(caps) == n and parsed["count"] in (None, n)
+    if n == 1:
+        where = bool(parsed["positions"]) and set(parsed["positions"]) == {scene.get("position")}
+    else:
+        where = bool(relation)
+    report = {"binding": sum(bound) / n if n else 1.0, "relation_strict": relation,
+              "scene": count and all(bound) and where}
+    return bound, report
+
+
+def strict_report(scene: Mapping[str, Any], caption: str, sizeless_ok: bool = False) -> dict[str, Any]:
+    """Binding-strict judgement of a caption: ``binding`` (fraction of scene objects bound, a float),
+    ``relation_strict`` (None for one-object scenes) and ``scene`` (bool); rules in the module doc.
+
+    ``sizeless_ok``: the image's references include a phrasing without sizes (``sizeless_references``)."""
+    return _strict(scene, parse_caption(caption), sizeless_ok)[1]
+
+
+def bound_objects(scene: Mapping[str, Any], caption: str, sizeless_ok: bool = False) -> list[bool]:
+    """Per scene object: does one described object name its colour, shape and size (module doc)?"""
+    return _strict(scene, parse_caption(caption), sizeless_ok)[0]
+
+
 def attribute_accuracy(
     records: Sequence[Any], hypotheses: Mapping[Any, str], per_count: bool = False
 ) -> dict[str, float]:
     """Fraction of captions right per attribute over the records that have a scene (applicable ones only).
 
-    ``all`` is the fraction whose every applicable attribute is right; with ``per_count`` also
-    ``<attr>@<n>`` restricted to scenes of n objects.
+    ``all`` is the fraction whose every applicable attribute (of ``ATTRIBUTES``) is right; then the
+    binding-strict ``binding`` (the mean over images of the fraction of objects bound), ``relation_strict``
+    and ``scene`` (``strict_report``; a record's own references decide ``sizeless_ok``); with
+    ``per_count`` also ``<key>@<n>`` restricted to scenes of n objects.
     """
-    hits: dict[str, list[bool]] = defaultdict(list)
+    hits: dict[str, list[float]] = defaultdict(list)
     missing = []
     for r in records:
         if r.scene is None:
@@ -184,15 +290,16 @@ def attribute_accuracy(
         if hyp is None:
             missing.append(r.image_id)
             continue
-        report = attribute_report(r.scene, hyp)
+        parsed, _, report = _judge(r.scene, hyp)
+        report = {**report, "all": all(ok is not False for ok in report.values())}
+        report.update(_strict(r.scene, parsed, sizeless_references(r.captions))[1])
         n = len(r.scene["objects"])
-        for attr, ok in report.items():
+        for key, ok in report.items():
             if ok is not None:
-                hits[attr].append(ok)
+                hits[key].append(ok)
                 if per_count:
-                    hits[f"{attr}@{n}"].append(ok)
-        hits["all"].append(all(ok is not False for ok in report.values()))
+                    hits[f"{key}@{n}"].append(ok)
     if missing:
         raise ValueError(f"no hypothesis for {len(missing)} images with scenes, e.g. ids {missing[:5]}")
-    keys = [a for a in (*ATTRIBUTES, "all") if a in hits] + sorted(k for k in hits if "@" in k)
+    keys = [a for a in (*ATTRIBUTES, "all", *STRICT_METRICS) if a in hits] + sorted(k for k in hits if "@" in k)
     return {k: sum(hits[k]) / len(hits[k]) for k in keys}

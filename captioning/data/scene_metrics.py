@@ -1,0 +1,139 @@
+"""Reading scene accuracies against the data: the chance line, and accuracy split by kind of scene.
+
+``chance_accuracy`` says what each ``acc_*`` would be for a blind guesser that knows only the training
+distribution; ``split_breakdown`` scores a split's captions separately by object count and by whether
+the scene's description occurs in training. Both are pure functions of records (``ImageRecord``-like:
+``image_id``, ``captions``, ``scene``) and are not wired into the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Hashable, Mapping, Sequence
+
+from captioning.data.scenes import OBJECT_ATTRIBUTES, attribute_accuracy
+
+GUESSES = ("sample", "majority")
+CHANCE_KEYS = ("count", "colour", "shape", "size", "position", "relation", "binding", "relation_strict", "scene")
+
+
+def _scenes(records: Sequence[Any]) -> list[Mapping[str, Any]]:
+    return [r.scene for r in records if r.scene is not None]
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(colour, shape, size) of a scene object: what binding asks a caption to name together."""
+    return tuple(obj[k] for k in OBJECT_ATTRIBUTES)  # type: ignore[return-value]
+
+
+def _probability(counts: Counter, value: Hashable, guess: str) -> float:
+    """Chance that a guess of ``value`` is right: its frequency ("sample": drawn with the training
+    frequencies) or whether it is the most frequent value ("majority"; ties: the smallest value)."""
+    total = sum(counts.values())
+    if total == 0:
+        return 0.0
+    if guess == "sample":
+        return counts[value] / total
+    mode = min(counts, key=lambda v: (-counts[v], v))
+    return float(value == mode)
+
+
+def training_distribution(train: Sequence[Any]) -> dict[str, Counter]:
+    """Counts over the training scenes: ``count`` (objects per image), ``colour``/``shape``/``size`` and
+    ``object`` (the (colour, shape, size) triple) over all objects, ``position`` over one-object scenes,
+    ``axis`` over multi-object scenes."""
+    scenes = _scenes(train)
+    if not scenes:
+        raise ValueError("no training records with scenes: the chance line needs synthetic training scenes")
+    objects = [o for s in scenes for o in s["objects"]]
+    dist = {attr: Counter(o[attr] for o in objects) for attr in OBJECT_ATTRIBUTES}
+    dist["count"] = Counter(len(s["objects"]) for s in scenes)
+    dist["object"] = Counter(object_key(o) for o in objects)
+    dist["position"] = Counter(s["position"] for s in scenes if len(s["objects"]) == 1)
+    dist["axis"] = Counter(s["relation"]["axis"] for s in scenes if len(s["objects"]) >= 2)
+    return dist
+
+
+def chance_accuracy(train: Sequence[Any], evaluation: Sequence[Any], guess: str = "sample") -> dict[str, float]:
+    """Expected ``acc_*`` of a blind guesser that knows only the training scenes' frequencies.
+
+    The guesser draws each value independently from its training frequency (``guess="sample"``; with
+    ``"majority"`` it always names the most frequent value). For an evaluation scene of n objects, with
+    P the training frequencies of ``training_distribution``, each key is the mean over the evaluation
+    scenes where it applies of:
+
+    - count:    P_count(n).
+    - colour, shape, size: the product over the scene's objects of P_attr(object's value): the guesser
+                is told how many objects there are and is compared object by object (it is scored on
+                that attribute alone, as ``acc_colour`` is).
+    - position: one-object scenes: P_position(position).
+    - relation: multi-object scenes: P_axis(axis) / n!: the axis by frequency, the order of the n
+                objects uniformly (which object comes first is not a value that frequencies can tell).
+                This is the chance of naming the order; the old ``acc_relation`` of a blind caption can
+                be higher, as its matching picks the pairing under which stated relations hold.
+    - binding:  the mean over the scene's objects of P_object((colour, shape, size)): whole objects
+                drawn from the training objects (so 0 for a colour-shape pair never seen in training).
+    - relation_strict: multi-object scenes: the product of P_object over the objects (all bound)
+                times P_axis(axis) / n!.
+    - scene:    P_count(n) times the product of P_object over the objects times P_position(position)
+                (one object) or P_axis(axis) / n! (more).
+
+    Evaluation records without scenes are skipped; keys that apply to no scene are left out.
+    """
+    if guess not in GUESSES:
+        raise ValueError(f"guess must be one of {GUESSES}, got {guess!r}")
+    dist = training_distribution(train)
+    values: dict[str, list[float]] = {k: [] for k in CHANCE_KEYS}
+    for scene in _scenes(evaluation):
+        objs = scene["objects"]
+        n = len(objs)
+        p_count = _probability(dist["count"], n, guess)
+        values["count"].append(p_count)
+        for attr in OBJECT_ATTRIBUTES:
+            values[attr].append(math.prod(_probability(dist[attr], o[attr], guess) for o in objs))
+        p_objects = [_probability(dist["object"], object_key(o), guess) for o in objs]
+        values["binding"].append(sum(p_objects) / n if n else 1.0)
+        if n == 1:
+            p_where = _probability(dist["position"], scene["position"], guess)
+            values["position"].append(p_where)
+        else:
+            p_where = _probability(dist["axis"], scene["relation"]["axis"], guess) / math.factorial(n)
+            values["relation"].append(p_where)
+            values["relation_strict"].append(math.prod(p_objects) * p_where)
+        values["scene"].append(p_count * math.prod(p_objects) * p_where)
+    return {k: sum(v) / len(v) for k, v in values.items() if v}
+
+
+def scene_description(scene: Mapping[str, Any]) -> tuple:
+    """What a perfect caption says about a scene: its objects' (colour, shape, size) in arrangement order
+    (left to right / top to bottom) and the position (one object) or the axis (more)."""
+    objs = scene["objects"]
+    if len(objs) == 1:
+        return (object_key(objs[0]),), scene["position"]
+    order = scene["relation"]["order"]
+    return tuple(object_key(objs[i]) for i in order), scene["relation"]["axis"]
+
+
+def split_breakdown(
+    records: Sequence[Any], hypotheses: Mapping[Any, str], train: Sequence[Any]
+) -> dict[str, dict[str, float]]:
+    """``attribute_accuracy`` over subsets of a split's scenes, each with ``images`` (its size):
+
+    ``objects=<n>`` for scenes of n objects, and ``seen_in_train`` / ``unseen_in_train`` by whether the
+    scene's ``scene_description`` is that of some training scene (a caption could be recalled, not
+    composed). Nearly every one-object scene is seen and nearly every three-object one is not, so read
+    the seen/unseen split within an object count as well: ``seen_in_train@<n>``, ``unseen_in_train@<n>``.
+    Empty subsets are left out.
+    """
+    seen = {scene_description(s) for s in _scenes(train)}
+    groups: dict[str, list[Any]] = {}
+    for r in records:
+        if r.scene is None:
+            continue
+        n = len(r.scene["objects"])
+        novelty = "seen_in_train" if scene_description(r.scene) in seen else "unseen_in_train"
+        for name in (f"objects={n}", novelty, f"{novelty}@{n}"):
+            groups.setdefault(name, []).append(r)
+    return {name: {"images": float(len(group)), **attribute_accuracy(group, hypotheses)}
+            for name, group in sorted(groups.items())}
