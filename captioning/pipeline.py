@@ -25,7 +25,7 @@ from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ["Bleu_1", "Bleu_4", "CIDEr", "acc_count", "acc_colour", "acc_shape", "acc_size",
+SUMMARY_COLUMNS = ["Bleu_1", "Bleu_4", "CIDEr", "acc_scene", "acc_binding", "acc_count", "acc_colour", "acc_shape", "acc_size",
                    "acc_position", "acc_relation"]
 
 

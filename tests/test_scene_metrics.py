@@ -201,13 +201,15 @@ def test_attribute_accuracy_adds_strict_keys_and_keeps_the_old_ones():
     assert acc["binding@3"] == pytest.approx(2 / 3) and acc["scene@1"] == 1.0 and "relation_strict@1" not in acc
 
 
-def test_run_metrics_get_strict_columns():
-    """evaluate_split writes ``acc_<key>`` for every key of prepare.attribute_accuracy into metrics.json."""
-    from captioning.features.prepare import attribute_accuracy as run_accuracy
+def test_run_metrics_get_strict_columns(tmp_path):
+    """evaluate_split writes ``acc_<key>`` for every key of attribute_accuracy into a run's metrics."""
+    from captioning.evaluation.scoring import evaluate_split
 
-    acc = run_accuracy([ImageRecord(2, "b", [], TWO)], {2: "a large red circle left of a small blue square"})
-    assert {"binding", "relation_strict", "scene", "colour", "relation"} <= set(acc)
-    assert acc["scene"] == 1.0
+    record = ImageRecord(2, str(tmp_path / "b.png"), ["a large red circle left of a small blue square"], TWO)
+    metrics = evaluate_split([record], {2: "a large red circle left of a small blue square"}, tmp_path, "test",
+                             {"cider": False, "rouge": False, "per_image_cider": False, "rank_by": "Bleu_4"})
+    assert {"acc_binding", "acc_relation_strict", "acc_scene", "acc_colour", "acc_relation"} <= set(metrics)
+    assert metrics["acc_scene"] == 1.0
 
 
 # --- ceiling: every reference phrasing parses back to its own scene ----------------------------------
