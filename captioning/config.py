@@ -21,7 +21,6 @@ from hydra.core.config_store import ConfigStore
 from captioning.data.datasets import validate_data_config
 from captioning.evaluation.scoring import EvaluateConfig
 from captioning.features.encoder import validate_encoder_config
-from captioning.models import show_tell  # noqa: F401 (registers the package's models)
 from captioning.models.base import MODELS, model_class
 from captioning.nn.cells import CellConfig
 from captioning.nn.decoding import DecodingConfig

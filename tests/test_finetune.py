@@ -87,3 +87,19 @@ def test_init_from_a_different_decoder_fails_clearly(tiny_root, tiny_run):
 def test_finetune_needs_an_encoder_learning_rate(tiny_root):
     with pytest.raises(ValueError, match="encoder_lr"):
         run(tiny_cfg(tiny_root, *FT, "schedule.stages.finetune.encoder_lr=0"), tiny_root / "never")
+
+
+def test_finetuning_then_self_critical_training_in_one_run(tiny_root, tiny_run):
+    """Stages combine: fine-tune the CNN, then train self-critically on features of the fine-tuned CNN."""
+    sc = "schedule.stages.self_critical"
+    run_dir = tiny_root / "ft_scst"
+    run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={tiny_run[0]}", f"{sc}.epochs=1", f"{sc}.samples=2",
+                 f"{sc}.batch_size=16", f"{sc}.val_max_images=16"), run_dir)
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [e["stage"] for e in history["epochs"]] == ["finetune", "self_critical"]
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["stage_name"] == "self_critical" and "+finetuned:" in last["encoder_key"]
+    # the self-critical stage started from the best weights so far and kept their fine-tuned CNN as it was
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert all(torch.equal(best["encoder_state"][k], last["encoder_state"][k]) for k in best["encoder_state"])
+    assert Captioner.from_checkpoint(run_dir).encoder.cache_key == load_checkpoint(run_dir)["encoder_key"]

@@ -1,0 +1,6 @@
+"""Caption models: the contract and registry (base.py), checkpoints, and one file per model.
+
+Importing this package registers the shipped models, so a checkpoint names its model by registry name.
+"""
+
+from captioning.models import show_tell  # noqa: F401 (registers show_tell)

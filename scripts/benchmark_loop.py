@@ -1,0 +1,77 @@
+"""Seconds per training epoch of the main job, this checkout against an earlier commit, in one run:
+`python scripts/benchmark_loop.py --before REV [--repeats 3]`.
+
+Both versions train one cross-entropy epoch of the default config (shapes data, cached features,
+default model and batch) in turn, alternating, so load from other processes hits both alike; each
+epoch's own seconds come from the run's history.json (data, features and start-up excluded). The
+earlier commit is checked out into a temporary git worktree. Writes the `loop` section of
+docs/benchmarks.md with the machine, its load average at start and end, and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from captioning.utils.report import machine_line, update_section  # noqa: E402
+
+# the keys that select one cross-entropy epoch without evaluation, before and after the stage schedules
+ONE_EPOCH = {"stages": ["schedule.stages.cross_entropy.epochs=1", "schedule.stages.self_critical.epochs=0"],
+             "flat": ["schedule.epochs=1", "schedule.self_critical.epochs=0"]}
+
+
+def epoch_seconds(tree: Path, keys: list[str], work: Path, name: str, extra: list[str]) -> float:
+    """Train one epoch with the code in ``tree``; the epoch's seconds from its history.json."""
+    run_dir = work / name
+    cmd = [sys.executable, str(tree / "scripts" / "train.py"), *keys, "data.eval_splits=[]", "evaluate.baselines=[]",
+           f"cache_dir={work / 'cache'}", f"hydra.run.dir={run_dir}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(tree), "CAPTIONING_DATA": str(work / "data")}
+    subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return float(json.loads((run_dir / "history.json").read_text())["epochs"][0]["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="the earlier commit (e.g. a hash or main~3)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", default=None, help="scratch folder (data, feature cache, runs); default: a temp dir")
+    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for both versions")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_loop_"))
+    before = work / "before"
+    if not before.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before], check=True)
+    rev = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    keys_before = ONE_EPOCH["stages"] if (before / "configs" / "stage").is_dir() else ONE_EPOCH["flat"]
+    start_line = machine_line()
+    epoch_seconds(ROOT, ONE_EPOCH["stages"], work, "warmup", args.overrides)  # data and features, once
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for k in range(args.repeats):
+        times["before"].append(epoch_seconds(before, keys_before, work, f"before{k}", args.overrides))
+        times["after"].append(epoch_seconds(ROOT, ONE_EPOCH["stages"], work, f"after{k}", args.overrides))
+        print(f"repeat {k + 1}: before {times['before'][-1]:.1f} s, after {times['after'][-1]:.1f} s", flush=True)
+    b, a = (statistics.median(times[v]) for v in ("before", "after"))
+    table = "\n".join(["| version | epoch seconds (median) | each |", "| --- | --- | --- |",
+                       f"| before ({rev}) | {b:.1f} | {', '.join(f'{t:.1f}' for t in times['before'])} |",
+                       f"| after (this checkout) | {a:.1f} | {', '.join(f'{t:.1f}' for t in times['after'])} |"])
+    command = f"python scripts/benchmark_loop.py --before {args.before} --repeats {args.repeats} {' '.join(args.overrides)}"
+    text = (f"## Training loop: one epoch before and after\n\n`{command.strip()}`\n\n"
+            f"One cross-entropy epoch of the default config (cached features), the two versions alternating. "
+            f"After / before: {a / b:.2f}.\n\n{table}\n\n{start_line}; at end {os.getloadavg()[0]:.2f}\n")
+    update_section(args.report, "loop", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
