@@ -133,7 +133,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
     one_process = [n for n, s in stages if s.loss == "self_critical" or s.encoder_lr is not None]
     if dp.world_size > 1 and one_process:
         raise ValueError(f"stages {one_process} (self-critical, or fine-tuning the encoder) run in one process: "
-                         "drop trainer=ddp, or train them in a separate run with schedule.init_from=<this run>")
+                         f"drop trainer=ddp, or set schedule.stages.{one_process[0]}.epochs=0 here and train them "
+                         "in a separate run with schedule.init_from=<this run>")
     autocast = dict(device_type=device.type, dtype=torch.bfloat16,
                     enabled=training_precision(cfg.precision, device) == "bf16")
     data = TrainData.of(prepared, cfg.data.train_split, max_len)
