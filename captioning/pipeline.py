@@ -51,7 +51,10 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     vocab = None
-    start = cfg.get("resume") or cfg.schedule.get("init_from")
+    resume = cfg.get("resume")
+    if resume == "auto":  # this run directory's own last.pt, if any (captioning/training/loop.py)
+        resume = run_dir / "checkpoints" / "last.pt" if (run_dir / "checkpoints" / "last.pt").is_file() else None
+    start = resume or cfg.schedule.get("init_from")
     if start:  # the vocabulary is part of the model: reuse the run's own
         vocab = model_from_checkpoint(load_checkpoint(start))[1]
     d = cfg.data
