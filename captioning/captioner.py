@@ -14,6 +14,7 @@ from captioning.data.images import load_rgb, to_rgb
 from captioning.features.encoder import Encoder, build_encoder
 from captioning.models.base import CaptionModel
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from captioning.models.export import load_export
 from captioning.nn.decoding import decode_batched
 from captioning.text.vocab import Vocabulary
 
@@ -42,6 +43,14 @@ class Captioner:
         model, vocab = model_from_checkpoint(ckpt)
         return cls(model, vocab, ckpt["encoder_cfg"], ckpt.get("encoder_key", ""), ckpt.get("max_len", 16),
                    ckpt.get("encoder_state"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> "Captioner":
+        """Build from an export folder (``run_dir/export``, or ``scripts/export.py``'s): safetensors and
+        JSON only, so no pickle is read (captioning/models/export.py)."""
+        ckpt = load_export(path)
+        model, vocab = model_from_checkpoint(ckpt)
+        return cls(model, vocab, ckpt["encoder_cfg"], ckpt["encoder_key"], ckpt["max_len"], ckpt.get("encoder_state"))
 
     @property
     def encoder(self) -> Encoder:

@@ -42,7 +42,8 @@ class RunConfig:
                             "else fp32) | fp32 | bf16 (torch.autocast; weights and optimizer stay fp32)",
                             choices=PRECISIONS)
     cache_dir: str = option("${oc.env:CAPTIONING_CACHE,.cache}/features", "feature cache, shared across runs")
-    resume: str | None = option(None, "a run directory (or its last.pt) to continue, in whatever stage it stopped")
+    resume: str | None = option(None, "a run directory (or its last.pt) to continue, in whatever stage it stopped; "
+                                "auto: this run directory's own checkpoints/last.pt if it exists, else a fresh start")
     on_bad_image: str = option("fail", "fail | skip: an unreadable image stops the run or is dropped",
                                choices=BAD_IMAGE_POLICIES)
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated for evaluation")

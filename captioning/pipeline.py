@@ -1,4 +1,4 @@
-"""The main job, start to finish: data -> features -> training -> evaluation -> metrics.json + summary."""
+"""The main job, start to finish: data -> features -> training -> export/ -> evaluation -> metrics.json + summary."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from captioning.evaluation.scoring import evaluate_split, generate
 from captioning.features.prepare import prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.models.export import export_checkpoint
 from captioning.training.loop import train
 from captioning.utils import distributed
 from captioning.utils.io import save_json
@@ -50,7 +51,10 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     vocab = None
-    start = cfg.get("resume") or cfg.schedule.get("init_from")
+    resume = cfg.get("resume")
+    if resume == "auto":  # this run directory's own last.pt, if any (captioning/training/loop.py)
+        resume = run_dir / "checkpoints" / "last.pt" if (run_dir / "checkpoints" / "last.pt").is_file() else None
+    start = resume or cfg.schedule.get("init_from")
     if start:  # the vocabulary is part of the model: reuse the run's own
         vocab = model_from_checkpoint(load_checkpoint(start))[1]
     d = cfg.data
@@ -69,6 +73,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     t_eval = time.time()
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     model, vocab = model_from_checkpoint(best)
+    export_checkpoint(best, run_dir / "export")  # safetensors + JSON: Captioner.from_pretrained(run_dir / "export")
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
         nn = "nearest_neighbour" in (cfg.evaluate.get("baselines") or [])
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))

@@ -37,7 +37,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path) -> None:
+def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path, name: str = "rank") -> None:
     """One torchrun-like worker: the environment torchrun would set, then setup + train."""
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
@@ -45,7 +45,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path) -> N
     dp = distributed.setup(cfg)
     assert (dp.rank, dp.world_size) == (rank, world)
     try:
-        train(cfg, prepared, root / f"rank{rank}")
+        train(cfg, prepared, root / f"{name}{rank}")
     finally:
         distributed.teardown()
 
@@ -82,6 +82,29 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     assert not (root / "rank1").exists()  # only rank 0 writes
     losses = [e["train_loss"] for e in b["history"]["epochs"]]
     assert losses == pytest.approx([e["train_loss"] for e in single["epochs"]], rel=1e-4)
+
+
+def _ddp(root: Path, cfg, prepared, name: str) -> dict:
+    """Train ``cfg`` on 2 gloo ranks; rank 0's last checkpoint."""
+    mp.start_processes(_rank_main, args=(2, _free_port(), cfg, prepared, root, name), nprocs=2, join=True,
+                       start_method="fork")
+    return load_checkpoint(root / f"{name}0" / "checkpoints" / "last.pt")
+
+
+def test_every_ranks_rng_is_saved_and_restored_so_resume_with_dropout_is_exact(tiny):
+    # dropout: each rank draws its own masks from its own stream; a resumed rank must continue that stream
+    root, _, prepared = tiny
+    ddp = ["trainer=ddp", "model.dropout=0.3", "schedule.stages.cross_entropy.val_max_images=8"]
+    straight = _ddp(root, tiny_cfg(root, *ddp), prepared, "straight")
+    part = _ddp(root, tiny_cfg(root, *ddp, "schedule.stages.cross_entropy.epochs=1"), prepared, "part")
+    assert len(part["rank_rng"]) == 2 and part["rng"]["torch"].equal(part["rank_rng"][0]["torch"])
+    assert not part["rank_rng"][0]["torch"].equal(part["rank_rng"][1]["torch"])  # the ranks' own streams
+    resumed = _ddp(root, tiny_cfg(root, *ddp, f"resume={root / 'part0'}"), prepared, "part")
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for name, value in straight["weights"].items():
+        assert torch.equal(resumed["weights"][name], value), name
+    for rank in range(2):
+        assert resumed["rank_rng"][rank]["torch"].equal(straight["rank_rng"][rank]["torch"])
 
 
 def test_ddp_without_torchrun_and_single_under_torchrun_fail_clearly(tiny, monkeypatch):

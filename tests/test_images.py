@@ -152,6 +152,22 @@ def test_exif_orientation_is_applied(tmp_path, orientation, turn):
     np.testing.assert_array_equal(_pixels(path), turn(stored))
 
 
+def test_a_sideways_jpeg_photo_loads_upright(tmp_path):
+    # what a phone writes for a portrait photo: landscape JPEG pixels plus EXIF Orientation 6 (turn 90° clockwise)
+    stored = np.zeros((32, 48, 3), dtype=np.uint8)
+    stored[:, :24] = (255, 0, 0)  # left half red: after the turn it is the top half
+    stored[:, 24:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(tmp_path, "portrait.jpg", Image.fromarray(stored), format="JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(path) as raw:
+        assert raw.size == (48, 32) and raw.getexif()[0x0112] == 6  # stored sideways, as written
+    upright = _pixels(path)
+    assert upright.shape == (48, 32, 3)  # portrait: 48 rows of 32 pixels
+    np.testing.assert_allclose(upright[:20].mean((0, 1)), (255, 0, 0), atol=12)  # red on top (JPEG is lossy)
+    np.testing.assert_allclose(upright[28:].mean((0, 1)), (0, 0, 255), atol=12)
+
+
 def test_unreadable_exif_keeps_the_pixels(tmp_path, monkeypatch):
     from PIL import ImageOps
 

@@ -34,9 +34,10 @@ def test_main_job_writes_metrics_checkpoints_and_reports(tiny_run):
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tiny_root, tiny_run):
     straight_dir, _ = tiny_run
     part_dir = tiny_root / "part"
-    run(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1"), part_dir)  # stop after one epoch ...
-    # ... then continue the same run to two epochs
-    run(tiny_cfg(tiny_root, f"resume={part_dir}"), part_dir)
+    # stop after one epoch (resume=auto in a new run directory: a fresh start) ...
+    run(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1", "resume=auto"), part_dir)
+    # ... then continue the same run to two epochs (resume=auto: its own checkpoints/last.pt)
+    run(tiny_cfg(tiny_root, "resume=auto"), part_dir)
     a = load_checkpoint(straight_dir / "checkpoints" / "last.pt")["weights"]
     b = load_checkpoint(part_dir / "checkpoints" / "last.pt")["weights"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -185,3 +185,27 @@ def test_a_signal_during_validation_stops_at_the_epoch_boundary(tiny_root, tiny_
     monkeypatch.undo()
     train(tiny_cfg(tiny_root, f"resume={run_dir}"), tiny_prepared, run_dir)
     assert identical(weights(run_dir), weights(straight_dir))
+
+
+def test_sigusr1_before_a_time_limit_saves_and_resume_auto_continues_exactly(tiny_root, tiny_prepared, straight,
+                                                                              monkeypatch):
+    # SLURM (submitit's signal_delay_s) sends SIGUSR1 before the time limit; a requeued job runs with resume=auto
+    straight_dir, _, steps = straight
+    run_dir, before = tiny_root / "reliability_sigusr1", signal.getsignal(signal.SIGUSR1)
+    _signal_at(monkeypatch, steps + 2, signal.SIGUSR1)
+    with pytest.raises(Interrupted) as info:
+        train(tiny_cfg(tiny_root, "resume=auto"), tiny_prepared, run_dir)  # no last.pt yet: a fresh start
+    assert info.value.code == 128 + signal.SIGUSR1 and f"resume={run_dir}" in str(info.value)
+    assert signal.getsignal(signal.SIGUSR1) is before
+    assert position(run_dir) == (1, 2)
+    monkeypatch.undo()
+    train(tiny_cfg(tiny_root, "resume=auto"), tiny_prepared, run_dir)  # the same command again picks it up
+    assert identical(weights(run_dir), weights(straight_dir))
+
+
+def test_resume_auto_starts_fresh_without_a_last_checkpoint(tiny_root, tmp_path):
+    cfg = tiny_cfg(tiny_root, "resume=auto")
+    assert train_mod.load_resume_point(cfg, tmp_path / "checkpoints", ["cross_entropy"]) is None
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.pt").write_bytes(b"")  # only last.pt counts
+    assert train_mod.load_resume_point(cfg, tmp_path / "checkpoints", ["cross_entropy"]) is None

@@ -7,8 +7,8 @@ import pytest
 
 from captioning.loggers import build_logger
 from captioning.pipeline import run
-from captioning.wandb_logger import _records, read_offline_run
 from tests.conftest import tiny_cfg
+from tests.wandb_offline import _records, read_offline_run
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_offline_run_records_config_losses_val_bleu_tables_and_summary(wandb_run
     assert len(steps) == 2 * 20 and all(row["lr"] > 0 for row in steps)  # 64 images x 5 captions / 16 per batch
     val = [row["val/Bleu_4"] for row in wb.history if "val/Bleu_4" in row]
     assert val == [e["val_bleu4"] for e in history["epochs"]]
+    assert wb.summary["val/Bleu_4"] == {"max": pytest.approx(max(val))}  # the best epoch's, not the last's
     samples = [row for row in wb.history if "samples/val/nrows" in row]
     assert [row["samples/val/nrows"] for row in samples] == [3, 3]  # one table per epoch
     failures = {k: v for row in wb.history for k, v in row.items() if k.startswith("failures/")}

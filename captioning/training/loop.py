@@ -10,8 +10,9 @@ drawn from (seed, epoch), so a resumed run sees exactly the batches the uninterr
 
 Checkpoints (written atomically): ``checkpoints/best.pt`` (the best val BLEU-4 so far: what evaluation,
 the caption API and the next stage read) and ``checkpoints/last.pt`` (plus the optimizer, schedule, RNGs
-and position: stage, epoch, step). SIGINT/SIGTERM finish the current step, save ``last`` and exit;
-``resume=<run dir>`` continues from that step, in any stage.
+and position: stage, epoch, step). SIGINT/SIGTERM/SIGUSR1 finish the current step, save ``last`` and exit;
+``resume=<run dir>`` continues from that step, in any stage (``resume=auto``: from this run directory's
+own last.pt when there is one).
 """
 
 from __future__ import annotations
@@ -175,12 +176,12 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
             if stage.encoder_lr is not None:
                 params.append({"params": list(encoder.parameters()), "lr": stage.encoder_lr})
             opt, lr_sched = make_optimizer(params, stage, steps_per_epoch)
-            first_epoch, first_step, losses = 0, 0, []
+            first_epoch, first_step, losses, own_rng = 0, 0, [], False
             if resuming:
                 check_same_position(resume, cfg, name, stage, steps_per_epoch)
                 opt.load_state_dict(resume["optimizer"])
                 lr_sched.load_state_dict(resume["lr_schedule"])
-                set_rng_state(resume["rng"])
+                own_rng = restore_rng(resume, dp)
                 first_epoch, first_step, losses = resume["epoch"], resume["step"], list(resume["epoch_losses"])
                 log.info("resumed stage %s at epoch %d step %d", name, first_epoch, first_step)
             elif start is not None and history["best_bleu4"] < 0:  # schedule.init_from: the weights to beat
@@ -188,18 +189,19 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                 history["best_epoch"], history["best_stage"] = 0, name
                 history["initial_val_bleu4"] = history["best_bleu4"]
                 save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), stage_name=name, epoch=0)
-            net = dp.wrap(model)  # one process, or this rank of a DDP job (captioning/utils/distributed.py)
+            net = dp.wrap(model, fold_rank=not own_rng)  # one process, or this rank of a DDP job (utils/distributed.py)
             reward = SentenceBleu([r.captions for r in prepared.splits[cfg.data.train_split]], stage.reward) \
                 if stage.loss == "self_critical" else None
             trained = [model] + ([encoder] if stage.encoder_lr is not None else [])
 
             def save_last(epoch: int, step: int, epoch_losses: list[float]) -> None:
                 """last.pt: the weights, and everything that continues the run from (stage, epoch, step)."""
+                rngs = dp.gather(rng_state())  # every rank's generators (every rank calls this)
                 if dp.is_main:
                     save(ckpt_dir / "last.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
                          epoch=epoch, step=step, epoch_losses=list(epoch_losses), steps_per_epoch=steps_per_epoch,
-                         optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(), rng=rng_state(),
-                         history=history)
+                         optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(), rng=rngs[0],
+                         **({"rank_rng": rngs} if dp.world_size > 1 else {}), history=history)
 
             # -- the epochs --------------------------------------------------------------------------------
             for epoch in range(first_epoch, stage.epochs):
@@ -367,11 +369,15 @@ def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action
 
 
 def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | None:
-    """``resume=<run dir or last.pt>``: the last checkpoint, with its position (``stage`` as an index of
-    ``stages``, epoch, step)."""
+    """``resume=<run dir or last.pt>`` (or ``auto``: this run's own, if any): the last checkpoint, with its
+    position (``stage`` as an index of ``stages``, epoch, step); None for a fresh start."""
     if not cfg.get("resume"):
         return None
     p = Path(cfg.resume)
+    if cfg.resume == "auto":  # this run directory's own last.pt (e.g. a requeued SLURM job), else a fresh start
+        if not (ckpt_dir / "last.pt").is_file():
+            return None
+        p = ckpt_dir / "last.pt"
     ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
     if "optimizer" not in ckpt or "stage_name" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds no training state (optimizer, position): resume from a "
@@ -380,6 +386,15 @@ def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | Non
         raise CheckpointError(f"{ckpt['path']} stopped in stage {ckpt['stage_name']!r}, which this schedule does not "
                               f"train (its stages: {stages}); resume with the run's own schedule")
     return {**ckpt, "stage": stages.index(ckpt["stage_name"])}
+
+
+def restore_rng(ckpt: dict, dp) -> bool:
+    """Restore this rank's own RNG states from a last.pt saved by as many ranks (True), else rank 0's (False:
+    the ranks' streams are then told apart again by ``DataParallel.wrap``)."""
+    ranks = ckpt.get("rank_rng") or []
+    own = len(ranks) == dp.world_size > 1 and (dp.device.type != "cuda" or "cuda" in ranks[dp.rank])
+    set_rng_state(ranks[dp.rank] if own else ckpt["rng"])
+    return own
 
 
 def check_same_position(ckpt: dict, cfg: Any, name: str, stage: StageConfig, steps_per_epoch: int) -> None:

@@ -47,15 +47,17 @@ class DataParallel:
         """Rank 0: the process that validates and writes files."""
         return self.rank == 0
 
-    def wrap(self, module: nn.Module) -> nn.Module:
-        """``module`` wrapped in DDP (gradients averaged in backward); the module itself for one process."""
+    def wrap(self, module: nn.Module, fold_rank: bool = True) -> nn.Module:
+        """``module`` wrapped in DDP (gradients averaged in backward); the module itself for one process.
+        ``fold_rank=False``: this rank's generators already hold its own stream (restored on resume)."""
         if self.world_size == 1:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
-        # Every rank drew the same seeded (or resumed) stream so far; fold the rank in now so that
+        # Every rank drew the same seeded stream so far; fold the rank in now so that
         # dropout masks differ between ranks instead of repeating on every shard.
-        torch.manual_seed(int(torch.randint(2**62, (1,))) + self.rank)
+        if fold_rank:
+            torch.manual_seed(int(torch.randint(2**62, (1,))) + self.rank)
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 
@@ -78,6 +80,14 @@ class DataParallel:
         box = [value]
         dist.broadcast_object_list(box, src=0, device=self.device)
         return box[0]
+
+    def gather(self, value: T) -> list[T]:
+        """``value`` (any picklable object) of every rank, in rank order, on every rank."""
+        if self.world_size == 1:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
 
     def mean(self, value: float) -> float:
         """The mean of ``value`` over the ranks."""

@@ -1,4 +1,5 @@
-"""Stop a long loop cleanly on SIGINT/SIGTERM: the signal only raises a flag, the loop finishes its
+"""Stop a long loop cleanly on SIGINT/SIGTERM/SIGUSR1 (SIGUSR1: what SLURM, through submitit's
+``signal_delay_s``, sends before a job's time limit): the signal only raises a flag, the loop finishes its
 step, saves and stops. A second Ctrl-C aborts at once (a user who presses it twice does not want to wait).
 
     with GracefulStop() as stop:
@@ -17,11 +18,12 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
 
 class Interrupted(SystemExit):
-    """Raised after a clean stop; exits with the shell's 128 + signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    """Raised after a clean stop; exits with the shell's 128 + signal number (130 for Ctrl-C, 143 for SIGTERM,
+    138 for SIGUSR1)."""
 
     def __init__(self, signum: int, message: str):
         super().__init__(128 + signum)
@@ -32,7 +34,7 @@ class Interrupted(SystemExit):
 
 
 class GracefulStop:
-    """Context manager that turns SIGINT/SIGTERM into ``requested`` and restores the old handlers on exit."""
+    """Context manager that turns SIGINT/SIGTERM/SIGUSR1 into ``requested`` and restores the old handlers on exit."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
