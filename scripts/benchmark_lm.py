@@ -32,9 +32,13 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from captioning.utils.io import atomic_write, save_json  # noqa: E402
+from captioning.lm.config import register_schemas  # noqa: E402
+from captioning.lm.corpus import corpus_from_config  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
-from captioning.lm.run import corpus_from_config, train_config, train_from_config  # noqa: E402
+from captioning.lm.run import run_config, train_from_config  # noqa: E402
 from captioning.lm.train import evaluate  # noqa: E402
+
+register_schemas()  # configs/lm/*.yaml extend the declared options: store them before composing
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
@@ -56,22 +60,23 @@ def run(budget: float, overrides: list[str], out: Path) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "configs" / "lm"), version_base=None):
         cfg = compose("lm", overrides=[f"schedule.max_seconds={budget}", "schedule.max_steps=100000000",
                                        f"out_dir={out / f'{budget:g}s'}", *overrides])
+    opts = run_config(cfg)  # every bad value named before any work
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
     result = train_from_config(cfg)
     load_after, cpu_seconds = os.getloadavg()[0], time.process_time() - cpu_before
     # nanoGPT's figure predicts each character from at most 64 before it: the same context, for comparison
     model, _ = load_lm(result.checkpoint)
-    val = corpus_from_config(cfg.corpus, cfg.val_fraction).val
-    block64 = evaluate(model, val, cfg.schedule.eval_batch_size, NANOGPT["block"], carry_state=False)
+    val = corpus_from_config(opts.corpus, opts.val_fraction).val
+    block64 = evaluate(model, val, opts.schedule.eval_batch_size, NANOGPT["block"], carry_state=False)
     return {"budget_s": budget, "val_loss": round(result.val_loss, 4), "val_loss_block64": round(block64, 4),
             "steps": result.steps,
             "seconds": round(result.seconds, 1), "train_chars_per_s": round(result.train_chars_per_s),
             "load_avg_1min_before_after": [round(load_before, 2), round(load_after, 2)],
             # CPU time we got over what the threads could have had: well below 1 on a busy machine
-            "cpu_share": round(cpu_seconds / (result.seconds * (cfg.threads or os.cpu_count())), 2),
-            "precision": train_config(cfg).precision,  # "auto" resolved to what ran
-            "cell": cfg.cell.name, "hidden": cfg.cell.hidden_size, "layers": cfg.cell.num_layers,
-            "batch": cfg.schedule.batch_size, "seq_len": cfg.schedule.seq_len, "threads": cfg.threads}
+            "cpu_share": round(cpu_seconds / (result.seconds * (opts.threads or os.cpu_count())), 2),
+            "precision": result.precision,  # "auto" resolved to what ran
+            "cell": opts.cell.name, "hidden": opts.cell.hidden_size, "layers": opts.cell.num_layers,
+            "batch": opts.schedule.batch_size, "seq_len": opts.schedule.seq_len, "threads": opts.threads}
 
 
 def report(results: list[dict], info: dict, command: str) -> str:

@@ -3,7 +3,8 @@
     python scripts/long_term_dependency.py                      # docs/long_term_dependency.md + figure
     python scripts/long_term_dependency.py lengths=[10,20] train.max_steps=200 docs_dir=null   # quick look
 
-Options: configs/sequence/long_term_dependency.yaml.
+Options: configs/sequence/long_term_dependency.yaml (SweepConfig in captioning/sequence/experiments.py);
+every bad value is named before the first run.
 """
 
 from pathlib import Path
@@ -11,11 +12,13 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from captioning.sequence.config import register_schemas, sweep_config
 from captioning.sequence.experiments import length_sweep, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
+register_schemas()  # configs/sequence/*.yaml extend the declared options: store them before Hydra composes
 
 
 def _row(r: dict) -> None:
@@ -26,15 +29,15 @@ def _row(r: dict) -> None:
 
 @hydra.main(config_path="../configs/sequence", config_name="long_term_dependency", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    opts = sweep_config(cfg)  # every bad value named before any work
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     hc = HydraConfig.get()
-    plain = OmegaConf.to_container(cfg, resolve=True)
     # where the outputs go does not change them: leave out_dir out of the reproducing command
     command = " ".join(["python scripts/long_term_dependency.py", *(o for o in hc.overrides.task if not o.startswith("out_dir="))])
-    result = length_sweep(plain, progress=_row)
-    docs = None if cfg.docs_dir is None else (ROOT / cfg.docs_dir if not Path(cfg.docs_dir).is_absolute() else Path(cfg.docs_dir))
-    for path in write_report(result, plain, hc.runtime.output_dir, docs, command):
+    result = length_sweep(opts, progress=_row)
+    docs = None if opts.docs_dir is None else (ROOT / opts.docs_dir if not Path(opts.docs_dir).is_absolute() else Path(opts.docs_dir))
+    for path in write_report(result, opts, hc.runtime.output_dir, docs, command):
         print(f"wrote {path}")
 
 

@@ -15,16 +15,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from captioning.lm.config import SampleConfig, check, register_schemas, sample_problems  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.sample import sample  # noqa: E402
+
+register_schemas()  # configs/lm/sample.yaml extends the declared options: store them before Hydra composes
 
 
 @hydra.main(version_base=None, config_path="../configs/lm", config_name="sample")
 def main(cfg: DictConfig) -> None:
     """Print the prime followed by ``length`` sampled characters."""
-    model, vocab = load_lm(cfg.checkpoint)
-    text = sample(model, vocab, cfg.length, cfg.prime, cfg.temperature, cfg.seed, cfg.top_k)
-    print(cfg.prime + text)
+    opts: SampleConfig = check(SampleConfig, cfg, sample_problems)  # every bad value named before loading
+    model, vocab = load_lm(opts.checkpoint)
+    text = sample(model, vocab, opts.length, opts.prime, opts.temperature, opts.seed, opts.top_k)
+    print(opts.prime + text)
 
 
 if __name__ == "__main__":

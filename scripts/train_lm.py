@@ -18,13 +18,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from captioning.lm.config import register_schemas  # noqa: E402
 from captioning.lm.run import train_from_config  # noqa: E402
 
+register_schemas()  # configs/lm/*.yaml extend the declared options: store them before Hydra composes
 
 
 @hydra.main(version_base=None, config_path="../configs/lm", config_name="lm")
 def main(cfg: DictConfig) -> float:
-    """Train and print the validation loss (nats per character)."""
+    """Check every option, train, and print the validation loss (nats per character)."""
     result = train_from_config(cfg)
     print(f"validation loss {result.val_loss:.4f} nats/char after {result.steps} steps, {result.seconds:.1f} s "
           f"({result.train_chars_per_s:.0f} chars/s); checkpoint {result.checkpoint}")

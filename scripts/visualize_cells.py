@@ -20,31 +20,35 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from captioning.lm.config import VizConfig, check, register_schemas, viz_problems  # noqa: E402
+from captioning.lm.corpus import corpus_from_config  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
-from captioning.lm.run import corpus_from_config  # noqa: E402
 from captioning.lm.visualize import visualize_lm  # noqa: E402
 
+register_schemas()  # configs/lm/viz.yaml extends the declared options: store them before Hydra composes
 
-def read_text(cfg: DictConfig) -> str:
+
+def read_text(opts: VizConfig) -> str:
     """The text to read: ``text_file`` if given, else the start of the corpus's validation split."""
-    if cfg.text_file:
-        path = Path(cfg.text_file)
+    if opts.text_file:
+        path = Path(opts.text_file)
         if not path.is_file():
             raise FileNotFoundError(f"text_file {path} not found")
-        return path.read_text(encoding="utf-8", errors="replace")[: cfg.chars]
-    corpus = corpus_from_config(cfg.corpus)
-    return corpus.text[len(corpus.train): len(corpus.train) + cfg.chars]
+        return path.read_text(encoding="utf-8", errors="replace")[: opts.chars]
+    corpus = corpus_from_config(opts.corpus)
+    return corpus.text[len(corpus.train): len(corpus.train) + opts.chars]
 
 
 @hydra.main(version_base=None, config_path="../configs/lm", config_name="viz")
 def main(cfg: DictConfig) -> None:
     """Write the report and print the best cell for each signal."""
-    model, vocab = load_lm(cfg.checkpoint, backend="fused")
-    best = visualize_lm(model, vocab, read_text(cfg), cfg.out_dir, cfg.corpus.language, cfg.top_k,
-                        list(cfg.cells), cfg.html_chars, cfg.png_chars)
+    opts: VizConfig = check(VizConfig, cfg, viz_problems)  # every bad value named before loading
+    model, vocab = load_lm(opts.checkpoint, backend="fused")
+    best = visualize_lm(model, vocab, read_text(opts), opts.out_dir, opts.corpus.language, opts.top_k,
+                        list(opts.cells), opts.html_chars, opts.png_chars)
     for name, b in best.items():
         print(f"{name:>14}: cell {b['label']:>8}  r = {b['r']:+.3f}")
-    print(f"report in {cfg.out_dir}")
+    print(f"report in {opts.out_dir}")
 
 
 if __name__ == "__main__":

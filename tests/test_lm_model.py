@@ -2,14 +2,14 @@ import pytest
 import torch
 
 from captioning.lm.corpus import Corpus
-from captioning.lm.model import CharRNN, build_char_rnn, load_lm
+from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN, build_char_rnn, load_lm
 from captioning.lm.train import evaluate
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_state_carries_across_chunks(cell):
     torch.manual_seed(0)
-    model = CharRNN(11, cell, hidden_size=16, num_layers=2, embedding_dim=8).eval()
+    model = CharRNN(11, CharCellConfig(cell, hidden_size=16, num_layers=2), CharModelConfig(embedding_dim=8)).eval()
     x = torch.randint(0, 11, (12, 3))
     whole, _ = model(x)
     first, state = model(x[:5])
@@ -21,7 +21,8 @@ def test_state_carries_across_chunks(cell):
 
 def test_scratch_backend_loads_fused_weights():
     torch.manual_seed(0)
-    fused = CharRNN(7, "lstm", hidden_size=8, num_layers=2, embedding_dim=0, backend="fused").eval()
+    fused = CharRNN(7, CharCellConfig("lstm", hidden_size=8, num_layers=2), CharModelConfig(embedding_dim=0),
+                    backend="fused").eval()
     scratch = build_char_rnn(fused.config, backend="scratch").eval()
     scratch.load_state_dict(fused.state_dict())
     x = torch.randint(0, 7, (6, 2))
@@ -31,7 +32,7 @@ def test_scratch_backend_loads_fused_weights():
 def test_evaluate_carries_state_through_the_validation_text():
     torch.manual_seed(0)
     corpus = Corpus.from_text("the cat sat on the mat. " * 20, val_fraction=0.5)
-    model = CharRNN(len(corpus.vocab), "gru", hidden_size=16, embedding_dim=8)
+    model = CharRNN(len(corpus.vocab), CharCellConfig("gru", hidden_size=16), CharModelConfig(embedding_dim=8))
     # one stream read in short or long chunks gives the same loss only if the state is carried
     assert evaluate(model, corpus.val, 1, 7) == pytest.approx(evaluate(model, corpus.val, 1, 500), abs=1e-5)
     assert evaluate(model, corpus.val, 1, 7, carry_state=False) != pytest.approx(evaluate(model, corpus.val, 1, 7))

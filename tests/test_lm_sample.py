@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captioning.lm.model import CharRNN
+from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN
 from captioning.lm.sample import next_id, sample
 from captioning.lm.vocab import CharVocab
 
@@ -10,7 +10,7 @@ VOCAB = CharVocab.build("abcdefgh \n")
 
 def make_model() -> CharRNN:
     torch.manual_seed(0)
-    return CharRNN(len(VOCAB), "lstm", hidden_size=16, embedding_dim=8).eval()
+    return CharRNN(len(VOCAB), CharCellConfig("lstm", hidden_size=16), CharModelConfig(embedding_dim=8)).eval()
 
 
 def test_same_seed_same_text():

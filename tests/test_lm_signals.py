@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioning.lm.model import CharRNN
+from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN
 from captioning.lm.signals import code_regions, correlations, rank_cells, text_signals
 from captioning.lm.vocab import CharVocab
 from captioning.nn.viz import record_text
@@ -51,7 +51,7 @@ def test_correlation_matches_numpy_and_handles_constant_columns():
 def plant_quote_cell(vocab: CharVocab, hidden: int = 6, k: float = 30.0) -> CharRNN:
     """An LSTM whose unit 0 flips its cell between -1 and +1 at every quote: it tracks in_quote."""
     torch.manual_seed(0)
-    model = CharRNN(len(vocab), "lstm", hidden_size=hidden, embedding_dim=0).eval()
+    model = CharRNN(len(vocab), CharCellConfig("lstm", hidden_size=hidden), CharModelConfig(embedding_dim=0)).eval()
     q, h = vocab.stoi['"'], hidden
     with torch.no_grad():
         for p in model.rnn.parameters():

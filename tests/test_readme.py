@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from captioning.lm.config import register_schemas as register_lm_schemas
+from captioning.sequence.config import register_schemas as register_sequence_schemas
+
+register_lm_schemas()  # the apps' yaml files extend their declared options, as their scripts register them
+register_sequence_schemas()
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test]" && python -m pytest -q']

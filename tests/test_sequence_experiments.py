@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from captioning.sequence.experiments import FIGURE, length_sweep, markdown_report, write_report
+from captioning.sequence.experiments import FIGURE, SweepConfig, length_sweep, markdown_report, write_report
+from captioning.utils.schema import build
 
-CFG = {
+PLAIN = {
     "seed": 0,
     "lengths": [6, 8],
     "variants": [{"name": "rnn", "cell": "rnn"}, {"name": "lstm", "cell": "lstm", "lstm_init": "chrono"}],
@@ -17,6 +18,7 @@ CFG = {
     "solved_fraction": 0.05,
     "probe": {"train_len": 8, "length": 12, "n": 4},
 }
+CFG = build(SweepConfig, PLAIN)
 
 
 def test_sweep_writes_table_figure_and_json(tmp_path):
@@ -42,7 +44,7 @@ def test_bold_marks_only_solved_runs():
            "steps": 5, "seconds": 1.0}
     result = {"rows": [row, {**row, "variant": "rnn", "mse": 0.16, "solved": False, "mse_ratio": 0.96}], "curves": {},
               "baseline": {"mse": 1 / 6, "accuracy": 0.0784}}
-    md = markdown_report(result, {**CFG, "lengths": [10]}, "x.png", "cmd")
+    md = markdown_report(result, build(SweepConfig, {**PLAIN, "lengths": [10]}), "x.png", "cmd")
     assert "| 10 | 0.1667 (8%) | **0.0010** (90%) | 0.1600 (90%) |" in md
     assert "- gru: solved T = 10." in md
     assert "- rnn: solved no length; at T = 10 the test MSE ended at 0.96-0.96 x the baseline's." in md
@@ -50,6 +52,11 @@ def test_bold_marks_only_solved_runs():
 
 def test_bad_sweep_configs_are_refused():
     with pytest.raises(ValueError, match="probe.train_len"):
-        length_sweep({**CFG, "probe": {**CFG["probe"], "train_len": 7}})
+        length_sweep(build(SweepConfig, {**PLAIN, "probe": {**PLAIN["probe"], "train_len": 7}}))
     with pytest.raises(ValueError, match="distinct"):
-        length_sweep({**CFG, "variants": [{"name": "a", "cell": "rnn"}, {"name": "a", "cell": "gru"}]})
+        length_sweep(build(SweepConfig, {**PLAIN, "variants": [{"name": "a", "cell": "rnn"}, {"name": "a", "cell": "gru"}]}))
+    # every bad value at once, before the first run
+    with pytest.raises(ValueError) as err:
+        length_sweep(build(SweepConfig, {**PLAIN, "lengths": [2, 8], "solved_fraction": 0.0,
+                                         "train": {**PLAIN["train"], "lr": -1.0}}))
+    assert len(str(err.value).splitlines()[1:]) == 3, str(err.value)

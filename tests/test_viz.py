@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from captioning.nn.cells import GRU, LSTM
-from captioning.lm.model import CharRNN
+from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN
 from captioning.lm.visualize import visualize_lm
 from captioning.lm.vocab import CharVocab
 from captioning.nn.viz import (cells_html, gate_saturation, heatmap_png, record_decoder, record_text, render_decoder,
@@ -17,7 +17,8 @@ TEXT = 'def f(x):\n    return "a(b)" + x  # done\n' * 3
 
 def small_model(vocab: CharVocab, cell: str = "lstm") -> CharRNN:
     torch.manual_seed(0)
-    return CharRNN(len(vocab), cell, hidden_size=8, num_layers=2, embedding_dim=4, backend="fused").eval()
+    return CharRNN(len(vocab), CharCellConfig(cell, hidden_size=8, num_layers=2), CharModelConfig(embedding_dim=4),
+                   backend="fused").eval()
 
 
 def test_recording_matches_the_fused_run():

@@ -19,7 +19,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from captioning.lm.signals import LANGUAGES
 from captioning.lm.vocab import CharVocab
+from captioning.utils.schema import option
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOB_CHARS = "*?["
@@ -102,11 +104,31 @@ class Corpus:
         return cls(text, vocab, ids[:n_train], ids[n_train:])
 
 
+@dataclass
+class CorpusConfig:
+    """The `corpus` group (configs/lm/corpus/*.yaml): where the text comes from."""
+
+    name: str = option("custom", "names the run (out_dir is outputs/lm/<name>-<cell>)")
+    paths: list[str] = option([], "files, folders or globs, tried in order (relative: to the working directory, then "
+                              "the repository); the first that exists is read; {stdlib} = Python's standard library")
+    pattern: str = option("**/*", "the files read from a folder")
+    exclude: list[str] = option([], "fnmatch patterns of files to leave out")
+    max_chars: int | None = option(None, "read at most this many characters; null = every file", ge=2)
+    language: str = option("text", "what the text is, for the cell search's signals", choices=LANGUAGES)
+    hint: str = option("", "added to the error when no path exists: how to get the corpus")
+
+
 def load_corpus(paths: Sequence[str] | str, pattern: str = "**/*", exclude: Sequence[str] = (),
                 max_chars: int | None = None, val_fraction: float = 0.1, hint: str = "") -> Corpus:
-    """Read a corpus from config-like arguments (see configs/lm/corpus/*.yaml)."""
+    """Read a corpus from its parts (``corpus_from_config`` takes a whole ``CorpusConfig``)."""
     files = list_files(resolve_source(paths, hint), pattern, exclude)
     return Corpus.from_text(read_files(files, max_chars), val_fraction)
+
+
+def corpus_from_config(corpus: CorpusConfig, val_fraction: float = 0.1) -> Corpus:
+    """Read the corpus a configs/lm/corpus/*.yaml entry describes."""
+    return load_corpus(list(corpus.paths), corpus.pattern, list(corpus.exclude), corpus.max_chars, val_fraction,
+                       corpus.hint)
 
 
 class StreamBatches:

@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from captioning.nn.cells import build_rnn
+from captioning.nn.cells import CELLS, build_rnn
 from captioning.lm.vocab import CharVocab
+from captioning.utils.schema import option
 
 State = Any  # h, or (h, c) for an LSTM: [layers, B, H] each
+
+
+@dataclass
+class CharCellConfig:
+    """The `cell` group of the character model (configs/lm/cell/*.yaml)."""
+
+    name: str = option("lstm", "the recurrent cell (captioning/nn/cells.py)", choices=tuple(CELLS))
+    hidden_size: int = option(512, "units per layer", ge=1)
+    num_layers: int = option(1, "stacked recurrent layers", ge=1)
+    dropout: float = option(0.0, "dropout between layers and on the top layer's output, in [0, 1)", ge=0.0, lt=1.0)
+
+
+@dataclass
+class CharModelConfig:
+    """The `model` section of configs/lm/lm.yaml: the layers around the cell."""
+
+    embedding_dim: int = option(64, "width of the character embedding; 0 = one-hot inputs, as the original "
+                                "char-rnn", ge=0)
 
 
 class CharRNN(nn.Module):
     """char-rnn: p(x_{t+1} | x_<=t) from the top layer's hidden state. Inputs are time-first [T, B]."""
 
-    def __init__(self, vocab_size: int, cell: str = "lstm", hidden_size: int = 512, num_layers: int = 1,
-                 embedding_dim: int = 64, dropout: float = 0.0, backend: str = "fused") -> None:
+    def __init__(self, vocab_size: int, cell: CharCellConfig, model: CharModelConfig | None = None,
+                 backend: str = "fused") -> None:
         super().__init__()
-        self.config = dict(vocab_size=vocab_size, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
-                           embedding_dim=embedding_dim, dropout=dropout)
+        model = model or CharModelConfig()
+        embedding_dim = model.embedding_dim
+        # the flat form checkpoints store (build_char_rnn reads it back)
+        self.config = dict(vocab_size=vocab_size, cell=cell.name, hidden_size=cell.hidden_size,
+                           num_layers=cell.num_layers, embedding_dim=embedding_dim, dropout=cell.dropout)
         # embedding_dim 0 means one-hot inputs, as in the original char-rnn
         self.embed = nn.Embedding(vocab_size, embedding_dim) if embedding_dim > 0 else None
         in_size = embedding_dim if embedding_dim > 0 else vocab_size
-        self.rnn = build_rnn(cell, in_size, hidden_size, num_layers=num_layers, dropout=dropout, backend=backend)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.rnn = build_rnn(cell.name, in_size, cell.hidden_size, num_layers=cell.num_layers, dropout=cell.dropout,
+                             backend=backend)
+        self.drop = nn.Dropout(cell.dropout)
+        self.head = nn.Linear(cell.hidden_size, vocab_size)
 
     def inputs(self, x: Tensor) -> Tensor:
         """Vectors fed to the first layer: embeddings or one-hot rows."""
@@ -42,12 +66,14 @@ class CharRNN(nn.Module):
 
 
 def build_char_rnn(config: dict, backend: str = "fused") -> CharRNN:
-    """A CharRNN from its saved ``config`` dict (as stored in checkpoints)."""
-    return CharRNN(**config, backend=backend)
+    """A CharRNN from its saved ``config`` dict (``CharRNN.config``, as stored in checkpoints)."""
+    cell = CharCellConfig(name=config["cell"], hidden_size=config["hidden_size"], num_layers=config["num_layers"],
+                          dropout=config["dropout"])
+    return CharRNN(config["vocab_size"], cell, CharModelConfig(embedding_dim=config["embedding_dim"]), backend)
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by captioning.lm.train (clear error if it is missing)."""
+    """Read a checkpoint written by captioning.lm.train.train_char_lm (clear error if it is missing)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found: train first (scripts/train_lm.py) or fix the path")

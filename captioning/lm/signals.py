@@ -16,6 +16,7 @@ OPEN_BRACKETS, CLOSE_BRACKETS = "([{", ")]}"
 # Comment syntax by language; quotes start strings in every code language here.
 LINE_COMMENTS = {"python": ("#",), "c": ("//",), "latex": ("%",), "text": ()}
 BLOCK_COMMENTS = {"c": ("/*", "*/")}
+LANGUAGES = tuple(LINE_COMMENTS)  # text, python, c, latex
 STRING_QUOTES = {"python": ('"""', "'''", '"', "'"), "c": ('"', "'")}
 
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from captioning.nn.bptt import detach_state
 from captioning.utils.io import atomic_save_torch, save_json
-from captioning.utils.precision import training_precision
+from captioning.utils.precision import PRECISIONS, training_precision
+from captioning.utils.schema import option, plain, problems
 from captioning.lm.corpus import Corpus, StreamBatches
 from captioning.lm.model import CharRNN, load_checkpoint
 
@@ -30,41 +31,61 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "ckpt.pt"
 
 
+OPTIMIZERS = ("adam", "adamw")
+
+
 @dataclass
 class TrainConfig:
-    """Schedule and optimisation settings (configs/lm/schedule/*.yaml)."""
+    """The `schedule` group (configs/lm/schedule/*.yaml): batches, optimiser, learning rate, budgets, validation."""
 
-    batch_size: int = 32
-    seq_len: int = 64
-    optimizer: str = "adam"  # "adam" or "adamw"
-    lr: float = 2e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 5.0
-    precision: str = "fp32"  # "bf16": autocast matrix products to bfloat16; "auto": bf16 where the CPU has it
-    max_steps: int = 10_000
-    max_seconds: float | None = None
-    eval_every: int = 250
-    eval_chars: int | None = 20_000  # fixed prefix of the validation text for periodic checks
-    final_eval_chars: int | None = None  # None: the whole validation text
-    eval_batch_size: int = 32
-    eval_seq_len: int = 256
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    seed: int = 1337
-    threads: int | None = None
+    batch_size: int = option(32, "parallel streams of the text: the rows of a batch", ge=1)
+    seq_len: int = option(64, "truncated-BPTT length: gradients flow back this many characters", ge=1)
+    optimizer: str = option("adam", "adam | adamw (decoupled weight decay)", choices=OPTIMIZERS)
+    lr: float = option(2e-3, "peak learning rate (after warmup)", gt=0.0)
+    min_lr: float = option(1e-4, "where the cosine decay ends; at most lr", ge=0.0)
+    warmup_steps: int = option(0, "steps of linear warmup to lr", ge=0)
+    weight_decay: float = option(0.0, "decay of the weight matrices, never of biases (adamw decouples it)", ge=0.0)
+    betas: list[float] = option([0.9, 0.99], "Adam's two moment decay rates, each in [0, 1)")
+    grad_clip: float = option(5.0, "global gradient-norm clip, as char-rnn", gt=0.0)
+    precision: str = option("fp32", "fp32 | bf16 (autocast the forward's matrix products to bfloat16; weights and "
+                            "optimizer stay fp32) | auto (bf16 where the CPU multiplies bfloat16 natively, else fp32)",
+                            choices=PRECISIONS)
+    max_steps: int = option(10_000, "training steps", ge=1)
+    max_seconds: float | None = option(None, "time budget in seconds; null = none. Whichever of steps and seconds "
+                                       "ends first stops the run, and the learning rate decays over it", gt=0.0)
+    eval_every: int = option(250, "steps between validation checks", ge=1)
+    eval_chars: int | None = option(20_000, "a fixed prefix of the validation text for the periodic checks; "
+                                    "null = all of it", ge=1)
+    final_eval_chars: int | None = option(None, "validation characters read at the end; null = all of them", ge=1)
+    eval_batch_size: int = option(32, "streams of the validation text", ge=1)
+    eval_seq_len: int = option(256, "characters per validation chunk (the state is carried across chunks)", ge=1)
+    log_every: int = option(50, "steps between progress-bar updates of the mean loss", ge=1)
+    checkpoint_every: int = option(1000, "steps between checkpoints (one is always written at the end)", ge=1)
 
-    def __post_init__(self) -> None:
-        self.precision = training_precision(self.precision)  # auto -> bf16 where the CPU has it natively
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive or null, got {self.max_seconds}")
-        self.betas = tuple(self.betas)
+
+def schedule_fit_problems(cfg: Any, prefix: str = "schedule") -> list[str]:
+    """One line per pair of schedule options that cannot work together (the ranges are ``problems``')."""
+    values = {**plain(TrainConfig()), **plain(cfg)}
+    found, betas, lr, min_lr = [], values["betas"], values["lr"], values["min_lr"]
+    if isinstance(betas, (list, tuple)) and (len(betas) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        found.append(f"{prefix}.betas must be two numbers in [0, 1), got {list(betas)!r}")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lr, min_lr))
+    if numbers and min_lr > lr:
+        found.append(f"{prefix}.min_lr must be <= lr ({lr}), got {min_lr}")
+    return found
+
+
+def schedule_problems(cfg: Any, prefix: str = "schedule") -> list[str]:
+    """One line per bad value of a schedule: declared ranges and choices, and how the options fit together."""
+    return problems(TrainConfig, cfg, prefix) + schedule_fit_problems(cfg, prefix)
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    """Raise ValueError naming every bad value of ``cfg`` at once."""
+    found = schedule_problems(cfg)
+    if found:
+        raise ValueError("invalid schedule:\n  " + "\n  ".join(found))
 
 
 @dataclass
@@ -77,6 +98,7 @@ class TrainResult:
     train_chars_per_s: float
     checkpoint: str
     history: list[dict] = field(default_factory=list)
+    precision: str = "fp32"  # what the steps ran in (``auto`` resolved)
 
 
 def lr_at(progress: float, step: int, cfg: TrainConfig) -> float:
@@ -93,7 +115,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=cfg.betas)
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 @torch.no_grad()
@@ -147,10 +169,11 @@ def _resume(path: Path, model: CharRNN, opt: Optimizer, cfg: TrainConfig) -> Run
     return run
 
 
-def _train_step(model: CharRNN, opt: Optimizer, x: Tensor, y: Tensor, state: Any, cfg: TrainConfig) -> tuple[float, Any]:
+def _train_step(model: CharRNN, opt: Optimizer, x: Tensor, y: Tensor, state: Any, cfg: TrainConfig,
+                precision: str) -> tuple[float, Any]:
     """One truncated-BPTT step on a chunk; returns the loss and the detached state for the next chunk."""
     # parameters and optimizer stay fp32; only the forward's matrix products run in bf16 if asked
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         logits, state = model(x, state)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
     opt.zero_grad(set_to_none=True)
@@ -169,14 +192,15 @@ def _set_lr(opt: Optimizer, run: RunState, cfg: TrainConfig) -> float:
     return lr
 
 
-def train(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:
-    """Train ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``.
+def train_char_lm(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path,
+                  resume: bool = False) -> TrainResult:
+    """Train the character model ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``.
 
-    Sets torch's thread count to ``cfg.threads`` (if given) for the whole process.
+    Every bad value of ``cfg`` is named (ValueError) before any work; precision ``auto`` is resolved here.
     """
+    check_schedule(cfg)
     out_dir, ckpt_path = Path(out_dir), Path(out_dir) / CHECKPOINT
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    precision = training_precision(cfg.precision)  # auto -> bf16 where the CPU has it natively
     batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len)
     val_subset = corpus.val[: cfg.eval_chars + 1] if cfg.eval_chars else corpus.val
     opt = make_optimizer(model, cfg)
@@ -190,7 +214,7 @@ def train(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path,
             run.state = None  # a new epoch starts every stream from its beginning
         lr = _set_lr(opt, run, cfg)
         t_step = time.perf_counter()
-        loss, run.state = _train_step(model, opt, *batches[chunk], run.state, cfg)
+        loss, run.state = _train_step(model, opt, *batches[chunk], run.state, cfg, precision)
         train_seconds += time.perf_counter() - t_step
         run.step, run.seconds = run.step + 1, time.perf_counter() - t0
         losses.append(loss)
@@ -216,4 +240,4 @@ def train(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path,
     save_json(run.history, out_dir / "history.json")
     chars = (run.step - first_step) * cfg.batch_size * cfg.seq_len
     return TrainResult(final, run.step, run.seconds, chars / train_seconds if train_seconds else 0.0,
-                       str(ckpt_path), run.history)
+                       str(ckpt_path), run.history, precision)

@@ -10,14 +10,39 @@ search are ``captioning.nn.decoding``'s, unchanged: the "features" it is given a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from captioning.nn.decoding import map_tensors
-from captioning.nn.cells import LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
+from captioning.nn.cells import BACKENDS, CELLS, LSTM_INITS, build_rnn, init_lstm_gates  # noqa: F401 (re-exported)
 from captioning.text.vocab import PAD
+from captioning.utils.schema import option
+
+
+@dataclass
+class SequenceCellConfig:
+    """The `cell` group of the sequence tasks (configs/sequence/cell/*.yaml)."""
+
+    name: str = option("lstm", "the recurrent cell (captioning/nn/cells.py)", choices=tuple(CELLS))
+    backend: str = option("fused", "fused: torch's kernel on our parameters | scratch: our cells step by step",
+                          choices=BACKENDS)
+    lstm_init: str = option("torch", "LSTM gate-bias init: torch (forget gate ~0.5) | forget_bias (b_f = forget_bias) "
+                            "| chrono (Tallec & Ollivier 2018: b_f ~ log U(1, t_max - 1), b_i = -b_f); other cells: "
+                            "torch", choices=LSTM_INITS)
+    forget_bias: float = option(1.0, "the forget-gate bias of lstm_init=forget_bias")
+    t_max: int | None = option(None, "chrono's longest dependency in steps; null = the task's longest sequence", ge=2)
+
+
+@dataclass
+class SequenceModelConfig:
+    """The `model` section of configs/sequence/sequence.yaml: the sizes around the cell."""
+
+    hidden_size: int = option(64, "units per recurrent layer", ge=1)
+    embed_dim: int = option(32, "token tasks: width of the word embedding", ge=1)
+    num_layers: int = option(1, "stacked recurrent layers", ge=1)
 
 
 def token_lengths(tokens: Tensor) -> Tensor:

@@ -1,6 +1,8 @@
 """A task made trainable: its data, model, loss, metrics and trivial baseline, behind one interface.
 
-``build_problem(name, cfg)`` returns a ``Problem``; ``train.train`` only ever calls its
+Each task declares its options once (``AddingTask``, ``ReverseTask``, ``CaptionColourTask``,
+``ParaphraseTask``: configs/sequence/task/*.yaml); ``task_config`` makes the typed one of a config node
+and ``build_problem(task)`` returns a ``Problem``. ``train.train_sequence_model`` only ever calls its
 ``train_batch``, ``loss``, ``evaluate`` and ``build_model``.
 """
 
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +19,9 @@ from torch import Tensor, nn
 from captioning.nn import decoding
 from captioning.utils.seeding import seed_everything
 from captioning.sequence import tasks
-from captioning.sequence.models import ManyToOne, Seq2Seq
+from captioning.sequence.models import ManyToOne, Seq2Seq, SequenceCellConfig, SequenceModelConfig
 from captioning.text.vocab import END, PAD, UNK, Vocabulary
+from captioning.utils.schema import build, option, plain
 
 Batch = tuple[Tensor, Tensor]
 Sampler = Callable[[int, torch.Generator], Batch]
@@ -54,18 +58,17 @@ class Problem:
         """``n`` training examples (inputs, targets)."""
         return self.sample(n, generator)
 
-    def build_model(self, cell: str, model_cfg: Mapping[str, Any]) -> nn.Module:
-        """A ManyToOne or Seq2Seq model sized for this task; ``model_cfg`` holds the free sizes.
-
-        Chrono LSTM init uses ``model_cfg.t_max`` or, when unset, the task's longest sequence.
+    def build_model(self, cell: SequenceCellConfig, model: SequenceModelConfig) -> nn.Module:
+        """A ManyToOne or Seq2Seq model sized for this task: ``cell`` says which cell and its init, ``model``
+        the free sizes. Chrono LSTM init uses ``cell.t_max`` or, when unset, the task's longest sequence.
         """
-        kw = dict(hidden_size=model_cfg["hidden_size"], num_layers=model_cfg.get("num_layers", 1),
-                  backend=model_cfg.get("backend", "fused"), lstm_init=model_cfg.get("lstm_init", "torch"),
-                  forget_bias=model_cfg.get("forget_bias", 1.0), t_max=model_cfg.get("t_max") or self.sizes["horizon"])
+        kw = dict(hidden_size=model.hidden_size, num_layers=model.num_layers, backend=cell.backend,
+                  lstm_init=cell.lstm_init, forget_bias=cell.forget_bias, t_max=cell.t_max or self.sizes["horizon"])
         if self.kind == "seq2seq":
-            return Seq2Seq(cell, self.sizes["vocab_size"], model_cfg["embed_dim"], **kw)
-        input_size = model_cfg["embed_dim"] if self.sizes.get("vocab_size") else self.sizes["input_size"]
-        return ManyToOne(cell, input_size, self.sizes["output_size"], vocab_size=self.sizes.get("vocab_size", 0), **kw)
+            return Seq2Seq(cell.name, self.sizes["vocab_size"], model.embed_dim, **kw)
+        vocab_size = self.sizes["vocab_size"] if "vocab_size" in self.sizes else 0  # 0: float inputs
+        input_size = model.embed_dim if vocab_size else self.sizes["input_size"]
+        return ManyToOne(cell.name, input_size, self.sizes["output_size"], vocab_size=vocab_size, **kw)
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         """Mean squared error, cross-entropy, or teacher-forced token cross-entropy (PAD ignored)."""
@@ -126,13 +129,88 @@ def seq2seq_metrics(model: Seq2Seq, src: Tensor, tgt: Tensor, beam_size: int = 0
     return out
 
 
+# --- the four tasks' options (configs/sequence/task/*.yaml) ------------------------------------------
+
+
+@dataclass
+class AddingOptions:
+    """The adding problem at any length (the long-term-dependency sweep's `task`)."""
+
+    placement: str = option("hochreiter", "hochreiter: both markers in the first half, so values are held >= T/2 "
+                            "steps | halves: one marker in each half", choices=tasks.PLACEMENTS)
+    tolerance: float = option(0.04, "a prediction counts as correct when |error| < tolerance (H&S 1997 use 0.04)",
+                              gt=0.0, lt=1.0)
+    n_test: int = option(1000, "test sequences (training sequences are fresh every batch)", ge=1)
+
+
+@dataclass
+class AddingTask(AddingOptions):
+    """task=adding: many-to-one regression over (value, marker) pairs."""
+
+    name: str = option("adding", "the task", choices=("adding",))
+    seq_len: int = option(100, "length T of every sequence", ge=4)
+    seed: int = option(0, "seeds the test set", ge=0)
+
+
+@dataclass
+class ReverseTask:
+    """task=reverse: reverse a digit string (sequence-to-sequence)."""
+
+    name: str = option("reverse", "the task", choices=("reverse",))
+    min_len: int = option(3, "shortest digit string", ge=1)
+    max_len: int = option(10, "longest digit string (>= min_len)", ge=1)
+    n_test: int = option(500, "test strings (training strings are fresh every batch)", ge=1)
+    seed: int = option(0, "seeds the test set", ge=0)
+
+
+@dataclass
+class CaptionColourTask:
+    """task=caption_colour: which colour a synthetic caption names first (many-to-one classification)."""
+
+    name: str = option("caption_colour", "the task", choices=("caption_colour",))
+    n_train: int = option(5000, "training captions", ge=1)
+    n_test: int = option(1000, "test captions drawn; those also in the training set are dropped", ge=1)
+    max_len: int = option(16, "caption words kept", ge=1)
+    seed: int = option(0, "seeds the captions (the test set uses seed + 1)", ge=0)
+
+
+@dataclass
+class ParaphraseTask:
+    """task=paraphrase: any phrasing of a synthetic scene -> its canonical phrasing (sequence-to-sequence)."""
+
+    name: str = option("paraphrase", "the task", choices=("paraphrase",))
+    n_train: int = option(8000, "training pairs", ge=1)
+    n_test: int = option(500, "test pairs drawn; phrasings also in the training set are dropped", ge=1)
+    max_len: int = option(16, "target words kept", ge=1)
+    seed: int = option(0, "seeds the pairs (the test set uses seed + 1)", ge=0)
+
+
+TaskConfig = Union[AddingTask, ReverseTask, CaptionColourTask, ParaphraseTask]
+TASKS: dict[str, type] = {"adding": AddingTask, "reverse": ReverseTask, "caption_colour": CaptionColourTask,
+                          "paraphrase": ParaphraseTask}
+
+
+def task_schema(node: Any) -> type:
+    """The options class of the task a config node names (``name``); ValueError for an unknown one."""
+    values = plain(node)
+    name = values["name"] if "name" in values else None
+    if name not in TASKS:
+        raise ValueError(f"unknown sequence task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def task_config(node: Any) -> TaskConfig:
+    """The typed options of the task ``node`` names (a mapping, an OmegaConf node or a task instance)."""
+    return node if isinstance(node, tuple(TASKS.values())) else build(task_schema(node), node)
+
+
 # --- the four tasks ---------------------------------------------------------------------------------
 
 
-def adding(cfg: Mapping[str, Any]) -> Problem:
+def adding(cfg: AddingTask) -> Problem:
     """Adding problem at length ``seq_len``: fresh training sequences every batch, a fixed test set."""
-    T, placement, tol = int(cfg["seq_len"]), cfg.get("placement", "hochreiter"), float(cfg["tolerance"])
-    test = tasks.adding_problem(cfg["n_test"], T, torch.Generator().manual_seed(cfg["seed"] + 1), placement)
+    T, placement, tol = cfg.seq_len, cfg.placement, cfg.tolerance
+    test = tasks.adding_problem(cfg.n_test, T, torch.Generator().manual_seed(cfg.seed + 1), placement)
     sample = lambda n, g: tasks.adding_problem(n, T, g, placement)  # noqa: E731
     baseline = tasks.adding_baseline(tol)
     # the same baseline measured on this test set (predict the mean, 1)
@@ -148,13 +226,13 @@ def _disjoint(train: list, test: list, key: Callable = lambda p: tuple(p[0])) ->
     return [p for p in test if key(p) not in seen]
 
 
-def caption_colour(cfg: Mapping[str, Any]) -> Problem:
+def caption_colour(cfg: CaptionColourTask) -> Problem:
     """Which colour a synthetic caption names first; baseline: the most frequent training label."""
-    tr_tok, tr_lab = tasks.caption_colour(cfg["n_train"], cfg["seed"])
-    te_tok, te_lab = tasks.caption_colour(cfg["n_test"], cfg["seed"] + 1)
+    tr_tok, tr_lab = tasks.caption_colour(cfg.n_train, cfg.seed)
+    te_tok, te_lab = tasks.caption_colour(cfg.n_test, cfg.seed + 1)
     test = _disjoint(list(zip(tr_tok, tr_lab)), list(zip(te_tok, te_lab)))
     vocab = Vocabulary.build(tr_tok, min_count=1)
-    encode = lambda toks: pad_ids([vocab.encode(t, cfg["max_len"]) for t in toks])  # noqa: E731
+    encode = lambda toks: pad_ids([vocab.encode(t, cfg.max_len) for t in toks])  # noqa: E731
     x_tr, y_tr = encode(tr_tok), torch.tensor(tr_lab)
     x_te, y_te = encode([t for t, _ in test]), torch.tensor([lab for _, lab in test])
     majority = Counter(tr_lab).most_common(1)[0][0]
@@ -174,35 +252,35 @@ def _seq2seq(name: str, train: list, test: list, vocab: Vocabulary, max_len: int
     return Problem(name, "seq2seq", sample, test_batch, baseline, {"vocab_size": len(vocab), "horizon": horizon}, vocab)
 
 
-def reverse(cfg: Mapping[str, Any]) -> Problem:
+def reverse(cfg: ReverseTask) -> Problem:
     """Reverse a digit string: fresh strings every batch, a fixed test set."""
     vocab = Vocabulary(list(tasks.DIGITS))
-    lo, hi = cfg["min_len"], cfg["max_len"]
-    test = tasks.digit_reversal(cfg["n_test"], lo, hi, cfg["seed"] + 1)
+    lo, hi = cfg.min_len, cfg.max_len
+    test = tasks.digit_reversal(cfg.n_test, lo, hi, cfg.seed + 1)
     encode = lambda pairs: (pad_ids([[vocab.stoi[t] for t in s] for s, _ in pairs]),  # noqa: E731
                             pad_ids([vocab.encode(t, hi) for _, t in pairs]))
     sample = lambda n, g: encode(tasks.digit_reversal(n, lo, hi, int(torch.randint(2**31, (1,), generator=g))))  # noqa: E731
     return _seq2seq("reverse", [], test, vocab, hi, sample)
 
 
-def paraphrase(cfg: Mapping[str, Any]) -> Problem:
+def paraphrase(cfg: ParaphraseTask) -> Problem:
     """Any phrasing of a synthetic scene -> its canonical phrasing; test phrasings unseen in training."""
-    train = tasks.caption_paraphrase(cfg["n_train"], cfg["seed"])
-    test = _disjoint(train, tasks.caption_paraphrase(cfg["n_test"], cfg["seed"] + 1))
+    train = tasks.caption_paraphrase(cfg.n_train, cfg.seed)
+    test = _disjoint(train, tasks.caption_paraphrase(cfg.n_test, cfg.seed + 1))
     vocab = Vocabulary.build([s + t for s, t in train], min_count=1)
-    return _seq2seq("paraphrase", train, test, vocab, cfg["max_len"], None)
+    return _seq2seq("paraphrase", train, test, vocab, cfg.max_len, None)
 
 
-PROBLEMS: dict[str, Callable[[Mapping[str, Any]], Problem]] = {
+PROBLEMS: dict[str, Callable[[Any], Problem]] = {
     "adding": adding, "reverse": reverse, "caption_colour": caption_colour, "paraphrase": paraphrase,
 }
 
 
-def build_problem(name: str, cfg: Mapping[str, Any]) -> Problem:
-    """The task called ``name`` ('adding', 'reverse', 'caption_colour', 'paraphrase') built from ``cfg``."""
-    if name not in PROBLEMS:
-        raise ValueError(f"unknown sequence task {name!r}; choose one of {sorted(PROBLEMS)}")
-    return PROBLEMS[name](cfg)
+def build_problem(task: Any) -> Problem:
+    """The task ``task`` names ('adding', 'reverse', 'caption_colour', 'paraphrase'), built from its options
+    (a task instance such as ``AddingTask(seq_len=10)``, or a mapping with its ``name``)."""
+    cfg = task_config(task)
+    return PROBLEMS[cfg.name](cfg)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
