@@ -79,7 +79,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     results = evaluate_all(cfg, prepared, model, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
-    results["_run"] = {"best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
+    results["_run"] = {"seed": cfg.seed, "best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
                        "bad_images": prepared.bad_images, "seconds_prepare": t_train - t_start,
                        "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,
                        "seconds_total": time.time() - t_start}
