@@ -270,8 +270,9 @@ def paired_markdown(rows: Sequence[dict], label_a: str = "A", label_b: str = "B"
     for r in rows:
         verdict = (f"yes: {label_a if r['difference'] > 0 else label_b} higher" if r["excludes_zero"]
                    else "no: not distinguishable")
-        lines.append(f"| {r['split']} | {r['metric']} | {r['A']:.3f} | {r['B']:.3f} | {r['difference']:+.3f} | "
-                     f"[{r['low']:+.3f}, {r['high']:+.3f}] | {verdict} |")
+        d, lo, hi = (round(r[k], 3) + 0.0 for k in ("difference", "low", "high"))  # no "-0.000"
+        lines.append(f"| {r['split']} | {r['metric']} | {r['A']:.3f} | {r['B']:.3f} | {d:+.3f} | "
+                     f"[{lo:+.3f}, {hi:+.3f}] | {verdict} |")
     seeds = rows[0]["seeds"]
     return "\n".join(lines) + (f"\n\n{rows[0]['images']} images per split; {seeds[0]} vs {seeds[1]} runs (seeds), "
                                "each side averaged over its runs; intervals resample images (paired bootstrap).")
