@@ -5,7 +5,7 @@ Definitions (each tested on hand-computable cases in tests/test_stats.py):
 - ``mean_sd``: the mean over seeds and the sample standard deviation (n - 1 in the denominator; NaN
   for a single seed).
 - ``bootstrap_ci``: a percentile bootstrap over images. Each of ``resamples`` draws picks n images
-  with replacement out of the split's n (the same draw for every seed: the seeds saw the same images),
+  with replacement out of the split's n (as the count of each image in the draw) (the same draw for every seed: the seeds saw the same images),
   recomputes the metric of each seed on the drawn images, and averages over seeds; the interval is the
   (1 - level) / 2 and (1 + level) / 2 quantiles of those draws (``numpy.quantile``, linear). The
   estimate is the metric on all images, averaged over seeds. Draws come from
@@ -100,13 +100,16 @@ def _draws(systems: Sequence[np.ndarray], statistics: Sequence[Statistic], resam
     if any(s.shape[1] != n for s in systems):
         raise ValueError(f"paired systems must be scored on the same images: {[s.shape[1] for s in systems]}")
     rng = np.random.default_rng(seed)
-    chunk = max(1, int(4e6 // max(sum(s.shape[0] * s.shape[2] for s in systems) * n, 1)))
+    chunk = max(1, int(2e6 // n))
     out = [np.empty(resamples) for _ in systems]
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
+        # how many times each image is drawn in each resample of n images with replacement
+        draws = stop - start
+        picks = rng.integers(0, n, size=(draws, n)) + n * np.arange(draws)[:, None]
+        weights = np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(float)  # (draws, n)
         for o, s, stat in zip(out, systems, statistics):
-            totals = s[:, idx, :].sum(axis=2)  # (seeds, draws, k)
+            totals = np.matmul(weights, s)  # (seeds, draws, k): the column sums of each draw
             o[start:stop] = stat(totals).mean(axis=0)
     return out
 
