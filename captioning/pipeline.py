@@ -12,6 +12,7 @@ import torch
 
 from captioning.config import check_config
 from captioning.evaluation import baselines
+from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
 from captioning.evaluation.scoring import evaluate_split, generate
 from captioning.features.prepare import prepare
@@ -83,7 +84,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     results = evaluate_all(cfg, prepared, model, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
-    results["_run"] = {"best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
+    results["_run"] = {"seed": cfg.seed, "best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
                        "bad_images": prepared.bad_images, "seconds_prepare": t_train - t_start,
                        "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,
                        "seconds_total": time.time() - t_start}
@@ -95,16 +96,20 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
 
 
 def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
-    """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}."""
+    """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}.
+
+    ``CIDEr`` is CIDEr-D with the training references' document frequencies, the same scale for every
+    split whichever splits are evaluated; ``CIDEr_official`` is pycocoevalcap's per-split CIDEr-D."""
     eval_cfg, metrics_cfg = plain(cfg.evaluate), plain(cfg.metrics)
     max_len = cfg.data.max_caption_len
     train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
+    cider_df = cider_document_frequencies(train_caps) if metrics_cfg.get("cider", False) else None
     results = {}
     for split in cfg.data.eval_splits:
         records, feats = prepared.splits[split], prepared.features[split]
         hyps = generate(model, prepared.vocab, records, feats, plain(cfg.decoding), max_len)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
-                                        worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"])
+                                        worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"], cider_df=cider_df)
         for name in eval_cfg.get("baselines", []):
             if name == "nearest_neighbour":
                 caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg["nn_k"])
@@ -115,7 +120,7 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
             hyp_b = {r.image_id: c for r, c in zip(records, caps)}
             results[f"{name}/{split}"] = evaluate_split(records, hyp_b, run_dir / "eval" / "baselines",
                                                         f"{name}_{split}", metrics_cfg, worst_k=eval_cfg["worst_k"],
-                                                        random_k=eval_cfg["random_k"])
+                                                        random_k=eval_cfg["random_k"], cider_df=cider_df)
     return results
 
 

@@ -1,4 +1,11 @@
-"""The results table of docs/results.md: every cell and baseline on every evaluation split."""
+"""The results tables of docs/results.md: every cell at N seeds and the baselines on every evaluation split.
+
+The protocol (docs/results.md): choices are made on val; test and test_novel are scored here, for the
+final configurations only; each model is trained at N seeds (``--seeds``, default 3) and reported as
+mean +- sd over seeds; the headline metrics carry a 95% bootstrap interval over images
+(captioning/evaluation/stats.py); the chance line (a guesser knowing the training distribution) and the
+ceiling (a reference caption scored as the hypothesis) bound the scene accuracies.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +19,87 @@ from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "acc_count", "acc_colour", "acc_shape", "acc_size",
-           "acc_position", "acc_relation"]
+COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
+           "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation"]
+HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
+SECTION = "shapes_protocol"  # the docs/results.md section write_results owns
 
 
-def results_table(runs: dict[str, dict], human: dict[str, dict] | None = None) -> str:
+def _seeds(value) -> list[dict]:
+    """A model's runs: a list of per-seed results, or one results dict (one seed)."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _column_name(c: str) -> str:
+    return "CIDEr (split df)" if c == "CIDEr_official" else c.replace("acc_", "")
+
+
+def _mean_sd_cell(values: list[float]) -> str:
+    from captioning.evaluation.stats import mean_sd
+
+    if not values:
+        return "-"
+    mean, sd = mean_sd(values)
+    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {sd:.3f}"
+
+
+def results_table(runs: dict, human: dict[str, dict] | None = None,
+                  extra: list[tuple[str, str, dict]] | None = None) -> str:
     """Markdown table: one row per (model, split) and per (baseline, split); baselines listed once.
 
-    ``human`` maps a split to the references' own leave-one-out scores (``metrics.human_agreement``).
+    ``runs[model]`` is one run's results ({split: metrics, "<baseline>/<split>": metrics}) or a list of
+    them, one per seed: each cell is then mean ± sd over the seeds (sample sd); baselines, which do not
+    depend on the seed, come from the first. ``human`` maps a split to the references' own leave-one-out
+    scores (``metrics.human_agreement``); ``extra`` adds rows (name, split, metrics) after the
+    baselines, e.g. the chance and ceiling lines.
     """
-    header = "| model | split | " + " | ".join(c.replace("acc_", "") for c in COLUMNS) + " |"
+    header = "| model | split | " + " | ".join(_column_name(c) for c in COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    first = next(iter(runs.values()))
+    seeds = {name: _seeds(v) for name, v in runs.items()}
+    first = next(iter(seeds.values()))[0]
     splits = [k for k in first if not k.startswith("_") and "/" not in k]
-    rows = [(name, s, m[s]) for s in splits for name, m in runs.items()]
-    rows += [(k.split("/")[0].replace("_", "-"), s, first[k]) for s in splits for k in first if k.endswith(f"/{s}")]
-    rows += [("human (leave-one-out)", s, human[s]) for s in splits if human and s in human]
-    for name, split, metrics in rows:
-        vals = " | ".join(f"{metrics[c]:.3f}" if c in metrics else "-" for c in COLUMNS)
+    rows = [(name, s, [m[s] for m in ms]) for s in splits for name, ms in seeds.items()]
+    rows += [(k.split("/")[0].replace("_", "-"), s, [first[k]]) for s in splits for k in first if k.endswith(f"/{s}")]
+    rows += [(name, s, [m]) for name, s, m in extra or [] if s in splits]
+    rows += [("human (leave-one-out)", s, [human[s]]) for s in splits if human and s in human]
+    for name, split, per_seed in rows:
+        vals = " | ".join(_mean_sd_cell([m[c] for m in per_seed if c in m]) for c in COLUMNS)
         lines.append(f"| {name} | {split} | {vals} |")
     return "\n".join(lines)
+
+
+def headline_table(intervals: dict[str, dict[str, dict[str, tuple[list[float], object]]]]) -> str:
+    """Markdown: per model and split, each headline metric as mean ± sd over seeds and the 95% bootstrap
+    interval over images of that mean. ``intervals[model][split][metric] = (per-seed values, Interval)``."""
+    lines = ["| model | split | " + " | ".join(_column_name(c) for c in HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 2)]
+    for model, splits in intervals.items():
+        for split, metrics in splits.items():
+            cells = []
+            for c in HEADLINE:
+                if c not in metrics:
+                    cells.append("-")
+                    continue
+                values, ci = metrics[c]
+                cells.append(f"{_mean_sd_cell(values)} [{ci.low:.3f}, {ci.high:.3f}]")
+            lines.append(f"| {model} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chance_and_ceiling(train: list, data: dict[str, list]) -> list[tuple[str, str, dict]]:
+    """The scene accuracies' bounds per split, as results-table rows: ``chance`` (a blind guesser that
+    draws each value from the training frequencies: scene_metrics.chance_accuracy) and ``ceiling`` (one
+    reference per image, the first, scored as the hypothesis by the same judge as the models)."""
+    from captioning.data.scene_metrics import chance_accuracy
+    from captioning.data.scenes import attribute_accuracy
+
+    rows = []
+    for split, recs in data.items():
+        rows.append(("chance (training frequencies)", split,
+                     {f"acc_{k}": v for k, v in chance_accuracy(train, recs).items()}))
+    for split, recs in data.items():
+        acc = attribute_accuracy(recs, {r.image_id: r.captions[0] for r in recs if r.captions})
+        rows.append(("ceiling (a reference as the caption)", split, {f"acc_{k}": v for k, v in acc.items()}))
+    return rows
 
 
 ATTRIBUTES = ("count", "colour", "shape", "size", "position", "relation")
@@ -53,16 +121,24 @@ def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = "docs/results.md",
-                 run_root: str = "runs/results") -> dict:
-    """Train and evaluate one model per cell, save ``summary.json``, then write the results section."""
+                 run_root: str = "runs/results", seeds: int = 3) -> dict:
+    """Train and evaluate each cell at seeds 0..seeds-1 (``<run_root>/<cell>/seed<k>``), save
+    ``summary.json``, then write the results section."""
     from captioning.pipeline import run
 
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+        raise ValueError("make_results sets the seed of each run itself: use --seeds N, not seed=...")
     runs, seconds = {}, {}
     for cell in cells:
-        t0 = time.time()
-        runs[cell] = run(_compose([f"cell={cell}", *overrides]), Path(run_root) / cell)
-        seconds[cell] = time.time() - t0
-    meta = {"overrides": list(overrides), "seconds": seconds, "machine": machine_line()}
+        runs[cell], seconds[cell] = {}, []
+        for seed in range(seeds):
+            t0 = time.time()
+            runs[cell][str(seed)] = run(_compose([f"cell={cell}", f"seed={seed}", *overrides]),
+                                        Path(run_root) / cell / f"seed{seed}")
+            seconds[cell].append(time.time() - t0)
+    meta = {"overrides": list(overrides), "seeds": list(range(seeds)), "seconds": seconds, "machine": machine_line()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")  # atomic, like every output
     write_results(run_root, out)
     return runs
@@ -73,13 +149,28 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-def write_results(run_root: str = "runs/results", out: str = "docs/results.md") -> str:
-    """Render the results section from the runs ``make_results`` saved (no training): the main table,
-    the references' leave-one-out agreement, and attribute accuracy by number of objects."""
+def _saved_runs(summary: dict, run_root: Path) -> tuple[dict[str, list[dict]], dict[str, list[Path]]]:
+    """Per model, its per-seed results and run directories, from summary.json as make_results writes it
+    ({cell: {seed: results}}) or as it did before seeds ({cell: results}, the run in <run_root>/<cell>)."""
+    results, dirs = {}, {}
+    for cell, value in summary.items():
+        if value and all(k.isdigit() for k in value):
+            results[cell] = [value[k] for k in sorted(value, key=int)]
+            dirs[cell] = [run_root / cell / f"seed{k}" for k in sorted(value, key=int)]
+        else:
+            results[cell], dirs[cell] = [value], [run_root / cell]
+    return results, dirs
+
+
+def write_results(run_root: str = "runs/results", out: str = "docs/results.md", resamples: int = 10_000) -> str:
+    """Render the results section from the runs ``make_results`` saved (no training): the headline
+    metrics with their intervals, the main table with the chance and ceiling lines and the references'
+    leave-one-out agreement, and attribute accuracy by number of objects."""
     from captioning.data.datasets import load_dataset
     from captioning.data.scenes import attribute_accuracy
-    from captioning.evaluation.scoring import load_results
+    from captioning.evaluation.compare import seed_interval
     from captioning.evaluation.metrics import human_agreement
+    from captioning.evaluation.scoring import load_results
 
     path = Path(run_root) / "summary.json"
     if not path.is_file():
@@ -88,29 +179,69 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md") 
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta", {})
     overrides = meta.get("overrides", [])
-    seconds = meta.get("seconds") or {c: m.get("_run", {}).get("seconds_total", 0.0) for c, m in summary.items()}
+    runs, dirs = _saved_runs(summary, Path(run_root))
+    n_seeds = max(len(v) for v in runs.values())
+    seconds = meta.get("seconds") or {c: [m.get("_run", {}).get("seconds_total", 0.0) for m in ms]
+                                      for c, ms in runs.items()}
+    seconds = {c: s if isinstance(s, list) else [s] for c, s in seconds.items()}
     cfg = _compose(overrides)
-    data = load_dataset(cfg.data, list(cfg.data.eval_splits))
+    train_split, eval_splits = cfg.data.train_split, list(cfg.data.eval_splits)
+    loaded = load_dataset(cfg.data, list(dict.fromkeys([train_split, *eval_splits])))
+    data = {s: loaded[s] for s in eval_splits}
     human = {s: human_agreement({r.image_id: r.captions for r in recs}) for s, recs in data.items()}
+    synthetic = all(recs and recs[0].scene is not None for recs in loaded.values())
+    bounds = chance_and_ceiling(loaded[train_split], data) if synthetic else []
+    intervals: dict = {}
+    for cell, ds in dirs.items():
+        intervals[cell] = {}
+        for split in eval_splits:
+            intervals[cell][split] = {}
+            for metric in HEADLINE:
+                values = [m[split][metric] for m in runs[cell] if metric in m.get(split, {})]
+                if len(values) < len(ds):
+                    continue
+                try:
+                    intervals[cell][split][metric] = (values, seed_interval(ds, split, metric, resamples))
+                except (KeyError, FileNotFoundError):  # per-image values not saved (runs from before)
+                    continue
     by_count = {}
-    if all(recs and recs[0].scene is not None for recs in data.values()):
-        by_count = {cell: {s: attribute_accuracy(recs, load_results(Path(run_root) / cell / "eval" / f"results_{s}.json"),
-                                                 per_count=True) for s, recs in data.items()} for cell in summary}
-    cmd = "python scripts/make_results.py " + " ".join(overrides)
+    if synthetic:
+        for cell, ds in dirs.items():
+            by_count[cell] = {}
+            for s, recs in data.items():
+                accs = [attribute_accuracy(recs, load_results(d / "eval" / f"results_{s}.json"), per_count=True)
+                        for d in ds]
+                by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
+    cmd = f"python scripts/make_results.py --seeds {n_seeds} " + " ".join(overrides)
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
-    body = (f"## {title}: cells vs baselines\n\nMachine: {meta.get('machine') or machine_line()}\n\n"
-            f"Command: `{cmd.strip()}` (run time per model, evaluation included: "
-            f"{', '.join(f'{c} {s / 60:.1f} min' for c, s in seconds.items())}; the first run also extracts "
-            "the features unless they are cached; the others read them from the cache)\n\n"
-            f"Captions by {beam}. `test_novel` holds colour-shape pairs never seen in training. "
-            "Attribute columns: the fraction of captions that get that attribute of the scene right "
-            "(see captioning/data/scenes.py). The human row scores each reference against the others "
-            "(leave-one-out BLEU): how far the phrasings themselves agree; models are scored against all of them.\n\n"
-            + results_table(summary, human))
+    times = ", ".join(f"{c} {sum(s) / len(s) / 60:.1f} min" for c, s in seconds.items() if s)
+    spread = (f"mean ± sd over {n_seeds} seeds (0..{n_seeds - 1}; sample sd)" if n_seeds > 1
+              else "one seed (0): no sd")
+    body = (f"## {title}: cells vs baselines, under the protocol\n\n"
+            f"Machine: {meta.get('machine') or machine_line()}\n\n"
+            f"Command: `{cmd.strip()}` (run time per model and seed, evaluation included: {times}; the first "
+            "run also extracts the features unless they are cached; the others read them from the cache)\n\n"
+            f"Captions by {beam}; every model cell is {spread}. `test_novel` holds colour-shape pairs never "
+            "seen in training.\n\n"
+            "Headline metrics; in brackets the 95% bootstrap interval over images of the seed mean "
+            f"(captioning/evaluation/stats.py, {resamples} draws; BLEU-4 is corpus BLEU recomputed on each draw). "
+            "Whether one model beats another is not read off overlapping intervals: "
+            "`python scripts/paired.py --a runs/results/<A> --b runs/results/<B>` gives the paired interval.\n\n"
+            + headline_table(intervals)
+            + "\n\nEvery metric. CIDEr is CIDEr-D with the training references' document frequencies, one scale "
+            "for every split; CIDEr (split df) is the official per-split CIDEr-D papers report. Attribute columns: "
+            "the fraction of captions that get that attribute of the scene right (captioning/data/scenes.py; "
+            "scene and binding are the binding-strict judgements). The chance row is a blind guesser that "
+            "draws each value from the training frequencies (captioning/data/scene_metrics.py; its relation is "
+            "the chance of naming the whole order, which a blind caption's lenient relation can exceed); the ceiling row "
+            "scores one reference per image as the caption, with the same judge. The human row scores each "
+            "reference against the others (leave-one-out BLEU): how far the phrasings themselves agree; models "
+            "are scored against all of them.\n\n"
+            + results_table(runs, human, bounds))
     if by_count:
-        body += ("\n\nBy number of objects in the scene (`python scripts/make_results.py --render` redraws this "
-                 "section from the saved runs):\n\n" + by_count_table(by_count))
-    update_section(out, "shapes", body, title="Results")
+        body += ("\n\nBy number of objects in the scene (mean over seeds; `python scripts/make_results.py "
+                 "--render` redraws this section from the saved runs):\n\n" + by_count_table(by_count))
+    update_section(out, SECTION, body, title="Results")
     return body

@@ -1,19 +1,34 @@
 """Write docs/results.md: RNN vs LSTM vs GRU vs the baselines on the synthetic shapes test splits.
 
-    python scripts/make_results.py [key=value ...]     # extra overrides go to every run
-    python scripts/make_results.py --render            # redraw the section from runs/results, no training
+    python scripts/make_results.py [--seeds N] [key=value ...]   # extra overrides go to every run
+    python scripts/make_results.py --render                     # redraw the section from runs/results
 
-Trains one model per cell with the default config (features are extracted once and shared through
-the cache), then tabulates BLEU-1..4, CIDEr and per-attribute accuracy for test and test_novel, overall
-and by number of objects, beside the baselines and the references' own leave-one-out agreement.
+Trains one model per cell and seed (seeds 0..N-1, default 3; features are extracted once and shared
+through the cache) with the default config, then tabulates mean ± sd over seeds of BLEU-1..4, CIDEr
+and the scene accuracies for test and test_novel, the headline metrics (BLEU-4, CIDEr, scene, binding)
+with 95% bootstrap intervals over images, the baselines, the chance and ceiling lines of the scene
+accuracies and the references' own leave-one-out agreement. Run it for final configurations only:
+choices are made on val (docs/results.md, protocol). `python scripts/paired.py` compares two models.
 """
 
-import sys
+import argparse
 
 from captioning.results import make_results, write_results
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--render"]:
-        write_results()
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per model, 0..N-1 (default 3)")
+    parser.add_argument("--render", action="store_true", help="redraw docs/results.md from runs/results, no training")
+    parser.add_argument("--run-root", default="runs/results", help="where the runs go (default runs/results)")
+    parser.add_argument("--out", default="docs/results.md", help="the markdown file written (default docs/results.md)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. schedule=smoke")
+    args = parser.parse_args(argv)
+    if args.render:
+        write_results(args.run_root, args.out)
     else:
-        make_results(sys.argv[1:])
+        make_results(args.overrides, out=args.out, run_root=args.run_root, seeds=args.seeds)
+
+
+if __name__ == "__main__":
+    main()

@@ -71,3 +71,77 @@ def test_script_prints_the_table_and_refuses_bad_dirs(sweep, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2
+
+
+# --- paired comparison over images (scripts/paired.py) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_gru_run(tiny_root):
+    """A second tiny run, the GRU cell, on the same images as tiny_run."""
+    from captioning.pipeline import run
+    from tests.conftest import tiny_cfg
+
+    run_dir = tiny_root / "run_gru"
+    return run_dir, run(tiny_cfg(tiny_root, "cell=gru"), run_dir)
+
+
+def test_paired_comparison_of_two_tiny_runs(tiny_run, tiny_gru_run, tmp_path):
+    import shutil
+
+    from captioning.evaluation.compare import paired_comparison, paired_markdown
+
+    (lstm, m_lstm), (gru, m_gru) = tiny_run, tiny_gru_run
+    rows = paired_comparison([lstm], [gru], resamples=2000)
+    assert {(r["split"], r["metric"]) for r in rows} == {(s, m) for s in ("test", "test_novel")
+                                                         for m in ("Bleu_4", "acc_scene", "acc_binding")}
+    for r in rows:  # each side is the run's own metric; the interval holds the difference
+        assert r["A"] == pytest.approx(m_lstm[r["split"]][r["metric"]], abs=1e-9)
+        assert r["B"] == pytest.approx(m_gru[r["split"]][r["metric"]], abs=1e-9)
+        assert r["low"] <= r["difference"] + 1e-12 and r["difference"] <= r["high"] + 1e-12
+        assert r["images"] == 16 and r["seeds"] == (1, 1)
+    assert m_lstm["_run"]["seed"] == m_gru["_run"]["seed"] == 0
+    # a folder of runs (one per seed) is read as its runs; two identical seeds average to the same
+    for k in (0, 1):
+        shutil.copytree(lstm / "eval", tmp_path / "lstm" / f"seed{k}" / "eval")
+    twice = paired_comparison([tmp_path / "lstm"], [gru], splits=["test"], metrics=["Bleu_4"], resamples=2000)
+    assert twice[0]["seeds"] == (2, 1) and twice[0]["difference"] == pytest.approx(rows[0]["difference"])
+    assert (twice[0]["low"], twice[0]["high"]) == pytest.approx((rows[0]["low"], rows[0]["high"]))
+    # a run against itself: nothing to tell apart
+    same = paired_comparison([lstm], [lstm], splits=["test"], resamples=500)
+    assert all(r["difference"] == r["low"] == r["high"] == 0 and not r["excludes_zero"] for r in same)
+    assert "| test | Bleu_4 |" in paired_markdown(same) and "no: not distinguishable" in paired_markdown(same)
+
+
+def test_paired_script_prints_the_verdict_and_refuses_bad_input(tiny_run, tiny_gru_run, tmp_path, capsys):
+    from scripts.paired import main
+
+    assert main(["--a", str(tiny_run[0]), "--b", str(tiny_gru_run[0]), "--labels", "lstm", "gru",
+                 "--splits", "test", "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| split | metric | lstm | gru | lstm - gru | 95% paired interval | excludes 0 |")
+    assert "| test | acc_binding |" in out and "16 images per split; 1 vs 1 runs" in out
+    assert main(["--a", str(tmp_path / "nope"), "--b", str(tiny_run[0])]) == 2
+    assert main(["--a", str(tiny_run[0]), "--b", str(tiny_run[0]), "--metrics", "CIDEr"]) == 2  # metrics=bleu
+    assert "CIDEr" in capsys.readouterr().err
+
+
+def _per_image_run(root, name, scene, ids):
+    d = root / name
+    (d / "eval").mkdir(parents=True)
+    (d / "eval" / "per_image_test.json").write_text(json.dumps([{"image_id": i, "acc_scene": s} for i, s in zip(ids, scene)]))
+    return d
+
+
+def test_paired_verdict_when_the_interval_excludes_zero(tmp_path):
+    from captioning.evaluation.compare import paired_comparison, paired_markdown
+
+    a = _per_image_run(tmp_path, "a", [1.0] * 8, range(8))
+    b = _per_image_run(tmp_path, "b", [1.0, 0.0] * 4, range(8))
+    (row,) = paired_comparison([a], [b], splits=["test"], metrics=["acc_scene"], resamples=2000)
+    # per image A - B is 0 or 1, half each: the 95% interval of the mean is well above 0
+    assert row["difference"] == 0.5 and 0 < row["low"] < 0.5 < row["high"] <= 1 and row["excludes_zero"]
+    assert "yes: A higher" in paired_markdown([row])
+    other = _per_image_run(tmp_path, "c", [1.0] * 8, range(1, 9))
+    with pytest.raises(ValueError, match="same images"):
+        paired_comparison([a], [other], splits=["test"], metrics=["acc_scene"], resamples=10)

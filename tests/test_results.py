@@ -69,3 +69,84 @@ def test_render_without_saved_runs_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="make_results.py"):
         write_results(str(tmp_path / "none"), str(tmp_path / "r.md"))
     assert not (tmp_path / "r.md").exists()
+
+
+def test_results_table_shows_mean_and_sd_over_seeds_and_extra_rows():
+    seeds = [{"test": {"Bleu_4": 0.5, "acc_scene": 0.25}, "most_frequent/test": {"Bleu_4": 0.1}},
+             {"test": {"Bleu_4": 0.7, "acc_scene": 0.25}, "most_frequent/test": {"Bleu_4": 0.2}}]
+    table = results_table({"lstm": seeds}, extra=[("chance", "test", {"acc_scene": 0.01}),
+                                                   ("chance", "val", {"acc_scene": 0.5})])
+    rows = table.splitlines()
+    assert "| CIDEr | CIDEr (split df) | scene | binding |" in rows[0]
+    assert rows[2].startswith("| lstm | test | - | - | - | 0.600 ± 0.141 | - | - | 0.250 ± 0.000 |")
+    assert rows[3].startswith("| most-frequent | test | - | - | - | 0.100 |")  # baselines: the first seed's
+    assert rows[4].startswith("| chance | test |") and "0.010" in rows[4] and len(rows) == 5  # no val row
+
+
+def test_chance_and_ceiling_rows_are_computed_from_the_data():
+    import random
+
+    from captioning.data.coco import ImageRecord
+    from captioning.data.scene_metrics import chance_accuracy
+    from captioning.data.shape_captions import describe
+    from captioning.data.shapes import sample_scene
+    from captioning.results import chance_and_ceiling
+
+    pairs = [(c, s) for c in ("red", "green", "blue") for s in ("circle", "square", "star")]
+
+    def recs(name, n):
+        out = []
+        for i in range(n):
+            rng = random.Random(f"{name}{i}")
+            scene = sample_scene(rng, pairs, [1 / 3] * 3, 128)
+            out.append(ImageRecord(i, "", describe(scene, rng, 5), scene))
+        return out
+
+    train, test = recs("train", 60), recs("test", 30)
+    rows = chance_and_ceiling(train, {"test": test})
+    (chance_name, _, chance), (ceiling_name, _, ceiling) = rows
+    assert chance_name.startswith("chance") and ceiling_name.startswith("ceiling")
+    assert chance == {f"acc_{k}": v for k, v in chance_accuracy(train, test).items()}
+    assert 0 < chance["acc_scene"] < 0.5
+    # the references parse back to their scenes (tests/test_scene_metrics.py): the ceiling is 1
+    assert ceiling["acc_scene"] == ceiling["acc_binding"] == ceiling["acc_count"] == 1.0
+
+
+def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_run, tmp_path, monkeypatch):
+    """make_results with the training replaced by copies of the tiny run: the layout, the seeds, the
+    summary, and the protocol section (mean ± sd, intervals, chance and ceiling rows)."""
+    import shutil
+
+    import pytest
+
+    import captioning.pipeline as pipeline
+    from captioning.results import make_results
+    from tests.conftest import TINY
+
+    run_dir, metrics = tiny_run
+    calls = []
+
+    def fake_run(cfg, target):
+        calls.append((cfg.model.cell.name, cfg.seed, str(target)))
+        shutil.copytree(run_dir / "eval", target / "eval")
+        return metrics
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    root, out = tmp_path / "results", tmp_path / "results.md"
+    out.write_text("# Results\n\n<!-- begin:shapes -->\nold table\n<!-- end:shapes -->\n")
+    make_results(TINY, cells=("lstm", "gru"), out=str(out), run_root=str(root), seeds=2)
+    assert [c[:2] for c in calls] == [("lstm", 0), ("lstm", 1), ("gru", 0), ("gru", 1)]
+    assert calls[1][2] == str(root / "lstm" / "seed1")
+    text = out.read_text()
+    assert "old table" in text and "<!-- begin:shapes_protocol -->" in text  # the measured tables stay
+    assert "--seeds 2" in text and "mean ± sd over 2 seeds" in text
+    b4 = metrics["test"]["Bleu_4"]
+    assert f"| lstm | test | {metrics['test']['Bleu_1']:.3f} ± 0.000 |" in text
+    headline = next(line for line in text.splitlines() if line.startswith("| gru | test | ") and "[" in line)
+    low, high = (float(x) for x in headline.split("[")[1].split("]")[0].split(", "))
+    assert low <= round(b4, 3) <= high and headline.startswith(f"| gru | test | {b4:.3f} ± 0.000 [")
+    assert "| chance (training frequencies) | test |" in text
+    ceiling = next(line for line in text.splitlines() if line.startswith("| ceiling (a reference as the caption) | test |"))
+    assert ceiling.split(" | ")[8:10] == ["1.000", "1.000"]  # scene, binding
+    with pytest.raises(ValueError, match="--seeds"):
+        make_results([*TINY, "seed=3"], run_root=str(root), out=str(out))

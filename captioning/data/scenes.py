@@ -282,6 +282,25 @@ def attribute_accuracy(
     ``per_count`` also ``<key>@<n>`` restricted to scenes of n objects.
     """
     hits: dict[str, list[float]] = defaultdict(list)
+    judged = scene_judgements(records, hypotheses)
+    for r in records:
+        if r.scene is None:
+            continue
+        n = len(r.scene["objects"])
+        for key, ok in judged[r.image_id].items():
+            hits[key].append(ok)
+            if per_count:
+                hits[f"{key}@{n}"].append(ok)
+    keys = [a for a in (*ATTRIBUTES, "all", *STRICT_METRICS) if a in hits] + sorted(k for k in hits if "@" in k)
+    return {k: sum(hits[k]) / len(hits[k]) for k in keys}
+
+
+def scene_judgements(records: Sequence[Any], hypotheses: Mapping[Any, str]) -> dict[Any, dict[str, float]]:
+    """Per record with a scene ({image_id: {key: 0/1, or the fraction for ``binding``}}): the judgements
+    ``attribute_accuracy`` averages, the applicable ones only (no ``position`` for a multi-object scene,
+    no ``relation``/``relation_strict`` for a one-object one). ``attribute_accuracy`` of a key is the
+    mean of that key over the images that have it."""
+    out: dict[Any, dict[str, float]] = {}
     missing = []
     for r in records:
         if r.scene is None:
@@ -293,13 +312,7 @@ def attribute_accuracy(
         parsed, _, report = _judge(r.scene, hyp)
         report = {**report, "all": all(ok is not False for ok in report.values())}
         report.update(_strict(r.scene, parsed, sizeless_references(r.captions))[1])
-        n = len(r.scene["objects"])
-        for key, ok in report.items():
-            if ok is not None:
-                hits[key].append(ok)
-                if per_count:
-                    hits[f"{key}@{n}"].append(ok)
+        out[r.image_id] = {k: float(ok) for k, ok in report.items() if ok is not None}
     if missing:
         raise ValueError(f"no hypothesis for {len(missing)} images with scenes, e.g. ids {missing[:5]}")
-    keys = [a for a in (*ATTRIBUTES, "all", *STRICT_METRICS) if a in hits] + sorted(k for k in hits if "@" in k)
-    return {k: sum(hits[k]) / len(hits[k]) for k in keys}
+    return out

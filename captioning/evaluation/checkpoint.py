@@ -36,9 +36,17 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
     records = prepared.splits[cfg.split]
     hyps = generate(model, vocab, records, prepared.features[cfg.split], plain(cfg.decoding),
                     run_cfg.data.max_caption_len)
-    eval_cfg = plain(cfg.evaluate)
-    metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, plain(cfg.metrics),
-                                         worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"])}
+    eval_cfg, metrics_cfg = plain(cfg.evaluate), plain(cfg.metrics)
+    cider_df = None
+    if metrics_cfg.get("cider", False):  # CIDEr on the main job's scale: the training references' df
+        from captioning.data.datasets import load_dataset
+        from captioning.evaluation.metrics import cider_document_frequencies
+
+        train = run_cfg.data.train_split
+        cider_df = cider_document_frequencies([r.captions for r in load_dataset(run_cfg.data, [train])[train]])
+    metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, metrics_cfg,
+                                         worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"],
+                                         cider_df=cider_df)}
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from captioning.utils.io import atomic_write
 from captioning.evaluation.plots import bar_chart_png
 
@@ -150,3 +152,127 @@ def compare_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None, name
     with atomic_write(out / f"{name}.csv", "w") as f:
         f.write(to_csv(header, rows))
     return {"markdown": markdown, "md": out / f"{name}.md", "csv": out / f"{name}.csv", "png": png}
+
+
+# --- seeds and paired intervals over images ----------------------------------------------------------
+
+HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # the metrics that carry intervals
+
+
+def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories from paths that are runs (hold ``eval/``) or folders of runs (e.g. one per seed)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "eval").is_dir():
+            out.append(p)
+            continue
+        children = sorted((c for c in p.iterdir() if (c / "eval").is_dir()), key=_job_order) if p.is_dir() else []
+        if not children:
+            raise FileNotFoundError(f"{p} is not a run directory (no eval/ inside) and holds none")
+        out.extend(children)
+    return out
+
+
+def load_per_image(run_dir: str | Path, split: str) -> list[dict]:
+    """The entries of ``<run_dir>/eval/per_image_<split>.json`` (one per image)."""
+    path = Path(run_dir) / "eval" / f"per_image_{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: was split {split!r} evaluated in {run_dir}?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def seed_rows(dirs: Sequence[str | Path], split: str, metric: str, order: Sequence | None = None):
+    """(rows (seeds, images, k), statistic, image order) of a metric over runs of the same images,
+    aligned by image id (``order``: the ids in the order wanted; default: the first run's)."""
+    from captioning.evaluation.stats import metric_rows
+
+    stacked, statistic = [], None
+    for d in dirs:
+        by_id = {e["image_id"]: e for e in load_per_image(d, split)}
+        order = list(by_id) if order is None else list(order)
+        if set(by_id) != set(order):
+            raise ValueError(f"{d} scored other images on {split!r} than the runs it is compared with "
+                             f"({len(by_id)} vs {len(order)} images): paired intervals need the same images")
+        rows, statistic = metric_rows([by_id[i] for i in order], metric)
+        stacked.append(rows)
+    return np.stack(stacked), statistic, order
+
+
+def seed_interval(dirs: Sequence[str | Path], split: str, metric: str, resamples: int = 10_000,
+                  level: float = 0.95, seed: int = 0):
+    """Bootstrap interval over images of ``metric`` averaged over the runs (seeds) in ``dirs``."""
+    from captioning.evaluation.stats import bootstrap_ci
+
+    rows, statistic, _ = seed_rows(dirs, split, metric)
+    return bootstrap_ci(rows, statistic, resamples=resamples, level=level, seed=seed)
+
+
+def _run_seed(run_dir: Path) -> int | None:
+    file = run_dir / "metrics.json"
+    info = json.loads(file.read_text(encoding="utf-8")).get("_run", {}) if file.is_file() else {}
+    if "seed" in info:
+        return info["seed"]
+    config = run_dir / ".hydra" / "config.yaml"
+    if config.is_file():
+        from omegaconf import OmegaConf
+
+        return OmegaConf.load(config).get("seed")
+    return None
+
+
+def _splits_of(run_dir: Path) -> list[str]:
+    file = run_dir / "metrics.json"
+    if file.is_file():
+        metrics = json.loads(file.read_text(encoding="utf-8"))
+        return [k for k in metrics if "/" not in k and not k.startswith("_")]
+    return sorted(p.stem[len("per_image_"):] for p in (run_dir / "eval").glob("per_image_*.json"))
+
+
+def paired_comparison(dirs_a: Sequence[str | Path], dirs_b: Sequence[str | Path],
+                      splits: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
+                      resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> list[dict]:
+    """Per (split, metric): A and B averaged over their runs (seeds), A - B, and the paired bootstrap
+    interval of A - B over the images both were scored on (stats.paired_bootstrap). ``metrics`` default:
+    those of ``HEADLINE`` with per-image values in the runs."""
+    from captioning.evaluation.stats import paired_bootstrap
+
+    a, b = run_dirs(dirs_a), run_dirs(dirs_b)
+    seeds_a, seeds_b = sorted(map(str, map(_run_seed, a))), sorted(map(str, map(_run_seed, b)))
+    if seeds_a != seeds_b:
+        log.warning("the two sets were trained with different seeds (%s vs %s): the difference mixes in "
+                    "seed luck that the same seeds would share", seeds_a, seeds_b)
+    rows = []
+    for split in splits or _splits_of(a[0]):
+        for metric in metrics or HEADLINE:
+            try:
+                ra, statistic, order = seed_rows(a, split, metric)
+                rb, _, _ = seed_rows(b, split, metric, order)
+            except KeyError:
+                if metrics:  # asked for by name: say why it cannot be shown
+                    raise
+                continue  # e.g. no CIDEr with metrics=bleu, no scene metrics on COCO
+            diff = paired_bootstrap(ra, rb, statistic, resamples=resamples, level=level, seed=seed)
+            mean_a = float(statistic(ra.sum(axis=1)).mean())
+            rows.append({"split": split, "metric": metric, "A": mean_a, "B": mean_a - diff.estimate,
+                         "difference": diff.estimate, "low": diff.low, "high": diff.high, "level": level,
+                         "excludes_zero": diff.excludes_zero, "images": ra.shape[1],
+                         "seeds": (ra.shape[0], rb.shape[0])})
+    return rows
+
+
+def paired_markdown(rows: Sequence[dict], label_a: str = "A", label_b: str = "B") -> str:
+    """The paired comparison as a markdown table, with a verdict per row."""
+    if not rows:
+        return "(no metric with per-image values in both sets of runs)"
+    level = f"{rows[0]['level']:.0%}"
+    lines = [f"| split | metric | {label_a} | {label_b} | {label_a} - {label_b} | {level} paired interval | "
+             "excludes 0 |", "|---|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        verdict = (f"yes: {label_a if r['difference'] > 0 else label_b} higher" if r["excludes_zero"]
+                   else "no: not distinguishable")
+        d, lo, hi = (round(r[k], 3) + 0.0 for k in ("difference", "low", "high"))  # no "-0.000"
+        lines.append(f"| {r['split']} | {r['metric']} | {r['A']:.3f} | {r['B']:.3f} | {d:+.3f} | "
+                     f"[{lo:+.3f}, {hi:+.3f}] | {verdict} |")
+    seeds = rows[0]["seeds"]
+    return "\n".join(lines) + (f"\n\n{rows[0]['images']} images per split; {seeds[0]} vs {seeds[1]} runs (seeds), "
+                               "each side averaged over its runs; intervals resample images (paired bootstrap).")

@@ -10,6 +10,11 @@ BLEU follows pycocoevalcap's ``BleuScorer`` (``option='closest'``) exactly:
   precisions differently, so that last step is ours (``combine``) to reproduce the official numbers,
   including the per-image "smoothing" the scorer reports.
 Text goes through ``captioning.text.tokenizer.tokenize`` (the scorer's PTB tokenisation, no Java needed).
+
+CIDEr: given ``cider_df`` (a ``captioning.evaluation.cider.CiderD`` built from the training references,
+as the main job does), ``CIDEr`` is CIDEr-D with the training split's document frequencies, one scale
+for every split, and ``CIDEr_official`` is pycocoevalcap's ``Cider`` (document frequencies from the
+scored split's own references, the number papers report). Without it both are the official number.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Hashable, Mapping, Sequence
 
 from nltk.translate.bleu_score import closest_ref_length, modified_precision
 
+from captioning.evaluation.cider import CiderD
 from captioning.text.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
@@ -146,11 +152,13 @@ def score(
     hypotheses: Mapping[Hashable, str],
     extra: Sequence[str] = (),
     on_missing: str = "raise",
+    cider_df: CiderD | None = None,
 ) -> dict[str, float]:
     """Corpus metrics: Bleu_1..Bleu_4 always, plus any of CIDEr, ROUGE_L, METEOR, SPICE in ``extra``.
 
     ``on_missing="warn"`` logs and skips an extra metric that cannot run; ``"raise"`` raises
-    ``MetricUnavailable`` naming what is missing.
+    ``MetricUnavailable`` naming what is missing. CIDEr adds ``CIDEr`` and ``CIDEr_official`` (module doc:
+    ``cider_df`` fixes the document frequencies of ``CIDEr``).
     """
     if on_missing not in ("raise", "warn"):
         raise ValueError(f"on_missing must be 'raise' or 'warn', got {on_missing!r}")
@@ -167,22 +175,58 @@ def score(
             log.warning("skipping %s", err)
             continue
         results[metric] = float(value)
+        if metric == "CIDEr":
+            results["CIDEr_official"] = float(value)
+            if cider_df is not None:
+                results["CIDEr"] = cider_df.score(refs, hyps)[0]
     return results
+
+
+def cider_document_frequencies(references: Sequence[Sequence[str]] | Mapping[Hashable, Sequence[str]]) -> CiderD:
+    """CIDEr-D whose document frequencies (and N) come from these references, e.g. the training split's
+    (a list of reference lists, one per image, or {image_id: references}); tokenised as every metric."""
+    groups = references.values() if isinstance(references, Mapping) else references
+    return CiderD.from_references([[tokenize(r) for r in refs] for refs in groups])
+
+
+def bleu_statistics(
+    references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hashable, str]
+) -> dict[Hashable, list[int]]:
+    """Per image, the counts corpus BLEU sums: correct n-grams (n = 1..4), hypothesis n-grams (1..4),
+    hypothesis length and effective reference length (``bleu_from_statistics`` turns sums into BLEU)."""
+    refs, hyps = _tokenized(references, hypotheses)
+    out = {}
+    for image_id, hyp in hyps.items():
+        correct, guess, testlen, reflen = _bleu_stats(refs[image_id], hyp)
+        out[image_id] = [*correct, *guess, testlen, reflen]
+    return out
+
+
+def bleu_from_statistics(totals: Sequence[float]) -> dict[str, float]:
+    """Corpus Bleu_1..Bleu_4 from summed ``bleu_statistics`` (equals ``score`` on those images)."""
+    totals = list(totals)
+    bleus = combine(totals[:BLEU_N], totals[BLEU_N : 2 * BLEU_N], totals[2 * BLEU_N], totals[2 * BLEU_N + 1])
+    return {f"Bleu_{n + 1}": bleus[n] for n in range(BLEU_N)}
 
 
 def per_image_scores(
     references: Mapping[Hashable, Sequence[str]],
     hypotheses: Mapping[Hashable, str],
     cider: bool = True,
+    cider_df: CiderD | None = None,
 ) -> dict[Hashable, dict[str, float]]:
-    """Per image: the scorer's sentence Bleu_1..Bleu_4, and CIDEr (CIDEr-D) unless ``cider=False``."""
+    """Per image: the scorer's sentence Bleu_1..Bleu_4, and unless ``cider=False`` CIDEr and
+    CIDEr_official (CIDEr-D; ``cider_df`` fixes the document frequencies of ``CIDEr``, see the module doc).
+    The mean of the per-image CIDEr is the corpus CIDEr."""
     refs, hyps = _tokenized(references, hypotheses)
     _, bleu = _bleu(refs, hyps)
     scores = {i: {f"Bleu_{n + 1}": b[n] for n in range(BLEU_N)} for i, b in bleu.items()}
     if cider and refs and missing_requirement("CIDEr") is None:
         _, cider_scores = _run_extra("CIDEr", refs, hyps)
+        ours = cider_df.score(refs, hyps)[1] if cider_df is not None else None
         for image_id, value in zip(refs, cider_scores):
-            scores[image_id]["CIDEr"] = float(value)
+            scores[image_id]["CIDEr"] = float(value) if ours is None else ours[image_id]
+            scores[image_id]["CIDEr_official"] = float(value)
     return scores
 
 

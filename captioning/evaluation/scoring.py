@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from captioning.data.coco import ImageRecord
-from captioning.data.scenes import attribute_accuracy, error_kinds
+from captioning.data.scenes import attribute_accuracy, error_kinds, scene_judgements
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
-from captioning.evaluation.metrics import per_image_scores, score
+from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
 from captioning.nn.decoding import Decoder, decode_batched
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import save_json
@@ -73,11 +73,18 @@ def evaluate_split(
     scene_fn: SceneFn | None = None,
     worst_k: int = 24,
     random_k: int = 12,
+    cider_df: Any = None,
 ) -> dict[str, float]:
     """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
     results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png.
     Synthetic scenes (records with a ``scene``) also get the scene-attribute accuracies (``acc_*``), and
-    their failure report names each caption's kinds of error."""
+    their failure report names each caption's kinds of error.
+
+    ``cider_df`` (``metrics.cider_document_frequencies`` of the training references): ``CIDEr`` uses its
+    document frequencies, the same for every split; ``CIDEr_official`` is pycocoevalcap's per-split one.
+    Each per-image entry holds the caption, sentence BLEU, CIDEr, ``bleu_stats`` (the counts corpus BLEU
+    sums, ``metrics.bleu_statistics``) and, for scenes, the applicable ``acc_*`` judgements (0/1, the
+    bound fraction for ``acc_binding``): the metric of the split is their mean (BLEU: of the counts)."""
     cfg = {**DEFAULT_METRICS_CFG, **(dict(metrics_cfg) if metrics_cfg is not None else {})}
     report_cfg = dict(cfg.get("report") or {})
     hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
@@ -85,16 +92,21 @@ def evaluate_split(
     if missing:
         raise ValueError(f"split {split!r}: no caption for {len(missing)} of {len(records)} images, e.g. {missing[:5]}")
     refs = {r.image_id: list(r.captions) for r in records}
-    metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg["on_missing"])
+    metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg["on_missing"], cider_df=cider_df)
     synthetic = bool(records) and getattr(records[0], "scene", None) is not None
+    judged: dict = {}
     if synthetic:
         scene_fn = scene_fn or error_kinds
         metrics.update({f"acc_{k}": v for k, v in attribute_accuracy(records, hyps).items()})
-    per_image = per_image_scores(refs, hyps, cider=bool(cfg["per_image_cider"]))
+        judged = scene_judgements(records, hyps)
+    per_image = per_image_scores(refs, hyps, cider=bool(cfg["per_image_cider"]), cider_df=cider_df)
+    stats = bleu_statistics(refs, hyps)
+    saved = {i: {**per_image[i], "bleu_stats": stats[i], **{f"acc_{k}": v for k, v in judged.get(i, {}).items()}}
+             for i in hyps}
 
     out_dir = Path(out_dir)
     save_json([{"image_id": i, "caption": h} for i, h in hyps.items()], out_dir / f"results_{split}.json")
-    save_json([{"image_id": i, "caption": hyps[i], **per_image[i]} for i in hyps], out_dir / f"per_image_{split}.json")
+    save_json([{"image_id": i, "caption": hyps[i], **saved[i]} for i in hyps], out_dir / f"per_image_{split}.json")
     report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg["rank_by"], worst_k=worst_k,
                               random_k=random_k, seed=report_cfg.get("seed", 0), scene_fn=scene_fn,
                               top_words=report_cfg.get("top_wrong_words", 20))  # fmt: skip
