@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ SPLIT_NOTES = {"test": "held-out images", "test_novel": "colour-shape pairs neve
 # the grid's geometry, in inches (at DPI dots per inch): every cell is CELL_W x CELL_H
 DPI = 100
 MARGIN, TITLE_H, HEADER_H = 0.2, 0.7, 0.35
-CELL_W, IMAGE_H, CAPTION_H = 2.5, 2.1, 1.4
+CELL_W, IMAGE_H, CAPTION_H = 2.5, 2.1, 1.3
 CELL_H = IMAGE_H + CAPTION_H
 CAPTION_CHARS, REFERENCE_CHARS, MAX_LINES = 34, 40, 4
 CAPTION_PT, REFERENCE_PT = 8.5, 7.5
@@ -134,7 +135,7 @@ def caption_examples(captioner: CaptionsImages, picked: Mapping[str, Sequence[An
 
 
 def _lines(text: str, width: int) -> list[str]:
-    lines = textwrap.wrap(text, width) or [""]
+    lines = textwrap.wrap(re.sub(r" ([,.;:])", r"\1", text), width) or [""]  # "a , b" (tokenised) -> "a, b"
     if len(lines) > MAX_LINES:
         lines = lines[: MAX_LINES - 1] + [textwrap.shorten(" ".join(lines[MAX_LINES - 1 :]), width, placeholder=" ...")]
     return lines
@@ -164,7 +165,7 @@ def gallery_figure(examples: Sequence[Example], columns: int, title: str = "", d
     judged = any(e.correct is not None for e in examples)
     legend = f"black: the model's caption ({decoding}),  grey: one of the image's reference captions"
     if judged:
-        legend += f";  {RIGHT[0]} every object, colour, shape, size and position right,  {WRONG[0]} not"
+        legend += f";  {RIGHT[0]} count, every object's colour, shape and size, and where they are all right,  {WRONG[0]} not"
     fig.text(MARGIN * fx, 1 - 0.45 * fy, legend, fontsize=8.5, color="0.3", va="top")
     top = TITLE_H
     for split in rows:
