@@ -40,7 +40,7 @@ def executed_notebook():
     ])
 
 
-def test_markdown_of_a_notebook(tmp_path):
+def test_markdown_of_a_notebook():
     script = load_script()
     nb = executed_notebook()
     nbformat.validate(nb)

@@ -36,7 +36,7 @@ SPLITS = ("test", "test_novel")
 SPLIT_NOTES = {"test": "held-out images", "test_novel": "colour-shape pairs never seen in training"}
 # the grid's geometry, in inches (at DPI dots per inch): every cell is CELL_W x CELL_H
 DPI = 100
-MARGIN, TITLE_H, HEADER_H = 0.2, 0.7, 0.35
+MARGIN, TITLE_H, HEADER_H = 0.2, 0.85, 0.35
 CELL_W, IMAGE_H, CAPTION_H = 2.5, 2.1, 1.3
 CELL_H = IMAGE_H + CAPTION_H
 CAPTION_CHARS, REFERENCE_CHARS, MAX_LINES = 34, 40, 4
@@ -165,8 +165,9 @@ def gallery_figure(examples: Sequence[Example], columns: int, title: str = "", d
     judged = any(e.correct is not None for e in examples)
     legend = f"black: the model's caption ({decoding}),  grey: one of the image's reference captions"
     if judged:
-        legend += f";  {RIGHT[0]} count, every object's colour, shape and size, and where they are all right,  {WRONG[0]} not"
-    fig.text(MARGIN * fx, 1 - 0.45 * fy, legend, fontsize=8.5, color="0.3", va="top")
+        legend += (f"\n{RIGHT[0]}: the count, every object's colour, shape and size, and where they are, all right;"
+                   f"  {WRONG[0]}: not")
+    fig.text(MARGIN * fx, 1 - 0.42 * fy, legend, fontsize=8.5, color="0.3", va="top", linespacing=1.4)
     top = TITLE_H
     for split in rows:
         mine = [e for e in examples if e.split == split]
