@@ -322,7 +322,7 @@ def validate(model: CaptionModel, encoder, prepared: Prepared, split: str | None
     if encoder is None:
         feats = prepared.features[split][: len(records)]
     else:
-        feats = encode(encoder, [r.path for r in records], prepared.encoder_cfg.get("batch_size", 64))
+        feats = encode(encoder, [r.path for r in records], prepared.encoder_cfg.batch_size)
     was_training = model.training
     out = decode_batched(model, feats, batch_size=500, method="greedy", max_len=max_len)  # sets eval mode
     model.train(was_training)
