@@ -11,7 +11,6 @@ torchvision (its weights API) and timm.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import logging
 import socket
@@ -27,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
 from captioning.utils.precision import PRECISIONS, native_bf16, resolve_precision
-from captioning.utils.schema import build, option, plain, problems
+from captioning.utils.schema import build, option, problems
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +243,7 @@ def validate_encoder_config(cfg: Any) -> EncoderConfig:
     """The typed EncoderConfig of ``cfg`` (defaults filled in); raises ValueError naming every bad value."""
     found = encoder_problems(cfg)
     if found:
-        raise ValueError(f"bad encoder config: " + "; ".join(found))
+        raise ValueError("bad encoder config: " + "; ".join(found))
     return build(EncoderConfig, cfg)
 
 

@@ -368,7 +368,7 @@ def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action
 def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | None:
     """``resume=<run dir or last.pt>``: the last checkpoint, with its position (``stage`` as an index of
     ``stages``, epoch, step)."""
-    if not cfg.get("resume"):
+    if not cfg.resume:
         return None
     p = Path(cfg.resume)
     ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
