@@ -9,7 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate, score_files
+from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
+                                          score_files)
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig

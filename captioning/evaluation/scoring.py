@@ -27,7 +27,7 @@ from captioning.utils.schema import build, option, plain
 log = logging.getLogger(__name__)
 BASELINES = ("nearest_neighbour", "most_frequent")  # captioning/evaluation/baselines.py
 ON_MISSING = ("warn", "raise")
-RANK_BY = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4")  # the per-image scores (evaluation.metrics.per_image_scores)
+RANK_BY = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4")  # per-image scores (metrics.per_image_scores)
 
 
 @dataclass
