@@ -1,13 +1,17 @@
-"""The training config's schema: every component's declared options, registered with Hydra, and the
-checks that run before any work.
+"""The configs' schemas: every component's declared options, registered with Hydra, and the checks
+that run before any work.
 
 Each component declares its options once, as a dataclass beside its code (``captioning.utils.schema``):
 the caption models (``CaptionModel.Config``, registered by name), the cell (``CellConfig``), the schedule
 (``ScheduleConfig`` of ``StageConfig`` stages), decoding (``DecodingConfig``), evaluation
-(``EvaluateConfig``) and the run itself (``RunConfig`` below). ``register_schemas`` stores them in
-Hydra's ConfigStore, where the yaml files in configs/ extend them (``defaults: [/schema/<group>/<name>@_here_]``),
-so an unknown key or a wrong type fails at composition, and a yaml states only what differs from the
-declared defaults. ``check_config`` then names every value outside its range or choices at once.
+(``EvaluateConfig``), the data (one schema per kind, ``DATA_SCHEMAS``), the encoder (``EncoderConfig``),
+the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``), the trainer
+(``TrainerConfig``) and the runs themselves: ``RunConfig`` below (scripts/train.py), its extensions for
+scripts/probe_features.py and scripts/extract_features.py, and ``EvaluateRunConfig`` (scripts/evaluate.py).
+``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in configs/ extend them
+(``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
+key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
+``check_config`` then names every value outside its range or choices at once.
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from captioning.data.datasets import validate_data_config
-from captioning.evaluation.scoring import EvaluateConfig
-from captioning.features.encoder import validate_encoder_config
+from captioning.data.datasets import DATA_SCHEMAS, data_problems
+from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_problems
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
+from captioning.features.encoder import EncoderConfig, encoder_problems
+from captioning.features.shards import parse_shard
+from captioning.loggers import NoLoggerConfig, logger_problems
+from captioning.wandb_logger import WandbConfig
 from captioning.models.base import MODELS, model_class
 from captioning.nn.cells import CellConfig
 from captioning.nn.decoding import DecodingConfig
 from captioning.training.loop import ScheduleConfig, schedule_problems
+from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
 from captioning.utils.schema import option, plain, problems
 
@@ -75,6 +84,14 @@ class ProbeRunConfig(RunConfig):
     probe: ProbeConfig = option(ProbeConfig(), "the probes' options")
 
 
+@dataclass
+class ExtractRunConfig(RunConfig):
+    """configs/extract.yaml (scripts/extract_features.py): the training config plus which shard to extract."""
+
+    shard: str = option("0/1", "i/n: extract block i of n of every split (0/1 = everything)")
+    merge: bool = option(True, "merge a split's shards as soon as all of them are finished")
+
+
 class ConfigError(ValueError):
     """A config value that cannot work."""
 
@@ -87,13 +104,21 @@ def model_schema(name: str) -> type:
 
 
 def register_schemas() -> None:
-    """Store every schema in Hydra's ConfigStore (idempotent): ``train_schema`` for the root and
-    ``schema/<group>/<name>`` for the groups' yaml files to extend."""
+    """Store every schema in Hydra's ConfigStore (idempotent): ``schema/run/<app>`` for the roots (train,
+    probe, extract, evaluate) and ``schema/<group>/<name>`` for the groups' yaml files to extend."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=RunConfig)
-    store.store(name="probe_schema", node=ProbeRunConfig)
+    for name, node in (("train", RunConfig), ("probe", ProbeRunConfig), ("extract", ExtractRunConfig),
+                       ("evaluate", EvaluateRunConfig)):
+        store.store(group="schema/run", name=name, node=node)
     store.store(group="schema/cell", name="cell", node=CellConfig)
     store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
+    for kind, schema in DATA_SCHEMAS.items():
+        store.store(group="schema/data", name=kind, node=schema)
+    store.store(group="schema/encoder", name="encoder", node=EncoderConfig)
+    store.store(group="schema/metrics", name="metrics", node=MetricsConfig)
+    store.store(group="schema/logger", name="none", node=NoLoggerConfig)
+    store.store(group="schema/logger", name="wandb", node=WandbConfig)
+    store.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     for name in MODELS:
         store.store(group="schema/model", name=name, node=model_schema(name))
 
@@ -106,8 +131,10 @@ def check_config(cfg: Any) -> None:
 
 
 def config_problems(cfg: Any) -> list[str]:
-    """One line per impossible value: the run, model, cell, schedule, decoding, evaluation, data, encoder."""
-    found = [p.removeprefix(".") for p in problems(RunConfig, plain(cfg), "")]
+    """One line per impossible value: the run, model, cell, schedule, decoding, evaluation, data, encoder,
+    metrics, logger, trainer (and a probe's or an extraction's own options)."""
+    schema = ExtractRunConfig if "shard" in cfg else ProbeRunConfig if "probe" in cfg else RunConfig
+    found = [p.removeprefix(".") for p in problems(schema, plain(cfg), "")]
     try:
         options = {k: v for k, v in plain(cfg.model).items() if k != "name"}
         found += problems(model_class(cfg.model.name).Config, options, "model")
@@ -115,12 +142,21 @@ def config_problems(cfg: Any) -> list[str]:
         found.append(str(exc))
     found += problems(CellConfig, cfg.cell, "cell")  # the model's copy (model.cell = ${cell}) is the same node
     found += problems(ScheduleConfig, cfg.schedule, "schedule") + schedule_problems(cfg.schedule)
-    for check, node in ((validate_data_config, cfg.data), (validate_encoder_config, cfg.encoder)):
+    found += data_problems(cfg.data) + encoder_problems(cfg.encoder) + problems(MetricsConfig, cfg.metrics, "metrics")
+    found += logger_problems(cfg.logger) + problems(TrainerConfig, cfg.trainer, "trainer")
+    if "shard" in cfg:
         try:
-            check(node)
-        except ValueError as exc:  # each validator names its own keys
+            parse_shard(cfg.shard)
+        except ValueError as exc:
             found.append(str(exc))
     return found
+
+
+def check_evaluate_config(cfg: Any) -> None:
+    """Raise ConfigError listing every impossible value of an evaluate config (see configs/evaluate.yaml)."""
+    found = evaluate_problems(cfg)
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
 register_schemas()

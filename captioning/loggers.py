@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from captioning.utils.schema import option, plain, problems
+from captioning.wandb_logger import WandbConfig, WandbLogger
+
+LOGGERS = ("none", "wandb")
+
+
+@dataclass
+class NoLoggerConfig:
+    """``logger=none`` (configs/logger/none.yaml): nothing logged beyond the run directory's own files."""
+
+    name: str = option("none", "none | wandb: the experiment logger", choices=LOGGERS)
+
+
+SCHEMAS: dict[str, type] = {"none": NoLoggerConfig, "wandb": WandbConfig}  # by ``logger.name``
+
+
+def logger_problems(node: Any) -> list[str]:
+    """One line per unknown key or bad value of the ``logger`` config, under its name's schema."""
+    values = plain(node)
+    name = values["name"] if "name" in values else NoLoggerConfig.name
+    if name not in SCHEMAS:
+        return [f"logger.name must be one of {LOGGERS}, got {name!r}"]
+    return problems(SCHEMAS[name], values, "logger")
 
 
 def build_logger(cfg: Any, run_dir: str):
@@ -11,7 +36,5 @@ def build_logger(cfg: Any, run_dir: str):
     if name == "none":
         return None
     if name == "wandb":
-        from captioning.wandb_logger import WandbLogger
-
         return WandbLogger(cfg, run_dir)
     raise ValueError(f"Unknown logger {name!r}: choose none or wandb")

@@ -14,7 +14,7 @@ from captioning.config import check_config
 from captioning.evaluation import baselines
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
-from captioning.evaluation.scoring import evaluate_split, generate
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate
 from captioning.features.prepare import prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -22,7 +22,8 @@ from captioning.models.export import export_checkpoint
 from captioning.training.loop import train
 from captioning.utils import distributed
 from captioning.utils.io import save_json
-from captioning.utils.schema import plain
+from captioning.nn.decoding import DecodingConfig
+from captioning.utils.schema import build
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,10 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     vocab = None
-    resume = cfg.get("resume")
+    resume = cfg.resume
     if resume == "auto":  # this run directory's own last.pt, if any (captioning/training/loop.py)
         resume = run_dir / "checkpoints" / "last.pt" if (run_dir / "checkpoints" / "last.pt").is_file() else None
-    start = resume or cfg.schedule.get("init_from")
+    start = resume or cfg.schedule.init_from
     if start:  # the vocabulary is part of the model: reuse the run's own
         vocab = model_from_checkpoint(load_checkpoint(start))[1]
     d = cfg.data
@@ -76,7 +77,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     model, vocab = model_from_checkpoint(best)
     export_checkpoint(best, run_dir / "export")  # safetensors + JSON: Captioner.from_pretrained(run_dir / "export")
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
-        nn = "nearest_neighbour" in (cfg.evaluate.get("baselines") or [])
+        nn = "nearest_neighbour" in cfg.evaluate.baselines
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
         tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
@@ -100,27 +101,27 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
 
     ``CIDEr`` is CIDEr-D with the training references' document frequencies, the same scale for every
     split whichever splits are evaluated; ``CIDEr_official`` is pycocoevalcap's per-split CIDEr-D."""
-    eval_cfg, metrics_cfg = plain(cfg.evaluate), plain(cfg.metrics)
+    eval_cfg, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
     max_len = cfg.data.max_caption_len
     train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
-    cider_df = cider_document_frequencies(train_caps) if metrics_cfg.get("cider", False) else None
+    cider_df = cider_document_frequencies(train_caps) if metrics_cfg.cider else None
     results = {}
     for split in cfg.data.eval_splits:
         records, feats = prepared.splits[split], prepared.features[split]
-        hyps = generate(model, prepared.vocab, records, feats, plain(cfg.decoding), max_len)
+        hyps = generate(model, prepared.vocab, records, feats, build(DecodingConfig, cfg.decoding), max_len)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
-                                        worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"], cider_df=cider_df)
-        for name in eval_cfg.get("baselines", []):
+                                        worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df)
+        for name in eval_cfg.baselines:
             if name == "nearest_neighbour":
-                caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg["nn_k"])
+                caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg.nn_k)
             elif name == "most_frequent":
                 caps = [baselines.most_frequent(train_caps)] * len(records)
             else:
                 raise ValueError(f"Unknown baseline {name!r}: choose nearest_neighbour or most_frequent")
             hyp_b = {r.image_id: c for r, c in zip(records, caps)}
             results[f"{name}/{split}"] = evaluate_split(records, hyp_b, run_dir / "eval" / "baselines",
-                                                        f"{name}_{split}", metrics_cfg, worst_k=eval_cfg["worst_k"],
-                                                        random_k=eval_cfg["random_k"], cider_df=cider_df)
+                                                        f"{name}_{split}", metrics_cfg, worst_k=eval_cfg.worst_k,
+                                                        random_k=eval_cfg.random_k, cider_df=cider_df)
     return results
 
 

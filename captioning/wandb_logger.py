@@ -11,13 +11,34 @@ summary (``val/Bleu_4`` there is the best epoch's, not the last's) and, when
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from captioning.evaluation.scoring import generate
-from captioning.utils.schema import plain
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, generate
+from captioning.utils.schema import build, option, plain, problems
 
 MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class WandbConfig:
+    """``logger=wandb`` (configs/logger/wandb.yaml): a Weights & Biases run per training run."""
+
+    name: str = option("wandb", "none | wandb: the experiment logger", choices=("none", "wandb"))
+    mode: str = option("${oc.env:WANDB_MODE,offline}", "offline (no account, nothing sent; `wandb sync` uploads "
+                       "later) | online | disabled; default: env WANDB_MODE, else offline", choices=MODES)
+    project: str = option("captioning", "the W&B project")
+    entity: str | None = option(None, "your W&B user or team (online only); null = your default")
+    group: str | None = option(None, "groups runs together, e.g. a sweep's name")
+    run_name: str | None = option(None, "null = the run directory's last two parts (date/time or sweep job)")
+    tags: list[str] = option([], "tags of the run")
+    samples_per_epoch: int = option(8, "val images whose greedy captions are logged as a table (with images) "
+                                    "each epoch; 0 = none", ge=0)
+    log_failures: bool = option(True, "worst and random cases of every evaluation split as a table with images")
+    log_checkpoint: bool = option(False, "checkpoints/best.pt as a model artifact (large)")
+    settings: dict[str, Any] = option({"console": "off", "silent": True},
+                                      "passed to wandb.Settings (console off: train.log has stdout/stderr)")
 
 
 def _run_name(run_dir: Path) -> str:
@@ -31,15 +52,16 @@ class WandbLogger:
     def __init__(self, cfg: Any, run_dir: str | Path) -> None:
         import wandb
 
-        lc = plain(cfg.logger)
-        if lc.get("mode") not in MODES:
-            raise ValueError(f"logger.mode must be one of {MODES}, got {lc.get('mode')!r} (offline needs no account)")
+        found = problems(WandbConfig, cfg.logger, "logger")
+        if found:
+            raise ValueError("; ".join(found) + " (mode=offline needs no account)")
+        lc = build(WandbConfig, cfg.logger)
         self.cfg, self.full_cfg, self.run_dir = lc, cfg, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=lc["project"], entity=lc.get("entity"), group=lc.get("group"), tags=list(lc.get("tags") or []),
-            name=lc.get("run_name") or _run_name(self.run_dir), config=plain(cfg), dir=str(self.run_dir),
-            mode=lc["mode"], job_type="train", settings=wandb.Settings(**(lc.get("settings") or {})),
+            project=lc.project, entity=lc.entity, group=lc.group, tags=list(lc.tags),
+            name=lc.run_name or _run_name(self.run_dir), config=plain(cfg), dir=str(self.run_dir),
+            mode=lc.mode, job_type="train", settings=wandb.Settings(**lc.settings),
         )
         # the run summary keeps the best val BLEU-4 (the epoch best.pt holds), not the last epoch's
         self.run.define_metric("val/Bleu_4", summary="max")
@@ -53,7 +75,7 @@ class WandbLogger:
         """A table of the first ``samples_per_epoch`` images of ``split`` with their greedy captions."""
         import wandb
 
-        n = self.cfg.get("samples_per_epoch", 0)
+        n = self.cfg.samples_per_epoch
         if not n or not split or split not in prepared.splits:
             return
         records = prepared.splits[split][:n]
@@ -69,7 +91,7 @@ class WandbLogger:
 
         from captioning.evaluation.failures import report_rows
 
-        if not self.cfg.get("log_failures", True):
+        if not self.cfg.log_failures:
             return
         for split, records in records_by_split.items():
             report = _failure_report(self.full_cfg, split, records, Path(eval_dir))
@@ -100,7 +122,7 @@ class WandbLogger:
         if curve.is_file():
             self.run.log({"training_curve": wandb.Image(str(curve))})
         best = self.run_dir / "checkpoints" / "best.pt"
-        if self.cfg.get("log_checkpoint") and best.is_file():
+        if self.cfg.log_checkpoint and best.is_file():
             artifact = wandb.Artifact(f"model-{self.run.id}", type="model",
                                       metadata={k: dict(v) for k, v in results.items()})
             artifact.add_file(str(best), name="best.pt", policy="immutable")  # no copy of a large file
@@ -131,8 +153,7 @@ def _failure_report(cfg: Any, split: str, records: Sequence, eval_dir: Path):
     scene_fn = None
     if records and getattr(records[0], "scene", None) is not None:
         from captioning.data.scenes import error_kinds as scene_fn
-    ev, metrics = cfg.evaluate, cfg.metrics
+    ev, metrics = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
     return collect_failures([r for r in records if r.image_id in hyps], hyps, per_image, split=split,
-                            rank_by=metrics.get("rank_by", "CIDEr"), worst_k=ev.get("worst_k", 24),
-                            random_k=ev.get("random_k", 12), seed=metrics.get("report", {}).get("seed", 0),
-                            scene_fn=scene_fn)
+                            rank_by=metrics.rank_by, worst_k=ev.worst_k, random_k=ev.random_k,
+                            seed=metrics.report.seed, scene_fn=scene_fn)

@@ -10,14 +10,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from captioning.config import check_evaluate_config  # also registers the config schemas with Hydra
 from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = HydraConfig.get().runtime.output_dir
-    if cfg.mode not in ("checkpoint", "score"):
-        raise SystemExit(f"mode must be checkpoint or score, got {cfg.mode!r}")
+    check_evaluate_config(cfg)  # every bad value at once, before any work
     metrics = evaluate_checkpoint(cfg, out_dir) if cfg.mode == "checkpoint" else score_results(cfg, out_dir)
     print(json.dumps(metrics, indent=2))
     print(f"written to {out_dir}")

@@ -10,12 +10,14 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from captioning.config import check_config  # also registers the config schemas with Hydra
 from captioning.features.shards import extract_dataset_shard, parse_shard
 from captioning.pipeline import resolve_device
 
 
 @hydra.main(config_path="../configs", config_name="extract", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # every bad value at once, before any work
     index, count = parse_shard(cfg.shard)
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:

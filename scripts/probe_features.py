@@ -15,6 +15,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from captioning.config import check_config
 from captioning.features.prepare import prepare
 from captioning.pipeline import resolve_device
 from captioning.evaluation.probes import probe_scenes
@@ -22,6 +23,7 @@ from captioning.evaluation.probes import probe_scenes
 
 @hydra.main(config_path="../configs", config_name="probe", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # every bad value at once, before any work
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

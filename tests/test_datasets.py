@@ -37,10 +37,10 @@ def test_every_data_config_is_valid(name, monkeypatch, tmp_path):
         with pytest.raises(DataConfigError, match="data.root: no value given"):
             validate_data_config(cfg)
         return
-    plain = validate_data_config(cfg)
-    assert plain["root"].startswith(str(tmp_path)) and plain["max_caption_len"] == 16
-    assert plain["min_word_count"] == (1 if name == "shapes_tiny" else 5)
-    assert {"train", "val", "test"} <= set(plain.get("splits") or plain["generator"]["splits"])
+    data = validate_data_config(cfg)
+    assert data.root.startswith(str(tmp_path)) and data.max_caption_len == 16
+    assert data.min_word_count == (1 if name == "shapes_tiny" else 5)
+    assert {"train", "val", "test"} <= set(data.generator.splits if data.kind == "shapes" else data.splits)
 
 
 def test_shapes_tiny_loads_with_scenes(monkeypatch, tmp_path):
@@ -74,6 +74,20 @@ def test_impossible_values_fail_before_any_work(override, match, monkeypatch, tm
     with pytest.raises(DataConfigError, match=match):
         load_dataset(data_config("shapes_tiny", override))
     assert not any(tmp_path.iterdir())  # nothing generated
+
+
+@pytest.mark.parametrize(
+    "name, override, match",
+    [
+        ("flickr8k", "splits.test=dev", r"data.splits.test: must name a Karpathy split"),
+        ("coco2017", "splits.val.take=-1", r"data.splits.val.take must be >= 0, got -1"),
+        ("coco2017", "val_split=dev", r"data.val_split: 'dev' is not one of the splits"),
+    ],
+)
+def test_every_kind_names_its_bad_values(name, override, match, monkeypatch, tmp_path):
+    monkeypatch.setenv("CAPTIONING_DATA", str(tmp_path))
+    with pytest.raises(DataConfigError, match=match):
+        load_dataset(data_config(name, override))
 
 
 def _coco_dataset(root: Path, n: int = 5) -> None:

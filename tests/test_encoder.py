@@ -160,7 +160,7 @@ def test_every_config_is_valid(config):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config)  # resolves a file's own defaults list (e.g. the _grid variant)
     cfg = encoder_mod.validate_encoder_config(cfg)
-    assert cfg["source"] in encoder_mod.SOURCES and cfg["weights"] is not None
+    assert cfg.source in encoder_mod.SOURCES and cfg.weights is not None
 
 
 def test_config_mistakes_are_named():
@@ -170,7 +170,7 @@ def test_config_mistakes_are_named():
         build_encoder({**LITE0, "pool": "max"})
     with pytest.raises(ValueError, match="image_size"):
         build_encoder({**LITE0, "image_size": -1})
-    with pytest.raises(ValueError, match="unknown key 'image_sise'"):
+    with pytest.raises(ValueError, match="encoder.image_sise: unknown option"):
         build_encoder({**LITE0, "image_sise": 64})
     with pytest.raises(ValueError, match="interpolation must be one of"):
         build_encoder({**LITE0, "image_size": 16, "weights": None, "interpolation": "cubic"})

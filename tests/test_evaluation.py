@@ -65,9 +65,12 @@ def test_default_metrics_give_cider_without_java(tmp_path, monkeypatch):
     and ROUGE-L on any machine; only METEOR, which needs Java, is skipped where there is none."""
     import shutil
 
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_dir
 
-    default = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "configs/metrics/default.yaml"))
+    import captioning.config  # noqa: F401 (registers the schema configs/metrics/default.yaml extends)
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        default = compose(overrides=["+metrics=default"]).metrics
     monkeypatch.setattr(shutil, "which", lambda name: None)
     metrics = evaluate_split(_records(tmp_path), HYPS, tmp_path / "eval", "test", metrics_cfg=default,
                              worst_k=2, random_k=2)

@@ -25,16 +25,25 @@ def _compose(*overrides: str):
     ("beam_size=3", "Could not override 'beam_size'"),
     ("schedule.stages.cross_entropy.batch_size=2.5", "schedule.stages.cross_entropy.batch_size"),  # declared int
     ("model.forget_bias=high", "model.forget_bias"),  # declared float
+    ("data.splitz=3", "Could not override 'data.splitz'"),
+    ("encoder.image_sise=64", "Could not override 'encoder.image_sise'"),
+    ("encoder.image_size=big", "encoder.image_size"),  # declared int
+    ("metrics.cidr=false", "Could not override 'metrics.cidr'"),
+    ("metrics.report.colums=3", "Could not override 'metrics.report.colums'"),
+    ("logger.projekt=x", "Could not override 'logger.projekt'"),  # logger=none has no options
+    ("trainer.backend=mpi trainer.timeot_s=3", "Could not override 'trainer.timeot_s'"),
     ("cell=transformer", "Could not find 'cell/transformer'"),
     ("schedule=forever", "Could not find 'schedule/forever'"),
 ])
 def test_unknown_keys_and_group_choices_fail_with_hydras_message(override, message):
     with pytest.raises(ConfigCompositionException, match=message):
-        _compose(override)
+        _compose(*override.split())
 
 
 @pytest.mark.parametrize("choice", ["cell=rnn", "cell=gru", "schedule=long", "schedule=smoke", "encoder=resnet18",
-                                    "encoder=timm", "experiment=shapes_gru", "data=coco2014"])
+                                    "encoder=timm", "experiment=shapes_gru", "data=coco2014", "data=coco2017",
+                                    "data=flickr8k", "encoder=efficientnet_lite0_grid", "metrics=full",
+                                    "logger=wandb", "trainer=ddp", "experiment=quick"])
 def test_every_shipped_choice_passes(choice):
     check_config(_compose(choice))
 
@@ -65,10 +74,23 @@ BAD = [
     ("decoding.method=topk", "decoding.method must be one of ('greedy', 'sample', 'beam'), got 'topk'"),
     ("decoding.temperature=-1", "decoding.temperature must be >= 0"),
     ("evaluate.baselines=[oracle]", "evaluate.baselines: unknown ['oracle']"),
-    ("encoder.source=internet", "source must be one of ('package', 'torchvision', 'timm')"),
-    ("encoder.image_size=8", "image_size must be an integer >= 16"),
-    ("data.max_caption_len=0", "data.max_caption_len: must be an integer >= 1"),
+    ("encoder.source=internet", "encoder.source must be one of ('package', 'torchvision', 'timm')"),
+    ("encoder.image_size=8", "encoder.image_size must be >= 16, got 8"),
+    ("encoder.pool=max", "encoder.pool must be one of ('avg', 'grid'), got 'max'"),
+    ("+encoder.image_sise=64", "encoder.image_sise: unknown option"),
+    ("data.max_caption_len=0", "data.max_caption_len must be >= 1, got 0"),
     ("data.train_split=nope", "data.train_split: 'nope' is not one of the splits"),
+    ("data.kind=imagenet", "data.kind must be one of ('shapes', 'coco', 'karpathy'), got 'imagenet'"),
+    ("data.generator.workers=-1", "data.generator.workers must be >= 0, got -1"),
+    ("data.generator.colours=[red,mauve]", "data.generator.colours: unknown ['mauve']"),
+    ("metrics.on_missing=ignore", "metrics.on_missing must be one of ('warn', 'raise'), got 'ignore'"),
+    ("metrics.rank_by=SPICE", "metrics.rank_by must be one of"),
+    ("metrics.report.columns=0", "metrics.report.columns must be >= 1, got 0"),
+    ("logger=wandb logger.mode=online_please", "logger.mode must be one of ('offline', 'online', 'disabled')"),
+    ("logger=wandb logger.samples_per_epoch=-1", "logger.samples_per_epoch must be >= 0, got -1"),
+    ("trainer.name=horovod", "trainer.name must be one of ('single', 'ddp'), got 'horovod'"),
+    ("trainer=ddp trainer.backend=mpi", "trainer.backend must be one of ('auto', 'gloo', 'nccl'), got 'mpi'"),
+    ("trainer=ddp trainer.timeout_s=0", "trainer.timeout_s must be > 0, got 0"),
     ("on_bad_image=ignore", "on_bad_image must be one of ('fail', 'skip'), got 'ignore'"),
     ("seed=-1", "seed must be >= 0"),
     ("precision=fp16", "precision must be one of ('auto', 'fp32', 'bf16'), got 'fp16'"),
@@ -89,7 +111,7 @@ def no_work(monkeypatch):
 def test_impossible_values_fail_before_any_work(override, message, tiny_root, no_work):
     run_dir = tiny_root / "never"
     with pytest.raises(ConfigError) as info:
-        pipeline.run(tiny_cfg(tiny_root, override), run_dir)
+        pipeline.run(tiny_cfg(tiny_root, *override.split()), run_dir)
     assert message in str(info.value)
     assert not run_dir.exists()
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from captioning.data.coco import load_coco_captions
@@ -127,6 +126,12 @@ def test_bad_parameters_fail_before_any_work(tmp_path, override, match):
 
 
 def test_default_config_matches_code_defaults():
-    generator = yaml.safe_load(CONFIG.read_text())["generator"]
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import captioning.config  # noqa: F401 (registers the schema configs/data/shapes.yaml extends)
+
+    with initialize_config_dir(config_dir=str(CONFIG.parents[1]), version_base="1.3"):
+        generator = OmegaConf.to_container(compose(overrides=["+data=shapes"]).data.generator)
     generator.pop("workers")
     assert resolve_params(**generator) == resolve_params()

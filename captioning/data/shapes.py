@@ -12,6 +12,7 @@ parameter hash makes generation idempotent. Every image is a pure function of (s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ import multiprocessing
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,6 +31,7 @@ from captioning.data.scenes import COLOURS, SHAPES
 from captioning.data.shape_captions import describe
 from captioning.utils.io import save_json
 from captioning.utils.progress import progress
+from captioning.utils.schema import option, problems
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +51,37 @@ BACKGROUND = (30, 80)  # dark grey level range; tint of a few levels per channel
 SUPERSAMPLE = 2  # draw at 2x and box-downsample: anti-aliased edges
 MARGIN = 0.04
 
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "image_size": 128,
-    "splits": {"train": 10000, "val": 500, "test": 1000, "test_novel": 1000},
-    "novel_splits": ["test_novel"],
-    "count_probs": [1 / 3, 1 / 3, 1 / 3],
-    "colours": ["red", "green", "blue", "yellow", "purple", "orange"],
-    "shapes": ["circle", "square", "triangle", "star", "cross"],
-    "novel_pairs": [["red", "square"], ["green", "triangle"], ["blue", "star"],
-                    ["yellow", "cross"], ["purple", "circle"], ["orange", "triangle"]],
-    "captions_per_image": 5,
-}  # fmt: skip
+@dataclass
+class GeneratorParams:
+    """What decides the generated images and captions (hashed into finished.json: a change regenerates)."""
+
+    seed: int = option(0, "every image is a function of (seed, split, index)")
+    image_size: int = option(128, "pixels per side", ge=32)
+    splits: dict[str, int] = option({"train": 10000, "val": 500, "test": 1000, "test_novel": 1000},
+                                    "images per split (each a count >= 0)")
+    novel_splits: list[str] = option(["test_novel"], "splits drawn only from novel_pairs (never seen in training)")
+    count_probs: list[float] = option([1 / 3, 1 / 3, 1 / 3], "weights of scenes with 1, 2, 3 objects (1 to 3 "
+                                      "non-negative numbers)")
+    colours: list[str] = option(["red", "green", "blue", "yellow", "purple", "orange"],
+                                "distinct object colours", choices=tuple(PALETTE))
+    shapes: list[str] = option(["circle", "square", "triangle", "star", "cross"], "distinct object shapes",
+                               choices=SHAPES)
+    novel_pairs: list[list[str]] = option(
+        [["red", "square"], ["green", "triangle"], ["blue", "star"], ["yellow", "cross"], ["purple", "circle"],
+         ["orange", "triangle"]],
+        "[colour, shape] pairs held out of train/val/test, used by novel_splits only")
+    captions_per_image: int = option(5, "reference captions per image, each from a different phrasing", ge=1)
+
+
+@dataclass
+class GeneratorConfig(GeneratorParams):
+    """The ``generator`` options of configs/data/shapes.yaml: the parameters plus how to render them."""
+
+    workers: int | None = option(None, "rendering processes: null = the CPUs available (at most 8), 0 or 1 = "
+                                 "in-process", ge=0)
+
+
+DEFAULTS: dict[str, Any] = dataclasses.asdict(GeneratorParams())
 
 
 # --- scene sampling ---------------------------------------------------------------------------------
@@ -164,9 +186,11 @@ def resolve_params(**overrides: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown shapes generator parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
     p = json.loads(json.dumps({**DEFAULTS, **overrides}))  # plain, json-able copies (OmegaConf in, lists out)
-    _check(isinstance(p["seed"], int), "seed", "must be an integer")
-    _check(isinstance(p["image_size"], int) and p["image_size"] >= 32, "image_size", "must be an integer >= 32")
-    _check(isinstance(p["splits"], dict) and p["splits"], "splits", "must map split names to image counts")
+    found = problems(GeneratorParams, p, "generator")  # types, ranges, known colours and shapes
+    if found:
+        raise ValueError("shapes generator parameters: " + "; ".join(found))
+    # what the declared options cannot say: counts per split, splits named elsewhere, combinations
+    _check(bool(p["splits"]), "splits", "must map split names to image counts")
     for name, n in p["splits"].items():
         _check(isinstance(n, int) and n >= 0, f"splits.{name}", f"must be a count >= 0, got {n!r}")
     for name in p["novel_splits"]:
@@ -174,10 +198,8 @@ def resolve_params(**overrides: Any) -> dict[str, Any]:
     probs = p["count_probs"]
     _check(1 <= len(probs) <= 3 and all(q >= 0 for q in probs) and sum(probs) > 0, "count_probs",
            "must give 1 to 3 non-negative weights for scenes of 1, 2, 3 objects")  # fmt: skip
-    _check(_distinct_known(p["colours"], PALETTE), "colours", f"must be distinct names from {list(PALETTE)}")
-    _check(_distinct_known(p["shapes"], SHAPES), "shapes", f"must be distinct names from {list(SHAPES)}")
-    k = p["captions_per_image"]
-    _check(isinstance(k, int) and k >= 1, "captions_per_image", "must be >= 1")
+    _check(_distinct(p["colours"]), "colours", f"must be distinct names from {list(PALETTE)}")
+    _check(_distinct(p["shapes"]), "shapes", f"must be distinct names from {list(SHAPES)}")
     seen, novel = _pairs(p)
     for which, pool in (("seen", seen), ("novel", novel)):
         what = f"leaves {len(pool)} {which} colour-shape pairs, fewer than the {len(probs)} objects a scene may hold"
@@ -190,8 +212,8 @@ def _check(ok: bool, key: str, what: str) -> None:
         raise ValueError(f"shapes generator parameter {key}: {what}")
 
 
-def _distinct_known(names: Sequence[str], known: Sequence[str]) -> bool:
-    return bool(names) and len(set(names)) == len(names) and all(n in known for n in names)
+def _distinct(names: Sequence[str]) -> bool:
+    return bool(names) and len(set(names)) == len(names)
 
 
 def _pairs(p: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -3,18 +3,53 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from captioning.evaluation.scoring import evaluate_split, generate
+from captioning.data.datasets import load_dataset
+from captioning.evaluation.metrics import cider_document_frequencies
+from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
+                                          score_files)
 from captioning.features.prepare import prepare
-from captioning.utils.schema import plain
-from captioning.utils.io import save_json
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.nn.decoding import DecodingConfig
+from captioning.utils.io import save_json
+from captioning.utils.schema import build, option, problems
 
 log = logging.getLogger(__name__)
+MODES = ("checkpoint", "score")
+
+
+@dataclass
+class EvaluateRunConfig:
+    """configs/evaluate.yaml (scripts/evaluate.py): a checkpoint on a split, or a COCO results file scored."""
+
+    mode: str = option("checkpoint", "checkpoint: decode a split with a trained checkpoint | score: score a COCO "
+                       "results file against COCO annotations", choices=MODES)
+    checkpoint: str | None = option(None, "mode=checkpoint: the run directory or .pt file")
+    split: str = option("test", "mode=checkpoint: a split of the checkpoint's data config")
+    data: Any = option(None, "mode=checkpoint: a data config (+data=<name>); null = the one it was trained with")
+    cache_dir: str | None = option(None, "mode=checkpoint: the feature cache; null = the checkpoint's")
+    results: str | None = option(None, 'mode=score: a COCO results json [{"image_id", "caption"}]')
+    annotations: str | None = option(None, "mode=score: a COCO caption annotation json")
+    decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (mode=checkpoint)")
+    evaluate: EvaluateConfig = option(EvaluateConfig(), "failure report sizes (worst_k, random_k)")
+    metrics: Any = option(None, "the metrics reported (configs/metrics)")
+
+
+def evaluate_problems(cfg: Any) -> list[str]:
+    """One line per bad value of an evaluate config, and per file a mode needs but was not given."""
+    found = [p.removeprefix(".") for p in problems(EvaluateRunConfig, cfg, "")]
+    found += problems(MetricsConfig, cfg.metrics, "metrics")
+    if cfg.mode == "checkpoint" and not cfg.checkpoint:
+        found.append("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
+    if cfg.mode == "score" and not (cfg.results and cfg.annotations):
+        found.append("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
+    return found
+
 
 def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
     """Decode ``cfg.split`` with the checkpoint's decoder and write captions, metrics and failures."""
@@ -29,35 +64,30 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         run_cfg.data = cfg.data
     if cfg.cache_dir is not None:
         run_cfg.cache_dir = cfg.cache_dir
-    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=ckpt.get("encoder_state"))
-    if prepared.encoder_key != ckpt.get("encoder_key", prepared.encoder_key):
+    tuned = ckpt["encoder_state"] if "encoder_state" in ckpt else None
+    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=tuned)
+    if "encoder_key" in ckpt and prepared.encoder_key != ckpt["encoder_key"]:
         raise ValueError(f"the checkpoint was trained on {ckpt['encoder_key']!r} features but its encoder config "
                          f"now gives {prepared.encoder_key!r}")
     records = prepared.splits[cfg.split]
-    hyps = generate(model, vocab, records, prepared.features[cfg.split], plain(cfg.decoding),
-                    run_cfg.data.max_caption_len)
-    eval_cfg, metrics_cfg = plain(cfg.evaluate), plain(cfg.metrics)
+    hyps = generate(model, vocab, records, prepared.features[cfg.split], cfg.decoding, run_cfg.data.max_caption_len)
+    report, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
     cider_df = None
-    if metrics_cfg.get("cider", False):  # CIDEr on the main job's scale: the training references' df
-        from captioning.data.datasets import load_dataset
-        from captioning.evaluation.metrics import cider_document_frequencies
-
+    if metrics_cfg.cider:  # CIDEr on the main job's scale: the training references' document frequencies
         train = run_cfg.data.train_split
         cider_df = cider_document_frequencies([r.captions for r in load_dataset(run_cfg.data, [train])[train]])
     metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, metrics_cfg,
-                                         worst_k=eval_cfg["worst_k"], random_k=eval_cfg["random_k"],
-                                         cider_df=cider_df)}
+                                         worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df)}
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics
 
 
 def score_results(cfg: Any, out_dir: str | Path) -> dict:
     """Score a COCO results file against a COCO annotation file on the same footing as our models."""
-    from captioning.evaluation.scoring import extra_metrics, score_files
-
     if not cfg.results or not cfg.annotations:
         raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
-    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(plain(cfg.metrics)),
-                          on_missing=cfg.metrics.get("on_missing", "warn"))
+    metrics_cfg = build(MetricsConfig, cfg.metrics)
+    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(metrics_cfg),
+                          on_missing=metrics_cfg.on_missing)
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics

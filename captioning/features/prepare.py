@@ -14,10 +14,9 @@ import numpy as np
 from captioning.data.coco import ImageRecord
 from captioning.data.datasets import dataset_key, load_dataset
 from captioning.features.cache import extract_features
-from captioning.features.encoder import build_encoder
+from captioning.features.encoder import EncoderConfig, build_encoder, validate_encoder_config
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocab import Vocabulary
-from captioning.utils.schema import plain
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ class Prepared:
     splits: dict[str, list[ImageRecord]]
     features: dict[str, np.ndarray]  # memory-mapped [N, D] float32, rows aligned with splits[...]
     vocab: Vocabulary
-    encoder_cfg: dict
+    encoder_cfg: EncoderConfig
     encoder_key: str
     feature_dim: int
     bad_images: int = 0
@@ -47,14 +46,14 @@ def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] 
             raise ValueError(f"data {cfg.data.name!r} has no split {train!r} to build a vocabulary from")
         vocab = Vocabulary.build((tokenize(c) for r in splits[train] for c in r.captions),
                                  min_count=cfg.data.min_word_count)
-    encoder_cfg = plain(cfg.encoder)
-    encoder = build_encoder(encoder_cfg, state=encoder_state).to(cfg.get("device", "cpu"))
+    encoder_cfg = validate_encoder_config(cfg.encoder)
+    encoder = build_encoder(encoder_cfg, state=encoder_state).to(cfg.device)
     features, bad = {}, 0
     for name, records in splits.items():
         result = extract_features(encoder, [r.path for r in records], cfg.cache_dir,
                                   dataset_key=dataset_key(cfg.data, name),
-                                  batch_size=encoder_cfg.get("batch_size", 64),
-                                  num_workers=encoder_cfg.get("num_workers", 0),
+                                  batch_size=encoder_cfg.batch_size,
+                                  num_workers=encoder_cfg.num_workers,
                                   on_bad_image=cfg.on_bad_image)
         feats, kept = result.features, result.kept
         if len(kept) != len(records):

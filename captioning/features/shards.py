@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from captioning.features.cache import FeatureSet, FeatureCache, file_signature, extract_features
-from captioning.utils.schema import plain
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,7 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     others read it, and every rank finish its shard before rank 0 merges. Returns {split: state}.
     """
     from captioning.data.datasets import dataset_key, load_dataset
-    from captioning.features.encoder import build_encoder
+    from captioning.features.encoder import build_encoder, validate_encoder_config
 
     wait = barrier or (lambda: None)
     if index != 0:
@@ -148,7 +147,7 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     if index == 0:
         wait()
     seed_everything(cfg.seed)  # random-init encoders (tests) must agree across shards
-    enc_cfg = plain(cfg.encoder)
+    enc_cfg = validate_encoder_config(cfg.encoder)
     encoder = build_encoder(enc_cfg)
     if str(cfg.device).startswith("cuda"):
         encoder = encoder.to(cfg.device)
@@ -161,8 +160,8 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
         if full.reuse([file_signature(p) for p in paths]) is not None:
             states[name] = "cached"
         elif index < n:
-            extract_shard(encoder, paths, cfg.cache_dir, key, index, n, enc_cfg.get("batch_size", 64),
-                          enc_cfg.get("num_workers", 0))
+            extract_shard(encoder, paths, cfg.cache_dir, key, index, n, enc_cfg.batch_size,
+                          enc_cfg.num_workers)
             states[name] = f"shard {index}/{n} done"
         else:
             states[name] = "nothing to extract"

@@ -16,7 +16,6 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import torch
 from torch import Tensor
 
 from captioning.lm.signals import LANGUAGES

@@ -23,6 +23,7 @@ import torch
 from captioning.models.base import CaptionModel, build_model
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import atomic_save_torch
+from captioning.utils.schema import plain
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = {1: ("format_version", "decoder_hparams", "decoder", "vocab", "encoder_cfg"),
@@ -47,7 +48,7 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
         "max_len": model.max_len,
         "weights": model.state_dict(),
         "vocab": vocab.state_dict(),
-        "encoder_cfg": dict(encoder_cfg),
+        "encoder_cfg": plain(encoder_cfg),
         "encoder_key": encoder_key,
         **extra,
     }

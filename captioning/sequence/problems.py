@@ -8,7 +8,6 @@ and ``build_problem(task)`` returns a ``Problem``. ``train.train_sequence_model`
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union

@@ -11,17 +11,19 @@ encoder, and its features are cached apart from the pretrained ones. One process
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from captioning.data.images import load_rgb
-from captioning.features.encoder import Encoder, build_encoder
+from captioning.features.encoder import Encoder, EncoderConfig, build_encoder
 
 
-def trainable_encoder(encoder_cfg: dict, state: dict | None, feature_dim: int, device: torch.device,
+def trainable_encoder(encoder_cfg: EncoderConfig, state: dict | None, feature_dim: int, device: torch.device,
                       trainable: bool) -> Encoder:
     """The run's encoder built to compute features from pixels (``state``: fine-tuned weights to start from)."""
-    encoder = build_encoder({**encoder_cfg, "trainable": trainable}, state=state).to(device)
+    encoder = build_encoder(dataclasses.replace(encoder_cfg, trainable=trainable), state=state).to(device)
     if encoder.feature_dim != feature_dim:
         raise ValueError(f"the trainable encoder gives {encoder.feature_dim}-d features, the cached ones are "
                          f"{feature_dim}-d: the encoder config changed")

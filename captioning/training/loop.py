@@ -325,7 +325,7 @@ def validate(model: CaptionModel, encoder, prepared: Prepared, split: str | None
     if encoder is None:
         feats = prepared.features[split][: len(records)]
     else:
-        feats = encode(encoder, [r.path for r in records], prepared.encoder_cfg.get("batch_size", 64))
+        feats = encode(encoder, [r.path for r in records], prepared.encoder_cfg.batch_size)
     was_training = model.training
     out = decode_batched(model, feats, batch_size=500, method="greedy", max_len=max_len)  # sets eval mode
     model.train(was_training)
@@ -371,7 +371,7 @@ def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action
 def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | None:
     """``resume=<run dir or last.pt>`` (or ``auto``: this run's own, if any): the last checkpoint, with its
     position (``stage`` as an index of ``stages``, epoch, step); None for a fresh start."""
-    if not cfg.get("resume"):
+    if not cfg.resume:
         return None
     p = Path(cfg.resume)
     if cfg.resume == "auto":  # this run directory's own last.pt (e.g. a requeued SLURM job), else a fresh start

@@ -26,12 +26,26 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from captioning.utils.schema import build, option
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRAINERS = ("single", "ddp")
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 LAUNCH_HINT = "start it with torchrun, e.g. torchrun --standalone --nproc_per_node=2 scripts/train.py trainer=ddp"
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+@dataclass
+class TrainerConfig:
+    """Options of the `trainer` config group (configs/trainer/*.yaml): one process, or DDP under torchrun."""
+
+    name: str = option("single", "single: one process | ddp: one process per GPU or CPU socket, started by "
+                       "torchrun", choices=TRAINERS)
+    backend: str = option("auto", "ddp: auto (nccl when device is cuda, one GPU per rank, else gloo) | gloo | nccl",
+                          choices=BACKENDS)
+    timeout_s: float = option(1800, "ddp: seconds a collective waits for a slow rank (e.g. one extracting "
+                              "features)", gt=0)
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,8 @@ def current() -> DataParallel:
 
 def setup(cfg: Any) -> DataParallel:
     """Join torchrun's process group when ``cfg.trainer.name`` is ddp (sets ``cfg.device`` to this rank's GPU)."""
-    trainer = cfg.get("trainer") or {"name": "single"}
-    name = trainer.get("name", "single")
+    trainer = build(TrainerConfig, cfg.trainer)
+    name = trainer.name
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}: choose one of {TRAINERS}")
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -135,9 +149,8 @@ def setup(cfg: Any) -> DataParallel:
     if cuda:
         cfg.device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
-    backend = trainer.get("backend", "auto")
-    backend = ("nccl" if cuda else "gloo") if backend == "auto" else backend
-    timeout = datetime.timedelta(seconds=float(trainer.get("timeout_s", 1800)))
+    backend = ("nccl" if cuda else "gloo") if trainer.backend == "auto" else trainer.backend
+    timeout = datetime.timedelta(seconds=trainer.timeout_s)
     dist.init_process_group(backend, timeout=timeout)
     atexit.register(teardown)
     if dist.get_rank() != 0:

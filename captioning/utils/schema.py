@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 
 def option(default: Any, doc: str, *, choices: Sequence[Any] | None = None, ge: float | None = None,
