@@ -129,7 +129,14 @@ def greedy(decoder: Decoder, features: Tensor, max_len: int = 16) -> Decoded:
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0) -> Decoded:
-    """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams."""
+    """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams.
+
+    Per step: the model's step on [B*K] rows, then bookkeeping on [B, K, K+1] candidates only. The best
+    K continuations of all K beams of an image are among the best K of each beam, so each beam first
+    keeps its K+1 most probable words (+1: PAD, which only a finished beam may emit, can be one of them)
+    on the model's own log-probabilities, and the image keeps the best K of those K*(K+1) candidates,
+    scored in float64 (beam score + log p) exactly as a search over the whole vocabulary would score
+    them. A finished beam has one continuation, PAD, at no cost; its words are never looked at."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K, dev = features.size(0), beam_size, features.device
@@ -139,29 +146,38 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
     beam_scores = torch.full((B, K), float("-inf"), dtype=torch.float64, device=dev)
     beam_scores[:, 0] = 0.0
     word = torch.full((B * K,), START, dtype=torch.long, device=dev)
-    history = torch.empty(B, K, 0, dtype=torch.long, device=dev)
     finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, K, dtype=torch.float64, device=dev)
+    offsets = torch.arange(B, device=dev)[:, None] * K  # row of beam 0 of each image in the [B*K] batch
+    parents, words = [], []  # per step [B, K]: the beam each hypothesis extends, and its new word
     for _ in range(max_len + 1):
         logp, state = decoder.step(word, state)
-        logp = logp.double().view(B, K, -1)
-        # a finished beam has exactly one continuation, PAD, at no cost: it keeps its score
-        logp = torch.where(finished[..., None], torch.full_like(logp, float("-inf")), logp)
-        logp[..., PAD] = torch.where(finished, 0.0, float("-inf"))
-        vocab = logp.size(-1)
-        cand = (beam_scores[..., None] + logp).view(B, K * vocab)
+        per_beam = min(K + 1, logp.size(-1))
+        top, ids = logp.topk(per_beam, dim=-1)  # [B*K, K+1], in the model's dtype, best first
+        top, ids = top.view(B, K, per_beam).double(), ids.view(B, K, per_beam)
+        top = top.masked_fill((ids == PAD) | finished[..., None], float("-inf"))  # a live beam never pads
+        # a finished beam's one continuation: PAD at no cost, in its first slot
+        top[..., 0] = torch.where(finished, 0.0, top[..., 0])
+        ids[..., 0] = torch.where(finished, PAD, ids[..., 0])
+        cand = (beam_scores[..., None] + top).view(B, K * per_beam)
         beam_scores, flat = cand.topk(K, dim=1)
-        parent, word2d = flat // vocab, flat % vocab
-        history = torch.cat([history.gather(1, parent[..., None].expand(-1, -1, history.size(2))),
-                             word2d[..., None]], dim=2)
+        parent, word2d = flat // per_beam, ids.view(B, K * per_beam).gather(1, flat)
         was_finished = finished.gather(1, parent)
         lengths = lengths.gather(1, parent) + (~was_finished).double()
         finished = was_finished | (word2d == END)
-        index = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)
-        state = decoder.select_state(state, index)
+        parents.append(parent)
+        words.append(word2d)
+        state = decoder.select_state(state, (parent + offsets).view(-1))
         word = word2d.view(-1)
         if finished.all():
             break
+    # the words of each final beam, read back along its parents
+    beam = torch.arange(K, device=dev).expand(B, K)
+    history = []
+    for parent, word2d in zip(reversed(parents), reversed(words)):
+        history.append(word2d.gather(1, beam))
+        beam = parent.gather(1, beam)
+    history = torch.stack(history[::-1], dim=2)  # [B, K, steps]
     final = beam_scores / lengths.clamp(min=1).pow(length_alpha) if length_alpha else beam_scores.clone()
     final = torch.where(torch.isfinite(beam_scores), final, torch.full_like(final, float("-inf")))
     order = final.argsort(dim=1, descending=True)
