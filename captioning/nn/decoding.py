@@ -3,7 +3,11 @@ and beam search, batched, through the three methods of the ``Decoder`` contract 
 
 All three start from the model's initial state and <start>, and stop at <end> or ``max_len`` words.
 Beam search keeps ``beam_size`` hypotheses per image, for all images at once (one [B*K] batch per
-step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob).
+step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob). Its
+bookkeeping per step is a top-(K+1) over each row's log-probabilities and then [B, K, K+1] work, so the
+model's step is nearly all of its cost; it ranks exactly as a float64 search over all B x K x V
+candidates does, up to the order of exact ties (tests/test_beam_oracle.py checks it against that search,
+kept in tests/beam_oracle.py).
 ``sample_tokens`` is the one sampler: evaluation calls it without gradients, self-critical training
 with them (REINFORCE needs the log-probability of each sampled caption).
 """
