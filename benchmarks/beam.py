@@ -55,7 +55,7 @@ def beam_report(opts: Options, beam_size: int = 5, max_len: int = 16) -> str:
     load_start = os.getloadavg()[0]
     times: dict[str, list[float]] = {name: [] for name in searches}
     cpu: dict[str, list[float]] = {name: [] for name in searches}  # process CPU seconds: less load-bound
-    outputs = {}
+    outputs, pair_loads = {}, []
     for _ in range(repeats):  # interleaved, so that load changes hit both alike
         for name, search in searches.items():
             c0 = time.process_time()
@@ -64,6 +64,7 @@ def beam_report(opts: Options, beam_size: int = 5, max_len: int = 16) -> str:
                 sync(opts.device)
             cpu[name].append(time.process_time() - c0)
             times[name].append(t[0])
+        pair_loads.append(os.getloadavg()[0])
     before, now = (outputs[name] for name in searches)
     agree = sum(a == b for a, b in zip(before.tokens, now.tokens))
     worst = max(abs(a - b) for a, b in zip(before.scores, now.scores))
@@ -106,7 +107,9 @@ def beam_report(opts: Options, beam_size: int = 5, max_len: int = 16) -> str:
           f"{shares[name][0]:.0%} | {ops(shares[name][1])} |" for name in searches),
         "", f"Now / before: **{b_med / n_med:.2f}x the images/s** (wall clock; {b_cpu / n_cpu:.2f}x in process CPU "
         f"seconds); identical captions {agree} of {n}, largest "
-        f"score difference {worst:.1e}.", "",
+        f"score difference {worst:.1e}. Each interleaved pair, before / now wall clock (1-minute load after the "
+        "pair): " + ", ".join(f"{b / a:.2f}x ({load:.1f})" for b, a, load in
+                               zip(times[b_name], times[n_name], pair_loads)) + ".", "",
         "| decoding (now) | seconds | images/s |", "|---|---|---|",
         f"| one image at a time | {t1[0]:.2f} | {n / t1[0]:.0f} |",
         f"| batched (500 images x {beam_size} beams per step) | {tb[0]:.2f} | {n / tb[0]:.0f} |",
