@@ -106,10 +106,11 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
         with torch.no_grad():
             if temperature == 0:
                 word = logp.argmax(-1)
-            else:
-                word = torch.multinomial(torch.softmax(logp / temperature, dim=-1), 1, generator=generator).squeeze(1)
+            else:  # logp / 1.0 is logp, bit for bit: one [B, V] pass fewer at the usual temperature
+                scaled = logp if temperature == 1 else logp / temperature
+                word = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
         total = total + torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
-        word = torch.where(done, torch.full_like(word, PAD), word)
+        word = word.masked_fill(done, PAD)
         words.append(word)
         done = done | (word == END) | (word == PAD)  # a sampled <pad> ends the caption too
         if bool(done.all()):
