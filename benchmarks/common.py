@@ -105,6 +105,7 @@ def build_bench_encoder(opts: Options, *overrides: str):
 def show_tell(feature_dim: int, vocab_size: int, cell: str = "lstm", embed_dim: int = 256, hidden_size: int = 512,
               backend: str = "fused"):
     """The benchmarks' decoder: a show_tell model of this size, without dropout, torch's gate init."""
+    import captioning.models.show_tell  # noqa: F401 (registers show_tell; `--only beam` imports nothing else that does)
     from captioning.models.base import build_model
 
     options = {"name": "show_tell", "cell": {"name": cell, "num_layers": 1, "backend": backend},

@@ -3,7 +3,11 @@ and beam search, batched, through the three methods of the ``Decoder`` contract 
 
 All three start from the model's initial state and <start>, and stop at <end> or ``max_len`` words.
 Beam search keeps ``beam_size`` hypotheses per image, for all images at once (one [B*K] batch per
-step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob).
+step), and ranks finished captions by log-probability / length**alpha (alpha = 0: raw log-prob). Its
+bookkeeping per step is a top-(K+1) over each row's log-probabilities and then [B, K, K+1] work, so the
+model's step is nearly all of its cost; it ranks exactly as a float64 search over all B x K x V
+candidates does, up to the order of exact ties (tests/test_beam_oracle.py checks it against that search,
+kept in tests/beam_oracle.py).
 ``sample_tokens`` is the one sampler: evaluation calls it without gradients, self-critical training
 with them (REINFORCE needs the log-probability of each sampled caption).
 """
@@ -102,10 +106,11 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
         with torch.no_grad():
             if temperature == 0:
                 word = logp.argmax(-1)
-            else:
-                word = torch.multinomial(torch.softmax(logp / temperature, dim=-1), 1, generator=generator).squeeze(1)
+            else:  # logp / 1.0 is logp, bit for bit: one [B, V] pass fewer at the usual temperature
+                scaled = logp if temperature == 1 else logp / temperature
+                word = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
         total = total + torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
-        word = torch.where(done, torch.full_like(word, PAD), word)
+        word = word.masked_fill(done, PAD)
         words.append(word)
         done = done | (word == END) | (word == PAD)  # a sampled <pad> ends the caption too
         if bool(done.all()):
@@ -129,7 +134,14 @@ def greedy(decoder: Decoder, features: Tensor, max_len: int = 16) -> Decoded:
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0) -> Decoded:
-    """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams."""
+    """Batched beam search over images x beams; ``keep_beams`` > 0 also returns the top beams.
+
+    Per step: the model's step on [B*K] rows, then bookkeeping on [B, K, K+1] candidates only. The best
+    K continuations of all K beams of an image are among the best K of each beam, so each beam first
+    keeps its K+1 most probable words (+1: PAD, which only a finished beam may emit, can be one of them)
+    on the model's own log-probabilities, and the image keeps the best K of those K*(K+1) candidates,
+    scored in float64 (beam score + log p) exactly as a search over the whole vocabulary would score
+    them. A finished beam has one continuation, PAD, at no cost; its words are never looked at."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K, dev = features.size(0), beam_size, features.device
@@ -139,29 +151,38 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
     beam_scores = torch.full((B, K), float("-inf"), dtype=torch.float64, device=dev)
     beam_scores[:, 0] = 0.0
     word = torch.full((B * K,), START, dtype=torch.long, device=dev)
-    history = torch.empty(B, K, 0, dtype=torch.long, device=dev)
     finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, K, dtype=torch.float64, device=dev)
+    offsets = torch.arange(B, device=dev)[:, None] * K  # row of beam 0 of each image in the [B*K] batch
+    parents, words = [], []  # per step [B, K]: the beam each hypothesis extends, and its new word
     for _ in range(max_len + 1):
         logp, state = decoder.step(word, state)
-        logp = logp.double().view(B, K, -1)
-        # a finished beam has exactly one continuation, PAD, at no cost: it keeps its score
-        logp = torch.where(finished[..., None], torch.full_like(logp, float("-inf")), logp)
-        logp[..., PAD] = torch.where(finished, 0.0, float("-inf"))
-        vocab = logp.size(-1)
-        cand = (beam_scores[..., None] + logp).view(B, K * vocab)
+        per_beam = min(K + 1, logp.size(-1))
+        top, ids = logp.topk(per_beam, dim=-1)  # [B*K, K+1], in the model's dtype, best first
+        top, ids = top.view(B, K, per_beam).double(), ids.view(B, K, per_beam)
+        top = top.masked_fill((ids == PAD) | finished[..., None], float("-inf"))  # a live beam never pads
+        # a finished beam's one continuation: PAD at no cost, in its first slot
+        top[..., 0] = torch.where(finished, 0.0, top[..., 0])
+        ids[..., 0] = torch.where(finished, PAD, ids[..., 0])
+        cand = (beam_scores[..., None] + top).view(B, K * per_beam)
         beam_scores, flat = cand.topk(K, dim=1)
-        parent, word2d = flat // vocab, flat % vocab
-        history = torch.cat([history.gather(1, parent[..., None].expand(-1, -1, history.size(2))),
-                             word2d[..., None]], dim=2)
+        parent, word2d = flat // per_beam, ids.view(B, K * per_beam).gather(1, flat)
         was_finished = finished.gather(1, parent)
         lengths = lengths.gather(1, parent) + (~was_finished).double()
         finished = was_finished | (word2d == END)
-        index = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)
-        state = decoder.select_state(state, index)
+        parents.append(parent)
+        words.append(word2d)
+        state = decoder.select_state(state, (parent + offsets).view(-1))
         word = word2d.view(-1)
         if finished.all():
             break
+    # the words of each final beam, read back along its parents
+    beam = torch.arange(K, device=dev).expand(B, K)
+    history = []
+    for parent, word2d in zip(reversed(parents), reversed(words)):
+        history.append(word2d.gather(1, beam))
+        beam = parent.gather(1, beam)
+    history = torch.stack(history[::-1], dim=2)  # [B, K, steps]
     final = beam_scores / lengths.clamp(min=1).pow(length_alpha) if length_alpha else beam_scores.clone()
     final = torch.where(torch.isfinite(beam_scores), final, torch.full_like(final, float("-inf")))
     order = final.argsort(dim=1, descending=True)
