@@ -84,11 +84,10 @@ def check_argparse(script: Path, args: list[str], monkeypatch) -> None:
             assert arg in help_text or "/" in arg or "PLACEHOLDER" in arg, f"{script.name}: {arg} is not a choice"
 
 
-def check_caption_cli(args: list[str]) -> None:
-    from captioning.cli import DEFAULTS
-
+def check_key_value_cli(args: list[str], known) -> None:
+    """The key=value scripts (caption.py, render_examples.py): every key is one of theirs."""
     keys = [a.split("=", 1)[0] for a in args if "=" in a]
-    assert keys and all(k in DEFAULTS for k in keys), keys
+    assert keys and all(k in known for k in keys), keys
 
 
 def check_command(command: str, monkeypatch) -> None:
@@ -96,7 +95,11 @@ def check_command(command: str, monkeypatch) -> None:
     assert script.is_file(), f"README names a missing script: {script}"
     target = hydra_target(script)
     if script.name == "caption.py":
-        check_caption_cli(args)
+        from captioning.cli import DEFAULTS
+
+        check_key_value_cli(args, DEFAULTS)
+    elif script.name == "render_examples.py":
+        check_key_value_cli(args, runpy.run_path(str(script))["DEFAULTS"])
     elif script.name == "make_results.py":  # its overrides go to every training run
         check_hydra(ROOT / "configs", "train", args)
     elif target is not None:

@@ -252,9 +252,10 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                         raise interrupted(stop, run_dir, name, epoch, step + 1, steps_per_epoch)
 
                 # -- end of epoch: validate, keep the best, save last ----------------------------------------
+                seconds = time.time() - t0  # the training steps alone, as before the stage schedules
                 bleu4 = dp.on_main(validate, model, encoder, prepared, cfg.data.val_split, stage, max_len)
                 entry = {"stage": name, "epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))),
-                         "val_bleu4": bleu4, "seconds": time.time() - t0, "steps": steps_per_epoch}
+                         "val_bleu4": bleu4, "seconds": seconds, "steps": steps_per_epoch}
                 if rewards:
                     entry["train_reward"] = float(np.mean(rewards))
                 history["epochs"].append(entry)
