@@ -98,8 +98,10 @@ class _CaptionVectors:
 
 
 def _unit_rows(feats: np.ndarray, start: int, stop: int) -> torch.Tensor:
-    """Rows [start, stop) as an L2-normalised float32 tensor (a copy: the cache is a read-only memmap)."""
+    """Rows [start, stop) as an L2-normalised float32 tensor (a copy: the cache is a read-only memmap);
+    region features [N, R, D] are averaged over their regions (the pooled vector) first."""
     rows = torch.from_numpy(np.array(feats[start:stop], dtype=np.float32))
+    rows = rows.mean(1) if rows.dim() == 3 else rows
     return torch.nn.functional.normalize(rows, dim=1)
 
 

@@ -76,7 +76,10 @@ def probe_scenes(train: list[ImageRecord], train_features, test: list[ImageRecor
         rows_te, y_te = slot_targets(test, n, pairs)
         if not len(rows_te):
             continue
-        accuracy = fit_probe(np.asarray(train_features[rows_tr]), y_tr, np.asarray(test_features[rows_te]), y_te,
+        # region features [N, R, D] are probed as one flat vector per image, like pool=grid's cells
+        x_tr = np.asarray(train_features[rows_tr], dtype=np.float32).reshape(len(rows_tr), -1)
+        x_te = np.asarray(test_features[rows_te], dtype=np.float32).reshape(len(rows_te), -1)
+        accuracy = fit_probe(x_tr, y_tr, x_te, y_te,
                              len(pairs), hidden=hidden, epochs=epochs, seed=seed)
         results[n] = {**accuracy, "train": int(len(rows_tr)), "test": int(len(rows_te))}
     return results

@@ -3,7 +3,8 @@
 A cache directory is named by a hash of (dataset key, encoder.cache_key, the list of paths), so a
 change of any of them gets its own directory. Inside it:
 
-- ``features.npy`` [N, D] float32, one row per path (zeros for bad images), and ``meta.json``, which
+- ``features.npy`` [N, D] float32 (or [N, R, D] float16 for region features), one row per path (zeros
+  for bad images), and ``meta.json``, which
   is written after it and is what makes the pair valid. ``meta.json`` also records the bad images
   and a fingerprint (size, mtime) of the files, so replaced images are noticed and recomputed.
 - ``features.partial.npy`` + ``progress.json`` while extracting: rows are written into the
@@ -47,7 +48,7 @@ _MISSING = (-1, -1)
 class FeatureSet:
     """Features of the usable images: ``features[j]`` belongs to ``paths[kept[j]]``."""
 
-    features: np.ndarray   # [len(kept), D] float32, read-only memory map
+    features: np.ndarray   # [len(kept), D] float32 or [len(kept), R, D] float16, read-only memory map
     kept: np.ndarray       # int64 indices into the paths given, ascending
     bad: dict[str, str]    # path -> why it was dropped (only with on_bad_image="skip")
     cache_dir: Path
@@ -77,7 +78,7 @@ def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError(f"no images given to extract features for ({dataset_key})")
-    cache = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
+    cache = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, *cache_layout(encoder))
     with cache.locked():
         signatures = [file_signature(p) for p in paths]
         bad = cache.reuse(signatures)
@@ -91,6 +92,11 @@ def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike
         log.warning("skipping %d bad image(s) of %s, e.g. %s", len(named), dataset_key, next(iter(named.items())))
     kept = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
     return FeatureSet(cache.open_kept(kept), kept, named, cache.dir)
+
+
+def cache_layout(encoder: torch.nn.Module) -> tuple[tuple[int, ...], str]:
+    """(shape of one image's features, numpy dtype name) that ``encoder``'s features are cached with."""
+    return tuple(getattr(encoder, "feature_shape", (encoder.feature_dim,))), getattr(encoder, "cache_dtype", "float32")
 
 
 def file_signature(path: str) -> tuple[int, int]:
@@ -112,15 +118,19 @@ def _fingerprint(signatures: Sequence[tuple[int, int]], rows: Sequence[int]) -> 
 class FeatureCache:
     """One cache directory: the finished features + meta, or a partial file + progress record."""
 
-    def __init__(self, root: Path, dataset_key: str, encoder_key: str, paths: list[str], dim: int):
+    def __init__(self, root: Path, dataset_key: str, encoder_key: str, paths: list[str],
+                 feature_shape: int | tuple[int, ...], dtype: str = "float32"):
         paths_sha1 = hashlib.sha1("\n".join(paths).encode()).hexdigest()
+        feature_shape = (int(feature_shape),) if isinstance(feature_shape, int) else tuple(map(int, feature_shape))
         self.ident = {"format": CACHE_FORMAT, "dataset_key": dataset_key, "encoder": encoder_key,
-                      "paths_sha1": paths_sha1, "n": len(paths), "dim": int(dim)}
+                      "paths_sha1": paths_sha1, "n": len(paths), "dim": feature_shape[-1]}
+        if feature_shape != (feature_shape[-1],) or dtype != "float32":  # pooled float32 caches keep their names
+            self.ident.update(shape=list(feature_shape), dtype=dtype)
         digest = hashlib.sha1(json.dumps(self.ident, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = root / re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_key) / digest
         self.final, self.meta = self.dir / "features.npy", self.dir / "meta.json"
         self.partial, self.progress = self.dir / "features.partial.npy", self.dir / "progress.json"
-        self.shape = (len(paths), int(dim))
+        self.shape, self.dtype = (len(paths), *feature_shape), np.dtype(dtype)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -145,7 +155,7 @@ class FeatureCache:
             array = np.load(path, mmap_mode="r")
         except (OSError, ValueError):
             return False
-        return array.shape == self.shape and array.dtype == np.float32
+        return array.shape == self.shape and array.dtype == self.dtype
 
     def reuse(self, signatures: list[tuple[int, int]]) -> dict[int, str] | None:
         """The bad rows {index: reason} when the finished cache is valid and current, else None."""
@@ -179,7 +189,7 @@ class FeatureCache:
             start = int(progress["rows_done"])
             log.info("resuming an interrupted feature extraction at row %d of %d", start, self.shape[0])
             return list(range(start, self.shape[0])), {int(i): r for i, r in progress["bad"].items()}, start
-        np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.float32, shape=self.shape).flush()
+        np.lib.format.open_memmap(self.partial, mode="w+", dtype=self.dtype, shape=self.shape).flush()
         return list(range(self.shape[0])), {}, 0
 
     def save_progress(self, rows_done: int, bad: dict[int, str], signatures: list) -> None:
@@ -205,7 +215,7 @@ class FeatureCache:
         if not path.exists():
             source = np.load(self.final, mmap_mode="r")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(kept), self.shape[1]))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(len(kept), *self.shape[1:]))
             for start in range(0, len(kept), 4096):
                 out[start:start + 4096] = source[kept[start:start + 4096]]
             out.flush()
@@ -247,7 +257,7 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
             for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch"):
                 images = images.to(device, non_blocking=True)
                 out = encoder(encoder.transform.normalize(images, getattr(encoder, "channels_last", False)))
-                out = out.float().cpu().numpy()
+                out = out.float().cpu().numpy().astype(features.dtype, copy=False)
                 for k, (row, reason) in enumerate(zip(index.tolist(), reasons)):
                     if reason:
                         bad[row], out[k] = reason, 0.0

@@ -31,7 +31,7 @@ from captioning.utils.schema import build, option, problems
 log = logging.getLogger(__name__)
 
 SOURCES = ("package", "torchvision", "timm")
-POOLS = ("avg", "grid")
+POOLS = ("avg", "grid", "regions")
 RESIZE_MODES = ("squash", "center_crop")
 # Bump when the meaning of a feature changes without any config value changing.
 FEATURE_FORMAT = 2  # 2: images are turned upright by their EXIF orientation before the transform
@@ -66,8 +66,11 @@ class EncoderConfig:
     mean: list[float] | None = option(None, "per-channel normalisation mean; null = the weights' own")
     std: list[float] | None = option(None, "per-channel normalisation std (> 0); null = the weights' own")
     pool: str = option("avg", "avg: the pooled vector the classifier reads | grid: + a grid_size^2 grid of "
-                       "average-pooled cells of the last feature map (keeps a coarse layout)", choices=POOLS)
-    grid_size: int = option(2, "pool=grid: cells per side", ge=1)
+                       "average-pooled cells of the last feature map (keeps a coarse layout) | regions: the "
+                       "grid_size^2 cells as separate region vectors [R, D] (for attention models; their mean "
+                       "is the pooled vector where grid_size divides the map), cached in float16",
+                       choices=POOLS)
+    grid_size: int = option(2, "pool=grid|regions: cells per side", ge=1)
     trainable: bool = option(False, "false: frozen (eval mode, no gradients); a stage with encoder_lr fine-tunes it")
     channels_last: bool = option(True, "NHWC memory layout (faster convolutions on CPU)")
     precision: str = option("fp32", "fp32 | bf16 (autocast; fast where the CPU/GPU multiplies bfloat16 "
@@ -80,7 +83,8 @@ class EncoderConfig:
 
 
 class Encoder(nn.Module):
-    """Frozen (by default) CNN: images [B, 3, S, S] -> features [B, feature_dim]."""
+    """Frozen (by default) CNN: images [B, 3, S, S] -> features [B, feature_dim], or with ``pool="regions"``
+    region features [B, grid_size^2, feature_dim] (row-major cells of the last feature map)."""
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
                  weights_id: str, pool: str = "avg", grid_size: int = 2, trainable: bool = False,
@@ -96,16 +100,21 @@ class Encoder(nn.Module):
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(trainable)
         self.train(False)
-        self.feature_dim = self._probe_feature_dim()
+        self.feature_shape = self._probe_feature_shape()  # of one image: (D,) or (R, D)
+        self.feature_dim = self.feature_shape[-1]
+        # region maps are cached in 16 bits (R times the size of a pooled vector); pooled ones in 32
+        self.cache_dtype = "float16" if pool == "regions" else "float32"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features [B, feature_dim] of a normalised image batch [B, 3, S, S]."""
+        """Features [B, feature_dim] (or [B, R, feature_dim]) of a normalised image batch [B, 3, S, S]."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return self._from_map(self.backbone.feature_map(x)).float()
 
     def _from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        if self.pool == "regions":
+            return F.adaptive_avg_pool2d(fmap, self.grid_size).flatten(2).transpose(1, 2)
         pooled = self.backbone.pool(fmap)
         if self.pool == "avg":
             return pooled
@@ -134,18 +143,18 @@ class Encoder(nn.Module):
     def key_for(self, weights_id: str) -> str:
         """The cache key this encoder would have with weights ``weights_id``."""
         return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
-                + (f"{self.grid_size}x{self.grid_size}" if self.pool == "grid" else "")
+                + (f"{self.grid_size}x{self.grid_size}" if self.pool in ("grid", "regions") else "")
                 + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
 
-    def _probe_feature_dim(self) -> int:
-        """Run one blank image through the network; also checks that ``pool: grid`` is possible."""
+    def _probe_feature_shape(self) -> tuple[int, ...]:
+        """Run one blank image through the network; also checks that ``pool: grid|regions`` is possible."""
         size = self.transform.size
         with torch.inference_mode():
             fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
-            if self.pool == "grid" and fmap.dim() != 4:
-                raise ValueError(f"encoder {self.name!r}: pool=grid needs a convolutional feature map "
+            if self.pool != "avg" and fmap.dim() != 4:
+                raise ValueError(f"encoder {self.name!r}: pool={self.pool} needs a convolutional feature map "
                                  f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
-            return int(self._from_map(fmap).shape[1])
+            return tuple(int(n) for n in self._from_map(fmap).shape[1:])
 
 
 def _leaves(module: nn.Module):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from captioning.features.cache import FeatureSet, FeatureCache, file_signature, extract_features
+from captioning.features.cache import FeatureSet, FeatureCache, cache_layout, file_signature, extract_features
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def merge_shards(encoder: torch.nn.Module, paths: Sequence[str], cache_root: str
     Raises ShardsIncomplete when a shard is missing; does nothing but open the cache when it is valid already.
     """
     paths = [str(p) for p in paths]
-    full = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, encoder.feature_dim)
+    full = FeatureCache(Path(cache_root), dataset_key, encoder.cache_key, paths, *cache_layout(encoder))
     with full.locked():
         signatures = [file_signature(p) for p in paths]
         if full.reuse(signatures) is None:
@@ -91,7 +91,7 @@ def _shards(encoder: torch.nn.Module, paths: list[str], signatures: list, cache_
     for index in range(count):
         rows = shard_rows(len(paths), index, count)
         part = FeatureCache(Path(cache_root), shard_key(dataset_key, index, count), encoder.cache_key,
-                      [paths[i] for i in rows], encoder.feature_dim)
+                      [paths[i] for i in rows], *cache_layout(encoder))
         out.append((rows, part, part.reuse([signatures[i] for i in rows])))
     return out
 
@@ -104,7 +104,7 @@ def _write_merged(full: FeatureCache, encoder: torch.nn.Module, paths: list[str]
     missing = [i for i, (_, _, bad) in enumerate(shards) if bad is None]
     if missing:
         raise ShardsIncomplete(dataset_key, missing, count)
-    out = np.lib.format.open_memmap(full.partial, mode="w+", dtype=np.float32, shape=full.shape)
+    out = np.lib.format.open_memmap(full.partial, mode="w+", dtype=full.dtype, shape=full.shape)
     merged_bad: dict[int, str] = {}
     for rows, part, bad in shards:
         source = np.load(part.final, mmap_mode="r")
@@ -156,7 +156,7 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
              for name, split in records.items()}
     states = {}
     for name, (paths, key, n) in lists.items():
-        full = FeatureCache(Path(cfg.cache_dir), key, encoder.cache_key, paths, encoder.feature_dim)
+        full = FeatureCache(Path(cfg.cache_dir), key, encoder.cache_key, paths, *cache_layout(encoder))
         if full.reuse([file_signature(p) for p in paths]) is not None:
             states[name] = "cached"
         elif index < n:

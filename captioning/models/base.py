@@ -29,7 +29,8 @@ State = Any  # a tensor, or tuples / lists / dicts of tensors
 
 
 class CaptionModel(nn.Module):
-    """Image features [B, D] -> caption word ids; subclasses implement the four methods below."""
+    """Image features [B, D] (pooled) or [B, R, D] (regions) -> caption word ids; subclasses implement
+    init_state, step and forward (select_state and auxiliary_loss have defaults)."""
 
     Config: ClassVar[type]  # the dataclass of the model's options
     name: ClassVar[str] = ""  # the registry name (set by register_model)
@@ -50,6 +51,11 @@ class CaptionModel(nn.Module):
     def forward(self, features: Tensor, tokens: Tensor) -> Tensor:
         """Teacher forcing: logits [B, T, V] for input tokens [B, T] that start with <start>."""
         raise NotImplementedError
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """A term added to the training loss of the last teacher-forced forward() (e.g. an attention
+        penalty); None (the default) adds nothing."""
+        return None
 
     def select_state(self, state: State, index: Tensor) -> State:
         """The state of batch rows ``index`` (a LongTensor; rows may repeat): every tensor of the state is

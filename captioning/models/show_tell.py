@@ -72,7 +72,9 @@ class ShowTell(CaptionModel):
         self.out = nn.Linear(c.hidden_size, vocab_size)
 
     def init_state(self, features: Tensor) -> State:
-        """h0 (and c0) for every layer from the image features [B, D]: shapes [layers, B, H]."""
+        """h0 (and c0) for every layer from the image features [B, D]: shapes [layers, B, H]. Region features
+        [B, R, D] are averaged over their regions first (the pooled vector: the image seen once)."""
+        features = features.mean(1) if features.dim() == 3 else features
         proj = self.init_act(self.init_state_proj(self.init_mlp(self.feature_drop(self.feature_norm(features)))))
         states = proj.view(features.size(0), -1, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)
         return (states[0].contiguous(), states[1].contiguous()) if self.cell == "lstm" else states[0].contiguous()

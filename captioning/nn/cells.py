@@ -76,14 +76,17 @@ def init_lstm_gates(rnn: nn.Module, scheme: str = "torch", forget_bias: float = 
         raise ValueError(f"unknown lstm_init {scheme!r}; choose one of {LSTM_INITS}")
     if scheme == "torch":
         return
-    if getattr(rnn, "gate_count", None) != 4 or not hasattr(rnn, "layer_weights"):
+    if isinstance(rnn, (LSTMCell, nn.LSTMCell)):  # a single cell: one layer
+        biases = [(rnn.bias_ih, rnn.bias_hh)]
+    elif getattr(rnn, "gate_count", None) == 4 and hasattr(rnn, "layer_weights"):
+        biases = [rnn.layer_weights(layer)[2:] for layer in range(rnn.num_layers)]
+    else:
         raise ValueError(f"lstm_init {scheme!r} applies to LSTM cells only, not {type(rnn).__name__}: use 'torch'")
     if scheme == "chrono" and (t_max is None or t_max < 3):
         raise ValueError(f"lstm_init 'chrono' needs t_max >= 3 (the longest dependency), got {t_max}")
     H = rnn.hidden_size
     with torch.no_grad():
-        for layer in range(rnn.num_layers):
-            _, _, b_ih, b_hh = rnn.layer_weights(layer)
+        for b_ih, b_hh in biases:
             if b_ih is None:
                 raise ValueError(f"lstm_init {scheme!r} needs an LSTM with bias=True")
             if scheme == "forget_bias":
@@ -447,6 +450,18 @@ class CellConfig:
     num_layers: int = option(1, "stacked recurrent layers", ge=1)
     backend: str = option("fused", "fused: torch's kernel | scratch: our step-by-step cells (records states)",
                           choices=BACKENDS)
+
+
+CELL_CLASSES = {"scratch": {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell},
+                "fused": {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}}
+
+
+def build_cell(cell: str, input_size: int, hidden_size: int, backend: str = "fused") -> nn.Module:
+    """One cell by name, for models that compute each step's input from the last state (attention):
+    ``scratch`` = our cells above, ``fused`` = torch.nn's (same parameter names and results)."""
+    if cell not in CELLS or backend not in BACKENDS:
+        raise ValueError(f"Unknown cell {cell!r} or backend {backend!r}: choose from {sorted(CELLS)}, {BACKENDS}")
+    return CELL_CLASSES[backend][cell](input_size, hidden_size)
 
 
 def build_rnn(cell: str, input_size: int, hidden_size: int, **kwargs) -> _RecurrentBase:

@@ -44,7 +44,7 @@ def pixels(encoder: Encoder, paths: list[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def encode(encoder: Encoder, paths: list[str], batch_size: int = 64) -> np.ndarray:
-    """Features [N, D] of images with the encoder as it is now (eval mode, not cached); restores its mode."""
+    """Features [N, D] (or [N, R, D]) of images with the encoder as it is now (eval mode, not cached); restores its mode."""
     was_training, out = encoder.training, []
     encoder.eval()
     try:
@@ -52,4 +52,4 @@ def encode(encoder: Encoder, paths: list[str], batch_size: int = 64) -> np.ndarr
             out.append(encoder(pixels(encoder, paths[start : start + batch_size])).float().cpu().numpy())
     finally:
         encoder.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, encoder.feature_dim), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, *encoder.feature_shape), np.float32)

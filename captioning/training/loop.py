@@ -299,7 +299,9 @@ def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data
         feats = features_of(data.image_of[idx].tolist(), data, None, device)
     tokens = tokens[:, : int((tokens != 0).sum(1).max())].to(device)  # padding shared by the whole batch trimmed
     logits = net(feats, tokens[:, :-1])
-    return caption_loss(logits, tokens[:, 1:]) * scale
+    loss = caption_loss(logits, tokens[:, 1:])
+    extra = getattr(net, "module", net).auxiliary_loss()  # e.g. the attention penalty (DDP wraps the model)
+    return (loss if extra is None else loss + extra) * scale
 
 
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
