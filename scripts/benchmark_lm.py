@@ -1,13 +1,17 @@
-"""Benchmark the default character model on Tiny Shakespeare under fixed time budgets.
+"""Benchmark the character models on Tiny Shakespeare: the LSTM and the Transformer at equal wall time.
 
-    python scripts/benchmark_lm.py                       # 70 s and 300 s, default config
-    python scripts/benchmark_lm.py --budgets 70 cell=gru # any Hydra override of configs/lm/lm.yaml
+    python scripts/benchmark_lm.py                          # LSTM and Transformer, 300 s of training each
+    python scripts/benchmark_lm.py --seconds 30 --report /tmp/lm.md   # a quick check, docs left alone
+    python scripts/benchmark_lm.py --runs cell=gru "cell=transformer schedule=transformer cell.n_layer=6"
+    python scripts/benchmark_lm.py threads=1                # Hydra overrides of configs/lm/lm.yaml for every run
 
-Each budget is a separate seeded run whose learning-rate schedule decays over that budget. The clock
-counts the training loop (steps and periodic validation), not reading the corpus or the final
-validation pass over the whole validation text (the last 10%), whose loss is reported in nats/char.
-The reference is nanoGPT's CPU recipe (README: 4 layers, 4 heads, 128 wide, block 64, batch 12,
-2000 iterations), measured on this 2-core machine at validation loss 1.89 in about 70 s.
+Each run is a separate seeded run of scripts/train_lm.py's code on the same corpus and split, whose
+learning-rate schedule decays over the same budget. The clock counts the training loop (steps and
+periodic validation), not reading the corpus or the final validation. Every model is scored by the same
+function (captioning/lm/evaluate.py) on the whole validation text (the last 10%): consecutive windows of
+``schedule.eval_window`` (64) characters, each from an empty context, so no prediction sees more text than
+a transformer of block size 64; the recurrent cells also report char-rnn's measure, the state carried
+through the text. docs/benchmarks.md quotes nanoGPT's own figure beside the generated section.
 Writes a section of --report (other sections are kept) and results.json under --out.
 """
 
@@ -33,17 +37,15 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from captioning.utils.io import atomic_write, save_json  # noqa: E402
 from captioning.lm.config import register_schemas  # noqa: E402
-from captioning.lm.corpus import corpus_from_config  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.run import run_config, train_from_config  # noqa: E402
-from captioning.lm.train import evaluate  # noqa: E402
+from captioning.lm.transformer import TransformerConfig  # noqa: E402
 
 register_schemas()  # configs/lm/*.yaml extend the declared options: store them before composing
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
-NANOGPT = {"val_loss": 1.89, "seconds": 70, "block": 64}
-TARGETS = {70: NANOGPT["val_loss"], 300: 1.45}  # must be below nanoGPT at 70 s; at most 1.45 at 300 s
+RUNS = ["cell=lstm", "cell=transformer schedule=transformer"]  # one quoted set of overrides per model
 
 
 def machine() -> dict:
@@ -55,55 +57,70 @@ def machine() -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
 
-def run(budget: float, overrides: list[str], out: Path) -> dict:
-    """Train the default config for ``budget`` seconds; return the figures."""
+def describe(cell: object, model: object) -> str:
+    """The model in words: layers and widths."""
+    if isinstance(cell, TransformerConfig):
+        return (f"Transformer {cell.n_layer} layers x {cell.n_head} heads x {cell.n_embd}, block {cell.block_size}, "
+                f"dropout {cell.dropout}")
+    return (f"{cell.num_layers}-layer {cell.name.upper()} {cell.hidden_size}, embedding {model.embedding_dim}, "
+            f"dropout {cell.dropout}")
+
+
+def run(seconds: float, overrides: list[str], out: Path) -> dict:
+    """Train the config of ``overrides`` for ``seconds``; return the figures."""
     with initialize_config_dir(config_dir=str(ROOT / "configs" / "lm"), version_base=None):
-        cfg = compose("lm", overrides=[f"schedule.max_seconds={budget}", "schedule.max_steps=100000000",
-                                       f"out_dir={out / f'{budget:g}s'}", *overrides])
+        cfg = compose("lm", overrides=[f"schedule.max_seconds={seconds}", "schedule.max_steps=100000000",
+                                       *overrides, "schedule.final_eval_chars=null"])  # the whole validation text
+        cfg.out_dir = str(out / f"{cfg.cell.name}-{seconds:g}s")
     opts = run_config(cfg)  # every bad value named before any work
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
     result = train_from_config(cfg)
     load_after, cpu_seconds = os.getloadavg()[0], time.process_time() - cpu_before
-    # nanoGPT's figure predicts each character from at most 64 before it: the same context, for comparison
     model, _ = load_lm(result.checkpoint)
-    val = corpus_from_config(opts.corpus, opts.val_fraction).val
-    block64 = evaluate(model, val, opts.schedule.eval_batch_size, NANOGPT["block"], carry_state=False)
-    return {"budget_s": budget, "val_loss": round(result.val_loss, 4), "val_loss_block64": round(block64, 4),
-            "steps": result.steps,
+    carried = result.val_loss_carried
+    return {"model": describe(opts.cell, opts.model), "cell": opts.cell.name, "overrides": overrides,
+            "seconds_budget": seconds, "val_loss_windowed": round(result.val_loss, 4),
+            "eval_window": opts.schedule.eval_window,
+            "val_loss_carried": None if carried is None else round(carried, 4),
+            "parameters": sum(p.numel() for p in model.parameters()), "steps": result.steps,
             "seconds": round(result.seconds, 1), "train_chars_per_s": round(result.train_chars_per_s),
             "load_avg_1min_before_after": [round(load_before, 2), round(load_after, 2)],
             # CPU time we got over what the threads could have had: well below 1 on a busy machine
             "cpu_share": round(cpu_seconds / (result.seconds * (opts.threads or os.cpu_count())), 2),
             "precision": result.precision,  # "auto" resolved to what ran
-            "cell": opts.cell.name, "hidden": opts.cell.hidden_size, "layers": opts.cell.num_layers,
-            "batch": opts.schedule.batch_size, "seq_len": opts.schedule.seq_len, "threads": opts.threads}
+            "batch": opts.schedule.batch_size, "optimizer": opts.schedule.optimizer, "lr": opts.schedule.lr,
+            "threads": opts.threads}
 
 
-def report(results: list[dict], info: dict, command: str) -> str:
-    """The markdown section."""
-    rows = ["| budget | val loss (nats/char) | same, 64-char context | target | met | steps | train chars/s "
-            "| CPU share | load avg 1 min (before, after) |", "|---|---|---|---|---|---|---|---|---|"]
+def report(results: list[dict], info: dict, command: str, target: float | None) -> str:
+    """The markdown section: one table row per model."""
+    window = results[0]["eval_window"]
+    rows = [f"| model | parameters | val loss, {window}-char windows | val loss, state carried | steps "
+            "| train chars/s | batch, optimiser, peak lr | CPU share | load avg 1 min (before, after) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        target = TARGETS.get(int(r["budget_s"]))
-        met = "" if target is None else ("yes" if r["val_loss"] <= target else "no")
-        rows.append(f"| {r['budget_s']:g} s | {r['val_loss']:.4f} | {r['val_loss_block64']:.4f} "
-                    f"| {'' if target is None else f'<= {target}'} | {met} "
-                    f"| {r['steps']} | {r['train_chars_per_s']} | {r['cpu_share']} | {r['load_avg_1min_before_after']} |")
-    r0 = results[0]
+        carried = "" if r["val_loss_carried"] is None else f"{r['val_loss_carried']:.4f}"
+        rows.append(f"| {r['model']} ({r['precision']}) | {r['parameters']:,} | {r['val_loss_windowed']:.4f} "
+                    f"| {carried} | {r['steps']} | {r['train_chars_per_s']} | {r['batch']}, {r['optimizer']}, "
+                    f"{r['lr']:g} | {r['cpu_share']} | {r['load_avg_1min_before_after']} |")
+    best = min(results, key=lambda r: r["val_loss_windowed"])
+    verdict = ("" if target is None else
+               f" Target: the better model at most {target} on the {window}-character measure: "
+               f"{'met' if best['val_loss_windowed'] <= target else 'not met'}.")
     return "\n".join([
-        START, "## Character-level language model (Tiny Shakespeare)", "",
+        START, "## Character-level language models at equal wall time (Tiny Shakespeare)", "",
         f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
-        f"torch {info['torch']}, {r0['threads']} threads (OMP_WAIT_POLICY={info['omp_wait_policy']}). Model: {r0['layers']}-layer {r0['cell'].upper()} "
-        f"{r0['hidden']} (fused backend, {r0['precision']}), batch {r0['batch']} x {r0['seq_len']} characters.", "",
-        f"Reference: nanoGPT's CPU recipe reaches {NANOGPT['val_loss']} in about {NANOGPT['seconds']} s on this "
-        "2-core machine. Validation: the whole of the last 10% of the text, the state carried through "
-        "(char-rnn's measure); the next column restarts the state every 64 characters, so no prediction "
-        "sees more context than nanoGPT's block of 64.", "",
-        *rows, "", f"Command: `{command}`", "",
+        f"torch {info['torch']}, {results[0]['threads']} threads (OMP_WAIT_POLICY={info['omp_wait_policy']}); "
+        f"{results[0]['seconds_budget']:g} s of training per model, one after the other.", "",
+        f"Validation: the whole of the last 10% of the text, in consecutive windows of {window} characters, each "
+        "scored from an empty context (zero state for the recurrent cells), the same function for every model; "
+        "the recurrent cells also carry their state through the text (char-rnn's measure, read as "
+        "schedule.eval_batch_size streams).", "",
+        *rows, "", f"Best on the {window}-character measure: {best['model']}, {best['val_loss_windowed']:.4f} "
+        f"nats/char.{verdict}", "", f"Command: `{command}`", "",
         "CPU share is the CPU time the run got over what its threads could have used (1.0 on an idle "
         "machine); with a share well below 1 or a load average above the core count, other jobs shared "
-        "the CPU and the figures are pessimistic. PASSIVE waiting keeps a shared machine from slowing "
-        "2-thread steps 3-15x; on an idle one, OMP_WAIT_POLICY=ACTIVE gives about 20% more steps.", END])
+        "the CPU and the figures are pessimistic.", END])
 
 
 def write_section(path: Path, section: str) -> None:
@@ -117,20 +134,25 @@ def write_section(path: Path, section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[70, 300], help="seconds of training per run")
+    parser.add_argument("--seconds", type=float, default=300, help="seconds of training per model")
+    parser.add_argument("--runs", nargs="+", default=RUNS,
+                        help="one quoted set of Hydra overrides per model (default: %(default)s)")
+    parser.add_argument("--target", type=float, default=None,
+                        help="judge the better model's windowed validation loss against this (the issue sets "
+                        "1.47 nats/char for --seconds 300)")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown file; only this benchmark's marked section is replaced")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark_lm")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/lm/lm.yaml")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/lm/lm.yaml, for every run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     info = {**machine(), "date": datetime.date.today().isoformat()}
-    results = [run(b, args.overrides, args.out) for b in args.budgets]
+    results = [run(args.seconds, [*args.overrides, *shlex.split(r)], args.out) for r in args.runs]
     for r in results:
         print(r)
     command = "python scripts/benchmark_lm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     save_json({"machine": info, "results": results, "command": command.strip()}, args.out / "results.json")
-    write_section(args.report, report(results, info, command.strip()))
+    write_section(args.report, report(results, info, command.strip(), args.target))
     print(f"wrote {args.report} and {args.out / 'results.json'}")
 
 

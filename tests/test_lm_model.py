@@ -3,7 +3,7 @@ import torch
 
 from captioning.lm.corpus import Corpus
 from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN, build_char_rnn, load_lm
-from captioning.lm.train import evaluate
+from captioning.lm.evaluate import carried_loss, windowed_loss
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -34,8 +34,8 @@ def test_evaluate_carries_state_through_the_validation_text():
     corpus = Corpus.from_text("the cat sat on the mat. " * 20, val_fraction=0.5)
     model = CharRNN(len(corpus.vocab), CharCellConfig("gru", hidden_size=16), CharModelConfig(embedding_dim=8))
     # one stream read in short or long chunks gives the same loss only if the state is carried
-    assert evaluate(model, corpus.val, 1, 7) == pytest.approx(evaluate(model, corpus.val, 1, 500), abs=1e-5)
-    assert evaluate(model, corpus.val, 1, 7, carry_state=False) != pytest.approx(evaluate(model, corpus.val, 1, 7))
+    assert carried_loss(model, corpus.val, 1, 7) == pytest.approx(carried_loss(model, corpus.val, 1, 500), abs=1e-5)
+    assert windowed_loss(model, corpus.val, 7, 4) != pytest.approx(carried_loss(model, corpus.val, 1, 7))
 
 
 def test_load_missing_checkpoint_is_clear(tmp_path):

@@ -2,7 +2,8 @@
 
 Each part declares its options once, as a dataclass beside its code: the corpus (``CorpusConfig``,
 captioning/lm/corpus.py), the cell and the layers around it (``CharCellConfig``, ``CharModelConfig``,
-captioning/lm/model.py) and the schedule (``TrainConfig``, captioning/lm/train.py). The three scripts'
+captioning/lm/model.py), the transformer that the `cell` group also offers (``TransformerConfig``,
+captioning/lm/transformer.py) and the schedule (``TrainConfig``, captioning/lm/train.py). The three scripts'
 own options are below: ``LMRunConfig`` (scripts/train_lm.py, configs/lm/lm.yaml), ``SampleConfig``
 (scripts/sample_lm.py) and ``VizConfig`` (scripts/visualize_cells.py). ``register_schemas`` stores them
 in Hydra's ConfigStore, where the yaml files in configs/lm extend them
@@ -21,7 +22,8 @@ from hydra.core.config_store import ConfigStore
 from captioning.lm.corpus import CorpusConfig
 from captioning.lm.model import CharCellConfig, CharModelConfig
 from captioning.lm.train import TrainConfig, schedule_fit_problems
-from captioning.nn.cells import BACKENDS
+from captioning.lm.transformer import NAME as TRANSFORMER, TransformerConfig, transformer_problems
+from captioning.nn.cells import BACKENDS, CELLS
 from captioning.utils.schema import build, option, plain, problems
 
 
@@ -38,7 +40,9 @@ class LMRunConfig:
     resume: bool = option(False, "continue from <out_dir>/ckpt.pt if it exists")
     model: CharModelConfig = option(CharModelConfig(), "the layers around the cell")
     corpus: CorpusConfig = option(CorpusConfig(), "the text (configs/lm/corpus)")
-    cell: CharCellConfig = option(CharCellConfig(), "the recurrent cell (configs/lm/cell)")
+    # one schema per choice (CELL_SCHEMAS): the yaml of the chosen cell brings its own typed options
+    cell: Any = option(None, "the sequence model: a recurrent cell (rnn, lstm, gru) or the transformer "
+                       "(configs/lm/cell); null = CharCellConfig's defaults")
     schedule: TrainConfig = option(TrainConfig(), "batches, optimiser and budgets (configs/lm/schedule)")
 
 
@@ -70,6 +74,9 @@ class VizConfig:
     corpus: CorpusConfig = option(CorpusConfig(), "the text and its language (configs/lm/corpus)")
 
 
+CELL_SCHEMAS: dict[str, type] = {**{name: CharCellConfig for name in CELLS}, TRANSFORMER: TransformerConfig}
+
+
 def register_schemas() -> None:
     """Store the app's schemas in Hydra's ConfigStore (idempotent): ``lm_schema``, ``lm_sample_schema`` and
     ``lm_viz_schema`` for the roots, ``schema/lm/<group>/<name>`` for the groups' yaml files to extend."""
@@ -79,6 +86,7 @@ def register_schemas() -> None:
     store.store(name="lm_viz_schema", node=VizConfig)
     store.store(group="schema/lm/corpus", name="corpus", node=CorpusConfig)
     store.store(group="schema/lm/cell", name="cell", node=CharCellConfig)
+    store.store(group="schema/lm/cell", name=TRANSFORMER, node=TransformerConfig)
     store.store(group="schema/lm/schedule", name="schedule", node=TrainConfig)
 
 
@@ -90,12 +98,36 @@ def corpus_problems(corpus: Any, prefix: str = "corpus") -> list[str]:
     return []
 
 
+def cell_problems(cell: Any, prefix: str = "cell") -> list[str]:
+    """One line per bad value of the `cell` group, checked against the schema its ``name`` chooses."""
+    values = plain(cell)
+    name = values.get("name", CharCellConfig.name)
+    if name not in CELL_SCHEMAS:
+        return [f"{prefix}.name must be one of {tuple(CELL_SCHEMAS)}, got {name!r}"]
+    found = problems(CELL_SCHEMAS[name], values, prefix)
+    return found + (transformer_problems(values, prefix) if name == TRANSFORMER else [])
+
+
+def cell_config(cell: Any) -> CharCellConfig | TransformerConfig:
+    """The typed options of the `cell` group (CharCellConfig's defaults when none are given)."""
+    values = plain(cell)
+    return build(CELL_SCHEMAS[values.get("name", CharCellConfig.name)], values)
+
+
 def run_problems(cfg: Any) -> list[str]:
     """One line per bad value of a training config (configs/lm/lm.yaml and its groups)."""
     found = [p.removeprefix(".") for p in problems(LMRunConfig, cfg, "")]
     values = plain(cfg)
+    found += cell_problems(values.get("cell"))
     found += corpus_problems(values["corpus"] if "corpus" in values else {})
-    return found + schedule_fit_problems(values["schedule"] if "schedule" in values else {}, "schedule")
+    schedule = values["schedule"] if "schedule" in values else {}
+    found += schedule_fit_problems(schedule, "schedule")
+    if not found and (values.get("cell") or {}).get("name") == TRANSFORMER:
+        window, block = {**plain(TrainConfig()), **schedule}["eval_window"], cell_config(values["cell"]).block_size
+        if window > block:
+            found.append(f"schedule.eval_window ({window}) must be <= cell.block_size ({block}): the transformer "
+                         "reads no more than its block")
+    return found
 
 
 def sample_problems(cfg: Any) -> list[str]:

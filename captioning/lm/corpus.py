@@ -1,8 +1,9 @@
 """Text corpora for the character model: reading files, the validation split, truncated-BPTT batches.
 
-Batches follow char-rnn: the text is cut into ``B`` contiguous streams, one per batch row, and each
-stream is read in consecutive chunks of ``seq_len`` characters. Row b of chunk i+1 continues row b of
-chunk i, so the recurrent state is carried from chunk to chunk (and detached between them).
+Batches for the recurrent cells follow char-rnn: the text is cut into ``B`` contiguous streams, one per
+batch row, and each stream is read in consecutive chunks of ``seq_len`` characters. Row b of chunk i+1
+continues row b of chunk i, so the recurrent state is carried from chunk to chunk (and detached between
+them). A transformer carries nothing, so it trains on ``random_windows`` of its block size, as nanoGPT.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import torch
 from torch import Tensor
 
 from captioning.lm.signals import LANGUAGES
@@ -158,3 +160,14 @@ class StreamBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return (self[i] for i in range(self.n_chunks))
+
+
+def random_windows(data: Tensor, batch_size: int, window: int) -> tuple[Tensor, Tensor]:
+    """``batch_size`` windows of ``window`` characters at random offsets (torch's global generator):
+    x and y = x shifted by one, time-first [window, batch_size]."""
+    if len(data) <= window:
+        raise ValueError(f"text of {len(data)} characters is too short for windows of {window}: "
+                         "lower the block size or use a longer corpus")
+    starts = torch.randint(len(data) - window, (batch_size,))
+    offsets = torch.arange(window)
+    return data[starts + offsets[:, None]], data[starts + offsets[:, None] + 1]

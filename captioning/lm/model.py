@@ -1,4 +1,8 @@
-"""The character model: embedding (or one-hot) -> multi-layer RNN/LSTM/GRU -> linear to logits."""
+"""The character models: CharRNN (embedding or one-hot -> multi-layer RNN/LSTM/GRU -> linear to logits) here,
+CharTransformer in captioning/lm/transformer.py. Both read time-first ids [T, B] and return (logits [T, B, V],
+state); ``context`` is None for a model that carries its state (the RNNs) and the block size for one that
+reads a bounded window (the transformer). ``build_lm`` and ``load_lm`` give back either from a checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from captioning.nn.cells import CELLS, build_rnn
+from captioning.lm.transformer import NAME as TRANSFORMER, CharTransformer, TransformerConfig
 from captioning.lm.vocab import CharVocab
 from captioning.utils.schema import option
 
-State = Any  # h, or (h, c) for an LSTM: [layers, B, H] each
+State = Any  # h, or (h, c) for an LSTM: [layers, B, H] each; None for the transformer
 
 
 @dataclass
@@ -30,8 +35,8 @@ class CharCellConfig:
 class CharModelConfig:
     """The `model` section of configs/lm/lm.yaml: the layers around the cell."""
 
-    embedding_dim: int = option(64, "width of the character embedding; 0 = one-hot inputs, as the original "
-                                "char-rnn", ge=0)
+    embedding_dim: int = option(64, "width of the character embedding of the recurrent cells; 0 = one-hot "
+                                "inputs, as the original char-rnn (the transformer's width is cell.n_embd)", ge=0)
 
 
 class CharRNN(nn.Module):
@@ -46,6 +51,7 @@ class CharRNN(nn.Module):
         self.config = dict(vocab_size=vocab_size, cell=cell.name, hidden_size=cell.hidden_size,
                            num_layers=cell.num_layers, embedding_dim=embedding_dim, dropout=cell.dropout)
         # embedding_dim 0 means one-hot inputs, as in the original char-rnn
+        self.context = None  # unbounded: the state carries everything read so far
         self.embed = nn.Embedding(vocab_size, embedding_dim) if embedding_dim > 0 else None
         in_size = embedding_dim if embedding_dim > 0 else vocab_size
         self.rnn = build_rnn(cell.name, in_size, cell.hidden_size, num_layers=cell.num_layers, dropout=cell.dropout,
@@ -72,6 +78,17 @@ def build_char_rnn(config: dict, backend: str = "fused") -> CharRNN:
     return CharRNN(config["vocab_size"], cell, CharModelConfig(embedding_dim=config["embedding_dim"]), backend)
 
 
+LM = CharRNN | CharTransformer
+
+
+def build_lm(config: dict, backend: str = "fused") -> LM:
+    """The character model of a saved ``config`` dict (a CharRNN's or a CharTransformer's ``config``)."""
+    if config["cell"] == TRANSFORMER:
+        return CharTransformer(config["vocab_size"], TransformerConfig(**{k: v for k, v in config.items()
+                                                                           if k not in ("vocab_size", "cell")}))
+    return build_char_rnn(config, backend)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by captioning.lm.train.train_char_lm (clear error if it is missing)."""
     path = Path(path)
@@ -80,9 +97,9 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_lm(path: str | Path, backend: str = "fused") -> tuple[CharRNN, CharVocab]:
-    """The trained model (in eval mode) and its vocabulary from a checkpoint."""
+def load_lm(path: str | Path, backend: str = "fused") -> tuple[LM, CharVocab]:
+    """The trained model (in eval mode) and its vocabulary from a checkpoint; ``backend`` is the RNNs'."""
     ckpt = load_checkpoint(path)
-    model = build_char_rnn(ckpt["model_config"], backend)
+    model = build_lm(ckpt["model_config"], backend)
     model.load_state_dict(ckpt["model"])
     return model.eval(), CharVocab.from_state_dict(ckpt["vocab"])

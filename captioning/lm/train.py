@@ -1,8 +1,11 @@
-"""Training loop for the character model: truncated BPTT over contiguous streams (as char-rnn).
+"""Training loop for the character models: truncated BPTT over contiguous streams for the recurrent cells
+(as char-rnn), random windows of the block size for the transformer (as nanoGPT).
 
 The loop is nanoGPT-shaped: one function you can read top to bottom. A time budget (``max_seconds``)
 stops it, and the learning-rate schedule follows whichever of steps or seconds runs out first, so a
-short run still ends with a decayed learning rate.
+short run still ends with a decayed learning rate. Validation is captioning/lm/evaluate.py's, the same
+for every model: windows of ``eval_window`` characters, each from an empty context, plus the
+carried-state measure of the RNNs at the end.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from captioning.nn.bptt import detach_state
 from captioning.utils.io import atomic_save_torch, save_json
 from captioning.utils.precision import PRECISIONS, training_precision
 from captioning.utils.schema import option, plain, problems
-from captioning.lm.corpus import Corpus, StreamBatches
-from captioning.lm.model import CharRNN, load_checkpoint
+from captioning.lm.corpus import Corpus, StreamBatches, random_windows
+from captioning.lm.evaluate import evaluate
+from captioning.lm.model import LM, load_checkpoint
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "ckpt.pt"
@@ -38,8 +42,10 @@ OPTIMIZERS = ("adam", "adamw")
 class TrainConfig:
     """The `schedule` group (configs/lm/schedule/*.yaml): batches, optimiser, learning rate, budgets, validation."""
 
-    batch_size: int = option(32, "parallel streams of the text: the rows of a batch", ge=1)
-    seq_len: int = option(64, "truncated-BPTT length: gradients flow back this many characters", ge=1)
+    batch_size: int = option(32, "the rows of a batch: parallel streams of the text for the recurrent cells, "
+                             "random windows for a transformer", ge=1)
+    seq_len: int = option(64, "truncated-BPTT length of the recurrent cells: gradients flow back this many "
+                          "characters (a transformer trains on windows of its cell.block_size)", ge=1)
     optimizer: str = option("adam", "adam | adamw (decoupled weight decay)", choices=OPTIMIZERS)
     lr: float = option(2e-3, "peak learning rate (after warmup)", gt=0.0)
     min_lr: float = option(1e-4, "where the cosine decay ends; at most lr", ge=0.0)
@@ -57,8 +63,12 @@ class TrainConfig:
     eval_chars: int | None = option(20_000, "a fixed prefix of the validation text for the periodic checks; "
                                     "null = all of it", ge=1)
     final_eval_chars: int | None = option(None, "validation characters read at the end; null = all of them", ge=1)
-    eval_batch_size: int = option(32, "streams of the validation text", ge=1)
-    eval_seq_len: int = option(256, "characters per validation chunk (the state is carried across chunks)", ge=1)
+    eval_window: int = option(64, "validation windows: each scored from an empty context (zero state, no earlier "
+                              "text), the measure every model shares; at most a transformer's block_size", ge=1)
+    eval_batch_size: int = option(32, "validation windows scored at once; also the streams of the carried measure",
+                                  ge=1)
+    eval_seq_len: int = option(256, "chunk length of the recurrent cells' carried-state measure at the end (the "
+                               "state runs through each stream)", ge=1)
     log_every: int = option(50, "steps between progress-bar updates of the mean loss", ge=1)
     checkpoint_every: int = option(1000, "steps between checkpoints (one is always written at the end)", ge=1)
 
@@ -90,15 +100,16 @@ def check_schedule(cfg: TrainConfig) -> None:
 
 @dataclass
 class TrainResult:
-    """What a run reached: final validation loss in nats/char, steps, time, throughput, history."""
+    """What a run reached: final validation losses in nats/char, steps, time, throughput, history."""
 
-    val_loss: float
+    val_loss: float  # windows of eval_window characters, each from an empty context (every model)
     steps: int
     seconds: float
     train_chars_per_s: float
     checkpoint: str
     history: list[dict] = field(default_factory=list)
     precision: str = "fp32"  # what the steps ran in (``auto`` resolved)
+    val_loss_carried: float | None = None  # the state carried through each stream (recurrent cells only)
 
 
 def lr_at(progress: float, step: int, cfg: TrainConfig) -> float:
@@ -118,43 +129,23 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
-@torch.no_grad()
-def evaluate(model: CharRNN, data: Tensor, batch_size: int, seq_len: int, carry_state: bool = True) -> float:
-    """Mean cross-entropy (nats per character) over ``data``, read as ``batch_size`` streams.
-
-    With ``carry_state`` the state runs through each whole stream (char-rnn's validation); without it,
-    every chunk of ``seq_len`` starts from zeros, so no prediction sees more than ``seq_len`` characters
-    of context (comparable with a transformer's block size, as in nanoGPT's estimate).
-    """
-    was_training = model.training
-    model.eval()
-    batch_size = max(1, min(batch_size, (len(data) - 1) // seq_len))
-    total, count, state = 0.0, 0, None
-    for x, y in StreamBatches(data, batch_size, seq_len, drop_last=False):
-        logits, state = model(x, state if carry_state else None)
-        total += nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        count += y.numel()
-    model.train(was_training)
-    return total / count
-
-
 @dataclass
 class RunState:
     """Where a run is: saved in checkpoints so that a resumed run continues exactly."""
 
     step: int = 0
     seconds: float = 0.0  # wall time of the training loop so far (steps and periodic validation)
-    state: Any = None  # the recurrent state carried into the next chunk
+    state: Any = None  # the recurrent state carried into the next chunk (always None for a transformer)
     history: list[dict] = field(default_factory=list)
 
 
-def _save(path: Path, model: CharRNN, corpus: Corpus, opt: Optimizer, cfg: TrainConfig, run: RunState) -> None:
+def _save(path: Path, model: LM, corpus: Corpus, opt: Optimizer, cfg: TrainConfig, run: RunState) -> None:
     atomic_save_torch({"model": model.state_dict(), "model_config": model.config,
                        "vocab": corpus.vocab.state_dict(), "optimizer": opt.state_dict(),
                        "train_config": asdict(cfg), "run": asdict(run), "rng": torch.get_rng_state()}, path)
 
 
-def _resume(path: Path, model: CharRNN, opt: Optimizer, cfg: TrainConfig) -> RunState:
+def _resume(path: Path, model: LM, opt: Optimizer, cfg: TrainConfig) -> RunState:
     ckpt = load_checkpoint(path)
     old = ckpt["train_config"]
     if (old["batch_size"], old["seq_len"]) != (cfg.batch_size, cfg.seq_len):
@@ -169,9 +160,21 @@ def _resume(path: Path, model: CharRNN, opt: Optimizer, cfg: TrainConfig) -> Run
     return run
 
 
-def _train_step(model: CharRNN, opt: Optimizer, x: Tensor, y: Tensor, state: Any, cfg: TrainConfig,
+def _batch(model: LM, batches: StreamBatches | None, corpus: Corpus, run: RunState,
+           cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    """The next chunk of the streams for a recurrent model (a new epoch restarts them from zero state);
+    random windows of the block size for a transformer, which has nothing to carry."""
+    if model.context is not None:
+        return random_windows(corpus.train, cfg.batch_size, model.context)
+    chunk = run.step % len(batches)
+    if chunk == 0:
+        run.state = None  # a new epoch starts every stream from its beginning
+    return batches[chunk]
+
+
+def _train_step(model: LM, opt: Optimizer, x: Tensor, y: Tensor, state: Any, cfg: TrainConfig,
                 precision: str) -> tuple[float, Any]:
-    """One truncated-BPTT step on a chunk; returns the loss and the detached state for the next chunk."""
+    """One step on a chunk (or windows); returns the loss and the detached state for the next chunk."""
     # parameters and optimizer stay fp32; only the forward's matrix products run in bf16 if asked
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         logits, state = model(x, state)
@@ -192,7 +195,7 @@ def _set_lr(opt: Optimizer, run: RunState, cfg: TrainConfig) -> float:
     return lr
 
 
-def train_char_lm(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path,
+def train_char_lm(model: LM, corpus: Corpus, cfg: TrainConfig, out_dir: str | Path,
                   resume: bool = False) -> TrainResult:
     """Train the character model ``model`` on ``corpus.train``; checkpoints and history.json go to ``out_dir``.
 
@@ -201,28 +204,30 @@ def train_char_lm(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str
     check_schedule(cfg)
     out_dir, ckpt_path = Path(out_dir), Path(out_dir) / CHECKPOINT
     precision = training_precision(cfg.precision)  # auto -> bf16 where the CPU has it natively
-    batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len)
+    recurrent = model.context is None
+    if not recurrent and cfg.eval_window > model.context:
+        raise ValueError(f"schedule.eval_window ({cfg.eval_window}) exceeds the transformer's block_size "
+                         f"({model.context}): lower the one or raise the other")
+    batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len) if recurrent else None
     val_subset = corpus.val[: cfg.eval_chars + 1] if cfg.eval_chars else corpus.val
     opt = make_optimizer(model, cfg)
     run = _resume(ckpt_path, model, opt, cfg) if resume and ckpt_path.exists() else RunState()
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not sys.stderr.isatty(), desc="train", unit="step")
-    t0, train_seconds, first_step, losses = time.perf_counter() - run.seconds, 0.0, run.step, []
+    t0, train_seconds, chars, losses = time.perf_counter() - run.seconds, 0.0, 0, []
     while run.step < cfg.max_steps and (cfg.max_seconds is None or run.seconds < cfg.max_seconds):
-        chunk = run.step % len(batches)
-        if chunk == 0:
-            run.state = None  # a new epoch starts every stream from its beginning
         lr = _set_lr(opt, run, cfg)
         t_step = time.perf_counter()
-        loss, run.state = _train_step(model, opt, *batches[chunk], run.state, cfg, precision)
-        train_seconds += time.perf_counter() - t_step
+        x, y = _batch(model, batches, corpus, run, cfg)
+        loss, run.state = _train_step(model, opt, x, y, run.state, cfg, precision)
+        train_seconds, chars = train_seconds + time.perf_counter() - t_step, chars + y.numel()
         run.step, run.seconds = run.step + 1, time.perf_counter() - t0
         losses.append(loss)
         bar.update()
         if run.step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{lr:.2e}")
         if run.step % cfg.eval_every == 0:
-            val = evaluate(model, val_subset, cfg.eval_batch_size, cfg.eval_seq_len)
+            val = evaluate(model, val_subset, cfg.eval_window, cfg.eval_batch_size)["val_loss"]
             run.history.append({"step": run.step, "seconds": round(run.seconds, 2), "lr": lr,
                                 "train_loss": sum(losses) / len(losses), "val_loss": val})
             log.info("step %d  %.1fs  train %.4f  val %.4f  lr %.2e", run.step, run.seconds,
@@ -233,11 +238,11 @@ def train_char_lm(model: CharRNN, corpus: Corpus, cfg: TrainConfig, out_dir: str
             _save(ckpt_path, model, corpus, opt, cfg, run)
     bar.close()
     val_data = corpus.val[: cfg.final_eval_chars + 1] if cfg.final_eval_chars else corpus.val
-    final = evaluate(model, val_data, cfg.eval_batch_size, cfg.eval_seq_len)
-    run.history.append({"step": run.step, "seconds": round(run.seconds, 2), "val_loss": final, "final": True})
-    log.info("done: %d steps in %.1fs, validation loss %.4f nats/char", run.step, run.seconds, final)
+    final = evaluate(model, val_data, cfg.eval_window, cfg.eval_batch_size, cfg.eval_seq_len)
+    run.history.append({"step": run.step, "seconds": round(run.seconds, 2), **final, "final": True})
+    log.info("done: %d steps in %.1fs, validation loss %s nats/char", run.step, run.seconds,
+             ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
     _save(ckpt_path, model, corpus, opt, cfg, run)
     save_json(run.history, out_dir / "history.json")
-    chars = (run.step - first_step) * cfg.batch_size * cfg.seq_len
-    return TrainResult(final, run.step, run.seconds, chars / train_seconds if train_seconds else 0.0,
-                       str(ckpt_path), run.history, precision)
+    return TrainResult(final["val_loss"], run.step, run.seconds, chars / train_seconds if train_seconds else 0.0,
+                       str(ckpt_path), run.history, precision, final.get("val_loss_carried"))
