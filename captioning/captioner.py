@@ -7,16 +7,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from captioning.data.images import load_rgb, to_rgb
+from captioning.evaluation.attention_maps import caption_attention, has_attention
 from captioning.features.encoder import Encoder, build_encoder
 from captioning.models.base import CaptionModel
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from captioning.models.export import load_export
 from captioning.nn.decoding import decode_batched
-from captioning.text.vocab import Vocabulary
+from captioning.text.vocab import UNK, Vocabulary
 
 @dataclass
 class Caption:
@@ -89,3 +91,15 @@ class Captioner:
     def caption(self, images: Iterable, **kwargs) -> list[Caption]:
         """Captions for PIL images or paths; keyword arguments go to decoding (method, beam_size...)."""
         return self.caption_features(self.features(list(images)), **kwargs)
+
+    def attend(self, images: Iterable, **kwargs) -> list[tuple[Caption, list[str], np.ndarray]]:
+        """(caption, its words + "<end>", attention weights [words + 1, R]) per PIL image or path, for
+        attention models (``has_attention``); keyword arguments go to decoding."""
+        if not has_attention(self.model):
+            raise CheckpointError(f"this checkpoint's model ({self.model.name or type(self.model).__name__}) has "
+                                  "no attention maps: it reads the image once, through its initial state")
+        features = self.features(list(images))
+        captions = self.caption_features(features, **kwargs)
+        ids = [[self.vocab.stoi.get(w, UNK) for w in c.text.split()] for c in captions]
+        weights = caption_attention(self.model, features, ids)
+        return [(c, c.text.split() + ["<end>"], w) for c, w in zip(captions, weights)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from captioning.config import check_config
 from captioning.evaluation import baselines
+from captioning.evaluation.attention_maps import failure_attention, has_attention
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate
@@ -111,6 +113,10 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
         hyps = generate(model, prepared.vocab, records, feats, build(DecodingConfig, cfg.decoding), max_len)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
                                         worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df)
+        if has_attention(model):  # the failure report's companion: where the model looked in its worst captions
+            per_image = {e["image_id"]: e for e in json.loads((run_dir / "eval" / f"per_image_{split}.json").read_text())}
+            failure_attention(model, prepared.vocab, records, feats, per_image,
+                              run_dir / "eval" / f"attention_{split}.png", split=split)
         for name in eval_cfg.baselines:
             if name == "nearest_neighbour":
                 caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg.nn_k)

@@ -1,5 +1,7 @@
 """Region features (encoder.pool=regions, a float16 [N, R, D] cache) and model=show_attend_tell."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,34 @@ def test_self_critical_stage_runs(tiny_root):
                            "schedule.stages.self_critical.samples=2", "schedule.stages.cross_entropy.epochs=1"),
                   tiny_root / "sat_scst")
     assert np.isfinite(results["test"]["Bleu_4"])
+
+
+def test_attention_maps_of_a_run(tiny_root, tmp_path):
+    """The pipeline writes the worst captions' attention strips; the Captioner and the script draw them."""
+    import subprocess
+    import sys
+
+    from captioning.captioner import Captioner
+
+    run_dir = tiny_root / "sat_run"
+    if not (run_dir / "checkpoints" / "best.pt").exists():
+        run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS), run_dir)
+    assert (run_dir / "eval" / "attention_test.png").stat().st_size > 0
+    captioner = Captioner.from_checkpoint(run_dir)
+    records = [p for p in sorted((tiny_root / "data").rglob("*.png"))][:2]
+    (caption, words, weights), _ = captioner.attend(records, method="greedy")
+    assert words == caption.text.split() + ["<end>"] and weights.shape == (len(words), 4)
+    np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+    out = tmp_path / "attention.png"
+    done = subprocess.run([sys.executable, "scripts/render_attention.py", "--checkpoint", str(run_dir), "--out", str(out),
+                           "--per_split", "1"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size[0] > 100
+
+
+def test_show_tell_has_no_attention_maps(tiny_run):
+    from captioning.captioner import Captioner
+    from captioning.models.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no attention maps"):
+        Captioner.from_checkpoint(tiny_run[0]).attend([])
