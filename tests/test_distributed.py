@@ -84,6 +84,22 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     assert losses == pytest.approx([e["train_loss"] for e in single["epochs"]], rel=1e-4)
 
 
+def test_two_ranks_train_an_attention_model_like_one_process(tiny):
+    """show_attend_tell (dict state, a per-step cell) under DDP; alpha_c=0: with the penalty on, each rank's
+    penalty is weighted by its share of the batch's words (the cross-entropy's scale), not of its images."""
+    root, cfg, prepared = tiny
+    overrides = ["model=show_attend_tell", "model.alpha_c=0", "schedule.stages.cross_entropy.batch_size=24"]
+    single = train(tiny_cfg(root, *overrides), prepared, root / "sat_single")
+    mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root,
+                                         "sat_rank"), nprocs=2, join=True, start_method="fork")
+    a = load_checkpoint(root / "sat_single" / "checkpoints" / "last.pt")
+    b = load_checkpoint(root / "sat_rank0" / "checkpoints" / "last.pt")
+    for name, value in a["weights"].items():
+        torch.testing.assert_close(b["weights"][name], value, rtol=1e-4, atol=1e-4, msg=name)
+    assert [e["train_loss"] for e in b["history"]["epochs"]] == pytest.approx(
+        [e["train_loss"] for e in single["epochs"]], rel=1e-4)
+
+
 def _ddp(root: Path, cfg, prepared, name: str) -> dict:
     """Train ``cfg`` on 2 gloo ranks; rank 0's last checkpoint."""
     mp.start_processes(_rank_main, args=(2, _free_port(), cfg, prepared, root, name), nprocs=2, join=True,
