@@ -136,7 +136,7 @@ def test_two_stages_resume_in_either_stage(tiny_root):
 
 
 def test_config_check_names_bad_self_critical_values(tiny_root):
-    problems = config_problems(tiny_cfg(tiny_root, *TWO, f"{STAGE}.baseline=best", f"{STAGE}.reward=CIDEr",
+    problems = config_problems(tiny_cfg(tiny_root, *TWO, f"{STAGE}.baseline=best", f"{STAGE}.reward=METEOR",
                                         f"{STAGE}.samples=1"))
     text = "\n".join(problems)
     assert f"{STAGE}.baseline" in text and f"{STAGE}.reward" in text

@@ -5,32 +5,47 @@ images it is scoring, so the same caption scores differently on ``test`` and ``t
 subset of ``test``, and a corpus score is not the mean of scores that stand alone. The self-critical
 codebase (Rennie et al. 2017; ruotianluo/self-critical.pytorch, ``CiderD(df='coco-train-idxs')``)
 instead fixes them from the training references. ``CiderD`` does that: it keeps pycocoevalcap's
-n-gram counting (``precook``) and CIDEr-D arithmetic (tf-idf vectors per n = 1..4, ``idf = log N -
-log max(1, df)``, clipped cosine, Gaussian length penalty with sigma 6, mean over n and references,
-times 10), with ``df`` and ``N`` given:
+n-gram counting (``precook``: the same n-grams in the same order) and CIDEr-D arithmetic (tf-idf
+vectors per n = 1..4, ``idf = log N - log max(1, df)``, clipped cosine, Gaussian length penalty with
+sigma 6, mean over n and references, times 10), with ``df`` and ``N`` given:
 
 - ``CiderD.from_references(train_refs)``: df(g) = the number of training images whose references
   contain n-gram g, N = the number of training images (the main job's ``CIDEr``);
 - ``CiderD.from_references(split_refs)``: the evaluated references themselves, which is exactly
   pycocoevalcap's ``Cider`` (the main job's ``CIDEr_official``).
 
-Text is tokenised as for every other metric (``captioning.text.tokenizer.tokenize``).
+``vector`` / ``score_vectors`` split the score so that a caller scoring many hypotheses of one image
+(the self-critical ``CIDEr`` reward, captioning/training/self_critical.py) computes its references'
+vectors once. Text is tokenised as for every other metric (``captioning.text.tokenizer.tokenize``).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from typing import Hashable, Mapping, Sequence
+from collections import Counter, defaultdict
+from typing import Hashable, Mapping, NamedTuple, Sequence
 
 import numpy as np
-from pycocoevalcap.cider.cider_scorer import precook
 
 N_GRAMS, SIGMA = 4, 6.0
 
 
-def _counts(tokens: Sequence[str]) -> dict:
-    return precook(" ".join(tokens), N_GRAMS)
+class TfIdf(NamedTuple):
+    """One sentence's CIDEr-D vector: tf-idf weights per n-gram order (n = 1..4), their norms, and its length."""
+
+    vec: list[dict[tuple, float]]
+    norm: list[float]
+    length: int
+
+
+def _counts(tokens: Sequence[str]) -> Counter:
+    """pycocoevalcap's ``precook``: the count of each n-gram (n = 1..4) of the whitespace-split sentence, in
+    its order (n, then position); zip/Counter instead of its loops, as this runs for every sampled caption."""
+    words = " ".join(tokens).split()
+    counts: Counter = Counter()
+    for n in range(1, N_GRAMS + 1):
+        counts.update(zip(*(words[k:] for k in range(n))))
+    return counts
 
 
 class CiderD:
@@ -41,7 +56,7 @@ class CiderD:
             raise ValueError("CIDEr-D needs document frequencies from at least one image's references")
         self.document_frequency = defaultdict(float, document_frequency)
         self.num_documents = int(num_documents)
-        self.ref_len = np.log(float(num_documents))
+        self.ref_len = float(np.log(float(num_documents)))  # a Python float: numpy scalars are slow per n-gram
         self.sigma = sigma
 
     @classmethod
@@ -57,42 +72,50 @@ class CiderD:
                 df[ngram] += 1
         return cls(df, n, sigma)
 
-    def _vec(self, counts: Mapping[tuple, int]):
-        """pycocoevalcap's ``counts2vec``: tf-idf per n-gram order, the norms, and the bigram count it
-        uses as the length (kept as the official scorer has it)."""
-        vec = [defaultdict(float) for _ in range(N_GRAMS)]
+    def vector(self, tokens: Sequence[str]) -> TfIdf:
+        """pycocoevalcap's ``counts2vec`` of one tokenised sentence: tf-idf per n-gram order, the norms,
+        and the bigram count it uses as the length (kept as the official scorer has it)."""
+        vec: list[dict[tuple, float]] = [{} for _ in range(N_GRAMS)]
         norm = [0.0] * N_GRAMS
         length = 0
-        for ngram, tf in counts.items():
-            df = np.log(max(1.0, self.document_frequency.get(ngram, 0.0)))
+        for ngram, tf in _counts(tokens).items():
             n = len(ngram) - 1
-            vec[n][ngram] = float(tf) * (self.ref_len - df)
-            norm[n] += pow(vec[n][ngram], 2)
+            weight = float(tf) * (self.ref_len - math.log(max(1.0, self.document_frequency.get(ngram, 0.0))))
+            vec[n][ngram] = weight
+            norm[n] += weight * weight
             if n == 1:
                 length += tf
-        return vec, [np.sqrt(v) for v in norm], length
+        return TfIdf(vec, [math.sqrt(v) for v in norm], length)
 
-    def _sim(self, hyp, ref) -> np.ndarray:
-        (vec_h, norm_h, len_h), (vec_r, norm_r, len_r) = hyp, ref
-        delta = float(len_h - len_r)
-        val = np.array([0.0] * N_GRAMS)
-        for n in range(N_GRAMS):
-            for ngram in vec_h[n]:
-                val[n] += min(vec_h[n][ngram], vec_r[n][ngram]) * vec_r[n][ngram]
-            if norm_h[n] != 0 and norm_r[n] != 0:
-                val[n] /= norm_h[n] * norm_r[n]
-            val[n] *= np.e ** (-(delta**2) / (2 * self.sigma**2))
+    def similarity(self, hyp: TfIdf, ref: TfIdf) -> list[float]:
+        """pycocoevalcap's ``sim``: per n-gram order, the clipped cosine of the two tf-idf vectors times the
+        Gaussian penalty on their length difference (plain floats: this runs for every sampled caption)."""
+        penalty = np.e ** (-(float(hyp.length - ref.length) ** 2) / (2 * self.sigma**2))
+        val = []
+        for h, r, norm_h, norm_r in zip(hyp.vec, ref.vec, hyp.norm, ref.norm):
+            dot = 0.0
+            for ngram, weight in h.items():
+                w = r.get(ngram)  # (not r[ngram]: a cached reference vector must not grow)
+                if w is not None:
+                    dot += min(weight, w) * w
+            if norm_h != 0 and norm_r != 0:
+                dot /= norm_h * norm_r
+            val.append(dot * penalty)
         return val
+
+    def score_vectors(self, hyp: TfIdf, refs: Sequence[TfIdf]) -> float:
+        """CIDEr-D of one hypothesis from tf-idf vectors (``vector``), e.g. references' vectors computed once:
+        the mean over n-gram orders and references of ``similarity``, times 10."""
+        if not refs:
+            raise ValueError("CIDEr-D needs at least one reference per image")
+        total = [0.0] * N_GRAMS
+        for ref in refs:
+            total = [t + v for t, v in zip(total, self.similarity(hyp, ref))]
+        return sum(total) / N_GRAMS / len(refs) * 10.0
 
     def image_score(self, refs: Sequence[Sequence[str]], hyp: Sequence[str]) -> float:
         """CIDEr-D of one tokenised hypothesis against its tokenised references."""
-        if not refs:
-            raise ValueError("CIDEr-D needs at least one reference per image")
-        h = self._vec(_counts(hyp))
-        total = np.array([0.0] * N_GRAMS)
-        for ref in refs:
-            total += self._sim(h, self._vec(_counts(ref)))
-        return float(np.mean(total) / len(refs) * 10.0)
+        return self.score_vectors(self.vector(hyp), [self.vector(ref) for ref in refs])
 
     def score(self, refs: Mapping[Hashable, Sequence[Sequence[str]]],
               hyps: Mapping[Hashable, Sequence[str]]) -> tuple[float, dict[Hashable, float]]:

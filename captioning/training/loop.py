@@ -38,7 +38,7 @@ from captioning.nn.decoding import decode_batched
 from captioning.training.batching import epoch_order
 from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
 from captioning.training.optim import LR_SCHEDULES, make_optimizer
-from captioning.training.self_critical import BASELINES, REWARDS, SentenceBleu, self_critical_loss
+from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
 from captioning.utils.io import atomic_write, save_json
@@ -56,7 +56,7 @@ class StageConfig:
     """One training stage (an entry of ``schedule.stages``)."""
 
     loss: str = option("cross_entropy", "cross_entropy (teacher forcing) | self_critical (REINFORCE with a "
-                       "sentence-BLEU reward, Rennie et al. 2017)", choices=LOSSES)
+                       "per-caption metric as the reward, Rennie et al. 2017)", choices=LOSSES)
     epochs: int = option(12, "epochs of this stage; 0 skips it", ge=0)
     batch_size: int = option(128, "captions per step (cross-entropy on cached features), else images", ge=1)
     lr: float = option(2.0e-3, "the caption model's peak learning rate (AdamW)", gt=0)
@@ -76,7 +76,9 @@ class StageConfig:
     bucket_by_length: bool = option(False, "cross-entropy batches of similar caption length "
                                     "(captioning/training/batching.py)")
     samples: int = option(5, "self_critical: captions sampled per image", ge=1)
-    reward: str = option("Bleu_4", "self_critical: the sentence BLEU rewarded", choices=REWARDS)
+    reward: str = option("Bleu_4", "self_critical: each sampled caption's reward against its image's "
+                         "references: Bleu_1..Bleu_4 (sentence BLEU) | CIDEr (CIDEr-D with document "
+                         "frequencies from the training references, fixed for the stage)", choices=REWARDS)
     baseline: str = option("mean", "self_critical: mean (the image's other samples, Luo 2020) | greedy "
                            "(its greedy caption, Rennie et al.)", choices=BASELINES)
     temperature: float = option(1.0, "self_critical: sampling temperature", gt=0)
@@ -190,7 +192,7 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                 history["initial_val_bleu4"] = history["best_bleu4"]
                 save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), stage_name=name, epoch=0)
             net = dp.wrap(model, fold_rank=not own_rng)  # one process, or this rank of a DDP job (utils/distributed.py)
-            reward = SentenceBleu([r.captions for r in prepared.splits[cfg.data.train_split]], stage.reward) \
+            reward = make_reward([r.captions for r in prepared.splits[cfg.data.train_split]], stage.reward) \
                 if stage.loss == "self_critical" else None
             trained = [model] + ([encoder] if stage.encoder_lr is not None else [])
 

@@ -3,8 +3,10 @@
 Cross-entropy teaches the decoder to imitate each reference word by word, given the true previous
 words (teacher forcing); at test time it reads its own words and is judged by BLEU. Self-critical
 training (Rennie et al. 2017) closes that gap with REINFORCE: for each image sample ``samples``
-captions from the decoder, score each against the image's references (sentence BLEU, the metric
-module's own), and raise the log-probability of the captions that beat a baseline:
+captions from the decoder, score each against the image's references (``reward``: a sentence BLEU, the
+metric module's own, or CIDEr-D with the training references' document frequencies, the evaluation
+module's ``CIDEr`` as Rennie et al. optimise it), and raise the log-probability of the captions that beat
+a baseline:
 
     loss = - mean_i (r(w_i) - b_i) * sum_t log p(w_i,t | w_i,<t, image)
 
@@ -18,19 +20,22 @@ weights stay ``best`` unless a self-critical epoch beats them on val (captioning
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from captioning.evaluation.cider import CiderD, TfIdf
 from captioning.evaluation.metrics import BLEU_N, combine
 from captioning.models.base import CaptionModel
 from captioning.nn.decoding import greedy, sample_tokens, strip
 from captioning.text.tokenizer import tokenize
 
-REWARDS = tuple(f"Bleu_{n}" for n in range(1, BLEU_N + 1))
+BLEU_REWARDS = tuple(f"Bleu_{n}" for n in range(1, BLEU_N + 1))
+REWARDS = (*BLEU_REWARDS, "CIDEr")
 BASELINES = ("mean", "greedy")
+Reward = Callable[[int, Sequence[str]], float]  # (training image index, caption words) -> reward
 
 
 def _ngrams(words: Sequence[str], n: int) -> Counter:
@@ -43,8 +48,8 @@ class SentenceBleu:
     reference n-gram counts prepared once, since a training epoch scores every sample of every image."""
 
     def __init__(self, references: Sequence[Sequence[str]], metric: str = "Bleu_4") -> None:
-        if metric not in REWARDS:
-            raise ValueError(f"Unknown reward {metric!r}: choose one of {', '.join(REWARDS)}")
+        if metric not in BLEU_REWARDS:
+            raise ValueError(f"Unknown BLEU reward {metric!r}: choose one of {', '.join(BLEU_REWARDS)}")
         self.n = int(metric.split("_")[1])
         self.max_counts: list[list[Counter]] = []
         self.ref_lengths: list[list[int]] = []
@@ -69,7 +74,36 @@ class SentenceBleu:
         return combine(correct, guess, len(words), reflen)[self.n - 1]
 
 
-def self_critical_loss(model: CaptionModel, features: Tensor, images: list[int], reward: SentenceBleu,
+class SentenceCider:
+    """Per-image CIDEr-D against fixed references, with document frequencies (and N) from those same
+    references, i.e. the training split's, fixed for the stage: the evaluation module's ``CIDEr``
+    (``CiderD.from_references``, as the self-critical codebase's cached training df). Each image's
+    reference tf-idf vectors are computed once, so a step only computes its captions' vectors."""
+
+    def __init__(self, references: Sequence[Sequence[str]]) -> None:
+        tokens = [[tokenize(r) for r in refs] for refs in references]
+        self.cider = CiderD.from_references(tokens)
+        shared: dict[tuple, tuple] = {}  # the cached vectors share one tuple per distinct n-gram, not one per reference
+
+        def cached(vector: TfIdf) -> TfIdf:
+            return vector._replace(vec=[{shared.setdefault(g, g): w for g, w in d.items()} for d in vector.vec])
+
+        self.ref_vectors = [[cached(self.cider.vector(t)) for t in refs] for refs in tokens]
+
+    def __call__(self, image: int, words: Sequence[str]) -> float:
+        return self.cider.score_vectors(self.cider.vector(words), self.ref_vectors[image])
+
+
+def make_reward(references: Sequence[Sequence[str]], metric: str) -> Reward:
+    """The ``reward`` of a self-critical stage over these references (one list per training image)."""
+    if metric not in REWARDS:
+        raise ValueError(f"Unknown reward {metric!r}: choose one of {', '.join(REWARDS)}")
+    if metric == "CIDEr":
+        return SentenceCider(references)
+    return SentenceBleu(references, metric)
+
+
+def self_critical_loss(model: CaptionModel, features: Tensor, images: list[int], reward: Reward,
                        words: Sequence[str], stage) -> tuple[Tensor, float]:
     """REINFORCE with a baseline for a batch of images (``features`` [B, D], ``images`` their training
     indices): sample ``stage.samples`` captions per image, score each, and weight its log-probability by
@@ -89,7 +123,7 @@ def self_critical_loss(model: CaptionModel, features: Tensor, images: list[int],
     return -(advantage * log_prob).mean(), float(rewards.mean())
 
 
-def score(images: list[int], rows: list[list[int]], reward: SentenceBleu, words: Sequence[str],
+def score(images: list[int], rows: list[list[int]], reward: Reward, words: Sequence[str],
           max_len: int) -> np.ndarray:
     """The reward of each caption (word ids, cut at its first <end> or <pad>) of each image."""
     return np.array([reward(image, [words[i] for i in strip(ids)][:max_len]) for image, ids in zip(images, rows)])
