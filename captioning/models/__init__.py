@@ -4,3 +4,4 @@ Importing this package registers the shipped models, so a checkpoint names its m
 """
 
 from captioning.models import show_tell  # noqa: F401 (registers show_tell)
+from captioning.models import transformer  # noqa: F401 (registers transformer)
