@@ -26,9 +26,11 @@ def one_torch_thread():
 
 
 def tiny_cfg(tmp_root: Path, *overrides: str):
-    """The tiny training config with its data and feature cache under ``tmp_root``."""
+    """The tiny training config with its data and feature cache under ``tmp_root``; an override choosing
+    another model (``model=transformer``) drops the tiny show_tell options."""
+    tiny = [o for o in TINY if not o.startswith("model.")] if any(o.startswith("model=") for o in overrides) else TINY
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("train", overrides=[*TINY, f"cache_dir={tmp_root / 'cache'}", *overrides])
+        return compose("train", overrides=[*tiny, f"cache_dir={tmp_root / 'cache'}", *overrides])
 
 
 def straight_and_resumed(tmp_root: Path, name: str, *overrides: str, stage: str = "cross_entropy") -> tuple[dict, dict]:

@@ -16,7 +16,8 @@ from captioning.pipeline import run
 from tests.conftest import straight_and_resumed, tiny_cfg
 
 LITE0 = {"image_size": 128, "precision": "fp32", "batch_size": 4, "num_workers": 0}
-REGIONS = ["encoder.pool=regions", "encoder.grid_size=2"]  # the tiny run's encoder, as 4 region vectors
+REGIONS = ["encoder.pool=regions", "encoder.grid_size=2",  # the tiny run's encoder, as 4 region vectors
+           "model.hidden_size=48", "model.embed_dim=24", "model.attention_dim=24"]
 
 
 def sat(cell="lstm", backend="fused", feature_dim=20, vocab=30, **options):

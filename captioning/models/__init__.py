@@ -3,4 +3,4 @@
 Importing this package registers the shipped models, so a checkpoint names its model by registry name.
 """
 
-from captioning.models import show_attend_tell, show_tell  # noqa: F401 (registers the models)
+from captioning.models import show_attend_tell, show_tell, transformer  # noqa: F401 (registers the models)

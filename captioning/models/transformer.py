@@ -1,0 +1,227 @@
+"""A Transformer caption decoder: the words attend to each other (causally) and to the image's regions.
+
+The decoder of Vaswani et al. 2017 ("Attention is all you need") with the layer normalisation moved in
+front of each sub-layer (pre-LN, as in GPT-2; Xiong et al. 2020), reading the image as a set of regions
+(Xu et al. 2015 attend over the same g x g grid of the CNN's last feature map):
+
+    memory   M = LayerNorm(regions) W_M + b_M + row[i] + col[j]      region (i, j) of the g x g grid, [B, R, d]
+    input    x_t = E[w_t] + P[t]                                      word t: embedding + learned position
+    layer    x = x + Dropout(SelfAttention(LN(x)))                    causal: word t sees words <= t
+             x = x + Dropout(CrossAttention(LN(x), M))                every word sees every region
+             x = x + Dropout(W_2 GELU(W_1 LN(x) + b_1) + b_2)
+    output   logits_t = LN_f(x_t) W_out + b_out                       W_out = E^T when tie_embeddings
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, per head, with Q = x W^Q, K = y W^K, V = y W^V
+    (y = x for self-attention, y = M for cross-attention); the heads are concatenated and mapped by W^O.
+
+Teacher forcing (``forward``) runs all positions in one pass under the causal mask. Decoding (``step``)
+runs one position at a time and keeps a key/value cache: every layer's self-attention keys and values
+of the words so far (one row appended per step) and its cross-attention keys and values of the memory
+(computed once by ``init_state``), so step t costs one position's work, not t positions'.
+
+Image features are [B, D] (a pooled vector: one region) or [B, R, D] (R = g*g regions, row-major).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from captioning.models.base import CaptionModel, State, register_model
+from captioning.utils.schema import option
+
+
+@dataclass
+class TransformerConfig:
+    """Options of ``model=transformer`` (configs/model/transformer.yaml)."""
+
+    d_model: int = option(256, "width of the word, position and region vectors (the residual stream)", ge=1)
+    n_layer: int = option(3, "decoder layers", ge=1)
+    n_head: int = option(4, "attention heads per layer; d_model must be a multiple of it", ge=1)
+    d_ff: int = option(1024, "hidden width of each layer's GELU feed-forward network", ge=1)
+    dropout: float = option(0.1, "dropout on the inputs, the attention weights and each residual branch", ge=0, lt=1)
+    tie_embeddings: bool = option(True, "the output projection shares the word embedding matrix (Press & Wolf 2017)")
+    max_grid: int = option(16, "largest g of a g x g region grid (sizes the row and column embeddings)", ge=1)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_head:
+            raise ValueError(f"model.d_model={self.d_model} must be a multiple of model.n_head={self.n_head} "
+                             f"(each head gets d_model / n_head dimensions)")
+
+
+class MultiHeadAttention(nn.Module):
+    """softmax(Q K^T / sqrt(d_k)) V for ``n_head`` heads of d_k = d_model / n_head dimensions, then W^O."""
+
+    def __init__(self, d_model: int, n_head: int, dropout: float) -> None:
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model) for _ in range(4))
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """[B, L, d_model] -> [B, heads, L, d_k]."""
+        return x.view(x.size(0), x.size(1), self.n_head, x.size(2) // self.n_head).transpose(1, 2)
+
+    def keys_values(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """K = y W^K and V = y W^V of the attended sequence y [B, L, d_model], split into heads."""
+        return self.split_heads(self.w_k(y)), self.split_heads(self.w_v(y))
+
+    def attend(self, x: Tensor, keys: Tensor, values: Tensor, causal: bool = False) -> Tensor:
+        """The queries x [B, L, d_model] attend to ``keys``/``values`` [B, heads, S, d_k]; ``causal``
+        (L == S) lets position t see positions <= t only."""
+        q = self.split_heads(self.w_q(x))
+        heads = F.scaled_dot_product_attention(q, keys, values, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=causal)  # [B, heads, L, d_k], scaled by 1/sqrt(d_k)
+        return self.w_o(heads.transpose(1, 2).reshape(x.shape))
+
+    def weights(self, x: Tensor, y: Tensor) -> Tensor:
+        """The attention weights softmax(Q K^T / sqrt(d_k)) [B, heads, L, S] of queries x over y (no mask)."""
+        q, k = self.split_heads(self.w_q(x)), self.split_heads(self.w_k(y))
+        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
+
+    def forward(self, x: Tensor, y: Tensor | None = None, causal: bool = False) -> Tensor:
+        """Self-attention (y None) or attention from x to y."""
+        return self.attend(x, *self.keys_values(x if y is None else y), causal=causal)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN: causal self-attention, cross-attention to the memory, GELU MLP, each a residual branch."""
+
+    def __init__(self, d_model: int, n_head: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_self, self.ln_cross, self.ln_mlp = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.self_attn = MultiHeadAttention(d_model, n_head, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_head, dropout)
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        """All positions of x [B, T, d_model] at once, under the causal mask."""
+        x = x + self.drop(self.self_attn(self.ln_self(x), causal=True))
+        x = x + self.drop(self.cross_attn(self.ln_cross(x), memory))
+        return x + self.drop(self.mlp(self.ln_mlp(x)))
+
+    def step(self, x: Tensor, cache: dict) -> tuple[Tensor, dict]:
+        """One new position x [B, 1, d_model]: its key and value join the cache, its query attends to all
+        the cached positions (itself included, so no mask) and to the cached memory keys and values."""
+        h = self.ln_self(x)
+        k, v = self.self_attn.keys_values(h)
+        k, v = torch.cat([cache["self_k"], k], dim=2), torch.cat([cache["self_v"], v], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v))
+        x = x + self.drop(self.cross_attn.attend(self.ln_cross(x), cache["cross_k"], cache["cross_v"]))
+        x = x + self.drop(self.mlp(self.ln_mlp(x)))
+        return x, {"self_k": k, "self_v": v, "cross_k": cache["cross_k"], "cross_v": cache["cross_v"]}
+
+
+@register_model("transformer")
+class Transformer(CaptionModel):
+    """Region projection with 2-D positions, word + position embeddings, pre-LN decoder layers, final
+    LayerNorm, output projection (tied to the word embedding by default).
+
+    The decoding state (batch on dim 0 of every tensor, so the default ``select_state`` reorders it):
+    ``memory`` [B, R, d_model], ``position`` [B] (the index of the next word), and per layer ``self_k``,
+    ``self_v`` [B, heads, t, d_k] (the t words so far) and ``cross_k``, ``cross_v`` [B, heads, R, d_k]."""
+
+    Config = TransformerConfig
+
+    def __init__(self, config: TransformerConfig, feature_dim: int, vocab_size: int, max_len: int) -> None:
+        super().__init__(config, feature_dim, vocab_size, max_len)
+        c = config
+        self.region_norm = nn.LayerNorm(feature_dim)
+        self.region_proj = nn.Linear(feature_dim, c.d_model)
+        self.row_embed, self.col_embed = nn.Embedding(c.max_grid, c.d_model), nn.Embedding(c.max_grid, c.d_model)
+        self.word_embed = nn.Embedding(vocab_size, c.d_model)
+        self.pos_embed = nn.Embedding(max_len + 1, c.d_model)  # <start> and max_len words are read
+        self.drop = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(c.d_model, c.n_head, c.d_ff, c.dropout) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.out = nn.Linear(c.d_model, vocab_size)
+        self.apply(init_weights)
+        if c.tie_embeddings:
+            self.out.weight = self.word_embed.weight
+
+    def regions(self, features: Tensor) -> Tensor:
+        """[B, D] -> [B, 1, D]; [B, R, D] as it is, after checking that R is a square g x g grid."""
+        if features.dim() == 2:
+            features = features.unsqueeze(1)
+        if features.dim() != 3 or features.size(-1) != self.feature_dim:
+            raise ValueError(f"image features must be [B, {self.feature_dim}] or [B, R, {self.feature_dim}], "
+                             f"got {tuple(features.shape)}")
+        g = math.isqrt(features.size(1))
+        if g * g != features.size(1):
+            raise ValueError(f"the {features.size(1)} regions of each image are not a square g x g grid "
+                             "(R must be a perfect square: 1, 4, 9, 16, ...)")
+        if g > self.config.max_grid:
+            raise ValueError(f"a {g} x {g} region grid is larger than model.max_grid={self.config.max_grid}")
+        return features
+
+    def encode(self, features: Tensor) -> Tensor:
+        """The memory [B, R, d_model]: each region normalised and projected, plus its row and column embedding."""
+        regions = self.regions(features)
+        g = math.isqrt(regions.size(1))
+        grid = torch.arange(g, device=regions.device)
+        where = (self.row_embed(grid)[:, None, :] + self.col_embed(grid)[None, :, :]).reshape(g * g, -1)
+        return self.drop(self.region_proj(self.region_norm(regions)) + where)
+
+    def decode(self, memory: Tensor, tokens: Tensor) -> Tensor:
+        """Logits [B, T, V] of the input words [B, T] over the memory, all positions in one pass."""
+        if tokens.size(1) > self.max_len + 1:
+            raise ValueError(f"{tokens.size(1)} input words, but positions are learned up to max_len + 1 = "
+                             f"{self.max_len + 1}")
+        x = self.drop(self.word_embed(tokens) + self.pos_embed(torch.arange(tokens.size(1), device=tokens.device)))
+        for layer in self.layers:
+            x = layer(x, memory)
+        return self.out(self.ln_f(x))
+
+    def attention(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """Where the last layer's words looked: its cross-attention weights [B, T, R], averaged over heads,
+        while reading ``tokens`` (which start with <start>); row t precedes the prediction of word t+1."""
+        memory = self.encode(features)
+        x = self.drop(self.word_embed(tokens) + self.pos_embed(torch.arange(tokens.size(1), device=tokens.device)))
+        for layer in self.layers[:-1]:
+            x = layer(x, memory)
+        last = self.layers[-1]
+        x = x + last.drop(last.self_attn(last.ln_self(x), causal=True))
+        return last.cross_attn.weights(last.ln_cross(x), memory).mean(1)
+
+    def forward(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """Teacher forcing: logits [B, T, V] for the input tokens [B, T] (which start with <start>)."""
+        return self.decode(self.encode(features), tokens)
+
+    def init_state(self, features: Tensor) -> State:
+        """The memory, its cross-attention keys and values in every layer, empty self-attention caches
+        and position 0."""
+        memory = self.encode(features)
+        layers = []
+        for layer in self.layers:
+            cross_k, cross_v = layer.cross_attn.keys_values(memory)
+            # zero positions, in the dtype the projections give (autocast included)
+            self_k, self_v = layer.self_attn.keys_values(memory[:, :0])
+            layers.append({"self_k": self_k, "self_v": self_v, "cross_k": cross_k, "cross_v": cross_v})
+        position = torch.zeros(memory.size(0), dtype=torch.long, device=memory.device)
+        return {"memory": memory, "position": position, "layers": layers}
+
+    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """One decoding step: previous words [B] -> log-probabilities [B, V] and the new state."""
+        if state["layers"][0]["self_k"].size(2) > self.max_len:
+            raise ValueError(f"step past position max_len = {self.max_len}: positions are learned up to there")
+        position = state["position"]
+        x = self.drop(self.word_embed(tokens) + self.pos_embed(position)).unsqueeze(1)
+        layers = []
+        for layer, cache in zip(self.layers, state["layers"]):
+            x, cache = layer.step(x, cache)
+            layers.append(cache)
+        logp = torch.log_softmax(self.out(self.ln_f(x.squeeze(1))), dim=-1)
+        return logp, {"memory": state["memory"], "position": position + 1, "layers": layers}
+
+
+def init_weights(module: nn.Module) -> None:
+    """Small normal weights (std 0.02, as in GPT-2) and zero biases: with a tied output layer, unit-variance
+    embeddings would start with logits of standard deviation sqrt(d_model)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
