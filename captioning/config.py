@@ -6,9 +6,11 @@ the caption models (``CaptionModel.Config``, registered by name), the cell (``Ce
 (``ScheduleConfig`` of ``StageConfig`` stages), decoding (``DecodingConfig``), evaluation
 (``EvaluateConfig``), the data (one schema per kind, ``DATA_SCHEMAS``), the encoder (``EncoderConfig``),
 the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``), the trainer
-(``TrainerConfig``) and the runs themselves: ``RunConfig`` below (scripts/train.py), its extensions for
-scripts/probe_features.py and scripts/extract_features.py, and ``EvaluateRunConfig`` (scripts/evaluate.py).
-``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in configs/ extend them
+(``TrainerConfig``) and the runs themselves: ``RunConfig`` below (captioning-train), its extensions for
+captioning-probe and captioning-extract, ``EvaluateRunConfig`` (captioning-evaluate), ``CaptionRunConfig``
+(captioning-caption) and ``GalleryRunConfig`` (captioning-render-examples); captioning/commands/ has each
+command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
+captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
 key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
 ``check_config`` then names every value outside its range or choices at once.
@@ -92,6 +94,36 @@ class ExtractRunConfig(RunConfig):
     merge: bool = option(True, "merge a split's shards as soon as all of them are finished")
 
 
+@dataclass
+class CaptionRunConfig:
+    """configs/caption.yaml (captioning-caption): images in, one caption per image out, decoded with the
+    same ``decoding`` options as evaluation; ``keep_beams`` as in ``Captioner.caption``."""
+
+    checkpoint: str | None = option(None, "a run directory or a .pt file (required)")
+    images: list[str] = option([], "image files and folders (searched for image files); the command's "
+                               "positional arguments are appended here")
+    decoding: DecodingConfig = option(DecodingConfig(batch_size=32), "how captions are generated (as for evaluation); "
+                                      "batch_size: images read and captioned at once")
+    keep_beams: int = option(0, "top beams printed under each caption with their log-probabilities "
+                             "(decoding.method=beam)", ge=0)
+    seed: int = option(0, "seeds decoding.method=sample", ge=0)
+
+
+@dataclass
+class GalleryRunConfig:
+    """configs/render_examples.yaml (captioning-render-examples): a run's captions drawn on its test images
+    (captioning/evaluation/gallery.py)."""
+
+    checkpoint: str | None = option(None, "the run directory (or its .pt file) whose data and model are drawn (required)")
+    out: str = option("docs/figures/examples.png", "the PNG written")
+    splits: list[str] = option(["test", "test_novel"], "splits of the run's own data to draw from")
+    per_split: int = option(6, "images of each split, 1-, 2- and 3-object scenes mixed", ge=1)
+    columns: int = option(0, "images per row; 0 = per_split", ge=0)
+    seed: int = option(0, "picks the images and seeds decoding.method=sample", ge=0)
+    title: str = option("", "a title above the grid")
+    decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (as for evaluation)")
+
+
 class ConfigError(ValueError):
     """A config value that cannot work."""
 
@@ -105,10 +137,12 @@ def model_schema(name: str) -> type:
 
 def register_schemas() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent): ``schema/run/<app>`` for the roots (train,
-    probe, extract, evaluate) and ``schema/<group>/<name>`` for the groups' yaml files to extend."""
+    probe, extract, evaluate, caption, render_examples) and ``schema/<group>/<name>`` for the groups' yaml
+    files to extend."""
     store = ConfigStore.instance()
     for name, node in (("train", RunConfig), ("probe", ProbeRunConfig), ("extract", ExtractRunConfig),
-                       ("evaluate", EvaluateRunConfig)):
+                       ("evaluate", EvaluateRunConfig), ("caption", CaptionRunConfig),
+                       ("render_examples", GalleryRunConfig)):
         store.store(group="schema/run", name=name, node=node)
     store.store(group="schema/cell", name="cell", node=CellConfig)
     store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
@@ -150,6 +184,16 @@ def config_problems(cfg: Any) -> list[str]:
         except ValueError as exc:
             found.append(str(exc))
     return found
+
+
+def check_run_config(schema: type, cfg: Any) -> None:
+    """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
+    (for the commands whose options are one schema: caption, render_examples)."""
+    found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
+    if "checkpoint" in cfg and not cfg.checkpoint:
+        found.append("checkpoint=<run dir or .pt file> is required")
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
 def check_evaluate_config(cfg: Any) -> None:

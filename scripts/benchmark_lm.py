@@ -1,7 +1,7 @@
 """Benchmark the default character model on Tiny Shakespeare under fixed time budgets.
 
     python scripts/benchmark_lm.py                       # 70 s and 300 s, default config
-    python scripts/benchmark_lm.py --budgets 70 cell=gru # any Hydra override of configs/lm/lm.yaml
+    python scripts/benchmark_lm.py --budgets 70 cell=gru # any Hydra override of captioning/configs/lm/lm.yaml
 
 Each budget is a separate seeded run whose learning-rate schedule decays over that budget. The clock
 counts the training loop (steps and periodic validation), not reading the corpus or the final
@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from captioning import CONFIG_DIR  # noqa: E402
 from captioning.utils.io import atomic_write, save_json  # noqa: E402
 from captioning.lm.config import register_schemas  # noqa: E402
 from captioning.lm.corpus import corpus_from_config  # noqa: E402
@@ -38,7 +39,7 @@ from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.run import run_config, train_from_config  # noqa: E402
 from captioning.lm.train import evaluate  # noqa: E402
 
-register_schemas()  # configs/lm/*.yaml extend the declared options: store them before composing
+register_schemas()  # captioning/configs/lm/*.yaml extend the declared options: store them before composing
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
@@ -57,7 +58,7 @@ def machine() -> dict:
 
 def run(budget: float, overrides: list[str], out: Path) -> dict:
     """Train the default config for ``budget`` seconds; return the figures."""
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "lm"), version_base=None):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR / "lm"), version_base=None):
         cfg = compose("lm", overrides=[f"schedule.max_seconds={budget}", "schedule.max_steps=100000000",
                                        f"out_dir={out / f'{budget:g}s'}", *overrides])
     opts = run_config(cfg)  # every bad value named before any work
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown file; only this benchmark's marked section is replaced")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark_lm")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/lm/lm.yaml")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of captioning/configs/lm/lm.yaml")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     info = {**machine(), "date": datetime.date.today().isoformat()}
