@@ -44,7 +44,7 @@ BAD_IMAGE_POLICIES = ("fail", "skip")
 
 @dataclass
 class RunConfig:
-    """The run's own options (the top level of configs/train.yaml) and its typed sections."""
+    """The run's own options (the top level of captioning/configs/train.yaml) and its typed sections."""
 
     seed: int = option(0, "seeds weights, batch order, dropout and sampling", ge=0)
     device: str = option("cpu", "cpu | cuda | auto (cuda when a GPU is visible)")
@@ -59,15 +59,15 @@ class RunConfig:
                                choices=BAD_IMAGE_POLICIES)
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated for evaluation")
     evaluate: EvaluateConfig = option(EvaluateConfig(), "baselines and failure reports at the end of training")
-    # the config groups (configs/<group>/*.yaml), each checked against its own schema
-    data: Any = option(None, "the dataset (configs/data)")
-    encoder: Any = option(None, "the image encoder (configs/encoder)")
-    model: Any = option(None, "the caption model (configs/model; captioning/models)")
-    cell: Any = option(None, "the model's recurrent cell (configs/cell)")
-    schedule: Any = option(None, "the training stages (configs/schedule)")
-    logger: Any = option(None, "none | wandb (configs/logger)")
-    metrics: Any = option(None, "the metrics every evaluation reports (configs/metrics)")
-    trainer: Any = option(None, "single | ddp (configs/trainer)")
+    # the config groups (captioning/configs/<group>/*.yaml), each checked against its own schema
+    data: Any = option(None, "the dataset (captioning/configs/data)")
+    encoder: Any = option(None, "the image encoder (captioning/configs/encoder)")
+    model: Any = option(None, "the caption model (captioning/configs/model; captioning/models)")
+    cell: Any = option(None, "the model's recurrent cell (captioning/configs/cell)")
+    schedule: Any = option(None, "the training stages (captioning/configs/schedule)")
+    logger: Any = option(None, "none | wandb (captioning/configs/logger)")
+    metrics: Any = option(None, "the metrics every evaluation reports (captioning/configs/metrics)")
+    trainer: Any = option(None, "single | ddp (captioning/configs/trainer)")
 
 
 @dataclass
@@ -81,14 +81,15 @@ class ProbeConfig:
 
 @dataclass
 class ProbeRunConfig(RunConfig):
-    """configs/probe.yaml: the training config (same data, encoder and cache) plus the probes' options."""
+    """captioning/configs/probe.yaml (captioning-probe): the training config (same data, encoder and cache)
+    plus the probes' options."""
 
     probe: ProbeConfig = option(ProbeConfig(), "the probes' options")
 
 
 @dataclass
 class ExtractRunConfig(RunConfig):
-    """configs/extract.yaml (scripts/extract_features.py): the training config plus which shard to extract."""
+    """captioning/configs/extract.yaml (captioning-extract): the training config plus which shard to extract."""
 
     shard: str = option("0/1", "i/n: extract block i of n of every split (0/1 = everything)")
     merge: bool = option(True, "merge a split's shards as soon as all of them are finished")
@@ -96,8 +97,8 @@ class ExtractRunConfig(RunConfig):
 
 @dataclass
 class CaptionRunConfig:
-    """configs/caption.yaml (captioning-caption): images in, one caption per image out, decoded with the
-    same ``decoding`` options as evaluation; ``keep_beams`` as in ``Captioner.caption``."""
+    """captioning/configs/caption.yaml (captioning-caption): images in, one caption per image out, decoded
+    with the same ``decoding`` options as evaluation; ``keep_beams`` as in ``Captioner.caption``."""
 
     checkpoint: str | None = option(None, "a run directory or a .pt file (required)")
     images: list[str] = option([], "image files and folders (searched for image files); the command's "
@@ -111,10 +112,11 @@ class CaptionRunConfig:
 
 @dataclass
 class GalleryRunConfig:
-    """configs/render_examples.yaml (captioning-render-examples): a run's captions drawn on its test images
-    (captioning/evaluation/gallery.py)."""
+    """captioning/configs/render_examples.yaml (captioning-render-examples): a run's captions drawn on its
+    test images (captioning/evaluation/gallery.py)."""
 
-    checkpoint: str | None = option(None, "the run directory (or its .pt file) whose data and model are drawn (required)")
+    checkpoint: str | None = option(None, "the run directory (or its .pt file) whose data and model are drawn "
+                                    "(required)")
     out: str = option("docs/figures/examples.png", "the PNG written")
     splits: list[str] = option(["test", "test_novel"], "splits of the run's own data to draw from")
     per_split: int = option(6, "images of each split, 1-, 2- and 3-object scenes mixed", ge=1)
@@ -158,7 +160,7 @@ def register_schemas() -> None:
 
 
 def check_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of a train config (see configs/train.yaml)."""
+    """Raise ConfigError listing every impossible value of a train config (see captioning/configs/train.yaml)."""
     found = config_problems(cfg)
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
@@ -197,7 +199,7 @@ def check_run_config(schema: type, cfg: Any) -> None:
 
 
 def check_evaluate_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of an evaluate config (see configs/evaluate.yaml)."""
+    """Raise ConfigError listing every impossible value of an evaluate config (see captioning/configs/evaluate.yaml)."""
     found = evaluate_problems(cfg)
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))

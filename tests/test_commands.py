@@ -91,7 +91,8 @@ def test_caption_takes_the_decoding_keys_of_evaluate():
                       "seed=3")
     check_run_config(CaptionRunConfig, cfg)
     opts = build(CaptionRunConfig, cfg)
-    assert (opts.decoding.method, opts.decoding.beam_size, opts.decoding.batch_size, opts.keep_beams) == ("beam", 5, 4, 2)
+    d = opts.decoding
+    assert (d.method, d.beam_size, d.length_alpha, d.batch_size, opts.keep_beams) == ("beam", 5, 0.7, 4, 2)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         evaluate = compose("evaluate")
     assert set(cfg.decoding) == set(evaluate.decoding)
