@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from captioning import CONFIG_DIR as CONFIGS  # the package's configs (captioning/configs)
 
 
 @dataclass

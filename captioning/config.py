@@ -6,9 +6,11 @@ the caption models (``CaptionModel.Config``, registered by name), the cell (``Ce
 (``ScheduleConfig`` of ``StageConfig`` stages), decoding (``DecodingConfig``), evaluation
 (``EvaluateConfig``), the data (one schema per kind, ``DATA_SCHEMAS``), the encoder (``EncoderConfig``),
 the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``), the trainer
-(``TrainerConfig``) and the runs themselves: ``RunConfig`` below (scripts/train.py), its extensions for
-scripts/probe_features.py and scripts/extract_features.py, and ``EvaluateRunConfig`` (scripts/evaluate.py).
-``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in configs/ extend them
+(``TrainerConfig``) and the runs themselves: ``RunConfig`` below (captioning-train), its extensions for
+captioning-probe and captioning-extract, ``EvaluateRunConfig`` (captioning-evaluate), ``CaptionRunConfig``
+(captioning-caption) and ``GalleryRunConfig`` (captioning-render-examples); captioning/commands/ has each
+command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
+captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
 key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
 ``check_config`` then names every value outside its range or choices at once.
@@ -42,7 +44,7 @@ BAD_IMAGE_POLICIES = ("fail", "skip")
 
 @dataclass
 class RunConfig:
-    """The run's own options (the top level of configs/train.yaml) and its typed sections."""
+    """The run's own options (the top level of captioning/configs/train.yaml) and its typed sections."""
 
     seed: int = option(0, "seeds weights, batch order, dropout and sampling", ge=0)
     device: str = option("cpu", "cpu | cuda | auto (cuda when a GPU is visible)")
@@ -57,15 +59,15 @@ class RunConfig:
                                choices=BAD_IMAGE_POLICIES)
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated for evaluation")
     evaluate: EvaluateConfig = option(EvaluateConfig(), "baselines and failure reports at the end of training")
-    # the config groups (configs/<group>/*.yaml), each checked against its own schema
-    data: Any = option(None, "the dataset (configs/data)")
-    encoder: Any = option(None, "the image encoder (configs/encoder)")
-    model: Any = option(None, "the caption model (configs/model; captioning/models)")
-    cell: Any = option(None, "the model's recurrent cell (configs/cell)")
-    schedule: Any = option(None, "the training stages (configs/schedule)")
-    logger: Any = option(None, "none | wandb (configs/logger)")
-    metrics: Any = option(None, "the metrics every evaluation reports (configs/metrics)")
-    trainer: Any = option(None, "single | ddp (configs/trainer)")
+    # the config groups (captioning/configs/<group>/*.yaml), each checked against its own schema
+    data: Any = option(None, "the dataset (captioning/configs/data)")
+    encoder: Any = option(None, "the image encoder (captioning/configs/encoder)")
+    model: Any = option(None, "the caption model (captioning/configs/model; captioning/models)")
+    cell: Any = option(None, "the model's recurrent cell (captioning/configs/cell)")
+    schedule: Any = option(None, "the training stages (captioning/configs/schedule)")
+    logger: Any = option(None, "none | wandb (captioning/configs/logger)")
+    metrics: Any = option(None, "the metrics every evaluation reports (captioning/configs/metrics)")
+    trainer: Any = option(None, "single | ddp (captioning/configs/trainer)")
 
 
 @dataclass
@@ -79,17 +81,49 @@ class ProbeConfig:
 
 @dataclass
 class ProbeRunConfig(RunConfig):
-    """configs/probe.yaml: the training config (same data, encoder and cache) plus the probes' options."""
+    """captioning/configs/probe.yaml (captioning-probe): the training config (same data, encoder and cache)
+    plus the probes' options."""
 
     probe: ProbeConfig = option(ProbeConfig(), "the probes' options")
 
 
 @dataclass
 class ExtractRunConfig(RunConfig):
-    """configs/extract.yaml (scripts/extract_features.py): the training config plus which shard to extract."""
+    """captioning/configs/extract.yaml (captioning-extract): the training config plus which shard to extract."""
 
     shard: str = option("0/1", "i/n: extract block i of n of every split (0/1 = everything)")
     merge: bool = option(True, "merge a split's shards as soon as all of them are finished")
+
+
+@dataclass
+class CaptionRunConfig:
+    """captioning/configs/caption.yaml (captioning-caption): images in, one caption per image out, decoded
+    with the same ``decoding`` options as evaluation; ``keep_beams`` as in ``Captioner.caption``."""
+
+    checkpoint: str | None = option(None, "a run directory or a .pt file (required)")
+    images: list[str] = option([], "image files and folders (searched for image files); the command's "
+                               "positional arguments are appended here")
+    decoding: DecodingConfig = option(DecodingConfig(batch_size=32), "how captions are generated (as for evaluation); "
+                                      "batch_size: images read and captioned at once")
+    keep_beams: int = option(0, "top beams printed under each caption with their log-probabilities "
+                             "(decoding.method=beam)", ge=0)
+    seed: int = option(0, "seeds decoding.method=sample", ge=0)
+
+
+@dataclass
+class GalleryRunConfig:
+    """captioning/configs/render_examples.yaml (captioning-render-examples): a run's captions drawn on its
+    test images (captioning/evaluation/gallery.py)."""
+
+    checkpoint: str | None = option(None, "the run directory (or its .pt file) whose data and model are drawn "
+                                    "(required)")
+    out: str = option("docs/figures/examples.png", "the PNG written")
+    splits: list[str] = option(["test", "test_novel"], "splits of the run's own data to draw from")
+    per_split: int = option(6, "images of each split, 1-, 2- and 3-object scenes mixed", ge=1)
+    columns: int = option(0, "images per row; 0 = per_split", ge=0)
+    seed: int = option(0, "picks the images and seeds decoding.method=sample", ge=0)
+    title: str = option("", "a title above the grid")
+    decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (as for evaluation)")
 
 
 class ConfigError(ValueError):
@@ -105,10 +139,12 @@ def model_schema(name: str) -> type:
 
 def register_schemas() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent): ``schema/run/<app>`` for the roots (train,
-    probe, extract, evaluate) and ``schema/<group>/<name>`` for the groups' yaml files to extend."""
+    probe, extract, evaluate, caption, render_examples) and ``schema/<group>/<name>`` for the groups' yaml
+    files to extend."""
     store = ConfigStore.instance()
     for name, node in (("train", RunConfig), ("probe", ProbeRunConfig), ("extract", ExtractRunConfig),
-                       ("evaluate", EvaluateRunConfig)):
+                       ("evaluate", EvaluateRunConfig), ("caption", CaptionRunConfig),
+                       ("render_examples", GalleryRunConfig)):
         store.store(group="schema/run", name=name, node=node)
     store.store(group="schema/cell", name="cell", node=CellConfig)
     store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
@@ -124,7 +160,7 @@ def register_schemas() -> None:
 
 
 def check_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of a train config (see configs/train.yaml)."""
+    """Raise ConfigError listing every impossible value of a train config (see captioning/configs/train.yaml)."""
     found = config_problems(cfg)
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
@@ -152,8 +188,18 @@ def config_problems(cfg: Any) -> list[str]:
     return found
 
 
+def check_run_config(schema: type, cfg: Any) -> None:
+    """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
+    (for the commands whose options are one schema: caption, render_examples)."""
+    found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
+    if "checkpoint" in cfg and not cfg.checkpoint:
+        found.append("checkpoint=<run dir or .pt file> is required")
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
 def check_evaluate_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of an evaluate config (see configs/evaluate.yaml)."""
+    """Raise ConfigError listing every impossible value of an evaluate config (see captioning/configs/evaluate.yaml)."""
     found = evaluate_problems(cfg)
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))

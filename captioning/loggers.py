@@ -13,7 +13,7 @@ LOGGERS = ("none", "wandb")
 
 @dataclass
 class NoLoggerConfig:
-    """``logger=none`` (configs/logger/none.yaml): nothing logged beyond the run directory's own files."""
+    """``logger=none`` (captioning/configs/logger/none.yaml): nothing logged beyond the run directory's own files."""
 
     name: str = option("none", "none | wandb: the experiment logger", choices=LOGGERS)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
            "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation"]
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
@@ -145,7 +145,7 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
 
 
 def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
 
 

@@ -23,7 +23,7 @@ MODES = ("offline", "online", "disabled")
 
 @dataclass
 class WandbConfig:
-    """``logger=wandb`` (configs/logger/wandb.yaml): a Weights & Biases run per training run."""
+    """``logger=wandb`` (captioning/configs/logger/wandb.yaml): a Weights & Biases run per training run."""
 
     name: str = option("wandb", "none | wandb: the experiment logger", choices=("none", "wandb"))
     mode: str = option("${oc.env:WANDB_MODE,offline}", "offline (no account, nothing sent; `wandb sync` uploads "

@@ -6,7 +6,7 @@ beam (batched vs one image at a time), bleu (ours vs the official scorer), scali
 memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
 Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
 load average) and the exact command. --quick shrinks every size to check that the sections work.
-On a GPU: scripts/benchmark_gpu.sh (--device cuda --amp bf16), written beside the CPU sections.
+On a GPU: scripts/benchmark_gpu.sh (--device cuda --precision bf16), written beside the CPU sections.
 """
 
 import argparse
@@ -37,14 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="small sizes: the sections run; figures not to quote")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--num_threads", "--threads", dest="num_threads", type=int, default=None,
+                        help="torch CPU threads, as num_threads= of the configs (default: torch's; --threads: old spelling)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast for training and encoder")
+    parser.add_argument("--precision", "--amp", dest="precision", default="fp32", choices=["fp32", "bf16", "none"],
+                        help="training steps and encoder, as precision= of the configs: fp32 | bf16 (autocast) "
+                             "(--amp: old spelling; none = fp32)")
     parser.add_argument("--workers", type=int, default=1, help="data-loader workers decoding images")
     parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="synthetic images and caches")
     parser.add_argument("--out", default="docs/benchmarks.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.amp = "bf16" if args.precision == "bf16" else "none"  # the sections' autocast switch
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         if not torch.cuda.is_available():
             sys.exit("--device cuda: no CUDA GPU is visible here; run the CPU suite without --device")
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     opts = Options(quick=args.quick, repeats=args.repeats, device=args.device, amp=args.amp, work_dir=args.work_dir,
                    scaling_sizes=args.scaling_sizes, workers=args.workers)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         machine = machine_line()
         section = SECTIONS[name]
         try:
-            body = section(opts, threads=args.threads) if name == "scaling" else section(opts)
+            body = section(opts, threads=args.num_threads) if name == "scaling" else section(opts)
         except Exception as err:  # one broken section must not cost the others (a GPU run is one shot)
             traceback.print_exc()
             failed.append(name)

@@ -28,5 +28,5 @@ fi
 WORKERS=$(python -c "import os; print(max(1, min(8, len(os.sched_getaffinity(0)) - 1)))")
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-time python scripts/benchmark.py --device "$DEVICE" --amp bf16 --workers "$WORKERS" "${SIZE_ARGS[@]}" \
+time python scripts/benchmark.py --device "$DEVICE" --precision bf16 --workers "$WORKERS" "${SIZE_ARGS[@]}" \
   --only cells extraction cached_features beam scaling --out "$OUT" "$@"

@@ -3,7 +3,7 @@
     python scripts/benchmark_lm.py                          # LSTM and Transformer, 300 s of training each
     python scripts/benchmark_lm.py --seconds 30 --report /tmp/lm.md   # a quick check, docs left alone
     python scripts/benchmark_lm.py --runs cell=gru "cell=transformer schedule=transformer cell.n_layer=6"
-    python scripts/benchmark_lm.py threads=1                # Hydra overrides of configs/lm/lm.yaml for every run
+    python scripts/benchmark_lm.py threads=1                # Hydra overrides of captioning/configs/lm/lm.yaml for every run
 
 Each run is a separate seeded run of scripts/train_lm.py's code on the same corpus and split, whose
 learning-rate schedule decays over the same budget. The clock counts the training loop (steps and
@@ -35,13 +35,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from captioning import CONFIG_DIR  # noqa: E402
 from captioning.utils.io import atomic_write, save_json  # noqa: E402
 from captioning.lm.config import register_schemas  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.run import run_config, train_from_config  # noqa: E402
 from captioning.lm.transformer import TransformerConfig  # noqa: E402
 
-register_schemas()  # configs/lm/*.yaml extend the declared options: store them before composing
+register_schemas()  # captioning/configs/lm/*.yaml extend the declared options: store them before composing
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
@@ -68,7 +69,7 @@ def describe(cell: object, model: object) -> str:
 
 def run(seconds: float, overrides: list[str], out: Path) -> dict:
     """Train the config of ``overrides`` for ``seconds``; return the figures."""
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "lm"), version_base=None):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR / "lm"), version_base=None):
         cfg = compose("lm", overrides=[f"schedule.max_seconds={seconds}", "schedule.max_steps=100000000",
                                        *overrides, "schedule.final_eval_chars=null"])  # the whole validation text
         cfg.out_dir = str(out / f"{cfg.cell.name}-{seconds:g}s")
@@ -143,7 +144,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown file; only this benchmark's marked section is replaced")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark_lm")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/lm/lm.yaml, for every run")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of captioning/configs/lm/lm.yaml, for every run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     info = {**machine(), "date": datetime.date.today().isoformat()}

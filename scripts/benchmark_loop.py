@@ -53,7 +53,8 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before], check=True)
     rev = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, check=True).stdout.strip()
-    keys_before = ONE_EPOCH["stages"] if (before / "configs" / "stage").is_dir() else ONE_EPOCH["flat"]
+    staged = any((before / d / "stage").is_dir() for d in ("configs", "captioning/configs"))  # configs moved into the package
+    keys_before = ONE_EPOCH["stages"] if staged else ONE_EPOCH["flat"]
     start_line = machine_line()
     epoch_seconds(ROOT, ONE_EPOCH["stages"], work, "warmup", args.overrides)  # data and features, once
     times: dict[str, list[float]] = {"before": [], "after": []}

@@ -1,37 +1,12 @@
-"""Export a run for inference: `python scripts/export.py checkpoint=RUN_DIR_OR_PT [out=FOLDER]`.
+"""`python scripts/export.py ...` is `captioning-export ...`: see captioning/commands/export.py (or `captioning-export --help`).
 
-Writes model.safetensors, encoder.safetensors (a fine-tuned encoder only), config.json and vocab.json
-(captioning/models/export.py), which `Captioner.from_pretrained(FOLDER)` loads without reading any pickle.
-Training runs write this to run_dir/export themselves; this script is for older runs. A run directory
-exports its best checkpoint; `out` defaults to RUN_DIR/export for a run directory and is required for a file.
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
 import sys
-from pathlib import Path
 
-from captioning.models.checkpoint import CheckpointError
-from captioning.models.export import export_checkpoint
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    opts = dict(arg.split("=", 1) for arg in argv if "=" in arg)
-    unknown = [a for a in argv if "=" not in a or a.split("=", 1)[0] not in ("checkpoint", "out")]
-    if unknown or not opts.get("checkpoint"):
-        raise SystemExit(f"usage: scripts/export.py checkpoint=<run dir or .pt> [out=<folder>] (got {unknown or argv})")
-    source = Path(opts["checkpoint"])
-    if "out" not in opts and not source.is_dir():
-        raise SystemExit("out=<folder> is required when checkpoint= is a file")
-    try:
-        out = export_checkpoint(source, opts.get("out") or source / "export")
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"exported to {out}")
-    return 0
-
+from captioning.commands.export import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

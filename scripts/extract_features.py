@@ -1,30 +1,10 @@
-"""Extract (a shard of) the encoder features of a dataset: `python scripts/extract_features.py [shard=i/n]`.
+"""`python scripts/extract_features.py ...` is `captioning-extract ...`: see captioning/commands/extract_features.py (or `captioning-extract --help`).
 
-Takes the same options as scripts/train.py (data, encoder, cache_dir, ...). Examples:
-    python scripts/extract_features.py data=coco2014                     # everything, one process
-    python scripts/extract_features.py -m data=coco2014 shard=0/4,1/4,2/4,3/4   # 4 jobs (any launcher)
-The job that finds every shard of a split finished merges them; training then reuses the cache.
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-import hydra
-import torch
-from omegaconf import DictConfig
-
-from captioning.config import check_config  # also registers the config schemas with Hydra
-from captioning.features.shards import extract_dataset_shard, parse_shard
-from captioning.pipeline import resolve_device
-
-
-@hydra.main(config_path="../configs", config_name="extract", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    check_config(cfg)  # every bad value at once, before any work
-    index, count = parse_shard(cfg.shard)
-    cfg.device = resolve_device(cfg.device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    for split, state in extract_dataset_shard(cfg, index, count, merge=cfg.merge).items():
-        print(f"{split}: {state}")
-
+from captioning.commands.extract_features import main
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
     python scripts/long_term_dependency.py                      # docs/long_term_dependency.md + figure
     python scripts/long_term_dependency.py lengths=[10,20] train.max_steps=200 docs_dir=null   # quick look
 
-Options: configs/sequence/long_term_dependency.yaml (SweepConfig in captioning/sequence/experiments.py);
+Options: captioning/configs/sequence/long_term_dependency.yaml (SweepConfig in captioning/sequence/experiments.py);
 every bad value is named before the first run.
 """
 
@@ -18,7 +18,7 @@ from captioning.sequence.config import register_schemas, sweep_config
 from captioning.sequence.experiments import length_sweep, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-register_schemas()  # configs/sequence/*.yaml extend the declared options: store them before Hydra composes
+register_schemas()  # captioning/configs/sequence/*.yaml extend the declared options: store them before Hydra composes
 
 
 def _row(r: dict) -> None:
@@ -27,7 +27,7 @@ def _row(r: dict) -> None:
           + ("  solved" if r["solved"] else ""), flush=True)
 
 
-@hydra.main(config_path="../configs/sequence", config_name="long_term_dependency", version_base="1.3")
+@hydra.main(config_path="../captioning/configs/sequence", config_name="long_term_dependency", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     opts = sweep_config(cfg)  # every bad value named before any work
     if opts.threads:

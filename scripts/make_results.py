@@ -1,34 +1,12 @@
-"""Write docs/results.md: RNN vs LSTM vs GRU vs the baselines on the synthetic shapes test splits.
+"""`python scripts/make_results.py ...` is `captioning-make-results ...`: see captioning/commands/make_results.py (or `captioning-make-results --help`).
 
-    python scripts/make_results.py [--seeds N] [key=value ...]   # extra overrides go to every run
-    python scripts/make_results.py --render                     # redraw the section from runs/results
-
-Trains one model per cell and seed (seeds 0..N-1, default 3; features are extracted once and shared
-through the cache) with the default config, then tabulates mean ± sd over seeds of BLEU-1..4, CIDEr
-and the scene accuracies for test and test_novel, the headline metrics (BLEU-4, CIDEr, scene, binding)
-with 95% bootstrap intervals over images, the baselines, the chance and ceiling lines of the scene
-accuracies and the references' own leave-one-out agreement. Run it for final configurations only:
-choices are made on val (docs/results.md, protocol). `python scripts/paired.py` compares two models.
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-import argparse
+import sys
 
-from captioning.results import make_results, write_results
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model, 0..N-1 (default 3)")
-    parser.add_argument("--render", action="store_true", help="redraw docs/results.md from runs/results, no training")
-    parser.add_argument("--run-root", default="runs/results", help="where the runs go (default runs/results)")
-    parser.add_argument("--out", default="docs/results.md", help="the markdown file written (default docs/results.md)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. schedule=smoke")
-    args = parser.parse_args(argv)
-    if args.render:
-        write_results(args.run_root, args.out)
-    else:
-        make_results(args.overrides, out=args.out, run_root=args.run_root, seeds=args.seeds)
-
+from captioning.commands.make_results import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,67 +1,12 @@
-#!/usr/bin/env python
-"""Prepare datasets for configs/data/: download the public ones, or generate the synthetic shapes.
+"""`python scripts/prepare_data.py ...` is `captioning-prepare-data ...`: see captioning/commands/prepare_data.py (or `captioning-prepare-data --help`).
 
-    python scripts/prepare_data.py shapes                    # offline, ~20 s: data/shapes (default set)
-    python scripts/prepare_data.py shapes --config shapes_tiny
-    python scripts/prepare_data.py coco2014 tinyshakespeare  # needs internet and disk space
-    python scripts/prepare_data.py flickr8k --root /big/disk # then train with CAPTIONING_DATA=/big/disk
-
-Files go to <root>/<dataset>/ with root = --root, else $CAPTIONING_DATA, else ./data, which is
-where the data configs look. Downloads resume after an interruption (finished files are skipped).
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-import os
 import sys
-import time
-from pathlib import Path
 
-from captioning.data.download import DATASETS, describe_all, prepare
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def make_shapes(config: str, root: str | None) -> None:
-    """Generate the synthetic shapes set of ``configs/data/<config>.yaml`` and load it once."""
-    from hydra import compose, initialize_config_dir
-
-    from captioning.data.datasets import load_dataset
-
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        overrides = [f"+data={config}"] + ([f"data.root={Path(root).resolve() / config}"] if root else [])
-        cfg = compose(overrides=overrides).data
-    start = time.perf_counter()
-    splits = load_dataset(cfg)
-    counts = ", ".join(f"{s} {len(r)}" for s, r in splits.items())
-    print(f"shapes ({config}) ready in {time.perf_counter() - start:.1f} s: {counts} images")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        epilog="targets (downloads, sizes, layout):\n" + describe_all()
-        + "\n  shapes           generated offline (about 20 s, 62 MB) from configs/data/<config>.yaml"
-        + "\n                   -> <root>/<config>/: images/<split>/*.png annotations/captions_<split>.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("targets", nargs="+", choices=[*DATASETS, "shapes"], metavar="TARGET",
-                        help=f"one or more of: shapes, {', '.join(DATASETS)}")  # fmt: skip
-    parser.add_argument("--root", help="data root (default: $CAPTIONING_DATA or ./data)")
-    parser.add_argument("--config", default="shapes", help="data config for the shapes target (default: shapes)")
-    parser.add_argument("--keep-archives", action="store_true", help="keep downloaded zips after extracting")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    root = Path(args.root) if args.root else None
-    for target in args.targets:
-        if target == "shapes":
-            make_shapes(args.config, args.root)
-        else:
-            print(f"{target} ready in {prepare(target, root, args.keep_archives)}")
-    return 0
-
+from captioning.commands.prepare_data import main
 
 if __name__ == "__main__":
     sys.exit(main())

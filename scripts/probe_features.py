@@ -1,43 +1,10 @@
-"""Probe the frozen encoder features of the synthetic shapes: what a decoder could read from them.
+"""`python scripts/probe_features.py ...` is `captioning-probe ...`: see captioning/commands/probe_features.py (or `captioning-probe --help`).
 
-    python scripts/probe_features.py                                   # the default encoder
-    python scripts/probe_features.py encoder=efficientnet_lite0_grid   # + the 2x2 grid
-    python scripts/probe_features.py probe.hidden=1024                 # an MLP probe instead of a linear one
-
-Takes scripts/train.py's options (configs/probe.yaml) (data, encoder, cache_dir; features come from the shared cache). For
-scenes of n objects in order along their relation axis, a probe trained on the train split predicts
-each object's colour-shape pair; printed: test accuracy per slot and all n right (captioning/evaluation/probes.py).
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-import json
-
-import hydra
-import torch
-from omegaconf import DictConfig
-
-from captioning.config import check_config
-from captioning.features.prepare import prepare
-from captioning.pipeline import resolve_device
-from captioning.evaluation.probes import probe_scenes
-
-
-@hydra.main(config_path="../configs", config_name="probe", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    check_config(cfg)  # every bad value at once, before any work
-    cfg.device = resolve_device(cfg.device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    train, test = cfg.data.train_split, cfg.probe.split
-    p = prepare(cfg, splits_needed=[train, test])
-    hidden = cfg.probe.hidden
-    results = probe_scenes(p.splits[train], p.features[train], p.splits[test], p.features[test], hidden=hidden,
-                           epochs=cfg.probe.epochs, seed=cfg.seed)
-    print(f"features {p.encoder_key}\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}; split {test}")
-    for n, r in results.items():
-        print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "
-              f"(train {r['train']}, test {r['test']})")
-    print(json.dumps({"encoder": p.encoder_key, "hidden": hidden, "split": test, "results": results}))
-
+from captioning.commands.probe_features import main
 
 if __name__ == "__main__":
     main()

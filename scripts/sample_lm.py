@@ -1,35 +1,10 @@
-"""Sample text from a trained character model.
+"""`python scripts/sample_lm.py ...` is `captioning-sample-lm ...`: see captioning/commands/sample_lm.py (or `captioning-sample-lm --help`).
 
-    python scripts/sample_lm.py checkpoint=outputs/lm/shakespeare-lstm/ckpt.pt temperature=0.8 prime="ROMEO:"
-    python scripts/sample_lm.py checkpoint=... temperature=0     # argmax (greedy)
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-from __future__ import annotations
-
-import os
-
-# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
-# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from captioning.lm.config import SampleConfig, check, register_schemas, sample_problems  # noqa: E402
-from captioning.lm.model import load_lm  # noqa: E402
-from captioning.lm.sample import sample  # noqa: E402
-
-register_schemas()  # configs/lm/sample.yaml extends the declared options: store them before Hydra composes
-
-
-@hydra.main(version_base=None, config_path="../configs/lm", config_name="sample")
-def main(cfg: DictConfig) -> None:
-    """Print the prime followed by ``length`` sampled characters."""
-    opts: SampleConfig = check(SampleConfig, cfg, sample_problems)  # every bad value named before loading
-    model, vocab = load_lm(opts.checkpoint)
-    text = sample(model, vocab, opts.length, opts.prime, opts.temperature, opts.seed, opts.top_k)
-    print(opts.prime + text)
-
+from captioning.commands.sample_lm import main
 
 if __name__ == "__main__":
     main()

@@ -1,42 +1,10 @@
-"""Train one sequence task and compare it with its trivial baseline.
+"""`python scripts/sequence_tasks.py ...` is `captioning-sequence-tasks ...`: see captioning/commands/sequence_tasks.py (or `captioning-sequence-tasks --help`).
 
-    python scripts/sequence_tasks.py task=adding cell=lstm seq_len=100
-    python scripts/sequence_tasks.py task=reverse cell=gru
-    python scripts/sequence_tasks.py task=caption_colour cell=rnn
-    python scripts/sequence_tasks.py task=paraphrase cell=lstm train.beam_size=5
-
-Tasks and options: configs/sequence/ (declared in captioning/sequence/config.py's schemas). Every bad
-value is named before any work. Writes result.json and model.pt to the run directory.
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from captioning.sequence.config import register_schemas, run_config
-from captioning.sequence.train import run_task
-
-register_schemas()  # configs/sequence/*.yaml extend the declared options: store them before Hydra composes
-
-
-def _fmt(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-
-
-@hydra.main(config_path="../configs/sequence", config_name="sequence", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    opts = run_config(cfg)  # every bad value named before any work
-    run_dir = HydraConfig.get().runtime.output_dir
-    name = opts.task.name + (f" T={opts.task.seq_len}" if opts.task.name == "adding" else "")
-    print(f"{name}, cell {opts.cell.name}: training (run dir {run_dir})")
-    result = run_task(opts, run_dir, on_eval=lambda row: print(
-        f"  step {row['step']:5d}  train loss {row['train_loss']:.4f}  test: {_fmt({k: v for k, v in row.items() if k not in ('step', 'train_loss', 'seconds')})}"))
-    for ex in result["examples"] if "examples" in result else []:
-        print(f"  {ex['source']!r} -> {ex['output']!r} (reference {ex['reference']!r})")
-    print(f"{name}, cell {opts.cell.name}, {result['steps']} steps, {result['seconds']:.0f} s")
-    print(f"  model:    {_fmt(result['final'])}")
-    print(f"  baseline: {_fmt(result['baseline'])}")
-
+from captioning.commands.sequence_tasks import main
 
 if __name__ == "__main__":
     main()

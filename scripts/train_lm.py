@@ -1,37 +1,10 @@
-"""Train a character-level language model (char-rnn) on a corpus.
+"""`python scripts/train_lm.py ...` is `captioning-train-lm ...`: see captioning/commands/train_lm.py (or `captioning-train-lm --help`).
 
-    python scripts/train_lm.py                                  # Tiny Shakespeare, LSTM, default schedule
-    python scripts/train_lm.py corpus=python_source cell=gru schedule=long
-    python scripts/train_lm.py schedule.max_seconds=70          # a time budget
-    python scripts/train_lm.py resume=true                      # continue from ${out_dir}/ckpt.pt
-    OMP_WAIT_POLICY=ACTIVE python scripts/train_lm.py           # on an idle machine: ~20% more steps/s
+A thin wrapper, kept so the commands in README.md and docs/ work from a checkout without installing the
+console scripts; the command itself lives in the package.
 """
 
-from __future__ import annotations
-
-import os
-
-# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
-# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from captioning.lm.config import register_schemas  # noqa: E402
-from captioning.lm.run import train_from_config  # noqa: E402
-
-register_schemas()  # configs/lm/*.yaml extend the declared options: store them before Hydra composes
-
-
-@hydra.main(version_base=None, config_path="../configs/lm", config_name="lm")
-def main(cfg: DictConfig) -> float:
-    """Check every option, train, and print the validation loss (nats per character)."""
-    result = train_from_config(cfg)
-    print(f"validation loss {result.val_loss:.4f} nats/char after {result.steps} steps, {result.seconds:.1f} s "
-          f"({result.train_chars_per_s:.0f} chars/s); checkpoint {result.checkpoint}")
-    return result.val_loss
-
+from captioning.commands.train_lm import main
 
 if __name__ == "__main__":
     main()

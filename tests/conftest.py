@@ -7,8 +7,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import captioning.config  # noqa: F401 (registers the config schemas with Hydra)
+from captioning import CONFIG_DIR
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIGS = str(CONFIG_DIR)  # the package's configs (captioning/configs)
 # the smallest end-to-end run: 64 training images, 2 epochs, a 48-unit decoder, BLEU only. The pooled
 # 1280-d feature, not the main job's grid: with 6400 inputs, many LayerNorm weights get near-zero
 # gradients that Adam scales up to full steps, so float-order noise (DDP vs one process) shows.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from captioning import CONFIG_DIR
 PACKAGE = Path(__file__).resolve().parents[1] / "captioning"
 ROOT = PACKAGE.parent
 
@@ -85,5 +86,5 @@ def test_every_shipped_model_is_registered_and_has_a_yaml():
     import captioning.config  # noqa: F401 (imports the package's models)
     from captioning.models.base import MODELS
 
-    yamls = {p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")}
+    yamls = {p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")}
     assert "show_tell" in MODELS and set(MODELS) == yamls

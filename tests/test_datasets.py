@@ -7,10 +7,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from captioning import CONFIG_DIR
 from captioning.data.coco import MissingImagesError
 from captioning.data.datasets import DataConfigError, load_dataset, validate_data_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 NAMES = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
 
 
@@ -21,7 +22,7 @@ def _composed(name: str):
 
 
 def data_config(name: str, *overrides: str):
-    """configs/data/<name>.yaml as Hydra composes it, with ``key=value`` overrides."""
+    """captioning/configs/data/<name>.yaml as Hydra composes it, with ``key=value`` overrides."""
     cfg = copy.deepcopy(_composed(name))
     for override in overrides:
         key, value = override.split("=", 1)

@@ -10,12 +10,13 @@ import torch
 import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 
+from captioning import CONFIG_DIR
 from captioning.utils import distributed
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint
 from captioning.training.loop import train
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIGS = str(CONFIG_DIR)
 # dropout 0: the ranks draw their own dropout masks, so only a dropout-free run can match exactly.
 # Pooled 1280-d features: the grid features have ~950 dimensions constant over these 64 images, whose
 # LayerNorm gains get float-noise gradients that Adam scales up to lr-sized steps (in one process as

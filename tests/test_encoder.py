@@ -1,7 +1,6 @@
 """Encoders: the offline EfficientNet-Lite0 weights map onto timm exactly; features are what the classifier
 reads; torchvision/timm plumbing (random weights, never downloaded); frozen by default; clear offline errors."""
 
-from pathlib import Path
 from urllib.error import URLError
 
 import pytest
@@ -10,10 +9,11 @@ from PIL import Image
 from skimage import data as skdata
 
 import captioning.features.encoder as encoder_mod
+from captioning import CONFIG_DIR
 from captioning.data.images import ImageTransform
 from captioning.features.encoder import EncoderWeightsUnavailable, build_encoder, load_efficientnet_lite0
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
+CONFIGS = CONFIG_DIR / "encoder"
 LITE0 = dict(name="efficientnet_lite0", source="package", weights="package", image_size=224)
 
 

@@ -1,11 +1,11 @@
 """evaluate_split writes COCO results, per-image scores and the report; score_files scores any results file."""
 
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from captioning import CONFIG_DIR
 from captioning.data.coco import ImageRecord
 from captioning.evaluation.scoring import evaluate_split, extra_metrics, score_files
 from captioning.evaluation.metrics import score
@@ -67,9 +67,9 @@ def test_default_metrics_give_cider_without_java(tmp_path, monkeypatch):
 
     from hydra import compose, initialize_config_dir
 
-    import captioning.config  # noqa: F401 (registers the schema configs/metrics/default.yaml extends)
+    import captioning.config  # noqa: F401 (registers the schema captioning/configs/metrics/default.yaml extends)
 
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         default = compose(overrides=["+metrics=default"]).metrics
     monkeypatch.setattr(shutil, "which", lambda name: None)
     metrics = evaluate_split(_records(tmp_path), HYPS, tmp_path / "eval", "test", metrics_cfg=default,

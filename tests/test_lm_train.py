@@ -1,10 +1,10 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from captioning import CONFIG_DIR
 from captioning.lm.config import register_schemas, run_problems, sample_problems, viz_problems
 from captioning.lm.corpus import Corpus
 from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN, load_lm
@@ -14,8 +14,8 @@ from captioning.lm.evaluate import carried_loss, windowed_loss
 from captioning.lm.train import TrainConfig, lr_at, schedule_problems, train_char_lm
 from captioning.utils.precision import native_bf16, training_precision
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "lm")
-register_schemas()  # configs/lm/*.yaml extend the declared options
+CONFIGS = str(CONFIG_DIR / "lm")
+register_schemas()  # captioning/configs/lm/*.yaml extend the declared options
 
 
 def tiny_config(**kw) -> TrainConfig:

@@ -46,7 +46,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tiny_root, tiny_run
 def test_captioner_api_and_cli_caption_images(tiny_run, tiny_root, capsys):
     from PIL import Image
 
-    from captioning.cli import caption_main
+    from captioning.commands.caption import main as caption_main
 
     run_dir, _ = tiny_run
     images = sorted((tiny_root / "data" / "shapes_tiny" / "images" / "test").glob("*.png"))[:3]
@@ -56,7 +56,7 @@ def test_captioner_api_and_cli_caption_images(tiny_run, tiny_root, capsys):
     # odd-but-valid modes work: grayscale, RGBA and palette images
     odd = [Image.open(images[0]).convert(m) for m in ("L", "RGBA", "P")]
     assert len(captioner.caption(odd, method="greedy")) == 3
-    assert caption_main([str(images[0]), f"checkpoint={run_dir}", "show_beams=2"]) == 0
+    assert caption_main([str(images[0]), f"checkpoint={run_dir}", "keep_beams=2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(str(images[0])) and len(out) == 3
     bad = tiny_root / "not_an_image.png"

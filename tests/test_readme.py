@@ -1,18 +1,22 @@
 """Every command in README.md is valid: the quickstart pair verbatim first, then each `python scripts/...`
-command's script exists and accepts its options (Hydra overrides composed against the script's own
-config; argparse flags and choices checked against `--help`; the caption CLI's keys)."""
+and `captioning-...` command's script or console entry point exists and accepts its options (Hydra
+overrides composed against the command's own config in the package; argparse flags and choices checked
+against `--help`)."""
 
 import contextlib
+import importlib
 import io
 import re
 import runpy
 import shlex
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
+from captioning import CONFIG_DIR
 from captioning.lm.config import register_schemas as register_lm_schemas
 from captioning.sequence.config import register_schemas as register_sequence_schemas
 
@@ -22,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test]" && python -m pytest -q']
 NOT_RUN = ("pip install", "python -m pytest", "wandb sync", "jupyter", "torchrun")  # install/network/test-suite commands
+CONSOLE = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:
@@ -36,20 +41,43 @@ def commands(text: str) -> list[str]:
         if lang in ("bash", "sh", "shell"):
             found += [line.strip() for line in body.replace("\\\n", " ").splitlines() if line.strip()]
     prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
-    found += re.findall(r"`(python scripts/[^`]+)`", prose)
+    found += re.findall(r"`((?:python scripts/|captioning-)[^`]+)`", prose)
     return found
 
 
+def checked(command: str) -> bool:
+    """Whether ``command`` runs one of the project's commands (a script or a console entry point)."""
+    return "python scripts/" in command or any(word in CONSOLE for word in command.split())
+
+
 def script_args(command: str) -> tuple[Path, list[str]]:
-    """The script and its arguments; <placeholders> become one word, env assignments are dropped."""
+    """The script (for a console command: the scripts/ wrapper of its module) and its arguments;
+    <placeholders> become one word, env assignments are dropped."""
     command = re.sub(r"<[^>]*>", "PLACEHOLDER", command.split("#")[0])
     words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w)]
+    console = next((i for i, w in enumerate(words) if w in CONSOLE), None)
+    if console is not None:
+        module = CONSOLE[words[console]].split(":")[0]
+        wrapper = ROOT / "scripts" / f"{module.rsplit('.', 1)[-1]}.py"
+        assert command_module(wrapper) == module, f"{words[console]} has no scripts/ wrapper calling {module}"
+        return wrapper, words[console + 1 :]
     start = words.index("python") + 1
     return ROOT / words[start], words[start + 1 :]
 
 
+def command_module(script: Path) -> str | None:
+    """The captioning.commands module whose main a scripts/ wrapper calls (None for a standalone script)."""
+    found = re.search(r"^from (captioning\.commands\.\w+) import main$", script.read_text(encoding="utf-8"), re.M)
+    return found.group(1) if found else None
+
+
 def hydra_target(script: Path) -> tuple[Path, str] | None:
-    """(config dir, config name) from a script's @hydra.main decorator; None when it is not Hydra."""
+    """(config dir, config name) of the command's Hydra app (its module's CONFIG_PATH and CONFIG_NAME, or
+    a standalone script's @hydra.main decorator); None when it is not Hydra."""
+    module = command_module(script)
+    if module is not None:
+        mod = importlib.import_module(module)
+        return (Path(mod.CONFIG_PATH), mod.CONFIG_NAME) if hasattr(mod, "CONFIG_NAME") else None
     source = script.read_text(encoding="utf-8")
     if "@hydra.main" not in source:
         return None
@@ -84,24 +112,19 @@ def check_argparse(script: Path, args: list[str], monkeypatch) -> None:
             assert arg in help_text or "/" in arg or "PLACEHOLDER" in arg, f"{script.name}: {arg} is not a choice"
 
 
-def check_key_value_cli(args: list[str], known) -> None:
-    """The key=value scripts (caption.py, render_examples.py): every key is one of theirs."""
-    keys = [a.split("=", 1)[0] for a in args if "=" in a]
-    assert keys and all(k in known for k in keys), keys
-
-
 def check_command(command: str, monkeypatch) -> None:
     script, args = script_args(command)
     assert script.is_file(), f"README names a missing script: {script}"
     target = hydra_target(script)
-    if script.name == "caption.py":
-        from captioning.cli import DEFAULTS
+    if script.name == "caption.py":  # image paths first: the command turns them into images=[...]
+        from captioning.commands.caption import hydra_argv
 
-        check_key_value_cli(args, DEFAULTS)
-    elif script.name == "render_examples.py":
-        check_key_value_cli(args, runpy.run_path(str(script))["DEFAULTS"])
-    elif script.name == "make_results.py":  # its overrides go to every training run
-        check_hydra(ROOT / "configs", "train", args)
+        try:
+            args = hydra_argv(args)
+        except SystemExit as exc:  # an old key=value spelling
+            raise ValueError(str(exc)) from None
+    if script.name == "make_results.py":  # its overrides go to every training run
+        check_hydra(CONFIG_DIR, "train", args)
     elif target is not None:
         check_hydra(*target, args)
     elif args:
@@ -122,20 +145,22 @@ def test_the_readme_covers_its_topics_in_order():
     assert positions == sorted(positions), headings
 
 
-@pytest.mark.parametrize("command", [c for c in commands(README) if "python scripts/" in c and c not in QUICKSTART])
+@pytest.mark.parametrize("command", [c for c in commands(README) if checked(c) and c not in QUICKSTART])
 def test_readme_command_is_valid(command, monkeypatch):
     check_command(command, monkeypatch)
 
 
 def test_every_readme_command_is_checked_or_deliberately_not_run():
     for command in commands(README):
-        assert "python scripts/" in command or command.startswith(NOT_RUN), f"unchecked README command: {command}"
+        assert checked(command) or command.startswith(NOT_RUN), f"unchecked README command: {command}"
 
 
 def test_the_checks_catch_bad_commands(monkeypatch):
     for bad in ("python scripts/train.py cell=transformer", "python scripts/train.py no_such_key=1",
                 "python scripts/train.py -m cell=rnn,elman", "python scripts/caption.py x.png colour=blue",
                 "python scripts/no_such_script.py", "python scripts/prepare_data.py coco2099",
-                "python scripts/compare_runs.py runs/x --no-such-flag"):
+                "python scripts/compare_runs.py runs/x --no-such-flag", "captioning-caption x.png show_beams=2",
+                "captioning-caption x.png decoding.colour=blue", "captioning-train cell=transformer",
+                "captioning-prepare-data coco2099"):
         with pytest.raises(Exception):
             check_command(bad, monkeypatch)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioning.cli import caption_main
+from captioning.commands.caption import main as caption_main
 from captioning.data.coco import DataError, encode_captions, load_coco_captions
 from captioning.features.cache import extract_features
 from captioning.data.images import BadImageError, load_rgb
@@ -109,7 +109,7 @@ def test_fuzzed_images_through_extraction_leave_a_whole_cache(fuzzed_images, tmp
 
 def test_fuzzed_images_through_the_caption_cli(fuzzed_images, tiny_checkpoint, capsys):
     ok = [p for p in fuzzed_images if _outcome(p) == "ok"]
-    status = caption_main([*fuzzed_images, f"checkpoint={tiny_checkpoint}", "method=greedy", "batch_size=64"])
+    status = caption_main([*fuzzed_images, f"checkpoint={tiny_checkpoint}", "decoding.method=greedy", "decoding.batch_size=64"])
     out, err = capsys.readouterr()
     assert status == 1
     assert [line.split("\t")[0] for line in out.splitlines()] == ok

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioning.cli import caption_main
+from captioning.commands.caption import main as caption_main
 from captioning.features.cache import BadImagesError, extract_features
 from tests.test_features import mean_colour_encoder
 
@@ -115,7 +115,7 @@ def test_main_job_fails_listing_bad_images_or_skips_and_counts_them(tiny_root, z
 
 def test_caption_cli_captions_odd_images_and_names_each_bad_one(tmp_path, tiny_checkpoint, capsys):
     odd, bad = image_zoo(tmp_path / "img")
-    assert caption_main([*odd, *bad, f"checkpoint={tiny_checkpoint}", "method=greedy"]) == 1
+    assert caption_main([*odd, *bad, f"checkpoint={tiny_checkpoint}", "decoding.method=greedy"]) == 1
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert [line.split("\t")[0] for line in lines] == odd and all(line.split("\t")[1] for line in lines)
@@ -126,5 +126,5 @@ def test_caption_cli_captions_odd_images_and_names_each_bad_one(tmp_path, tiny_c
     # a folder argument finds the images in it; only good ones: exit status 0
     for path in bad:
         Path(path).unlink(missing_ok=True)
-    assert caption_main([str(tmp_path / "img"), f"checkpoint={tiny_checkpoint}", "method=beam"]) == 0
+    assert caption_main([str(tmp_path / "img"), f"checkpoint={tiny_checkpoint}", "decoding.method=beam"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(odd)

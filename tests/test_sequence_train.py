@@ -1,11 +1,10 @@
 """Problems and the training loop: every task builds and trains; the adding problem is learned at T=10."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from captioning import CONFIG_DIR
 from captioning.sequence.config import register_schemas, run_config, run_problems
 from captioning.sequence.models import SequenceCellConfig as Cell
 from captioning.sequence.models import SequenceModelConfig as Sizes
@@ -14,8 +13,8 @@ from captioning.sequence.problems import (AddingTask, CaptionColourTask, Paraphr
 from captioning.sequence.train import SequenceTrainConfig as Loop
 from captioning.sequence.train import reached, run_task, train_sequence_model
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "sequence")
-register_schemas()  # configs/sequence/*.yaml extend the declared options
+CONFIGS = str(CONFIG_DIR / "sequence")
+register_schemas()  # captioning/configs/sequence/*.yaml extend the declared options
 
 TINY = {
     "adding": AddingTask(seq_len=10, n_test=300, seed=0, tolerance=0.04, placement="hochreiter"),

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from captioning import CONFIG_DIR
 from captioning.data.coco import load_coco_captions
 from captioning.data.shapes import DEFAULTS, MARKER, generate_shapes, resolve_params
 
 SPLITS = {"train": 40, "val": 8, "test": 8, "test_novel": 16}
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data" / "shapes.yaml"
+CONFIG = CONFIG_DIR / "data" / "shapes.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_default_config_matches_code_defaults():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import captioning.config  # noqa: F401 (registers the schema configs/data/shapes.yaml extends)
+    import captioning.config  # noqa: F401 (registers the schema captioning/configs/data/shapes.yaml extends)
 
     with initialize_config_dir(config_dir=str(CONFIG.parents[1]), version_base="1.3"):
         generator = OmegaConf.to_container(compose(overrides=["+data=shapes"]).data.generator)

@@ -1,0 +1,147 @@
+"""Caption images: `captioning-caption IMAGE_OR_FOLDER ... checkpoint=RUN_DIR_OR_PT [key=value ...]`
+(or `python scripts/caption.py ...`).
+
+Options (Hydra overrides of captioning/configs/caption.yaml, declared by CaptionRunConfig in
+captioning/config.py): checkpoint (required: a run directory or a .pt file), the same decoding.* keys as
+captioning-evaluate: decoding.method (beam | greedy | sample), decoding.beam_size (3),
+decoding.length_alpha (0.0), decoding.temperature (1.0, for method=sample), decoding.batch_size (32
+images at once); keep_beams (0: how many top beams to print with their log-probabilities), seed (0).
+Image files and folders are the positional arguments (or images=[...]); folders are searched for
+.jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files. Any RGB, grayscale, RGBA or palette image works. Prints
+`path<TAB>caption` per image; exits 1 if an image could not be read, 2 if the checkpoint is unusable.
+`--cfg job` prints the composed options, `--config-dir DIR` adds a folder of your own configs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from captioning import CONFIG_DIR
+from captioning.config import CaptionRunConfig, check_run_config  # also registers the config schemas with Hydra
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# the spellings of the key=value parser this command had before it moved to Hydra
+RENAMED = {"method": "decoding.method", "beam_size": "decoding.beam_size", "length_alpha": "decoding.length_alpha",
+           "temperature": "decoding.temperature", "batch_size": "decoding.batch_size", "show_beams": "keep_beams"}
+# Hydra's flags that take the next word as their value (that word is not an image)
+HYDRA_VALUE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
+                     "-p", "--package", "--experimental-rerun"}
+HELP_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}  # of --info
+
+
+def quoted(path: str) -> str:
+    """``path`` as a single-quoted Hydra override value."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """Hydra's command line from the caption command's: image paths (arguments that are neither flags nor
+    key=value, or existing files whose name holds '=') become one ``images=[...]`` override; a key of the
+    old key=value parser is an error naming its new spelling."""
+    out, images, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in HYDRA_VALUE_FLAGS or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in HELP_TOPICS):
+            out += argv[i : i + 2]
+            i += 2
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if arg.startswith("-") or ("=" in arg and not Path(arg).exists()):
+            if key in RENAMED:
+                raise SystemExit(f"error: {key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
+                                 "see captioning-caption --help")
+            out.append(arg)
+        else:
+            images.append(arg)
+        i += 1
+    if images:
+        out.append(f"images=[{','.join(quoted(p) for p in images)}]")
+    return out
+
+
+def image_paths(images: list[str]) -> list[Path]:
+    """The image files: files as given, folders searched (sorted) for files with an image suffix."""
+    paths = []
+    for arg in images:
+        if Path(arg).is_dir():
+            paths += sorted(p for p in Path(arg).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(Path(arg))
+    return paths
+
+
+def caption_images(opts: CaptionRunConfig) -> int:
+    """Print `path<TAB>caption` per image (and the top beams when asked); 1 if any image failed, 2 if the
+    checkpoint cannot be used."""
+    import torch
+
+    from captioning.captioner import Captioner
+    from captioning.data.images import BadImageError, load_rgb
+    from captioning.models.checkpoint import CheckpointError
+
+    paths = image_paths(list(opts.images))
+    if not paths:
+        raise SystemExit("error: no images given: pass image files or folders")
+    d = opts.decoding
+    kwargs = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
+              "temperature": d.temperature, "keep_beams": opts.keep_beams,
+              "generator": torch.Generator().manual_seed(opts.seed)}
+    try:
+        captioner = Captioner.from_checkpoint(opts.checkpoint)
+        captioner.encoder  # noqa: B018 - build it now: a mismatched encoder is a checkpoint error, not a crash
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for start in range(0, len(paths), d.batch_size):
+        good = []
+        for p in paths[start : start + d.batch_size]:
+            try:
+                good.append((p, load_rgb(p)))
+            except BadImageError as exc:
+                failed += 1
+                print(f"error: {exc}", file=sys.stderr)
+        if not good:
+            continue
+        for (p, _), cap in zip(good, captioner.caption([im for _, im in good], **kwargs)):
+            print(f"{p}\t{cap.text}")
+            for text, score in cap.beams:
+                print(f"    {score:8.3f}  {text}")
+    return 1 if failed else 0
+
+
+STATUS: list[int] = []  # the exit status of the last run (a Hydra app returns nothing)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
+def app(cfg: DictConfig) -> None:
+    from captioning.config import ConfigError
+    from captioning.utils.schema import build
+
+    try:
+        check_run_config(CaptionRunConfig, cfg)  # every bad value at once, before loading anything
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    STATUS[:] = [caption_images(build(CaptionRunConfig, cfg))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: ``argv`` (default: the process's arguments) -> exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = hydra_argv(argv)
+    saved, STATUS[:] = sys.argv, [0]
+    sys.argv = [saved[0] if saved else "captioning-caption", *args]
+    try:
+        app()
+    finally:
+        sys.argv = saved
+    return STATUS[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

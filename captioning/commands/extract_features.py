@@ -1,0 +1,34 @@
+"""Extract (a shard of) the encoder features of a dataset: `captioning-extract [shard=i/n]`
+(or `python scripts/extract_features.py ...`).
+
+Takes the same options as captioning-train (data, encoder, cache_dir, ...). Examples:
+    captioning-extract data=coco2014                                  # everything, one process
+    captioning-extract -m data=coco2014 shard=0/4,1/4,2/4,3/4         # 4 jobs (any launcher)
+The job that finds every shard of a split finished merges them; training then reuses the cache.
+"""
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from captioning import CONFIG_DIR
+from captioning.config import check_config  # also registers the config schemas with Hydra
+from captioning.features.shards import extract_dataset_shard, parse_shard
+from captioning.pipeline import resolve_device
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "extract"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    check_config(cfg)  # every bad value at once, before any work
+    index, count = parse_shard(cfg.shard)
+    cfg.device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    for split, state in extract_dataset_shard(cfg, index, count, merge=cfg.merge).items():
+        print(f"{split}: {state}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Draw a run's captions on its test images: `captioning-render-examples checkpoint=RUN_DIR [key=value ...]`
+(or `python scripts/render_examples.py ...`).
+
+Writes docs/figures/examples.png (or out=...): per_split (6) images of each split in splits
+([test,test_novel]) of the run's own data, picked by seed (0) with 1-, 2- and 3-object scenes mixed,
+each with the generated caption, one reference caption in grey and, on synthetic scenes, a check or a
+cross for whether the whole scene is described right. Other options: columns (0 = per_split), title,
+and the decoding.* keys of captioning-caption and captioning-evaluate (decoding.method, decoding.beam_size,
+decoding.length_alpha, decoding.temperature). Declared by GalleryRunConfig in captioning/config.py.
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from captioning import CONFIG_DIR
+from captioning.config import ConfigError, GalleryRunConfig, check_run_config
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "render_examples"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Caption the picked images and write the figure; exit 2 on an unusable checkpoint or option."""
+    import torch
+
+    from captioning.captioner import Captioner
+    from captioning.evaluation.gallery import render_gallery, run_records
+    from captioning.models.checkpoint import CheckpointError
+    from captioning.utils.schema import build
+
+    try:
+        check_run_config(GalleryRunConfig, cfg)  # every bad value at once, before loading anything
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    opts = build(GalleryRunConfig, cfg)
+    d = opts.decoding
+    decoding = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
+                "temperature": d.temperature, "generator": torch.Generator().manual_seed(opts.seed)}
+    try:
+        captioner = Captioner.from_checkpoint(opts.checkpoint)
+        records = run_records(opts.checkpoint, list(opts.splits))
+        gallery = render_gallery(captioner, records, opts.out, per_split=opts.per_split, seed=opts.seed,
+                                 columns=opts.columns or None, title=opts.title, **decoding)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for e in gallery.examples:
+        mark = {True: "right", False: "wrong", None: "-"}[e.correct]
+        print(f"{e.split}\t{e.image_id}\t{mark}\t{e.caption}")
+    print(f"wrote {gallery.path} ({gallery.size[0]}x{gallery.size[1]} px)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

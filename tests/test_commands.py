@@ -1,0 +1,128 @@
+"""The commands: every console entry point of pyproject is a main in captioning/commands with a scripts/
+wrapper; they find the configs shipped in the package from any directory, and take a user's own config
+folder with --config-dir; the caption command's Hydra config has evaluation's decoding.* keys."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from captioning import CONFIG_DIR
+from captioning.commands.caption import hydra_argv
+from captioning.config import CaptionRunConfig, ConfigError, check_run_config
+from captioning.utils.schema import build
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+CONSOLE = PYPROJECT["project"]["scripts"]
+
+
+def console(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run console command ``name`` as its generated launcher would (import the entry point, exit with
+    what main returns), without installing anything: only PYTHONPATH points at this checkout."""
+    module, func = CONSOLE[name].split(":")
+    code = f"import sys; from {module} import {func}; sys.argv[0] = {name!r}; sys.exit({func}())"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_the_expected_commands_exist():
+    for name in ("train", "evaluate", "caption", "extract", "prepare-data", "train-lm", "sample-lm",
+                 "make-results", "export"):
+        assert f"captioning-{name}" in CONSOLE
+
+
+@pytest.mark.parametrize("name", sorted(CONSOLE))
+def test_every_console_command_is_a_main_in_the_package_with_a_script_wrapper(name):
+    import importlib
+
+    module, func = CONSOLE[name].split(":")
+    assert module.startswith("captioning.commands.") and func == "main"
+    assert callable(importlib.import_module(module).main)
+    wrapper = ROOT / "scripts" / f"{module.rsplit('.', 1)[-1]}.py"
+    assert f"from {module} import main" in wrapper.read_text(encoding="utf-8"), f"{wrapper} does not wrap {module}"
+
+
+def test_every_yaml_is_package_data():
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["captioning"]
+    shipped = {p for pattern in patterns for p in (ROOT / "captioning").glob(pattern)}
+    every = set(CONFIG_DIR.rglob("*.yaml"))
+    assert every and every <= shipped, sorted(str(p) for p in every - shipped)
+    assert not (ROOT / "configs").exists(), "the configs live in captioning/configs"
+
+
+def test_caption_help_runs_from_any_directory_on_the_packaged_configs(tmp_path):
+    done = console("captioning-caption", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "captioning-caption IMAGE_OR_FOLDER" in done.stdout and "decoding:" in done.stdout
+    info = console("captioning-caption", "--info", "searchpath", cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert f"file://{CONFIG_DIR}" in info.stdout  # the package's configs, not the working directory's
+    assert list(tmp_path.iterdir()) == [], "the caption command writes nothing"
+
+
+def test_a_user_config_dir_adds_configs_in_front_of_the_packaged_ones(tmp_path):
+    user = tmp_path / "my_configs"
+    (user / "data").mkdir(parents=True)
+    (user / "data" / "my_set.yaml").write_text("defaults:\n  - shapes_tiny\n  - _self_\n\nname: my_set\n"
+                                               "min_word_count: 3\n")
+    done = console("captioning-train", "--config-dir", str(user), "data=my_set", "--cfg", "job", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "name: my_set" in done.stdout and "min_word_count: 3" in done.stdout
+    assert "test_novel: 16" in done.stdout  # what it extends, from the package
+    bad = console("captioning-train", "--config-dir", str(user), "data=my_set", "data.colour=1", "--cfg", "job",
+                  cwd=tmp_path)
+    assert bad.returncode != 0 and "colour" in bad.stderr  # the user's yaml meets the same declared options
+
+
+def caption_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("caption", overrides=list(overrides))
+
+
+def test_caption_takes_the_decoding_keys_of_evaluate():
+    cfg = caption_cfg("checkpoint=run", "images=[a.png]", "decoding.method=beam", "decoding.beam_size=5",
+                      "decoding.length_alpha=0.7", "decoding.temperature=0.5", "decoding.batch_size=4", "keep_beams=2",
+                      "seed=3")
+    check_run_config(CaptionRunConfig, cfg)
+    opts = build(CaptionRunConfig, cfg)
+    d = opts.decoding
+    assert (d.method, d.beam_size, d.length_alpha, d.batch_size, opts.keep_beams) == ("beam", 5, 0.7, 4, 2)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        evaluate = compose("evaluate")
+    assert set(cfg.decoding) == set(evaluate.decoding)
+
+
+@pytest.mark.parametrize("override, message", [("decoding.colour=1", "Key 'colour' not in 'DecodingConfig'"),
+                                               ("colour=1", "Key 'colour' not in 'CaptionRunConfig'"),
+                                               ("decoding.beam_size=three", "decoding.beam_size")])
+def test_caption_refuses_unknown_keys_and_wrong_types_by_name(override, message):
+    with pytest.raises(ConfigCompositionException) as info:
+        caption_cfg("checkpoint=run", override)
+    assert message in str(info.value) + str(info.value.__cause__)
+
+
+def test_caption_names_every_bad_value_and_the_old_spellings():
+    with pytest.raises(ConfigError) as info:
+        check_run_config(CaptionRunConfig, caption_cfg("decoding.method=topk", "keep_beams=-1"))
+    text = str(info.value)
+    assert "decoding.method must be one of" in text and "keep_beams must be >= 0" in text and "checkpoint=" in text
+    for old, new in (("show_beams=3", "keep_beams="), ("method=greedy", "decoding.method="),
+                     ("beam_size=5", "decoding.beam_size=")):
+        with pytest.raises(SystemExit, match=new):
+            hydra_argv(["a.png", old])
+
+
+def test_caption_arguments_become_hydra_overrides(tmp_path):
+    odd = tmp_path / "it's a=b.png"
+    odd.write_bytes(b"")
+    args = hydra_argv(["x.png", "folder", str(odd), "checkpoint=run", "--cfg", "job", "decoding.beam_size=5",
+                       "--config-dir", "mine"])
+    assert args[:-1] == ["checkpoint=run", "--cfg", "job", "decoding.beam_size=5", "--config-dir", "mine"]
+    cfg = caption_cfg(args[0], args[3], args[-1])
+    assert list(cfg.images) == ["x.png", "folder", str(odd)]
