@@ -7,6 +7,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
+from captioning import CONFIG_DIR
 from captioning.lm.config import register_schemas, run_problems
 from captioning.lm.corpus import Corpus, random_windows
 from captioning.lm.evaluate import evaluate, windowed_loss
@@ -17,7 +18,7 @@ from captioning.lm.train import TrainConfig, train_char_lm
 from captioning.lm.transformer import CharTransformer, TransformerConfig
 from captioning.lm.vocab import CharVocab
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs" / "lm")
+CONFIGS = str(CONFIG_DIR / "lm")
 register_schemas()  # configs/lm/*.yaml extend the declared options
 
 

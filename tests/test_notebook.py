@@ -31,8 +31,31 @@ def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert "LSTM decoder, 48 units" in text and "cosine similarity" in text and "next word is a colour" in text
+    assert "model show_tell LSTM" in text and "cosine similarity" in text and "next word is a colour" in text
+    assert "no attention maps" in text
     assert "chelsea (a cat)" in text or "skipped chelsea" in text
     # training curve, 2 synthetic grids, photos, 2 failure sheets, the cell plot and the heatmap
     assert len(images) >= 8, len(images)
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "notebook" / "decoder.png").is_file()
+
+
+def test_notebook_shows_an_attention_models_maps(tiny_root, tmp_path, monkeypatch):
+    """With an attention model's run (CAPTION_DEMO_CHECKPOINT), section 5 steps aside and section 6 draws
+    where the model looked."""
+    from nbclient import NotebookClient
+
+    from captioning.pipeline import run
+    from tests.conftest import tiny_cfg
+
+    run_dir = tmp_path / "sat"
+    run(tiny_cfg(tiny_root, "model=show_attend_tell", "encoder.pool=regions", "encoder.grid_size=2",
+                 "model.hidden_size=32", "model.embed_dim=16", "evaluate.baselines=[]"), run_dir)
+    monkeypatch.setenv("CAPTION_DEMO_CHECKPOINT", str(run_dir))
+    monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "model show_attend_tell LSTM" in text and "no single recurrent stack" in text
+    assert (run_dir / "notebook" / "attention.png").is_file()

@@ -8,6 +8,8 @@ feature map (``encoder.pool=regions``):
     h_t = cell([E y_{t-1}; z_t], h_{t-1})                   (rnn, lstm or gru, one layer)
     p(y_t) = softmax(L_o(E y_{t-1} + L_h h_t + L_z z_t))    (the deep output layer; or L_o h_t)
 
+With ``region_dim`` > 0 each region is first projected, a_i = ReLU(W_r LayerNorm(a_i) + b_r), to that width
+(the CNN's 1280 channels would otherwise make every step's input projection the cost of training).
 The initial state is h_0 = tanh(f_init,h(mean_i a_i)) (and c_0 alike for an LSTM), so the pooled
 vector still starts the caption as in Show and Tell; attention then re-reads the regions word by word.
 The doubly stochastic regularisation lambda * sum_i (1 - sum_t alpha_ti)^2 pushes every region to be
@@ -37,6 +39,8 @@ class ShowAttendTellConfig:
     embed_dim: int = option(128, "word embedding width (also the deep output layer's width)", ge=1)
     hidden_size: int = option(256, "recurrent state width", ge=1)
     attention_dim: int = option(256, "width of the additive attention's hidden layer (W_a, U_a)", ge=1)
+    region_dim: int = option(256, "regions projected to this width before attention (ReLU(W_r a + b_r)); 0 = "
+                             "the CNN's own width", ge=0)
     dropout: float = option(0.2, "dropout on embeddings and before the output layer", ge=0, lt=1)
     feature_norm: bool = option(True, "LayerNorm on each region vector before attention and the initial state")
     gate: bool = option(True, "the gating scalar beta_t = sigmoid(f_beta(h_{t-1})) on the context (Xu et al. 4.2.1)")
@@ -59,8 +63,11 @@ class ShowAttendTell(CaptionModel):
         if cell.num_layers != 1:
             raise ValueError(f"model=show_attend_tell has one recurrent layer (Xu et al.), got "
                              f"cell.num_layers={cell.num_layers}: set cell.num_layers=1")
-        self.cell_name, D, H = cell.name, feature_dim, c.hidden_size
-        self.feature_norm = nn.LayerNorm(D) if c.feature_norm else nn.Identity()
+        self.cell_name, H = cell.name, c.hidden_size
+        self.feature_norm = nn.LayerNorm(feature_dim) if c.feature_norm else nn.Identity()
+        self.region_proj = (nn.Sequential(nn.Linear(feature_dim, c.region_dim), nn.ReLU())
+                            if c.region_dim else nn.Identity())
+        D = c.region_dim or feature_dim
         self.init_h = nn.Linear(D, H)
         self.init_c = nn.Linear(D, H) if cell.name == "lstm" else None
         self.att_regions = nn.Linear(D, c.attention_dim)               # W_a (+ b_a)
@@ -83,7 +90,7 @@ class ShowAttendTell(CaptionModel):
 
     def init_state(self, features: Tensor) -> State:
         """{h (and c) [B, H], the regions a [B, R, D] and their attention keys W_a a [B, R, A]}."""
-        regions = self.feature_norm(features.unsqueeze(1) if features.dim() == 2 else features)
+        regions = self.region_proj(self.feature_norm(features.unsqueeze(1) if features.dim() == 2 else features))
         mean = regions.mean(1)
         state = {"h": torch.tanh(self.init_h(mean)), "regions": regions, "keys": self.att_regions(regions)}
         if self.init_c is not None:
