@@ -108,6 +108,8 @@ class CaptionRunConfig:
     keep_beams: int = option(0, "top beams printed under each caption with their log-probabilities "
                              "(decoding.method=beam)", ge=0)
     seed: int = option(0, "seeds decoding.method=sample", ge=0)
+    attention: str | None = option(None, "a PNG to write: for attention models (show_attend_tell, transformer), "
+                                   "each image and, per generated word, where the model looked")
 
 
 @dataclass

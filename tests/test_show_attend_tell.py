@@ -174,3 +174,24 @@ def test_show_tell_has_no_attention_maps(tiny_run):
 
     with pytest.raises(CheckpointError, match="no attention maps"):
         Captioner.from_checkpoint(tiny_run[0]).attend([])
+
+
+def test_caption_command_draws_attention(tiny_root, tmp_path, capsys):
+    from captioning.commands.caption import main
+
+    run_dir = tiny_root / "sat_run"
+    if not (run_dir / "checkpoints" / "best.pt").exists():
+        run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS), run_dir)
+    images = sorted((tiny_root / "data").rglob("*.png"))[:2]
+    out = tmp_path / "att.png"
+    assert main([*map(str, images), f"checkpoint={run_dir}", "decoding.method=greedy", f"attention={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{p}\t" in printed for p in images) and Image.open(out).size[0] > 100
+
+
+def test_caption_command_refuses_attention_for_show_tell(tiny_run, tmp_path, capsys):
+    from captioning.commands.caption import main
+
+    images = sorted(tiny_run[0].parent.rglob("*.png"))[:1]
+    assert main([str(images[0]), f"checkpoint={tiny_run[0]}", f"attention={tmp_path / 'a.png'}"]) == 2
+    assert "no attention maps" in capsys.readouterr().err

@@ -5,7 +5,8 @@ Options (Hydra overrides of captioning/configs/caption.yaml, declared by Caption
 captioning/config.py): checkpoint (required: a run directory or a .pt file), the same decoding.* keys as
 captioning-evaluate: decoding.method (beam | greedy | sample), decoding.beam_size (3),
 decoding.length_alpha (0.0), decoding.temperature (1.0, for method=sample), decoding.batch_size (32
-images at once); keep_beams (0: how many top beams to print with their log-probabilities), seed (0).
+images at once); keep_beams (0: how many top beams to print with their log-probabilities), seed (0),
+attention (a PNG path: attention models draw where they looked for each word; others exit 2).
 Image files and folders are the positional arguments (or images=[...]); folders are searched for
 .jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files. Any RGB, grayscale, RGBA or palette image works. Prints
 `path<TAB>caption` per image; exits 1 if an image could not be read, 2 if the checkpoint is unusable.
@@ -97,7 +98,7 @@ def caption_images(opts: CaptionRunConfig) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    failed = 0
+    failed, strips = 0, []
     for start in range(0, len(paths), d.batch_size):
         good = []
         for p in paths[start : start + d.batch_size]:
@@ -108,10 +109,24 @@ def caption_images(opts: CaptionRunConfig) -> int:
                 print(f"error: {exc}", file=sys.stderr)
         if not good:
             continue
-        for (p, _), cap in zip(good, captioner.caption([im for _, im in good], **kwargs)):
+        if opts.attention:
+            try:
+                attended = captioner.attend([im for _, im in good], **kwargs)
+            except CheckpointError as exc:
+                print(f"error: attention={opts.attention}: {exc}", file=sys.stderr)
+                return 2
+            strips += [(im, words, weights) for (_, im), (_, words, weights) in zip(good, attended)]
+            captions = [cap for cap, _, _ in attended]
+        else:
+            captions = captioner.caption([im for _, im in good], **kwargs)
+        for (p, _), cap in zip(good, captions):
             print(f"{p}\t{cap.text}")
             for text, score in cap.beams:
                 print(f"    {score:8.3f}  {text}")
+    if strips:
+        from captioning.evaluation.attention_maps import render_attention
+
+        print(f"attention maps: {render_attention(strips, opts.attention)}", file=sys.stderr)
     return 1 if failed else 0
 
 
