@@ -40,9 +40,9 @@ class TransformerConfig:
     """Options of ``model=transformer`` (configs/model/transformer.yaml)."""
 
     d_model: int = option(256, "width of the word, position and region vectors (the residual stream)", ge=1)
-    n_layer: int = option(3, "decoder layers", ge=1)
+    n_layer: int = option(2, "decoder layers", ge=1)
     n_head: int = option(4, "attention heads per layer; d_model must be a multiple of it", ge=1)
-    d_ff: int = option(1024, "hidden width of each layer's GELU feed-forward network", ge=1)
+    d_ff: int = option(512, "hidden width of each layer's GELU feed-forward network", ge=1)
     dropout: float = option(0.1, "dropout on the inputs, the attention weights and each residual branch", ge=0, lt=1)
     tie_embeddings: bool = option(True, "the output projection shares the word embedding matrix (Press & Wolf 2017)")
     max_grid: int = option(16, "largest g of a g x g region grid (sizes the row and column embeddings)", ge=1)
