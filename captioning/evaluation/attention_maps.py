@@ -3,8 +3,8 @@
 A model that attends (``model=show_attend_tell``, ``model=transformer``) has ``attention(features, tokens)``
 -> weights [B, T, R] while reading ``tokens`` (which start with <start>): row t is where it looked to
 predict word t+1. ``caption_attention`` runs it over generated captions; ``attention_figure`` draws one
-strip per image (the image, then one panel per word with the g x g weights upsampled over it, as in
-Xu et al. 2015's figures); ``render_attention`` writes it atomically. Show and Tell has no such maps: it
+strip per image (the image, then one panel per word: the image lit by the g x g weights, upsampled, as
+in Xu et al. 2015's figures: bright where the model looked); ``render_attention`` writes it atomically. Show and Tell has no such maps: it
 reads the image once, through h0.
 """
 
@@ -52,6 +52,15 @@ def caption_attention(model: Any, features: torch.Tensor, captions: Sequence[Seq
     return [weights[i, : len(c) + 1] for i, c in enumerate(captions)]
 
 
+def lit(pixels: np.ndarray, grid: np.ndarray, floor: float = 0.15) -> np.ndarray:
+    """The image lit by an attention grid (as in Xu et al.'s figures): the g x g weights upsampled
+    (bilinear) to the image and scaled to [floor, 1] by their maximum, multiplied into the pixels."""
+    h, w = pixels.shape[:2]
+    light = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    light = floor + (1.0 - floor) * light / max(float(light.max()), 1e-12)
+    return (pixels.astype(np.float32) * light[..., None]).clip(0, 255).astype(np.uint8)
+
+
 def attention_figure(strips: Sequence[tuple[Image.Image, Sequence[str], np.ndarray]], title: str = "") -> Figure:
     """One row per (image, words, weights [>= len(words), R]): the image, then a panel per word (up to
     MAX_WORDS) with the weights of a square grid of R regions upsampled over the image."""
@@ -69,10 +78,7 @@ def attention_figure(strips: Sequence[tuple[Image.Image, Sequence[str], np.ndarr
         ax.set_axis_off()
         for k, word in enumerate(list(words)[:MAX_WORDS]):
             ax = fig.add_subplot(len(strips), columns, row * columns + k + 2)
-            ax.imshow(pixels)
-            h, w = pixels.shape[:2]
-            ax.imshow(weights[k].reshape(side, side), cmap="inferno", alpha=0.6, extent=(0, w, h, 0),
-                      interpolation="bilinear", vmin=0.0, vmax=max(float(weights[k].max()), 1e-6))
+            ax.imshow(lit(pixels, weights[k].reshape(side, side)))
             ax.set_title(word, fontsize=9)
             ax.set_axis_off()
     fig.tight_layout()
