@@ -76,7 +76,7 @@ BAD = [
     ("evaluate.baselines=[oracle]", "evaluate.baselines: unknown ['oracle']"),
     ("encoder.source=internet", "encoder.source must be one of ('package', 'torchvision', 'timm')"),
     ("encoder.image_size=8", "encoder.image_size must be >= 16, got 8"),
-    ("encoder.pool=max", "encoder.pool must be one of ('avg', 'grid'), got 'max'"),
+    ("encoder.pool=max", "encoder.pool must be one of ('avg', 'grid', 'regions'), got 'max'"),
     ("+encoder.image_sise=64", "encoder.image_sise: unknown option"),
     ("data.max_caption_len=0", "data.max_caption_len must be >= 1, got 0"),
     ("data.train_split=nope", "data.train_split: 'nope' is not one of the splits"),
