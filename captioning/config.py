@@ -37,7 +37,7 @@ from captioning.nn.decoding import DecodingConfig
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
-from captioning.utils.schema import option, plain, problems
+from captioning.utils.schema import build, option, plain, problems
 
 BAD_IMAGE_POLICIES = ("fail", "skip")
 
@@ -198,6 +198,16 @@ def check_run_config(schema: type, cfg: Any) -> None:
         found.append("checkpoint=<run dir or .pt file> is required")
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+def command_options(schema: type, cfg: Any) -> Any:
+    """The typed options of a one-schema command (caption, render_examples): every bad value named at once
+    as ``error: ...`` on exit (SystemExit), before anything is loaded."""
+    try:
+        check_run_config(schema, cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return build(schema, cfg)
 
 
 def check_evaluate_config(cfg: Any) -> None:

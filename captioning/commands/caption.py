@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig
 
 from captioning import CONFIG_DIR
-from captioning.config import CaptionRunConfig, check_run_config  # also registers the config schemas with Hydra
+from captioning.config import CaptionRunConfig, command_options  # also registers the config schemas with Hydra
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -135,14 +135,7 @@ STATUS: list[int] = []  # the exit status of the last run (a Hydra app returns n
 
 @hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
 def app(cfg: DictConfig) -> None:
-    from captioning.config import ConfigError
-    from captioning.utils.schema import build
-
-    try:
-        check_run_config(CaptionRunConfig, cfg)  # every bad value at once, before loading anything
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    STATUS[:] = [caption_images(build(CaptionRunConfig, cfg))]
+    STATUS[:] = [caption_images(command_options(CaptionRunConfig, cfg))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from captioning import CONFIG_DIR
-from captioning.config import ConfigError, GalleryRunConfig, check_run_config
+from captioning.config import GalleryRunConfig, command_options
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "render_examples"
 
@@ -28,13 +28,7 @@ def main(cfg: DictConfig) -> None:
     from captioning.captioner import Captioner
     from captioning.evaluation.gallery import render_gallery, run_records
     from captioning.models.checkpoint import CheckpointError
-    from captioning.utils.schema import build
-
-    try:
-        check_run_config(GalleryRunConfig, cfg)  # every bad value at once, before loading anything
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    opts = build(GalleryRunConfig, cfg)
+    opts = command_options(GalleryRunConfig, cfg)
     d = opts.decoding
     decoding = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
                 "temperature": d.temperature, "generator": torch.Generator().manual_seed(opts.seed)}
