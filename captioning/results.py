@@ -10,7 +10,10 @@ ceiling (a reference caption scored as the hypothesis) bound the scene accuracie
 from __future__ import annotations
 
 import json
-import time
+import multiprocessing
+import os
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -120,28 +123,98 @@ def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+CELL_ROWS = {cell: [f"cell={cell}"] for cell in ("rnn", "lstm", "gru")}  # the default rows: one per cell
+
+
 def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = "docs/results.md",
-                 run_root: str = "runs/results", seeds: int = 3) -> dict:
-    """Train and evaluate each cell at seeds 0..seeds-1 (``<run_root>/<cell>/seed<k>``), save
-    ``summary.json``, then write the results section."""
-    from captioning.pipeline import run
+                 run_root: str = "runs/results", seeds: int = 3, rows: dict[str, list[str]] | None = None,
+                 jobs: int = 1) -> dict:
+    """Train and evaluate each row at seeds 0..seeds-1 (``<run_root>/<row>/seed<k>``), save
+    ``summary.json``, then write the results section.
+
+    ``rows`` maps a row's label to its own overrides (after ``overrides``, which every run gets), e.g.
+    ``{"transformer": ["experiment=transformer"]}``; by default one row per cell of ``cells``. A run whose
+    directory already holds the metrics of the same overrides and seed is read, not trained again, so an
+    interrupted make_results continues where it stopped. ``jobs`` > 1 trains that many runs at once, each
+    in its own process with cpu_count / jobs threads unless ``num_threads`` is among the overrides."""
+    from captioning.features.prepare import prepare
+    from captioning.pipeline import resolve_device
+    from captioning.utils.schema import plain
 
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
         raise ValueError("make_results sets the seed of each run itself: use --seeds N, not seed=...")
-    runs, seconds = {}, {}
-    for cell in cells:
-        runs[cell], seconds[cell] = {}, []
-        for seed in range(seeds):
-            t0 = time.time()
-            runs[cell][str(seed)] = run(_compose([f"cell={cell}", f"seed={seed}", *overrides]),
-                                        Path(run_root) / cell / f"seed{seed}")
-            seconds[cell].append(time.time() - t0)
-    meta = {"overrides": list(overrides), "seeds": list(range(seeds)), "seconds": seconds, "machine": machine_line()}
+    bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
+    if bad:
+        raise ValueError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
+    threads = [] if jobs == 1 or any(o.startswith("num_threads=") for o in overrides) else \
+        [f"num_threads={max(1, (os.cpu_count() or 1) // jobs)}"]
+    tasks = [(label, seed, [*overrides, *row, f"seed={seed}"], Path(run_root) / label / f"seed{seed}")
+             for label, row in rows.items() for seed in range(seeds)]
+    todo = [(keys, target) for _, _, keys, target in tasks if finished_run(target, keys) is None]
+    if jobs == 1:
+        for keys, target in todo:
+            train_one(keys, target)
+    else:  # data and features first, once per (data, encoder), so the parallel runs only read the cache
+        prepared = set()
+        for keys, _ in todo:
+            cfg = _compose(keys)
+            what = json.dumps([plain(cfg.data), plain(cfg.encoder)], sort_keys=True, default=str)
+            if what not in prepared:
+                cfg.device = resolve_device(cfg.device)
+                splits = [cfg.data.train_split, cfg.data.val_split, *cfg.data.eval_splits]
+                prepare(cfg, splits_needed=list(dict.fromkeys(s for s in splits if s)))
+                prepared.add(what)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(train_one, [*keys, *threads], target) for keys, target in todo]:
+                done.result()  # a failed run stops make_results with its error; finished runs stay reusable
+    runs = {label: {} for label in rows}
+    seconds = {label: [] for label in rows}
+    for label, seed, keys, target in tasks:
+        results = finished_run(target, keys)
+        runs[label][str(seed)] = results
+        seconds[label].append(results.get("_run", {}).get("seconds_total", 0.0))
+    meta = {"overrides": list(overrides), "rows": rows, "seeds": list(range(seeds)), "seconds": seconds,
+            "jobs": jobs, "machine": machine_line(), "commit": git_commit()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")  # atomic, like every output
     write_results(run_root, out)
     return runs
+
+
+def train_one(keys: list[str], target: Path) -> dict:
+    """One make_results run: the main job on ``keys`` in ``target``, which then records the keys (so a later
+    make_results knows the run is finished and what it was)."""
+    from captioning.pipeline import run
+
+    results = run(_compose(keys), target)
+    save_json({"overrides": [k for k in keys if not k.startswith("num_threads=")]}, target / "make_results.json")
+    return results
+
+
+def finished_run(target: Path, keys: list[str]) -> dict | None:
+    """The metrics of a finished run in ``target`` made with these overrides (``num_threads`` aside), else None."""
+    made, metrics = target / "make_results.json", target / "metrics.json"
+    if not (made.is_file() and metrics.is_file()):
+        return None
+    if json.loads(made.read_text()).get("overrides") != [k for k in keys if not k.startswith("num_threads=")]:
+        return None
+    return json.loads(metrics.read_text())
+
+
+def git_commit() -> str | None:
+    """The commit of the code that made the runs (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(Path(__file__).parent), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("+changes" if dirty else "")) if out.returncode == 0 else None
 
 
 def _compose(overrides: list[str]):
@@ -212,7 +285,10 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                 accs = [attribute_accuracy(recs, load_results(d / "eval" / f"results_{s}.json"), per_count=True)
                         for d in ds]
                 by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
-    cmd = f"python scripts/make_results.py --seeds {n_seeds} " + " ".join(overrides)
+    rows = meta.get("rows") or CELL_ROWS
+    row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
+    jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
+    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{row_args}" + " ".join(overrides)
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
@@ -220,7 +296,8 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     spread = (f"mean ± sd over {n_seeds} seeds (0..{n_seeds - 1}; sample sd)" if n_seeds > 1
               else "one seed (0): no sd")
     body = (f"## {title}: cells vs baselines, under the protocol\n\n"
-            f"Machine: {meta.get('machine') or machine_line()}\n\n"
+            f"Machine: {meta.get('machine') or machine_line()}"
+            + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
             f"Command: `{cmd.strip()}` (run time per model and seed, evaluation included: {times}; the first "
             "run also extracts the features unless they are cached; the others read them from the cache)\n\n"
             f"Captions by {beam}; every model cell is {spread}. `test_novel` holds colour-shape pairs never "

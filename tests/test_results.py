@@ -121,6 +121,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
 
     import captioning.pipeline as pipeline
     from captioning.results import make_results
+    from captioning.utils.io import save_json
     from tests.conftest import TINY
 
     run_dir, metrics = tiny_run
@@ -129,6 +130,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     def fake_run(cfg, target):
         calls.append((cfg.model.cell.name, cfg.seed, str(target)))
         shutil.copytree(run_dir / "eval", target / "eval")
+        save_json(metrics, target / "metrics.json")  # as the main job does
         return metrics
 
     monkeypatch.setattr(pipeline, "run", fake_run)
@@ -150,3 +152,37 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     assert ceiling.split(" | ")[8:10] == ["1.000", "1.000"]  # scene, binding
     with pytest.raises(ValueError, match="--seeds"):
         make_results([*TINY, "seed=3"], run_root=str(root), out=str(out))
+    # finished runs are read, not trained again: an interrupted make_results continues where it stopped
+    (root / "gru" / "seed1" / "metrics.json").unlink()  # as if killed during that run
+    calls.clear()
+    shutil.rmtree(root / "gru" / "seed1" / "eval")
+    make_results(TINY, cells=("lstm", "gru"), out=str(out), run_root=str(root), seeds=2)
+    assert [c[:2] for c in calls] == [("gru", 1)]
+    # a run made with other overrides is not mistaken for this one; rows take their own overrides
+    calls.clear()
+    make_results(TINY, rows={"lstm": ["cell=lstm"], "small": ["cell=gru", "model.hidden_size=8"]},
+                 out=str(out), run_root=str(root), seeds=1)
+    assert [c[:2] for c in calls] == [("gru", 0)]
+    assert "--row lstm cell=lstm --row small cell=gru model.hidden_size=8" in out.read_text()
+    with pytest.raises(ValueError, match="row labels"):
+        make_results(TINY, rows={"a/b": []}, run_root=str(root), out=str(out))
+
+
+def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path):
+    """--jobs 2: data and features prepared once in this process, then two real tiny runs in two spawned
+    processes (one thread each); both finish, and the summary holds both seeds."""
+    import json
+
+    from captioning.results import make_results
+    from tests.conftest import TINY
+
+    root, out = tmp_path / "results", tmp_path / "results.md"
+    keys = [*TINY, f"cache_dir={tiny_root / 'cache'}", "evaluate.baselines=[]"]
+    runs = make_results(keys, rows={"lstm": ["cell=lstm"]}, out=str(out), run_root=str(root), seeds=2, jobs=2)
+    assert sorted(runs["lstm"]) == ["0", "1"]
+    for seed in (0, 1):
+        metrics = json.loads((root / "lstm" / f"seed{seed}" / "metrics.json").read_text())
+        assert metrics["_run"]["seed"] == seed and 0 <= metrics["test"]["Bleu_4"] <= 1
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["_meta"]["jobs"] == 2 and summary["lstm"]["1"]["_run"]["seed"] == 1
+    assert "--jobs 2" in out.read_text()

@@ -1,12 +1,16 @@
 """Write docs/results.md: RNN vs LSTM vs GRU vs the baselines on the synthetic shapes test splits.
 
-    captioning-make-results [--seeds N] [key=value ...]   # extra overrides go to every run
+    captioning-make-results [--seeds N] [--jobs J] [key=value ...]   # extra overrides go to every run
+    captioning-make-results --row show_attend_tell model=show_attend_tell --row transformer experiment=transformer
     captioning-make-results --render                     # redraw the section from runs/results
 
 (`python scripts/make_results.py ...` is the same command; paths are relative to the working directory.)
-Trains one model per cell and seed (seeds 0..N-1, default 3; features are extracted once and shared
-through the cache) with the default config, then tabulates mean ± sd over seeds of BLEU-1..4, CIDEr
-and the scene accuracies for test and test_novel, the headline metrics (BLEU-4, CIDEr, scene, binding)
+Trains one model per row and seed (seeds 0..N-1, default 3; features are extracted once and shared
+through the cache) with the default config; the rows are the three cells (rnn, lstm, gru) unless
+``--row LABEL KEY=VALUE ...`` names others (each row's overrides after the common ones). Finished runs
+(their metrics and overrides saved in runs/results/<row>/seed<k>) are read, not retrained, so an
+interrupted make_results continues; ``--jobs 2`` trains two runs at a time (one thread each on 2 cores).
+It then tabulates mean ± sd over seeds of BLEU-1..4, CIDEr and the scene accuracies for test and test_novel, the headline metrics (BLEU-4, CIDEr, scene, binding)
 with 95% bootstrap intervals over images, the baselines, the chance and ceiling lines of the scene
 accuracies and the references' own leave-one-out agreement. Run it for final configurations only:
 choices are made on val (docs/results.md, protocol). `captioning-paired` compares two models.
@@ -24,6 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model, 0..N-1 (default 3)")
+    parser.add_argument("--row", nargs="+", action="append", metavar=("LABEL", "KEY=VALUE"),
+                        help="a table row: its label and its own overrides (repeat for more rows; default: "
+                             "one row per cell: rnn, lstm, gru)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--render", action="store_true", help="redraw docs/results.md from runs/results, no training")
     parser.add_argument("--run-root", default="runs/results", help="where the runs go (default runs/results)")
     parser.add_argument("--out", default="docs/results.md", help="the markdown file written (default docs/results.md)")
@@ -32,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         write_results(args.run_root, args.out)
     else:
-        make_results(args.overrides, out=args.out, run_root=args.run_root, seeds=args.seeds)
+        rows = {label: keys for label, *keys in args.row} if args.row else None
+        make_results(args.overrides, out=args.out, run_root=args.run_root, seeds=args.seeds, rows=rows,
+                     jobs=args.jobs)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class GeneratorParams:
 
     seed: int = option(0, "every image is a function of (seed, split, index)")
     image_size: int = option(128, "pixels per side", ge=32)
-    splits: dict[str, int] = option({"train": 10000, "val": 500, "test": 1000, "test_novel": 1000},
+    splits: dict[str, int] = option({"train": 10000, "val": 2000, "test": 1000, "test_novel": 1000},
                                     "images per split (each a count >= 0)")
     novel_splits: list[str] = option(["test_novel"], "splits drawn only from novel_pairs (never seen in training)")
     count_probs: list[float] = option([1 / 3, 1 / 3, 1 / 3], "weights of scenes with 1, 2, 3 objects (1 to 3 "
