@@ -108,6 +108,20 @@ def test_idempotent_and_regenerates_when_needed(tmp_path):
     assert marker["params"]["splits"]["train"] == 4 and marker["images"] == 10
 
 
+def test_regenerating_leaves_unchanged_images_untouched(tmp_path):
+    """A larger val split regenerates the set, but train's files keep their bytes and modification times,
+    so their cached features stay valid; a changed image (another seed) is rewritten."""
+    small = {"train": 4, "val": 2, "test": 2, "test_novel": 2}
+    generate_shapes(tmp_path, splits=small)
+    png = tmp_path / "images" / "train" / "train_000003.png"
+    before = (png.read_bytes(), png.stat().st_mtime_ns)
+    generate_shapes(tmp_path, splits={**small, "val": 5})
+    assert (png.read_bytes(), png.stat().st_mtime_ns) == before
+    assert (tmp_path / "images" / "val" / "val_000004.png").exists()
+    generate_shapes(tmp_path, splits=small, seed=1)
+    assert png.read_bytes() != before[0]
+
+
 @pytest.mark.parametrize(
     "override, match",
     [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import math
@@ -169,10 +170,22 @@ def render(scene: Mapping[str, Any], size: int) -> Image.Image:
 
 
 def _render_chunk(jobs: list[tuple[dict, str, int]]) -> int:
-    """Worker: draw and save each (scene, png path, size); a temp name + rename keeps files whole."""
+    """Worker: draw and save each (scene, png path, size); a temp name + rename keeps files whole. A file that
+    already holds the same bytes (regenerating after e.g. a split size changed) is left untouched, so its
+    cached features stay valid (the feature cache checks each file's size and modification time)."""
     for scene, path, size in jobs:
+        buffer = io.BytesIO()
+        render(scene, size).save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        try:
+            with open(path, "rb") as old:
+                if old.read(len(data) + 1) == data:
+                    continue
+        except OSError:
+            pass
         tmp = f"{path}.{os.getpid()}.tmp"
-        render(scene, size).save(tmp, format="PNG", compress_level=1)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     return len(jobs)
 
