@@ -72,14 +72,16 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    import captioning.config  # noqa: F401 (registers the config schemas the yaml files build on)
+
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hydra_compose("train", overrides=list(overrides))
 
 
 def shapes_overrides(root: Path, n: int) -> list[str]:
     """Overrides for a synthetic set of ``n`` train images only (val and eval read them too), under ``root``."""
-    return [f"data.root={root / f'shapes_{n}'}", f"data.name=bench{n}", "~data.generator.splits",
-            f"+data.generator.splits={{train: {n}}}",
+    return [f"data.root={root / f'shapes_{n}'}", f"data.name=bench{n}",  # the splits merge: the others set to 0
+            f"data.generator.splits={{train: {n}, val: 0, test: 0, test_novel: 0}}",
             "data.generator.novel_splits=[]", "data.val_split=train", "data.eval_splits=[train]"]
 
 

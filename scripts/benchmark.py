@@ -2,7 +2,8 @@
 
 Sections (benchmarks/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
 end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
-beam (batched vs one image at a time), bleu (ours vs the official scorer), scaling (time and peak
+beam (batched vs one image at a time), step (where a training step of the main
+job goes: phases, profiler self time by kind, padding; random vs length-bucketed batches), bleu (ours vs the official scorer), scaling (time and peak
 memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
 Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
 load average) and the exact command. --quick shrinks every size to check that the sections work.
@@ -25,10 +26,11 @@ from benchmarks.common import Options
 from benchmarks.extraction import extraction_report
 from benchmarks.scaling import scaling_report
 from benchmarks.scorer import scorer_report
+from benchmarks.step import step_report
 from captioning.utils.report import machine_line, update_section
 
 SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_features": cached_report,
-            "beam": beam_report, "bleu": scorer_report, "scaling": scaling_report}
+            "beam": beam_report, "bleu": scorer_report, "scaling": scaling_report, "step": step_report}
 CPU_ONLY = {"bleu"}  # no tensor work: the same figure on any device
 
 
