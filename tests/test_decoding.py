@@ -39,8 +39,8 @@ def test_beam_never_scores_below_greedy(trained, beam_size):
     decoder, feats = trained
     feats = torch.cat([feats, torch.randn(24, feats.size(1), generator=torch.Generator().manual_seed(1))])
     g, b = greedy(decoder, feats), beam_search(decoder, feats, beam_size=beam_size)
-    for gs, bs in zip(g.scores, b.scores):
-        assert bs >= gs - 1e-9
+    for gs, bs in zip(g.scores, b.scores):  # float32 steps: a row's log-probabilities move by ~1e-7 with the
+        assert bs >= gs - 1e-6                # batch it is computed in (greedy drops finished rows, beam has B*K)
 
 
 def test_scores_are_the_captions_log_probabilities(trained):

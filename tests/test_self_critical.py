@@ -49,11 +49,14 @@ def test_sampled_log_probability_is_the_decoders_likelihood_of_the_caption():
     feats = torch.randn(32, 12)
     tokens, total = sample_tokens(decoder, feats, max_len=6)
     assert total.requires_grad
-    # every row ends at its first <end> or <pad> (or after max_len + 1 words), padding after
+    # every row ends at its first <end> (or after max_len + 1 words), padding after, never before
+    lengths = []
     for row in tokens.tolist():
-        ends = [i for i, t in enumerate(row) if t in (END, PAD)]
-        if ends:
-            assert all(t == PAD for t in row[ends[0] + 1 :])
+        ends = [i for i, t in enumerate(row) if t == END]
+        words = row[: ends[0]] if ends else row
+        assert PAD not in words and all(t == PAD for t in row[len(words) + 1 :])
+        lengths.append(len(words))
+    assert len(set(lengths)) > 2  # rows finish at different steps: finished rows leave the batch on the way
     # teacher forcing on the sampled words gives the same summed log-probability
     inputs = torch.cat([torch.full((32, 1), START), tokens[:, :-1]], 1)
     logp = torch.log_softmax(decoder(feats, inputs), -1).gather(2, tokens[:, :, None]).squeeze(2)
@@ -143,3 +146,22 @@ def test_config_check_names_bad_self_critical_values(tiny_root):
     problems = config_problems(tiny_cfg(tiny_root, *SCST, f"{STAGE}.samples=1"))
     assert any(f"{STAGE}.samples" in p for p in problems)
     assert not config_problems(tiny_cfg(tiny_root, *TWO))
+
+
+def test_sampling_never_chooses_pad_and_greedy_matches_each_image_alone():
+    """<pad> is no word: even a decoder that puts most of its mass on it writes words (beam search never
+    continues with it either), and greedy captions of a batch, whose finished rows leave the state on the
+    way, are those of each image decoded alone."""
+    from captioning.nn.decoding import greedy
+
+    torch.manual_seed(0)
+    decoder = show_tell(12, 9, cell="gru", embed_dim=8, hidden_size=16).eval()
+    feats = torch.randn(16, 12)
+    batch = greedy(decoder, feats, max_len=8)
+    for i in range(16):
+        alone = greedy(decoder, feats[i : i + 1], max_len=8)
+        assert alone.tokens[0] == batch.tokens[i] and alone.scores[0] == pytest.approx(batch.scores[i], abs=1e-5)
+    with torch.no_grad():
+        decoder.out.bias[PAD] = 20.0
+    tokens, _ = sample_tokens(decoder, feats, max_len=8, temperature=1.0)
+    assert not (tokens[:, 0] == PAD).any() and greedy(decoder, feats, max_len=8).tokens[0]

@@ -90,32 +90,46 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Sample one caption per row of ``features`` (temperature 0: greedy): word ids [B, T], ``PAD`` after
     the first <end> (which is kept), and each caption's summed log-probability [B] under the model's own
-    distribution, <end> included (differentiable when gradients are on)."""
+    distribution, <end> included (differentiable when gradients are on). <pad> is never chosen (it is no
+    word; beam search never continues with it either): the choice is among the other words.
+
+    Finished captions leave the batch: once at least an eighth of the rows still stepped have finished,
+    the state keeps only the unfinished ones (``select_state``), so the model's steps (and, in training,
+    their backward pass) cost what the captions still being written need, not what the longest one does.
+    A finished row still stepped adds nothing (its log-probabilities are masked), as before."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    batch = features.size(0)
+    batch, device = features.size(0), features.device
     state = decoder.init_state(features)
-    word = torch.full((batch,), START, dtype=torch.long, device=features.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    rows = torch.arange(batch, device=device)  # the caption each row of the state belongs to
+    word = torch.full((batch,), START, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)  # per row of the state
     # reported scores are summed in float64; a training step keeps the model's dtype for its gradient
-    total = torch.zeros(batch, device=features.device,
-                        dtype=torch.float32 if torch.is_grad_enabled() else torch.float64)
-    words = []
-    for _ in range(max_len + 1):  # +1: room for <end> after max_len words
+    total = torch.zeros(batch, device=device, dtype=torch.float32 if torch.is_grad_enabled() else torch.float64)
+    words = torch.full((batch, max_len + 1), PAD, dtype=torch.long, device=device)
+    steps, pad = 0, torch.tensor([PAD], device=device)
+    for t in range(max_len + 1):  # +1: room for <end> after max_len words
         logp, state = decoder.step(word, state)
-        with torch.no_grad():
+        with torch.no_grad():  # a caption never continues with <pad>, as in beam search
+            allowed = logp.index_fill(1, pad, float("-inf"))
             if temperature == 0:
-                word = logp.argmax(-1)
+                word = allowed.argmax(-1)
             else:  # logp / 1.0 is logp, bit for bit: one [B, V] pass fewer at the usual temperature
-                scaled = logp if temperature == 1 else logp / temperature
+                scaled = allowed if temperature == 1 else allowed / temperature
                 word = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
-        total = total + torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
+        picked = torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
+        total = total.index_add(0, rows, picked)  # differentiable, each caption's own row
         word = word.masked_fill(done, PAD)
-        words.append(word)
-        done = done | (word == END) | (word == PAD)  # a sampled <pad> ends the caption too
-        if bool(done.all()):
+        words[rows, t] = word
+        steps = t + 1
+        done = done | (word == END)
+        finished = int(done.sum())
+        if finished == len(done):
             break
-    return torch.stack(words, 1), total
+        if finished and finished * 8 >= len(done):  # drop the finished rows from the state
+            keep = (~done).nonzero().squeeze(1)
+            state, rows, word, done = decoder.select_state(state, keep), rows[keep], word[keep], done[keep]
+    return words[:, :steps], total
 
 
 @torch.no_grad()
