@@ -79,6 +79,9 @@ def test_a_model_outside_the_package_goes_through_every_entry_point(tiny_root, u
     results = run(cfg, run_dir)  # cross-entropy (smoke), then a self-critical epoch, then evaluation
     history = json.loads((run_dir / "history.json").read_text())
     assert [e["stage"] for e in history["epochs"]] == ["cross_entropy", "cross_entropy", "self_critical"]
+    # the best weights when the cross-entropy stage ended are kept (a schedule without the second stage)
+    after_xe = load_checkpoint(run_dir / "checkpoints" / "best_after_cross_entropy.pt")
+    assert after_xe["stage_name"] == "cross_entropy" and not (run_dir / "checkpoints" / "best_after_self_critical.pt").exists()
     assert 0.0 <= results["test"]["Bleu_4"] <= 1.0 and (run_dir / "eval" / "failures_test.html").is_file()
 
     ckpt = load_checkpoint(run_dir)

@@ -9,8 +9,10 @@ features) or every training image (self-critical, or with the encoder from pixel
 drawn from (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would.
 
 Checkpoints (written atomically): ``checkpoints/best.pt`` (the best val BLEU-4 so far: what evaluation,
-the caption API and the next stage read) and ``checkpoints/last.pt`` (plus the optimizer, schedule, RNGs
-and position: stage, epoch, step). SIGINT/SIGTERM/SIGUSR1 finish the current step, save ``last`` and exit;
+the caption API and the next stage read), ``checkpoints/last.pt`` (plus the optimizer, schedule, RNGs
+and position: stage, epoch, step) and, at the end of every stage but the last,
+``checkpoints/best_after_<stage>.pt`` (best.pt then: what a schedule ending with that stage would have
+given, e.g. to evaluate and compare with and without the self-critical stage). SIGINT/SIGTERM/SIGUSR1 finish the current step, save ``last`` and exit;
 ``resume=<run dir>`` continues from that step, in any stage (``resume=auto``: from this run directory's
 own last.pt when there is one).
 """
@@ -279,6 +281,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                     save_json(history, run_dir / "history.json")
                 if dp.mean(float(stop.requested)) > 0:  # the signal came during validation
                     raise interrupted(stop, run_dir, name, epoch + 1, 0, steps_per_epoch)
+            if dp.is_main and index + 1 < len(stages):  # what a schedule ending here would have given
+                copy_file(ckpt_dir / "best.pt", ckpt_dir / f"best_after_{name}.pt")
             resume = None
     return history
 
@@ -417,6 +421,12 @@ def check_same_position(ckpt: dict, cfg: Any, name: str, stage: StageConfig, ste
 def carry_best(source: Path, target: Path) -> None:
     """A run resumed into a new directory starts with the old run's best checkpoint."""
     if source.is_file() and not target.exists() and source.resolve() != target.resolve():
+        copy_file(source, target)
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically (a reader never sees half a checkpoint)."""
+    if source.is_file():
         with open(source, "rb") as src, atomic_write(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
 
