@@ -29,4 +29,4 @@ WORKERS=$(python -c "import os; print(max(1, min(8, len(os.sched_getaffinity(0))
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 time python scripts/benchmark.py --device "$DEVICE" --precision bf16 --workers "$WORKERS" "${SIZE_ARGS[@]}" \
-  --only cells extraction cached_features beam scaling --out "$OUT" "$@"
+  --only cells extraction cached_features beam step scaling --out "$OUT" "$@"
