@@ -20,7 +20,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from benchmarks.common import Options, compose, shapes_overrides, shapes_records, sync
+from benchmarks.common import Options, autocast, compose, shapes_overrides, shapes_records, sync
 from captioning.data.coco import encode_captions
 from captioning.models.base import build_model
 from captioning.text.tokenizer import tokenize
@@ -88,7 +88,8 @@ def step_report(opts: Options) -> str:
             padded[0] += int((rows[:, 1:] != 0).sum())
             padded[1] += rows[:, 1:].numel()
             t = time.perf_counter()
-            loss = caption_loss(model(features[image_of[batch]].to(device), rows[:, :-1]), rows[:, 1:])
+            with autocast(opts.device, opts.amp):
+                loss = caption_loss(model(features[image_of[batch]].to(device), rows[:, :-1]).float(), rows[:, 1:])
             sync(device)
             timer["loss"] += time.perf_counter() - t
             optimise(opt, loss, timer)
@@ -104,7 +105,8 @@ def step_report(opts: Options) -> str:
         def one(i: int, timer: dict) -> None:
             images = batches[i % len(batches)]
             t = time.perf_counter()
-            loss, _ = self_critical_loss(model, features[images].to(device), images, reward, vocab.itos, sc)
+            with autocast(opts.device, opts.amp):
+                loss, _ = self_critical_loss(model, features[images].to(device), images, reward, vocab.itos, sc)
             sync(device)
             timer["sample + reward + loss"] += time.perf_counter() - t
             optimise(opt, loss, timer)
@@ -143,7 +145,8 @@ def step_report(opts: Options) -> str:
     return (f"Model: the default show_tell ({c.cell.name}, embed {c.embed_dim}, hidden {c.hidden_size}, dropout "
             f"{c.dropout}, vocabulary {len(vocab)} from {n_images} shapes images' captions), cross-entropy batch "
             f"{xe.batch_size} captions, self-critical batch {sc.batch_size} images; median of {repeats} steps, then "
-            f"{repeats} profiled steps; device {opts.device}. Per epoch: ms per step x the steps of one epoch of the "
+            f"{repeats} profiled steps; device {opts.device}, autocast {opts.amp}. The self-critical row samples from the "
+            "decoder as the cross-entropy rows left it (~90 steps in). Per epoch: ms per step x the steps of one epoch of the "
             "default 10k-image train split (50k captions; 10k images), extrapolated. Padding: the share of a batch's "
             "decoder positions past its captions' ends (cross-entropy only).\n\n"
             "| step | ms per step | s per epoch (extrapolated) | phases (ms) | self time by kind | padding |\n"
