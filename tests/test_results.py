@@ -186,3 +186,16 @@ def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path
     summary = json.loads((root / "summary.json").read_text())
     assert summary["_meta"]["jobs"] == 2 and summary["lstm"]["1"]["_run"]["seed"] == 1
     assert "--jobs 2" in out.read_text()
+
+
+def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
+    import captioning.commands.make_results as command
+
+    got = {}
+    monkeypatch.setattr(command, "make_results", lambda overrides, **kw: got.update(overrides=overrides, **kw))
+    command.main(["--seeds", "2", "--jobs", "2", "schedule=smoke", "--row", "sat", "model=show_attend_tell",
+                  "--row", "tf", "experiment=transformer", "seed_note=x"])
+    assert got["overrides"] == ["schedule=smoke"] and got["seeds"] == 2 and got["jobs"] == 2
+    assert got["rows"] == {"sat": ["model=show_attend_tell"], "tf": ["experiment=transformer", "seed_note=x"]}
+    command.main([])
+    assert got["rows"] is None and got["jobs"] == 1 and got["overrides"] == []

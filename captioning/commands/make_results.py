@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model, 0..N-1 (default 3)")
     parser.add_argument("--row", nargs="+", action="append", metavar=("LABEL", "KEY=VALUE"),
-                        help="a table row: its label and its own overrides (repeat for more rows; default: "
-                             "one row per cell: rnn, lstm, gru)")
+                        help="a table row: its label and its own overrides, up to the next option (repeat for "
+                             "more rows; the common overrides go before the first --row; default: one row per "
+                             "cell: rnn, lstm, gru)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--render", action="store_true", help="redraw docs/results.md from runs/results, no training")
     parser.add_argument("--run-root", default="runs/results", help="where the runs go (default runs/results)")
