@@ -1,0 +1,130 @@
+"""Sampling (greedy decoding and self-critical steps), this checkout against an earlier commit, on a trained run:
+`python scripts/benchmark_sampling.py --before REV --checkpoint RUN [--rounds 4] [--steps 10]`.
+
+The earlier commit's captioning/nn/decoding.py is loaded beside today's, in one process. On the run's
+cached features it compares (1) the greedy captions of an evaluation split (how many are identical, and
+the time of each version) and (2) self-critical training steps (the run's self-critical stage options:
+images per step, samples, reward), the two versions alternating in rounds of ``--steps`` steps from the
+run's best weights, so load from other processes hits both alike. Writes the `sampling` section of
+docs/benchmarks.md with the machine, its load average at start and end, and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from captioning.features.prepare import prepare  # noqa: E402
+from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from captioning.nn import decoding  # noqa: E402
+from captioning.training import self_critical  # noqa: E402
+from captioning.training.loop import StageConfig, TrainData, features_of  # noqa: E402
+from captioning.training.optim import make_optimizer  # noqa: E402
+from captioning.utils.report import machine_line, update_section  # noqa: E402
+from captioning.utils.schema import build  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+
+def module_at(rev: str, path: str, name: str):
+    """The file ``path`` as it was at commit ``rev``, imported as module ``name``."""
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                          check=True).stdout
+    file = Path(tempfile.mkdtemp(prefix="before_")) / f"{name}.py"
+    file.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="the earlier commit (e.g. a hash or main~3)")
+    parser.add_argument("--checkpoint", required=True, help="a trained run directory (or its best.pt)")
+    parser.add_argument("--split", default="test", help="the split whose greedy captions are compared")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10, help="self-critical steps per version and round")
+    parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.num_threads)
+    start_line = machine_line()
+    before = module_at(args.before, "captioning/nn/decoding.py", "decoding_before")
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = OmegaConf.create(ckpt["config"])
+    model, vocab = model_from_checkpoint(ckpt)
+    data_cfg = cfg.data
+    prepared = prepare(cfg, vocab=vocab, splits_needed=[data_cfg.train_split, args.split])
+    max_len = data_cfg.max_caption_len
+
+    # (1) greedy captions of the split, both versions
+    feats = torch.from_numpy(np.array(prepared.features[args.split], dtype=np.float32))
+    model.eval()
+    out, seconds = {}, {}
+    for label, module in (("before", before), ("now", decoding)):
+        t = time.perf_counter()
+        with torch.no_grad():
+            out[label] = module.greedy(model, feats, max_len)
+        seconds[label] = time.perf_counter() - t
+    same = sum(a == b for a, b in zip(out["before"].tokens, out["now"].tokens))
+    score_gap = max(abs(a - b) for a, b in zip(out["before"].scores, out["now"].scores))
+
+    # (2) self-critical steps from the best weights, the versions alternating
+    data = TrainData.of(prepared, data_cfg.train_split, max_len)
+    stage = build(StageConfig, cfg.schedule.stages.self_critical)
+    reward = self_critical.make_reward([r.captions for r in prepared.splits[data_cfg.train_split]], stage.reward)
+    order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {"before": [], "now": []}
+    model.train()
+    opt, _ = make_optimizer([{"params": list(model.parameters())}], stage, 1000)
+    step = 0
+    for _ in range(args.rounds):
+        for label, module in (("before", before), ("now", decoding)):
+            self_critical.sample_tokens = module.sample_tokens  # what self_critical_loss samples with
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                images = order[step * stage.batch_size : (step + 1) * stage.batch_size].tolist()
+                step += 1
+                loss, _ = self_critical.self_critical_loss(model, features_of(images, data, None, torch.device("cpu")),
+                                                           images, reward, vocab.itos, stage)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            times[label].append((time.perf_counter() - t) / args.steps * 1e3)
+    self_critical.sample_tokens = decoding.sample_tokens
+    b, n = statistics.median(times["before"]), statistics.median(times["now"])
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    command = (f"python scripts/benchmark_sampling.py --before {args.before} --checkpoint {args.checkpoint} "
+               f"--split {args.split} --rounds {args.rounds} --steps {args.steps} --num_threads {args.num_threads}")
+    text = (f"## Sampling: greedy captions and self-critical steps before and after\n\n`{command}`\n\n"
+            f"decoding.py of {rev} (before) and of this checkout (now), in one process, on the run's cached features "
+            f"({args.num_threads} thread(s)).\n\n"
+            f"Greedy captions of `{args.split}` ({len(feats)} images): identical {same} of {len(feats)}; largest "
+            f"difference of a caption's log-probability {score_gap:.1e}; {seconds['before']:.2f} s before, "
+            f"{seconds['now']:.2f} s now.\n\n"
+            f"Self-critical steps ({stage.batch_size} images x {stage.samples} samples, {stage.reward} reward, forward + "
+            f"backward + AdamW), ms per step, median of {args.rounds} alternating rounds of {args.steps} steps: "
+            f"before {b:.0f} ({', '.join(f'{x:.0f}' for x in times['before'])}), now {n:.0f} "
+            f"({', '.join(f'{x:.0f}' for x in times['now'])}): **{b / n:.2f}x**.\n\n"
+            f"{start_line}; at end {os.getloadavg()[0]:.2f}\n")
+    update_section(args.report, "sampling", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
