@@ -19,8 +19,15 @@ def test_checkpoint_mode_reproduces_the_training_runs_metrics(tiny_run, tmp_path
     # the same checkpoint, split and decoding settings as the training run's final evaluation
     assert out["test_novel"]["Bleu_4"] == results["test_novel"]["Bleu_4"]
     assert json.loads((tmp_path / "metrics.json").read_text()) == out
+    assert out["_run"]["checkpoint"].endswith("best.pt")
     captions = json.loads((tmp_path / "results_test_novel.json").read_text())
     assert {"image_id", "caption"} == set(captions[0])
+    # an evaluation's folder pairs with runs: captioning-paired reads it and knows the run's seed
+    from captioning.evaluation.compare import paired_comparison, run_dirs
+
+    assert out["_run"]["seed"] == 0 and run_dirs([tmp_path]) == [tmp_path]
+    rows = paired_comparison([tmp_path], [run_dir], splits=["test_novel"], metrics=["Bleu_4"], resamples=200)
+    assert [(r["metric"], r["difference"], r["excludes_zero"]) for r in rows] == [("Bleu_4", 0.0, False)]
 
 
 def test_score_mode_scores_any_results_file(tiny_run, tiny_root, tmp_path):

@@ -78,6 +78,8 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         cider_df = cider_document_frequencies([r.captions for r in load_dataset(run_cfg.data, [train])[train]])
     metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, metrics_cfg,
                                          worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df)}
+    # which training run this was (captioning-paired pairs runs by seed)
+    metrics["_run"] = {"seed": run_cfg.get("seed"), "checkpoint": ckpt["path"]}
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics
 

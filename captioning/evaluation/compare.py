@@ -159,23 +159,37 @@ def compare_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None, name
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # the metrics that carry intervals
 
 
+def is_run(path: Path) -> bool:
+    """A training run (its scores in ``eval/``) or an evaluation's output folder (``captioning-evaluate``:
+    its ``per_image_<split>.json`` at the top)."""
+    return (path / "eval").is_dir() or any(path.glob("per_image_*.json"))
+
+
 def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories from paths that are runs (hold ``eval/``) or folders of runs (e.g. one per seed)."""
+    """Run directories from paths that are runs (or evaluations) or folders of them (e.g. one per seed)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if (p / "eval").is_dir():
+        if is_run(p):
             out.append(p)
             continue
-        children = sorted((c for c in p.iterdir() if (c / "eval").is_dir()), key=_job_order) if p.is_dir() else []
+        children = sorted((c for c in p.iterdir() if c.is_dir() and is_run(c)), key=_job_order) if p.is_dir() else []
         if not children:
-            raise FileNotFoundError(f"{p} is not a run directory (no eval/ inside) and holds none")
+            raise FileNotFoundError(f"{p} is not a run directory (no eval/ inside) nor an evaluation's folder "
+                                    "(no per_image_<split>.json), and holds none")
         out.extend(children)
     return out
 
 
+def per_image_file(run_dir: str | Path, split: str) -> Path:
+    """``<run_dir>/eval/per_image_<split>.json`` of a run, or ``<run_dir>/per_image_<split>.json`` of an evaluation."""
+    nested = Path(run_dir) / "eval" / f"per_image_{split}.json"
+    flat = Path(run_dir) / f"per_image_{split}.json"
+    return flat if not nested.is_file() and flat.is_file() else nested
+
+
 def load_per_image(run_dir: str | Path, split: str) -> list[dict]:
-    """The entries of ``<run_dir>/eval/per_image_<split>.json`` (one per image)."""
-    path = Path(run_dir) / "eval" / f"per_image_{split}.json"
+    """The entries of the run's (or evaluation's) ``per_image_<split>.json`` (one per image)."""
+    path = per_image_file(run_dir, split)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: was split {split!r} evaluated in {run_dir}?")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -225,7 +239,8 @@ def _splits_of(run_dir: Path) -> list[str]:
     if file.is_file():
         metrics = json.loads(file.read_text(encoding="utf-8"))
         return [k for k in metrics if "/" not in k and not k.startswith("_")]
-    return sorted(p.stem[len("per_image_"):] for p in (run_dir / "eval").glob("per_image_*.json"))
+    files = [*(run_dir / "eval").glob("per_image_*.json"), *run_dir.glob("per_image_*.json")]
+    return sorted({p.stem[len("per_image_"):] for p in files})
 
 
 def paired_comparison(dirs_a: Sequence[str | Path], dirs_b: Sequence[str | Path],
