@@ -123,8 +123,10 @@ def check_command(command: str, monkeypatch) -> None:
             args = hydra_argv(args)
         except SystemExit as exc:  # an old key=value spelling
             raise ValueError(str(exc)) from None
-    if script.name == "make_results.py":  # its overrides go to every training run
-        check_hydra(CONFIG_DIR, "train", args)
+    if script.name == "make_results.py":  # its own flags, then overrides that go to every training run
+        flags = [a for i, a in enumerate(args) if a.startswith("--") or (i and args[i - 1].startswith("--") and "=" not in a)]
+        check_argparse(script, flags, monkeypatch)
+        check_hydra(CONFIG_DIR, "train", [a for a in args if a not in flags])
     elif target is not None:
         check_hydra(*target, args)
     elif args:
