@@ -123,6 +123,7 @@ def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+SEALED_SPLITS = ["data.eval_splits=[test,test_novel]"]  # what make_results scores on the shapes data
 CELL_ROWS = {cell: [f"cell={cell}"] for cell in ("rnn", "lstm", "gru")}  # the default rows: one per cell
 
 
@@ -137,6 +138,21 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
     directory already holds the metrics of the same overrides and seed is read, not trained again, so an
     interrupted make_results continues where it stopped. ``jobs`` > 1 trains that many runs at once, each
     in its own process with cpu_count / jobs threads unless ``num_threads`` is among the overrides."""
+    rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
+    overrides = sealed_splits(overrides)
+    runs, seconds = train_rows(overrides, rows, seeds, jobs, run_root)
+    meta = {"overrides": list(overrides), "rows": rows, "seeds": list(range(seeds)), "seconds": seconds,
+            "jobs": jobs, "machine": machine_line(), "commit": git_commit()}
+    save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")  # atomic, like every output
+    write_results(run_root, out)
+    return runs
+
+
+def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, jobs: int,
+               run_root: str) -> tuple[dict[str, dict[str, dict]], dict[str, list[float]]]:
+    """Train each row at seeds 0..seeds-1 into ``<run_root>/<row>/seed<k>`` (finished runs are read, not trained
+    again) and return each row's metrics per seed and its run times. The runs of make_results and of the val
+    search (captioning/search.py)."""
     from captioning.features.prepare import prepare
     from captioning.pipeline import resolve_device
     from captioning.utils.schema import plain
@@ -145,7 +161,6 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
         raise ValueError("make_results sets the seed of each run itself: use --seeds N, not seed=...")
     bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
@@ -162,7 +177,7 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
     else:  # data and features first, once per (data, encoder), so the parallel runs only read the cache
         prepared = set()
         for keys, _ in todo:
-            cfg = _compose(keys)
+            cfg = compose_run(keys)
             what = json.dumps([plain(cfg.data), plain(cfg.encoder)], sort_keys=True, default=str)
             if what not in prepared:
                 cfg.device = resolve_device(cfg.device)
@@ -178,11 +193,16 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
         results = finished_run(target, keys)
         runs[label][str(seed)] = results
         seconds[label].append(results.get("_run", {}).get("seconds_total", 0.0))
-    meta = {"overrides": list(overrides), "rows": rows, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "machine": machine_line(), "commit": git_commit()}
-    save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")  # atomic, like every output
-    write_results(run_root, out)
-    return runs
+    return runs, seconds
+
+
+def sealed_splits(overrides: list[str]) -> list[str]:
+    """``overrides`` plus ``data.eval_splits=[test,test_novel]`` on the synthetic shapes data, whose main job
+    evaluates val only (the test splits stay sealed for this script; docs/results.md, protocol), unless the
+    overrides name the evaluated splits themselves."""
+    if any(o.split("=", 1)[0].lstrip("+~") == "data.eval_splits" for o in overrides):
+        return list(overrides)
+    return [*SEALED_SPLITS, *overrides] if compose_run(list(overrides)).data.kind == "shapes" else list(overrides)
 
 
 def train_one(keys: list[str], target: Path) -> dict:
@@ -190,7 +210,7 @@ def train_one(keys: list[str], target: Path) -> dict:
     make_results knows the run is finished and what it was)."""
     from captioning.pipeline import run
 
-    results = run(_compose(keys), target)
+    results = run(compose_run(keys), target)
     save_json({"overrides": [k for k in keys if not k.startswith("num_threads=")]}, target / "make_results.json")
     return results
 
@@ -217,7 +237,8 @@ def git_commit() -> str | None:
     return (out.stdout.strip() + ("+changes" if dirty else "")) if out.returncode == 0 else None
 
 
-def _compose(overrides: list[str]):
+def compose_run(overrides: list[str]):
+    """The main job's config (captioning/configs/train.yaml) with ``overrides``."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -257,7 +278,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     seconds = meta.get("seconds") or {c: [m.get("_run", {}).get("seconds_total", 0.0) for m in ms]
                                       for c, ms in runs.items()}
     seconds = {c: s if isinstance(s, list) else [s] for c, s in seconds.items()}
-    cfg = _compose(overrides)
+    cfg = compose_run(overrides)
     train_split, eval_splits = cfg.data.train_split, list(cfg.data.eval_splits)
     loaded = load_dataset(cfg.data, list(dict.fromkeys([train_split, *eval_splits])))
     data = {s: loaded[s] for s in eval_splits}

@@ -15,7 +15,8 @@ CONFIGS = str(CONFIG_DIR)  # the package's configs (captioning/configs)
 # gradients that Adam scales up to full steps, so float-order noise (DDP vs one process) shows.
 TINY = ["data=shapes_tiny", "schedule=smoke", "metrics=bleu", "model.hidden_size=48", "model.embed_dim=24",
         "encoder=efficientnet_lite0", "encoder.image_size=128", "encoder.precision=fp32", "encoder.batch_size=32",
-        "encoder.num_workers=0"]
+        "encoder.num_workers=0", "data.eval_splits=[test,test_novel]"]
+# (the shapes data's main job evaluates val only; the tests read the test splits, as make_results does)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,7 +2,8 @@
 (or `python scripts/train.py ...`).
 
 With no arguments: generates the synthetic shapes data, extracts EfficientNet-Lite0 features, trains
-an LSTM decoder and evaluates on test and test_novel. See captioning/configs/train.yaml for every option;
+an LSTM decoder and evaluates it on val (the test splits are sealed: `captioning-make-results` scores
+them, for final configurations). See captioning/configs/train.yaml for every option;
 `captioning-train --help` lists the config groups and their choices; `--config-dir DIR` adds your own.
 """
 
