@@ -22,7 +22,8 @@ from captioning.results import compose_run, git_commit, train_rows
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
 
-SECTION = "val_search"  # the docs/results.md section write_search owns
+SECTION = "val_search"  # the docs/results.md section write_search owns by default
+TITLE = "Settings chosen on val: the same grid for every row"
 SHOWN = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")
 
 
@@ -30,7 +31,7 @@ def grid_points(grid: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
     """Every combination of the grid's values, in order: (label, overrides), the label naming each key by its
     last dotted part, e.g. ``("lr=1e-3_dropout=0.1", ["schedule.stages.cross_entropy.lr=1e-3", "model.dropout=0.1"])``."""
     if not grid:
-        return [("default", [])]
+        return [("", [])]  # no grid: one run per row (and seed), labelled by the row alone
     for key, values in grid.items():
         if not values:
             raise ValueError(f"grid key {key!r} has no values: give them as {key}=A,B,C")
@@ -56,40 +57,50 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 
 def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, list[str]], jobs: int = 1,
            seeds: int = 1, run_root: str = "runs/search", out: str = "docs/results.md",
-           metric: str = "Bleu_4") -> dict:
+           metric: str = "Bleu_4", section: str = SECTION, title: str = TITLE) -> dict:
     """Train every (row, grid point) at seeds 0..seeds-1 into ``<run_root>/<row>_<point>/seed<k>``, evaluated
-    on val only; save ``summary.json`` and write the search section of ``out``. Returns the chosen overrides
-    per row."""
+    on val only; save ``summary.json`` and write the section ``section`` of ``out``. Returns the chosen
+    overrides per row. Without a grid each row is one setting (``<run_root>/<row>/seed<k>``), and the section
+    compares every row with the first (paired intervals): an ablation on val."""
     if any(o.split("=", 1)[0].lstrip("+~") == "data.eval_splits" for row in [overrides, *rows.values()] for o in row):
         raise ValueError("the search evaluates the val split only and sets data.eval_splits itself; "
                          "drop data.eval_splits from the overrides (test splits are for make_results)")
+    if not section or not section.replace("_", "").isalnum():
+        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     val_split = compose_run(list(overrides)).data.val_split
     if not val_split:
         raise ValueError("the search chooses on the val split, and data.val_split is null: name one")
     common = [f"data.eval_splits=[{val_split}]", *overrides]
     points = grid_points(grid)
-    labelled = {f"{row}_{point}": [*keys, *point_keys] for row, keys in rows.items() for point, point_keys in points}
+    labelled = {run_label(row, point): [*keys, *point_keys] for row, keys in rows.items() for point, point_keys in points}
     runs, seconds = train_rows(common, labelled, seeds, jobs, run_root)
     meta = {"overrides": common, "rows": rows, "grid": grid, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "metric": metric, "split": val_split, "machine": machine_line(), "commit": git_commit()}
+            "jobs": jobs, "metric": metric, "split": val_split, "section": section, "title": title,
+            "machine": machine_line(), "commit": git_commit()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")
     return write_search(run_root, out)
+
+
+def run_label(row: str, point: str) -> str:
+    """The folder of a (row, grid point) under the run root: ``<row>_<point>``, or ``<row>`` without a grid."""
+    return f"{row}_{point}" if point else row
 
 
 def choose(summary: dict, row: str, points: list[tuple[str, list[str]]], split: str, metric: str):
     """Grid points of ``row`` ordered best first by the mean over seeds of ``metric`` on ``split``."""
     scored = []
     for point, keys in points:
-        per_seed = summary[f"{row}_{point}"]
+        per_seed = summary[run_label(row, point)]
         values = [m[split][metric] for m in per_seed.values()]
         scored.append((sum(values) / len(values), point, keys))
     return sorted(scored, key=lambda t: -t[0])
 
 
 def write_search(run_root: str = "runs/search", out: str = "docs/results.md", resamples: int = 10_000) -> dict:
-    """Render the search section of ``out`` from ``<run_root>/summary.json`` (no training); returns the chosen
-    overrides per row."""
+    """Render the search's section of ``out`` from ``<run_root>/summary.json`` (no training); returns the
+    chosen overrides per row (with a grid) or {} (rows only)."""
     from captioning.evaluation.compare import paired_comparison
+    from captioning.evaluation.stats import mean_sd
 
     path = Path(run_root) / "summary.json"
     if not path.is_file():
@@ -97,52 +108,65 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta")
     split, metric, grid, rows = meta["split"], meta["metric"], meta["grid"], meta["rows"]
-    points = grid_points(grid)
-    short = [k.rsplit(".", 1)[-1] for k in grid]
-    n_seeds = len(meta["seeds"])
-    lines = ["| row | " + " | ".join(short) + " | " + " | ".join(f"val {m}" for m in SHOWN)
+    points, short, n_seeds = grid_points(grid), [k.rsplit(".", 1)[-1] for k in grid], len(meta["seeds"])
+    dirs = lambda label: [Path(run_root) / label / f"seed{s}" for s in summary[label]]  # noqa: E731
+    lines = ["| row | " + "".join(f"{k} | " for k in short) + " | ".join(f"val {m}" for m in SHOWN)
              + " | best epoch | min |", "|---|" + "---|" * len(short) + "---:|" * (len(SHOWN) + 2)]
     chosen, verdicts = {}, []
     for row in rows:
         ranked = choose(summary, row, points, split, metric)
-        best = ranked[0][1]
-        chosen[row] = dict(zip(grid, [k.split("=", 1)[1] for k in ranked[0][2]]))
+        best = ranked[0][1] if grid else None
+        if grid:
+            chosen[row] = dict(zip(grid, [k.split("=", 1)[1] for k in ranked[0][2]]))
         for point, keys in points:
-            label = f"{row}_{point}"
+            label = run_label(row, point)
             per_seed = list(summary[label].values())
-            means = [sum(m[split][k] for m in per_seed) / len(per_seed) if all(k in m[split] for m in per_seed)
-                     else None for k in SHOWN]
-            cells = [f"**{v:.3f}**" if point == best and v is not None else ("" if v is None else f"{v:.3f}")
-                     for v in means]
-            epochs = [_best_epoch(Path(run_root) / label / f"seed{s}") for s in summary[label]]
+            cells = []
+            for k in SHOWN:
+                if not all(k in m[split] for m in per_seed):
+                    cells.append("")
+                    continue
+                mean, sd = mean_sd([m[split][k] for m in per_seed])
+                text = f"{mean:.3f}" + (f" ± {sd:.3f}" if n_seeds > 1 else "")
+                cells.append(f"**{text}**" if point == best else text)
+            epochs = [_best_epoch(d) for d in dirs(label)]
             minutes = sum(meta["seconds"][label]) / len(meta["seconds"][label]) / 60
-            values = [k.split("=", 1)[1] for k in keys]
-            lines.append(f"| {row} | " + " | ".join(values) + " | " + " | ".join(cells)
+            lines.append(f"| {row} | " + "".join(f"{k.split('=', 1)[1]} | " for k in keys) + " | ".join(cells)
                          + f" | {'/'.join(epochs)} | {minutes:.1f} |")
-        if len(ranked) > 1:
-            dirs = lambda p: [Path(run_root) / f"{row}_{p}" / f"seed{s}" for s in summary[f"{row}_{p}"]]  # noqa: E731
-            diff = paired_comparison(dirs(best), dirs(ranked[1][1]), [split], [metric], resamples=resamples)[0]
+        if grid and len(ranked) > 1:
+            diff = paired_comparison(dirs(run_label(row, best)), dirs(run_label(row, ranked[1][1])), [split], [metric],
+                                     resamples=resamples)[0]
             verdicts.append(f"- {row}: {best} ({metric} {ranked[0][0]:.3f}); minus the runner-up {ranked[1][1]}: "
                             f"{diff['difference']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
                             + ("" if diff["excludes_zero"] else " (not distinguishable from it)"))
-    grid_args = " ".join(f"{k}={','.join(v)}" for k, v in grid.items())
-    row_args = " ".join(f"--row {label} {' '.join(keys)}" for label, keys in rows.items())
+    first = next(iter(rows))
+    for row in list(rows)[1:] if not grid else []:
+        found = paired_comparison(dirs(row), dirs(first), [split], resamples=resamples)
+        verdicts.append(f"- {row} minus {first}: " + "; ".join(
+            f"{d['metric']} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in found))
+    grid_args = f" --grid {' '.join(f'{k}={chr(44).join(v)}' for k, v in grid.items())}" if grid else ""
+    row_args = " ".join(f"--row {label} {' '.join(keys)}".strip() for label, keys in rows.items())
     rest = [o for o in meta["overrides"] if not o.startswith("data.eval_splits=")]
-    jobs = f" --jobs {meta['jobs']}" if meta.get("jobs", 1) > 1 else ""
-    cmd = f"python scripts/search.py --seeds {n_seeds}{jobs} {' '.join(rest)} --grid {grid_args} {row_args}"
+    options = f"--seeds {n_seeds}" + (f" --jobs {meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
+    section, title = meta.get("section", SECTION), meta.get("title", TITLE)
+    if section != SECTION:
+        options += f" --section {section} --title '{title}'"
+    cmd = f"python scripts/search.py {options} {' '.join(rest)}{grid_args} {row_args}"
     times = [s for v in meta["seconds"].values() for s in v]
-    body = (f"## Settings chosen on val: the same grid for every row\n\n"
+    how = (f"the bold point of each row has the highest val {metric} (mean over seeds) and is the one the results "
+           "tables use" if grid else "each row is one setting, compared with the first row below")
+    spread = f"mean ± sd over seeds 0..{n_seeds - 1}" if n_seeds > 1 else "one seed (0)"
+    intro = (f"Best minus runner-up on val {metric}" if grid else f"Each row minus {first}") + (
+        f", paired 95% bootstrap interval over the {split} images (same seeds, same images):")
+    body = (f"## {title}\n\n"
             f"Machine: {meta.get('machine') or machine_line()}"
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
-            f"Command: `{cmd}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
-            f"Every run is scored on `{split}` only ({n_seeds} seed{'s' if n_seeds > 1 else ''} per point; "
-            f"captioning/search.py); the bold point of each row has the highest val {metric} and is the one "
-            "the results tables use. Best epoch: the epoch whose greedy val BLEU-4 (the split's first images, "
-            "`val_max_images`) picked the checkpoint; min: minutes per run, evaluation included.\n\n"
-            + "\n".join(lines)
-            + f"\n\nBest minus runner-up on val {metric}, paired 95% bootstrap interval over the "
-            f"{split} images:\n\n" + "\n".join(verdicts))
-    update_section(out, SECTION, body, title="Results")
+            f"Command: `{' '.join(cmd.split())}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
+            f"Every run is scored on `{split}` only ({spread}; captioning/search.py); {how}. Best epoch: the epoch "
+            "whose greedy val BLEU-4 (the split's first `val_max_images` images) picked the checkpoint, per seed; "
+            "min: minutes per run, evaluation included.\n\n"
+            + "\n".join(lines) + f"\n\n{intro}\n\n" + "\n".join(verdicts))
+    update_section(out, section, body, title="Results")
     return chosen
 
 

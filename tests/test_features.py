@@ -86,6 +86,27 @@ def test_workers_give_the_same_features(tmp_path):
     np.testing.assert_allclose(fs.features, expected(COLOURS), atol=1e-6)
 
 
+def test_threaded_batches_equal_the_data_loaders_in_order(tmp_path):
+    """num_workers=0 decodes each batch with a thread pool: the same rows, images and reasons, in order, as a
+    DataLoader gives, the last batch short."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from captioning.features.cache import threaded_batches
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return 7
+
+        def __getitem__(self, k):
+            return k * 10, torch.full((3, 2, 2), k, dtype=torch.uint8), "bad" if k == 3 else ""
+
+    got, want = list(threaded_batches(Rows(), 3, threads=3)), list(DataLoader(Rows(), batch_size=3))
+    assert [len(b[0]) for b in got] == [3, 3, 1]
+    for (i, x, r), (j, y, s) in zip(got, want, strict=True):
+        assert torch.equal(i, j) and torch.equal(x, y) and list(r) == list(s)
+
+
 def test_replaced_image_is_noticed(tmp_path):
     paths = make_images(tmp_path / "img")
     extract_features(mean_colour_encoder(), paths, tmp_path / "c", "k")

@@ -15,7 +15,7 @@ def test_grid_points_are_every_combination_in_order_with_short_labels():
     assert [p for p, _ in points] == ["lr=1e-3_dropout=0.1", "lr=1e-3_dropout=0.2", "lr=2e-3_dropout=0.1",
                                       "lr=2e-3_dropout=0.2"]
     assert points[1][1] == ["schedule.stages.cross_entropy.lr=1e-3", "model.dropout=0.2"]
-    assert grid_points({}) == [("default", [])]
+    assert grid_points({}) == [("", [])]
     for bad in (["lr"], ["=1"], ["lr="], ["a=1", "a=2"]):
         with pytest.raises(ValueError, match="--grid"):
             parse_grid(bad)
@@ -39,7 +39,7 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
         calls.append((cfg.model.cell.name, lr, list(cfg.data.eval_splits)))
         (target / "eval").mkdir(parents=True)
         shutil.copy(run_dir / "eval" / "per_image_test.json", target / "eval" / "per_image_val.json")
-        out = {"val": {**metrics["test"], "Bleu_4": score[(cfg.model.cell.name, lr)]}}
+        out = {"val": {**metrics["test"], "Bleu_4": score.get((cfg.model.cell.name, lr), 0.30)}}
         save_json(out, target / "metrics.json")
         save_json({"best_epoch": 2, "best_stage": "cross_entropy"}, target / "history.json")
         return out
@@ -70,6 +70,16 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     assert calls == [] and write_search(str(root), str(out)) == chosen
     with pytest.raises(ValueError, match="val split only"):
         search([*keys, "data.eval_splits=[test]"], {"rnn": ["cell=rnn"]}, {}, run_root=str(root), out=str(out))
+    # no grid, two seeds, its own section: each row one setting, every row against the first
+    calls.clear()
+    search(keys, {"base": ["cell=rnn"], "faster": ["cell=rnn", "schedule.stages.cross_entropy.lr=2e-3"]}, {}, seeds=2,
+           run_root=str(tmp_path / "ablation"), out=str(out), section="val_ablation", title="An ablation")
+    assert len(calls) == 4 and (tmp_path / "ablation" / "faster" / "seed1" / "metrics.json").is_file()
+    text = out.read_text()
+    assert "<!-- begin:val_search -->" in text and "## An ablation" in text  # both sections kept
+    assert "| base | 0.300 ± 0.000 |" in text and "| faster | 0.200 ± 0.000 |" in text
+    assert "- faster minus base: Bleu_4 +0.000 [+0.000, +0.000]" in text  # per-image files identical
+    assert "--section val_ablation --title 'An ablation'" in text
 
 
 def test_search_command_reads_grid_rows_and_common_overrides(monkeypatch, capsys):
@@ -84,6 +94,7 @@ def test_search_command_reads_grid_rows_and_common_overrides(monkeypatch, capsys
     monkeypatch.setattr(command, "search", fake_search)
     command.main(["--jobs", "2", "schedule=smoke", "--grid", "model.dropout=0.1,0.2", "--row", "rnn", "cell=rnn"])
     assert got["overrides"] == ["schedule=smoke"] and got["jobs"] == 2 and got["seeds"] == 1
+    assert got["section"] == "val_search"
     assert got["grid"] == {"model.dropout": ["0.1", "0.2"]} and got["rows"] == {"rnn": ["cell=rnn"]}
     assert "rnn model.dropout=0.1" in capsys.readouterr().out
     command.main([])

@@ -4,6 +4,8 @@
     captioning-search --jobs 2 schedule.stages.self_critical.epochs=0 \\
         --grid schedule.stages.cross_entropy.lr=1e-3,2e-3,4e-3 model.dropout=0.1,0.2 \\
         --row rnn cell=rnn --row lstm cell=lstm --row gru cell=gru
+    captioning-search --seeds 3 --section val_ablation --title "..." [key=value ...] \\
+        --row default --row torch_init model.lstm_init=torch    # no grid: each row one setting, vs the first
     captioning-search --render                           # redraw the section from runs/search
 
 (`python scripts/search.py ...` is the same command; paths are relative to the working directory.)
@@ -11,12 +13,13 @@ Every run evaluates the val split only (the test splits stay sealed for make_res
 runs/search/<row>_<point>/seed<k>; finished runs are read, not retrained. The common overrides go first,
 before --grid and --row. The section "Settings chosen on val" of docs/results.md gets one table row per
 (row, point) with val BLEU-4, CIDEr, scene and binding, the chosen point of each row in bold (highest
-val BLEU-4, mean over seeds) and the paired bootstrap interval of best minus runner-up.
+val BLEU-4, mean over seeds) and the paired bootstrap interval of best minus runner-up; without --grid,
+each row is one setting and the section gives every row minus the first (paired intervals): an ablation.
 """
 
 import argparse
 
-from captioning.search import parse_grid, search, write_search
+from captioning.search import SECTION, TITLE, parse_grid, search, write_search
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
                              "more rows; default: one row per cell: rnn, lstm, gru)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--metric", default="Bleu_4", help="the val metric that chooses (default Bleu_4)")
+    parser.add_argument("--section", default=SECTION, help=f"the marked section of --out written (default {SECTION})")
+    parser.add_argument("--title", default=TITLE, help="that section's heading")
     parser.add_argument("--render", action="store_true", help="redraw the section from runs/search, no training")
     parser.add_argument("--run-root", default="runs/search", help="where the runs go (default runs/search)")
     parser.add_argument("--out", default="docs/results.md", help="the markdown file written (default docs/results.md)")
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = ({label: keys for label, *keys in args.row} if args.row
                 else {cell: [f"cell={cell}"] for cell in ("rnn", "lstm", "gru")})
         chosen = search(args.overrides, rows, parse_grid(args.grid), jobs=args.jobs, seeds=args.seeds,
-                        run_root=args.run_root, out=args.out, metric=args.metric)
+                        run_root=args.run_root, out=args.out, metric=args.metric, section=args.section,
+                        title=args.title)
     for row, values in chosen.items():
         print(row, " ".join(f"{k}={v}" for k, v in values.items()))
 

@@ -242,19 +242,34 @@ class _ImageRows(Dataset):
             return row, torch.zeros(3, size, size, dtype=torch.uint8), e.reason
 
 
+def threaded_batches(dataset: Dataset, batch_size: int, threads: int | None = None):
+    """The batches a DataLoader without workers would give, each decoded and resized by a pool of ``threads``
+    (default torch's thread count) in this process, between the forward passes: PIL releases the GIL while
+    it decodes and resizes, and nothing competes with the forward for the cores (a worker process does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torch.utils.data import default_collate
+
+    with ThreadPoolExecutor(max_workers=threads or torch.get_num_threads()) as pool:
+        for start in range(0, len(dataset), batch_size):
+            yield default_collate(list(pool.map(dataset.__getitem__, range(start, min(start + batch_size, len(dataset))))))
+
+
 def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: dict[int, str], cache: FeatureCache,
              signatures: list, resume: int, batch_size: int, num_workers: int) -> dict[int, str]:
     """Compute ``rows`` into the partial file, saving progress as it goes, then finish the cache."""
     started, was_training = time.perf_counter(), encoder.training
     device = next(iter(encoder.parameters()), torch.empty(0)).device
-    loader = DataLoader(_ImageRows(paths, rows, encoder.transform), batch_size=batch_size,
-                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    dataset = _ImageRows(paths, rows, encoder.transform)
+    loader = (DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+              if num_workers else threaded_batches(dataset, batch_size))
     features = np.lib.format.open_memmap(cache.partial, mode="r+")
     rows_done, last_flush = resume, time.monotonic()
     encoder.eval()
     try:
         with torch.inference_mode():
-            for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch"):
+            for index, images, reasons in progress(loader, desc=f"features {cache.dir.parent.name}", unit="batch",
+                                                       total=-(-len(rows) // batch_size)):
                 images = images.to(device, non_blocking=True)
                 out = encoder(encoder.transform.normalize(images, getattr(encoder, "channels_last", False)))
                 out = out.float().cpu().numpy().astype(features.dtype, copy=False)
