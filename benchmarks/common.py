@@ -24,7 +24,7 @@ class Options:
     amp: str = "none"                   # none | bf16: autocast for the decoder and the encoder on a GPU
     work_dir: Path = Path(".cache/bench")
     scaling_sizes: list[int] = field(default_factory=lambda: [1000, 10000, 50000])
-    workers: int = 1                    # data-loader workers for image decoding
+    workers: int = 0                    # data-loader workers for image decoding (0: the encoder's default)
 
     def pick(self, full: Any, quick: Any) -> Any:
         """``quick`` under --quick, else ``full``."""

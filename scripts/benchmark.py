@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", "--amp", dest="precision", default="fp32", choices=["fp32", "bf16", "none"],
                         help="training steps and encoder, as precision= of the configs: fp32 | bf16 (autocast) "
                              "(--amp: old spelling; none = fp32)")
-    parser.add_argument("--workers", type=int, default=1, help="data-loader workers decoding images")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="data-loader workers decoding images (0: in-process threads, the encoder's default)")
     parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="synthetic images and caches")
     parser.add_argument("--out", default="docs/benchmarks.md")

@@ -1,12 +1,14 @@
 """Write docs/results.md: RNN vs LSTM vs GRU vs the baselines on the synthetic shapes test splits.
 
     captioning-make-results [--seeds N] [--jobs J] [key=value ...]   # extra overrides go to every run
-    captioning-make-results --row show_attend_tell model=show_attend_tell --row transformer experiment=transformer
+    captioning-make-results --row show_attend_tell experiment=show_attend_tell --row transformer experiment=transformer
     captioning-make-results --render                     # redraw the section from runs/results
 
 (`python scripts/make_results.py ...` is the same command; paths are relative to the working directory.)
 Trains one model per row and seed (seeds 0..N-1, default 3; features are extracted once and shared
-through the cache) with the default config; the rows are the three cells (rnn, lstm, gru) unless
+through the cache) with the default config; the rows are the three cells (rnn, lstm, gru), each at the settings
+`captioning-search` chose for it on val (configs/experiment/shapes_rnn.yaml, shapes_gru.yaml; the LSTM's are
+the defaults), unless
 ``--row LABEL KEY=VALUE ...`` names others (each row's overrides after the common ones). Finished runs
 (their metrics and overrides saved in runs/results/<row>/seed<k>) are read, not retrained, so an
 interrupted make_results continues; ``--jobs 2`` trains two runs at a time (one thread each on 2 cores).

@@ -77,8 +77,9 @@ class EncoderConfig:
                             "natively, features differ slightly) | auto (bf16 where native, else fp32)",
                             choices=PRECISIONS)
     batch_size: int = option(64, "images per forward pass when extracting features", ge=1)
-    num_workers: int = option(1, "data-loader processes decoding and resizing images beside the forward (0 = in "
-                              "this process, a pool of torch's threads between forward passes)", ge=0)
+    num_workers: int = option(0, "data-loader processes decoding and resizing images beside the forward; 0 = in "
+                              "this process, a pool of torch's threads between forward passes (no process "
+                              "competes with the forward for the cores; a GPU waits meanwhile)", ge=0)
 
 
 

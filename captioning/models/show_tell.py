@@ -32,7 +32,7 @@ class ShowTellConfig:
                        "the recurrent cell: the `cell` config group (CellConfig: rnn | lstm | gru)")
     embed_dim: int = option(128, "word embedding width", ge=1)
     hidden_size: int = option(256, "recurrent state width", ge=1)
-    dropout: float = option(0.2, "dropout on embeddings, between layers and before the output layer", ge=0, lt=1)
+    dropout: float = option(0.1, "dropout on embeddings, between layers and before the output layer", ge=0, lt=1)
     feature_dropout: float | None = option(None, "dropout on the image feature; null = dropout", ge=0, lt=1)
     feature_norm: bool = option(True, "LayerNorm on the image feature before the projection to h0")
     init_activation: str = option("tanh", "activation of the projection to h0", choices=tuple(ACTIVATIONS))
