@@ -108,6 +108,27 @@ def chance_and_ceiling(train: list, data: dict[str, list]) -> list[tuple[str, st
 ATTRIBUTES = ("count", "colour", "shape", "size", "position", "relation")
 
 
+NOVELTY_GROUPS = ("objects=1", "objects=2", "objects=3", "seen_in_train", "unseen_in_train")
+
+
+def novelty_table(groups: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Markdown: per model and split, scene / binding in scenes of 1, 2, 3 objects and in scenes whose
+    description does / does not occur in train. ``groups[model][split]`` is ``split_breakdown``'s output
+    (averaged over seeds); the images of each group head the column."""
+    first = next(iter(groups.values()))
+    header = ["| model | split | " + " | ".join(NOVELTY_GROUPS) + " |", "|---|---|" + "---:|" * len(NOVELTY_GROUPS)]
+    lines = []
+    for split in first:
+        sizes = [f"{int(first[split][g]['images'])} images" if g in first[split] else "-" for g in NOVELTY_GROUPS]
+        lines.append(f"| (size) | {split} | " + " | ".join(sizes) + " |")
+    for model, splits in groups.items():
+        for split, by_group in splits.items():
+            cells = [f"{by_group[g]['scene']:.3f} / {by_group[g]['binding']:.3f}" if g in by_group else "-"
+                     for g in NOVELTY_GROUPS]
+            lines.append(f"| {model} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(header + lines)
+
+
 def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     """Markdown: per model and split, each attribute's accuracy in scenes of 1, 2 and 3 objects.
 
@@ -265,6 +286,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     metrics with their intervals, the main table with the chance and ceiling lines and the references'
     leave-one-out agreement, and attribute accuracy by number of objects."""
     from captioning.data.datasets import load_dataset
+    from captioning.data.scene_metrics import split_breakdown
     from captioning.data.scenes import attribute_accuracy
     from captioning.evaluation.compare import seed_interval
     from captioning.evaluation.metrics import human_agreement
@@ -302,14 +324,17 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                     intervals[cell][split][metric] = (values, seed_interval(ds, split, metric, resamples))
                 except (KeyError, FileNotFoundError):  # per-image values not saved (runs from before)
                     continue
-    by_count = {}
+    by_count, novelty = {}, {}
     if synthetic:
         for cell, ds in dirs.items():
-            by_count[cell] = {}
+            by_count[cell], novelty[cell] = {}, {}
             for s, recs in data.items():
-                accs = [attribute_accuracy(recs, load_results(d / "eval" / f"results_{s}.json"), per_count=True)
-                        for d in ds]
+                hyps = [load_results(d / "eval" / f"results_{s}.json") for d in ds]
+                accs = [attribute_accuracy(recs, h, per_count=True) for h in hyps]
                 by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
+                parts = [split_breakdown(recs, h, loaded[train_split]) for h in hyps]
+                novelty[cell][s] = {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]}
+                                    for g in parts[0]}
     rows = meta.get("rows") or CELL_ROWS
     row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
     jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
@@ -344,6 +369,10 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             + results_table(runs, human, bounds))
     if by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `python scripts/make_results.py "
-                 "--render` redraws this section from the saved runs):\n\n" + by_count_table(by_count))
+                 "--render` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
+                 + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
+                 "colour, shape and size and where they are) is that of some training scene, so that a caption "
+                 "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "
+                 "over seeds):\n\n" + novelty_table(novelty))
     update_section(out, SECTION, body, title="Results")
     return body

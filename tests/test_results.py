@@ -59,6 +59,21 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
     assert "| human (leave-one-out) | test |" in text
     assert f"| lstm | test | {metrics['test']['Bleu_1']:.3f} |" in text
     assert "| lstm | test | 1 |" in text  # the by-object-count table
+    # scene / binding by object count and by whether the scene's description occurs in train, with the sizes
+    from captioning.data.datasets import load_dataset
+    from captioning.data.scene_metrics import split_breakdown
+    from captioning.evaluation.scoring import load_results
+    from captioning.results import compose_run
+
+    cfg = compose_run(TINY)
+    data = load_dataset(cfg.data, ["train", "test"])
+    groups = split_breakdown(data["test"], load_results(run_dir / "eval" / "results_test.json"), data["train"])
+    line = next(x for x in text.splitlines() if x.startswith("| lstm | test | ") and " / " in x)
+    cells = line.split(" | ")[2:7]
+    for name, cell in zip(("objects=1", "objects=2", "objects=3", "seen_in_train", "unseen_in_train"), cells):
+        want = f"{groups[name]['scene']:.3f} / {groups[name]['binding']:.3f}" if name in groups else "-"
+        assert cell.strip(" |") == want
+    assert f"| (size) | test | {int(groups['objects=1']['images'])} images |" in text
 
 
 def test_render_without_saved_runs_says_what_to_run(tmp_path):
