@@ -7,7 +7,9 @@ untrained model rarely says <end>, so every caption runs all 17 steps (the cost 
 decoders go through the same batched beam search (captioning.nn.decoding.beam_search):
 
   cache       the model itself: step t reads one new position; cross-attention keys/values of the
-              regions are computed once (init_state)
+              regions are computed once (init_state) and kept through the beams' reorders
+  cache-copy  the same, but each reorder copies every tensor of the state, the regions' keys/values
+              included (CaptionModel's default select_state: how the model decoded before session 8)
   prefix      no cache, the decoder layers: step t re-runs every layer over the t words so far
               (the regions projected once, their keys/values every step, the output layer at the last
               position only), the least a cache-free step has to do
@@ -32,7 +34,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captioning.models.base import build_model  # noqa: E402
+from captioning.models.base import CaptionModel, build_model  # noqa: E402
 from captioning.models.transformer import Transformer  # noqa: E402
 from captioning.nn.decoding import beam_search, map_tensors  # noqa: E402
 from captioning.utils.report import machine_line  # noqa: E402
@@ -65,6 +67,17 @@ class PrefixRecompute:
         return self
 
 
+class CopyingCache:
+    """The model with the default select_state: every tensor of its state indexed at every reorder."""
+
+    def __init__(self, model: Transformer) -> None:
+        self.model = model
+        self.init_state, self.step = model.init_state, model.step
+
+    def select_state(self, state: dict, index: Tensor) -> dict:
+        return CaptionModel.select_state(self.model, state, index)
+
+
 class ForwardRecompute(PrefixRecompute):
     """A cache-free decoder that calls the model's teacher-forcing forward on the features and the
     whole prefix at every step."""
@@ -94,7 +107,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model({"name": "transformer"}, args.feature_dim, args.vocab, args.max_len).eval()
     feats = torch.randn(args.images, args.regions, args.feature_dim)
-    decoders = {"cache": model, "prefix": PrefixRecompute(model), "forward": ForwardRecompute(model)}
+    decoders = {"cache": model, "cache-copy": CopyingCache(model), "prefix": PrefixRecompute(model),
+                "forward": ForwardRecompute(model)}
     search = dict(beam_size=args.beam, max_len=args.max_len)
     for decoder in decoders.values():
         beam_search(decoder, feats[:2], **search)  # warm-up

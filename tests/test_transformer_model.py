@@ -101,6 +101,29 @@ def test_reordered_rows_keep_their_own_cache():
     torch.testing.assert_close(torch.stack(rest, 1), expected, atol=1e-5, rtol=0)
 
 
+def test_a_reorder_within_each_image_keeps_the_image_tensors_and_equals_copying_them():
+    """Beam search's reorder keeps every row on its image: the memory and the cross-attention keys and values
+    are kept (the same tensors), the word caches reordered, and the state equals the default copy of every
+    tensor; a selection that moves rows across images (dropping finished rows) copies them all."""
+    from captioning.models.base import CaptionModel
+
+    torch.manual_seed(0)
+    model = transformer(20, 30).eval()
+    with torch.no_grad():
+        state = model.select_state(model.init_state(features(3, 16)), torch.tensor([0, 0, 1, 1, 2, 2]))
+        _, state = model.step(torch.randint(1, 30, (6,)), state)
+        within = torch.tensor([1, 1, 2, 3, 5, 4])  # each pair of rows stays on its image
+        kept, copied = model.select_state(state, within), CaptionModel.select_state(model, state, within)
+    assert kept["memory"] is state["memory"] and kept["layers"][0]["cross_k"] is state["layers"][0]["cross_k"]
+    flat = lambda s: [s["memory"], s["position"], s["image"], *(t for c in s["layers"] for t in c.values())]  # noqa: E731
+    for a, b in zip(flat(kept), flat(copied), strict=True):
+        assert torch.equal(a, b)
+    across = model.select_state(state, torch.tensor([0, 2, 4]))  # one row per image: shapes change
+    assert across["image"].tolist() == [0, 1, 2] and across["layers"][1]["cross_v"].size(0) == 3
+    swapped = model.select_state(state, torch.tensor([2, 3, 0, 1, 4, 5]))  # rows of images 0 and 1 trade places
+    assert swapped["memory"] is not state["memory"] and torch.equal(swapped["memory"], state["memory"][[2, 3, 0, 1, 4, 5]])
+
+
 def test_a_later_word_does_not_change_earlier_logits():
     torch.manual_seed(0)
     model = transformer(20, 30).eval()
@@ -172,6 +195,28 @@ def test_beam_search_through_the_cache(trained):
     assert abs(total.item() - batched.scores[0]) < 1e-4
     drawn = sample(model, feats, max_len=6, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert all(len(t) <= 6 for t in drawn.tokens)
+    # keeping the image tensors through the reorders changes nothing: the default select_state's beams
+    copying = beam_search(CopyEverything(model), feats, beam_size=3, max_len=6, keep_beams=3)
+    assert copying.tokens == batched.tokens and copying.beams == batched.beams
+
+
+class CopyEverything(nn.Module):
+    """A transformer whose select_state copies every tensor (the CaptionModel default)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def init_state(self, features):
+        return self.model.init_state(features)
+
+    def step(self, tokens, state):
+        return self.model.step(tokens, state)
+
+    def select_state(self, state, index):
+        from captioning.models.base import CaptionModel
+
+        return CaptionModel.select_state(self.model, state, index)
 
 
 def test_stepping_past_max_len_fails_clearly():

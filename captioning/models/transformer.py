@@ -121,9 +121,11 @@ class Transformer(CaptionModel):
     """Region projection with 2-D positions, word + position embeddings, pre-LN decoder layers, final
     LayerNorm, output projection (tied to the word embedding by default).
 
-    The decoding state (batch on dim 0 of every tensor, so the default ``select_state`` reorders it):
-    ``memory`` [B, R, d_model], ``position`` [B] (the index of the next word), and per layer ``self_k``,
-    ``self_v`` [B, heads, t, d_k] (the t words so far) and ``cross_k``, ``cross_v`` [B, heads, R, d_k]."""
+    The decoding state (batch on dim 0 of every tensor): ``memory`` [B, R, d_model], ``position`` [B] (the
+    index of the next word), ``image`` [B] (the image each row decodes), and per layer ``self_k``, ``self_v``
+    [B, heads, t, d_k] (the t words so far) and ``cross_k``, ``cross_v`` [B, heads, R, d_k]. ``select_state``
+    reorders it; a selection that keeps every row on its image (a beam search's reorder) leaves the memory and
+    the cross-attention keys and values as they are: rows of one image hold the same ones."""
 
     Config = TransformerConfig
 
@@ -202,7 +204,21 @@ class Transformer(CaptionModel):
             self_k, self_v = layer.self_attn.keys_values(memory[:, :0])
             layers.append({"self_k": self_k, "self_v": self_v, "cross_k": cross_k, "cross_v": cross_v})
         position = torch.zeros(memory.size(0), dtype=torch.long, device=memory.device)
-        return {"memory": memory, "position": position, "layers": layers}
+        image = torch.arange(memory.size(0), device=memory.device)
+        return {"memory": memory, "position": position, "image": image, "layers": layers}
+
+    def select_state(self, state: State, index: Tensor) -> State:
+        """The state of rows ``index``. The memory and the cross-attention keys and values depend on the
+        image alone, so when every selected row decodes the image its row decoded before (beam search
+        reordering the beams of each image), they are kept instead of copied: per step that saves copying
+        2 x layers x R x d_model numbers per row, which grows with the regions, not the words."""
+        image = state["image"].index_select(0, index)
+        if image.shape != state["image"].shape or not torch.equal(image, state["image"]):
+            return super().select_state(state, index)
+        layers = [{"self_k": c["self_k"].index_select(0, index), "self_v": c["self_v"].index_select(0, index),
+                   "cross_k": c["cross_k"], "cross_v": c["cross_v"]} for c in state["layers"]]
+        return {"memory": state["memory"], "position": state["position"].index_select(0, index), "image": image,
+                "layers": layers}
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """One decoding step: previous words [B] -> log-probabilities [B, V] and the new state."""
@@ -215,7 +231,7 @@ class Transformer(CaptionModel):
             x, cache = layer.step(x, cache)
             layers.append(cache)
         logp = torch.log_softmax(self.out(self.ln_f(x.squeeze(1))), dim=-1)
-        return logp, {"memory": state["memory"], "position": position + 1, "layers": layers}
+        return logp, {"memory": state["memory"], "position": position + 1, "image": state["image"], "layers": layers}
 
 
 def init_weights(module: nn.Module) -> None:
