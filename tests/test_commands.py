@@ -33,7 +33,7 @@ def console(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_expected_commands_exist():
     for name in ("train", "evaluate", "caption", "extract", "prepare-data", "train-lm", "sample-lm",
-                 "make-results", "export"):
+                 "make-results", "export", "search", "model-table", "render-attention"):
         assert f"captioning-{name}" in CONSOLE
 
 
