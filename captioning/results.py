@@ -338,7 +338,8 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     rows = meta.get("rows") or CELL_ROWS
     row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
     jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
-    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{row_args}" + " ".join(overrides)
+    shown = [o for o in overrides if o not in SEALED_SPLITS]  # make_results adds them itself
+    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{row_args}" + " ".join(shown)
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
