@@ -19,7 +19,7 @@ def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
     runs = {p: tiny_root / f"precision_{p}" for p in ("bf16", "fp32")}
     results = {p: run(tiny_cfg(tiny_root, f"precision={p}"), d) for p, d in runs.items()}
     ckpt = load_checkpoint(runs["bf16"] / "checkpoints" / "last.pt")
-    assert all(v.dtype == torch.float32 for v in ckpt["decoder"].values() if v.is_floating_point())
+    assert all(v.dtype == torch.float32 for v in ckpt["weights"].values() if v.is_floating_point())
     # same data, seed and schedule: the bf16 run's losses follow the fp32 run's, not exactly
     mixed, full = (json.loads((d / "history.json").read_text())["epochs"] for d in runs.values())
     for a, b in zip(mixed, full):

@@ -91,7 +91,8 @@ def zoo_data(tiny_root, tiny_prepared, tmp_path_factory):
               "val": [(r.path, r.captions[0]) for r in val[:4]], "test": [(r.path, r.captions[0]) for r in val[4:8]]}
     overrides = ["data=custom", f"data.root={root}", "data.min_word_count=1", "data.check_files=false",
                  "encoder=timm", "encoder.name=test_resnet", "encoder.weights=null", "encoder.image_size=32",
-                 "encoder.num_workers=0", "schedule.stages.cross_entropy.epochs=1", "evaluate.baselines=[]", "num_threads=1"]
+                 "encoder.num_workers=0", "schedule.stages.cross_entropy.epochs=1", "evaluate.baselines=[]", "num_threads=1",
+                 "data.eval_splits=[test]"]
     for name, records in splits.items():
         (root / f"{name}.json").write_text(json.dumps(_coco(records)))
         overrides += [f"data.splits.{name}.annotations={name}.json", f"data.splits.{name}.images=/"]
