@@ -75,7 +75,7 @@ def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, lis
     labelled = {run_label(row, point): [*keys, *point_keys] for row, keys in rows.items() for point, point_keys in points}
     runs, seconds = train_rows(common, labelled, seeds, jobs, run_root)
     meta = {"overrides": common, "rows": rows, "grid": grid, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "metric": metric, "split": val_split, "section": section, "title": title,
+            "jobs": jobs, "metric": metric, "split": val_split, "section": section, "title": title, "run_root": run_root,
             "machine": machine_line(), "commit": git_commit()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")
     return write_search(run_root, out)
@@ -149,6 +149,8 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
     rest = [o for o in meta["overrides"] if not o.startswith("data.eval_splits=")]
     options = f"--seeds {n_seeds}" + (f" --jobs {meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
     section, title = meta.get("section", SECTION), meta.get("title", TITLE)
+    if meta.get("run_root", "runs/search") != "runs/search":
+        options += f" --run-root {meta['run_root']}"
     if section != SECTION:
         options += f" --section {section} --title '{title}'"
     cmd = f"python scripts/search.py {options} {' '.join(rest)}{grid_args} {row_args}"
