@@ -214,3 +214,13 @@ def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
     assert got["rows"] == {"sat": ["model=show_attend_tell"], "tf": ["experiment=transformer", "seed_note=x"]}
     command.main([])
     assert got["rows"] is None and got["jobs"] == 1 and got["overrides"] == []
+
+
+def test_the_machine_line_says_whether_the_cpu_multiplies_bfloat16():
+    """The same CPU name has come with and without bf16 instructions, and precision=auto follows them."""
+    from captioning.utils.precision import native_bf16
+    from captioning.utils.report import machine_line
+
+    line = machine_line()
+    assert ("native bf16" in line and "no native bf16" not in line) == native_bf16("cpu")
+    assert line.count("bf16") == 1 and "load average" in line

@@ -24,7 +24,10 @@ def update_section(path: str | os.PathLike, name: str, markdown: str, title: str
 
 
 def machine_line() -> str:
-    """Cores, CPU model, torch version and device, for the head of every benchmark table."""
+    """Cores, CPU model (and whether it multiplies bfloat16 natively: the same model name has come with and
+    without, and ``precision=auto`` follows it), torch version and device, for the head of every table."""
+    from captioning.utils.precision import native_bf16
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -34,5 +37,6 @@ def machine_line() -> str:
     except OSError:
         pass
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    cpu += ", native bf16" if native_bf16("cpu") else ", no native bf16"
     return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"device {dev}, load average {os.getloadavg()[0]:.2f} at start")
