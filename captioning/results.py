@@ -185,7 +185,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("make_results sets the seed of each run itself: use --seeds N, not seed=...")
+        raise ValueError("make_results and the search set the seed of each run themselves: use --seeds N, not seed=...")
     bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
     if bad:
         raise ValueError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
