@@ -193,7 +193,9 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
         [f"num_threads={max(1, (os.cpu_count() or 1) // jobs)}"]
     tasks = [(label, seed, [*overrides, *row, f"seed={seed}"], Path(run_root) / label / f"seed{seed}")
              for label, row in rows.items() for seed in range(seeds)]
-    todo = [(keys, target) for _, _, keys, target in tasks if finished_run(target, keys) is None]
+    # seed by seed (every row's seed 0 first), so an interrupted call leaves whole seeds of every row
+    todo = [(keys, target) for _, seed, keys, target in sorted(tasks, key=lambda task: task[1])
+            if finished_run(target, keys) is None]
     if jobs == 1:
         for keys, target in todo:
             train_one(keys, target)

@@ -152,8 +152,8 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     root, out = tmp_path / "results", tmp_path / "results.md"
     out.write_text("# Results\n\n<!-- begin:shapes -->\nold table\n<!-- end:shapes -->\n")
     make_results(TINY, cells=("lstm", "gru"), out=str(out), run_root=str(root), seeds=2)
-    assert [c[:2] for c in calls] == [("lstm", 0), ("lstm", 1), ("gru", 0), ("gru", 1)]
-    assert calls[1][2] == str(root / "lstm" / "seed1")
+    assert [c[:2] for c in calls] == [("lstm", 0), ("gru", 0), ("lstm", 1), ("gru", 1)]  # seed by seed
+    assert calls[2][2] == str(root / "lstm" / "seed1")
     text = out.read_text()
     assert "old table" in text and "<!-- begin:shapes_protocol -->" in text  # the measured tables stay
     assert "--seeds 2" in text and "mean ± sd over 2 seeds" in text
