@@ -23,7 +23,7 @@ from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
 
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
-           "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation"]
+           "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation", "acc_relation_strict"]
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
 SECTION = "shapes_protocol"  # the docs/results.md section write_results owns
 
@@ -85,6 +85,28 @@ def headline_table(intervals: dict[str, dict[str, dict[str, tuple[list[float], o
                 values, ci = metrics[c]
                 cells.append(f"{_mean_sd_cell(values)} [{ci.low:.3f}, {ci.high:.3f}]")
             lines.append(f"| {model} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(dirs: dict[str, list[Path]], seconds: dict[str, list[float]]) -> str:
+    """Markdown: per model, its trainable parameters and the seconds per cross-entropy and per self-critical
+    epoch (median over a run's epochs, val decoding included; mean ± sd over seeds) and minutes per run."""
+    from captioning.evaluation.cost import parameter_count, run_epoch_seconds
+    from captioning.evaluation.stats import mean_sd
+
+    def cell(values: list[float]) -> str:
+        if not values:
+            return "-"
+        mean, sd = mean_sd(values)
+        return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {sd:.1f}"
+
+    lines = ["| model | parameters | s / cross-entropy epoch | s / self-critical epoch | min / run |", "|---|---|---|---|---|"]
+    for model, ds in dirs.items():
+        stages = [cell([s for s in (run_epoch_seconds(d, stage) for d in ds) if s is not None])
+                  for stage in ("cross_entropy", "self_critical")]
+        minutes = cell([s / 60 for s in seconds.get(model, []) if s])
+        params = f"{parameter_count(ds[0]):,}" if (ds[0] / "checkpoints" / "best.pt").is_file() else "-"
+        lines.append(f"| {model} | {params} | {stages[0]} | {stages[1]} | {minutes} |")
     return "\n".join(lines)
 
 
@@ -360,6 +382,10 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             "Whether one model beats another is not read off overlapping intervals: "
             "`python scripts/paired.py --a runs/results/<A> --b runs/results/<B>` gives the paired interval.\n\n"
             + headline_table(intervals)
+            + "\n\nWhat each model costs: trainable parameters, seconds per epoch of each training stage (median over "
+            "the run's epochs, val decoding included; mean ± sd over seeds) and minutes per run, as measured by these "
+            "runs on the machine above (two at a time when the command has --jobs 2, one thread each):\n\n"
+            + cost_table(dirs, seconds)
             + "\n\nEvery metric. CIDEr is CIDEr-D with the training references' document frequencies, one scale "
             "for every split; CIDEr (split df) is the official per-split CIDEr-D papers report. Attribute columns: "
             "the fraction of captions that get that attribute of the scene right (captioning/data/scenes.py; "

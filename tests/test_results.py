@@ -145,6 +145,9 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     def fake_run(cfg, target):
         calls.append((cfg.model.cell.name, cfg.seed, str(target)))
         shutil.copytree(run_dir / "eval", target / "eval")
+        (target / "checkpoints").mkdir(exist_ok=True)
+        shutil.copy(run_dir / "checkpoints" / "best.pt", target / "checkpoints" / "best.pt")
+        shutil.copy(run_dir / "history.json", target / "history.json")
         save_json(metrics, target / "metrics.json")  # as the main job does
         return metrics
 
@@ -163,6 +166,12 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     low, high = (float(x) for x in headline.split("[")[1].split("]")[0].split(", "))
     assert low <= round(b4, 3) <= high and headline.startswith(f"| gru | test | {b4:.3f} ± 0.000 [")
     assert "| chance (training frequencies) | test |" in text
+    # the cost of each model: its parameters (counted from the checkpoint) and its seconds per epoch
+    from captioning.evaluation.cost import parameter_count, run_epoch_seconds
+    cost = next(line for line in text.splitlines() if line.startswith("| lstm | ") and "," in line.split(" | ")[1])
+    assert cost.split(" | ")[1] == f"{parameter_count(run_dir):,}"
+    assert cost.split(" | ")[2] == f"{run_epoch_seconds(run_dir, 'cross_entropy'):.1f} ± 0.0"
+    assert "relation_strict" in text
     ceiling = next(line for line in text.splitlines() if line.startswith("| ceiling (a reference as the caption) | test |"))
     assert ceiling.split(" | ")[8:10] == ["1.000", "1.000"]  # scene, binding
     with pytest.raises(ValueError, match="--seeds"):

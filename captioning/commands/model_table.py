@@ -17,12 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from captioning.data.scene_metrics import split_breakdown
 from captioning.evaluation.gallery import run_records
 from captioning.evaluation.scoring import load_results
-from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.evaluation.cost import epoch_seconds, parameter_count
 from captioning.utils.io import atomic_write
 
 MAIN = [("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr"), ("acc_scene", "scene"), ("acc_binding", "binding"),
@@ -30,10 +28,10 @@ MAIN = [("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr"), ("acc_scene", "scene"), ("acc_
 GROUPS = ("objects=1", "objects=2", "objects=3", "seen_in_train", "unseen_in_train")
 
 
-def epoch_seconds(history: dict, stage: str) -> str:
+def seconds_cell(history: dict, stage: str) -> str:
     """Median seconds per epoch of a stage ('-' when it did not run)."""
-    secs = [e["seconds"] for e in history["epochs"] if e.get("stage") == stage and "seconds" in e]
-    return f"{np.median(secs):.0f}" if secs else "-"
+    secs = epoch_seconds(history, stage)
+    return "-" if secs is None else f"{secs:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,16 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(run)
         metrics = json.loads((run / "metrics.json").read_text())
         history = json.loads((run / "history.json").read_text())
-        ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
-        model, _ = model_from_checkpoint(ckpt)
-        params = sum(p.numel() for p in model.parameters())
+        params = parameter_count(run)
         splits = [s for s in metrics if not s.startswith("_") and "/" not in s]
         data = run_records(run / "checkpoints" / "best.pt", ["train", *splits])
         for split in splits:
             m = metrics[split]
             cells = " | ".join(f"{m[k]:.3f}" if k in m else "-" for k, _ in MAIN)
-            lines.append(f"| {label} | {split} | {cells} | {params:,} | {epoch_seconds(history, 'cross_entropy')} | "
-                         f"{epoch_seconds(history, 'self_critical')} |")
+            lines.append(f"| {label} | {split} | {cells} | {params:,} | {seconds_cell(history, 'cross_entropy')} | "
+                         f"{seconds_cell(history, 'self_critical')} |")
             hyps = load_results(run / "eval" / f"results_{split}.json")
             groups = split_breakdown(data[split], hyps, data["train"])
             row = [f"{groups[g]['scene']:.3f} / {groups[g]['binding']:.3f} / {groups[g]['colour']:.3f} "
