@@ -25,7 +25,8 @@ from captioning.utils.report import machine_line, update_section
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
            "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation", "acc_relation_strict"]
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
-SECTION = "shapes_protocol"  # the docs/results.md section write_results owns
+SECTION = "shapes_protocol"  # the docs/results.md section write_results owns by default
+TITLE = "cells vs baselines, under the protocol"  # its heading, after the data's name
 
 
 def _seeds(value) -> list[dict]:
@@ -174,20 +175,22 @@ CELL_ROWS = {"rnn": ["experiment=shapes_rnn"], "lstm": ["cell=lstm"], "gru": ["e
 
 def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = "docs/results.md",
                  run_root: str = "runs/results", seeds: int = 3, rows: dict[str, list[str]] | None = None,
-                 jobs: int = 1) -> dict:
+                 jobs: int = 1, section: str = SECTION, title: str = TITLE) -> dict:
     """Train and evaluate each row at seeds 0..seeds-1 (``<run_root>/<row>/seed<k>``), save
-    ``summary.json``, then write the results section.
+    ``summary.json``, then write the results section ``section`` of ``out`` under the heading ``title``.
 
     ``rows`` maps a row's label to its own overrides (after ``overrides``, which every run gets), e.g.
     ``{"transformer": ["experiment=transformer"]}``; by default one row per cell of ``cells``. A run whose
     directory already holds the metrics of the same overrides and seed is read, not trained again, so an
     interrupted make_results continues where it stopped. ``jobs`` > 1 trains that many runs at once, each
     in its own process with cpu_count / jobs threads unless ``num_threads`` is among the overrides."""
+    if not section or not section.replace("_", "").isalnum():
+        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
     overrides = sealed_splits(overrides)
     runs, seconds = train_rows(overrides, rows, seeds, jobs, run_root)
     meta = {"overrides": list(overrides), "rows": rows, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "machine": machine_line(), "commit": git_commit()}
+            "jobs": jobs, "machine": machine_line(), "commit": git_commit(), "section": section, "title": title}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")  # atomic, like every output
     write_results(run_root, out)
     return runs
@@ -363,14 +366,16 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
     jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
     shown = [o for o in overrides if o not in SEALED_SPLITS]  # make_results adds them itself
-    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{row_args}" + " ".join(shown)
+    section, heading = meta.get("section", SECTION), meta.get("title", TITLE)
+    named = f"--section {section} --title '{heading}' " if section != SECTION else ""
+    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{named}{row_args}" + " ".join(shown)
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
     times = ", ".join(f"{c} {sum(s) / len(s) / 60:.1f} min" for c, s in seconds.items() if s)
     spread = (f"mean ± sd over {n_seeds} seeds (0..{n_seeds - 1}; sample sd)" if n_seeds > 1
               else "one seed (0): no sd")
-    body = (f"## {title}: cells vs baselines, under the protocol\n\n"
+    body = (f"## {title}: {heading}\n\n"
             f"Machine: {meta.get('machine') or machine_line()}"
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
             f"Command: `{cmd.strip()}` (run time per model and seed, evaluation included: {times}; the first "
@@ -403,5 +408,5 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "
                  "over seeds):\n\n" + novelty_table(novelty))
-    update_section(out, SECTION, body, title="Results")
+    update_section(out, section, body, title="Results")
     return body

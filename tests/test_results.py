@@ -188,6 +188,15 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
                  out=str(out), run_root=str(root), seeds=1)
     assert [c[:2] for c in calls] == [("gru", 0)]
     assert "--row lstm cell=lstm --row small cell=gru model.hidden_size=8" in out.read_text()
+    # another section of the same file: its own heading and command; the default section stays as it was
+    before = out.read_text().split("<!-- begin:shapes_protocol -->")[1].split("<!-- end:shapes_protocol -->")[0]
+    make_results(TINY, rows={"lstm": ["cell=lstm"]}, out=str(out), run_root=str(root), seeds=1,
+                 section="models", title="every model")
+    text = out.read_text()
+    assert before in text and "<!-- begin:models -->" in text and ": every model\n" in text
+    assert "--section models --title 'every model' --row lstm cell=lstm" in text.split("<!-- begin:models -->")[1]
+    with pytest.raises(ValueError, match="section"):
+        make_results(TINY, rows={"lstm": ["cell=lstm"]}, out=str(out), run_root=str(root), seeds=1, section="a b")
     with pytest.raises(ValueError, match="row labels"):
         make_results(TINY, rows={"a/b": []}, run_root=str(root), out=str(out))
 
@@ -222,7 +231,9 @@ def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
     assert got["overrides"] == ["schedule=smoke"] and got["seeds"] == 2 and got["jobs"] == 2
     assert got["rows"] == {"sat": ["model=show_attend_tell"], "tf": ["experiment=transformer", "seed_note=x"]}
     command.main([])
-    assert got["rows"] is None and got["jobs"] == 1 and got["overrides"] == []
+    assert got["rows"] is None and got["jobs"] == 1 and got["overrides"] == [] and got["section"] == "shapes_protocol"
+    command.main(["--section", "models", "--title", "every model"])
+    assert got["section"] == "models" and got["title"] == "every model"
 
 
 def test_the_machine_line_says_whether_the_cpu_multiplies_bfloat16():

@@ -3,6 +3,7 @@
     captioning-make-results [--seeds N] [--jobs J] [key=value ...]   # extra overrides go to every run
     captioning-make-results --row show_attend_tell experiment=show_attend_tell --row transformer experiment=transformer
     captioning-make-results --render                     # redraw the section from runs/results
+    captioning-make-results --section models --title "every model" --row ...   # another section of the file
 
 (`python scripts/make_results.py ...` is the same command; paths are relative to the working directory.)
 Trains one model per row and seed (seeds 0..N-1, default 3; features are extracted once and shared
@@ -21,7 +22,7 @@ choices are made on val (docs/results.md, protocol). `captioning-paired` compare
 import argparse
 
 from captioning import CONFIG_DIR
-from captioning.results import make_results, write_results
+from captioning.results import SECTION, TITLE, make_results, write_results
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "train"  # the config every run's overrides apply to
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--render", action="store_true", help="redraw docs/results.md from runs/results, no training")
     parser.add_argument("--run-root", default="runs/results", help="where the runs go (default runs/results)")
     parser.add_argument("--out", default="docs/results.md", help="the markdown file written (default docs/results.md)")
+    parser.add_argument("--section", default=SECTION,
+                        help=f"the marked section of --out written (default {SECTION}; --render reads it from the runs)")
+    parser.add_argument("--title", default=TITLE, help="that section's heading, after the data's name")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. schedule=smoke")
     args = parser.parse_args(argv)
     if args.render:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rows = {label: keys for label, *keys in args.row} if args.row else None
         make_results(args.overrides, out=args.out, run_root=args.run_root, seeds=args.seeds, rows=rows,
-                     jobs=args.jobs)
+                     jobs=args.jobs, section=args.section, title=args.title)
 
 
 if __name__ == "__main__":
