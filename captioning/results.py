@@ -152,6 +152,20 @@ def novelty_table(groups: dict[str, dict[str, dict[str, dict[str, float]]]]) -> 
     return "\n".join(header + lines)
 
 
+def pair_table(pairs: dict[str, dict[str, dict[str, list[float]]]]) -> str:
+    """Markdown: per model and split, the share of unseen-pair objects in each ``PAIR_OUTCOMES`` (mean ± sd over
+    seeds). ``pairs[model][split][outcome]`` = per-seed values, and ``objects`` the number of such objects."""
+    from captioning.data.scene_metrics import PAIR_OUTCOMES
+
+    lines = ["| model | split | objects | " + " | ".join(o.replace("_", " ") for o in PAIR_OUTCOMES) + " |",
+             "|" + "---|" * (len(PAIR_OUTCOMES) + 3)]
+    for model, splits in pairs.items():
+        for split, values in splits.items():
+            cells = " | ".join(_mean_sd_cell(values[o]) for o in PAIR_OUTCOMES)
+            lines.append(f"| {model} | {split} | {values['objects'][0]:.0f} | {cells} |")
+    return "\n".join(lines)
+
+
 def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     """Markdown: per model and split, each attribute's accuracy in scenes of 1, 2 and 3 objects.
 
@@ -313,7 +327,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     metrics with their intervals, the main table with the chance and ceiling lines and the references'
     leave-one-out agreement, and attribute accuracy by number of objects."""
     from captioning.data.datasets import load_dataset
-    from captioning.data.scene_metrics import split_breakdown
+    from captioning.data.scene_metrics import split_breakdown, unseen_pair_colours
     from captioning.data.scenes import attribute_accuracy
     from captioning.evaluation.compare import seed_interval
     from captioning.evaluation.metrics import human_agreement
@@ -351,10 +365,10 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                     intervals[cell][split][metric] = (values, seed_interval(ds, split, metric, resamples))
                 except (KeyError, FileNotFoundError):  # per-image values not saved (runs from before)
                     continue
-    by_count, novelty = {}, {}
+    by_count, novelty, pairs = {}, {}, {}
     if synthetic:
         for cell, ds in dirs.items():
-            by_count[cell], novelty[cell] = {}, {}
+            by_count[cell], novelty[cell], pairs[cell] = {}, {}, {}
             for s, recs in data.items():
                 hyps = [load_results(d / "eval" / f"results_{s}.json") for d in ds]
                 accs = [attribute_accuracy(recs, h, per_count=True) for h in hyps]
@@ -362,6 +376,9 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                 parts = [split_breakdown(recs, h, loaded[train_split]) for h in hyps]
                 novelty[cell][s] = {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]}
                                     for g in parts[0]}
+                named = [unseen_pair_colours(recs, h, loaded[train_split]) for h in hyps]
+                if named[0]["objects"]:
+                    pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
     rows = meta.get("rows") or CELL_ROWS
     row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
     jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
@@ -408,5 +425,11 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "
                  "over seeds):\n\n" + novelty_table(novelty))
+    if any(pairs.values()):
+        body += ("\n\nWhat the captions call the objects whose colour-shape pair no training scene has "
+                 "(captioning/data/scene_metrics.py, unseen_pair_colours; mean ± sd over seeds): composed = that "
+                 "shape named in the object's own colour; recalled = named only in colours training pairs with that "
+                 "shape; other = another colour or none; not described = that shape not named for it.\n\n"
+                 + pair_table(pairs))
     update_section(out, section, body, title="Results")
     return body

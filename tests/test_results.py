@@ -74,6 +74,17 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
         want = f"{groups[name]['scene']:.3f} / {groups[name]['binding']:.3f}" if name in groups else "-"
         assert cell.strip(" |") == want
     assert f"| (size) | test | {int(groups['objects=1']['images'])} images |" in text
+    # what the captions call the objects of unseen colour-shape pairs: test_novel has them, test none
+    from captioning.data.scene_metrics import unseen_pair_colours
+
+    data = load_dataset(cfg.data, ["train", "test_novel"])
+    named = unseen_pair_colours(data["test_novel"], load_results(run_dir / "eval" / "results_test_novel.json"),
+                                data["train"])
+    assert named["objects"] > 0
+    row = next(x for x in text.splitlines() if x.startswith(f"| lstm | test_novel | {named['objects']:.0f} | "))
+    assert row.split(" | ")[3] == f"{named['composed']:.3f}"
+    table = text.split("unseen_pair_colours")[1].split("\n\n")[1]
+    assert row in table and "| lstm | test | " not in table
 
 
 def test_render_without_saved_runs_says_what_to_run(tmp_path):

@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from captioning.data.coco import ImageRecord
-from captioning.data.scene_metrics import chance_accuracy, scene_description, split_breakdown
+from captioning.data.scene_metrics import chance_accuracy, scene_description, split_breakdown, unseen_pair_colours
 from captioning.data.scenes import (COLOURS, SHAPES, attribute_accuracy, attribute_report, bound_objects,
                                     sizeless_references, strict_report)
 from captioning.data.shape_captions import PAIR, RELATION_WORDS, ROW, SINGLE, SIZE_SYNONYMS, describe
@@ -318,3 +318,31 @@ def test_split_breakdown_by_count_and_by_seen_description():
     assert out["seen_in_train"]["images"] == 1 and out["seen_in_train"]["scene"] == 1.0
     assert out["unseen_in_train"]["images"] == 2 and out["unseen_in_train"]["scene"] == 0.5
     assert out["objects=3"]["binding"] == pytest.approx(2 / 3)
+
+
+# --- unseen colour-shape pairs: composed or recalled -------------------------------------------------
+
+
+def test_unseen_pair_colours_tell_composed_from_recalled():
+    # training pairs: red circle, blue square; every other colour-shape pair below is unseen
+    train = [ImageRecord(1, "", [], ONE), ImageRecord(2, "", [], TWO)]
+    blue_circle = {"objects": [obj("blue", "circle")], "position": "left", "relation": None}
+    pair = {"objects": [obj("red", "square"), obj("red", "circle")], "position": None,
+            "relation": {"axis": "horizontal", "order": [0, 1]}}  # unseen red square beside a seen red circle
+    two_circles = {"objects": [obj("green", "circle"), obj("red", "circle")], "position": None,
+                   "relation": {"axis": "horizontal", "order": [0, 1]}}  # unseen green circle, seen red circle
+    records = [ImageRecord(k, "", [], scene) for k, scene in
+               enumerate([blue_circle, blue_circle, blue_circle, blue_circle, pair, two_circles, ONE], start=10)]
+    hyps = {10: "a large blue circle on the left",   # composed
+            11: "a large red circle on the left",    # recalled: the colour training pairs with circles
+            12: "a large green circle on the left",  # another colour, never a circle's in training
+            13: "a large blue square on the left",   # no circle named
+            14: "a red circle left of a blue square",  # the square recalled as blue; the circle is seen
+            15: "a red circle left of a red circle",  # red is the other circle's colour: green one not described
+            16: "a large red circle on the left"}  # only seen pairs in this scene: not counted
+    out = unseen_pair_colours(records, hyps, train)
+    assert out["objects"] == 6
+    assert out["composed"] == pytest.approx(1 / 6) and out["recalled"] == pytest.approx(2 / 6)
+    assert out["other"] == pytest.approx(1 / 6) and out["not_described"] == pytest.approx(2 / 6)
+    # a split with no unseen pair (test, by construction) has nothing to report
+    assert unseen_pair_colours([ImageRecord(20, "", [], ONE)], {20: "a red circle"}, train) == {"objects": 0.0}

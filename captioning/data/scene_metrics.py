@@ -2,7 +2,9 @@
 
 ``chance_accuracy`` says what each ``acc_*`` would be for a blind guesser that knows only the training
 distribution; ``split_breakdown`` scores a split's captions separately by object count and by whether
-the scene's description occurs in training. Both are pure functions of records (``ImageRecord``-like:
+the scene's description occurs in training; ``unseen_pair_colours`` says what colour the captions give
+the objects whose colour-shape pair no training scene has (composed, or recalled from training). All are
+pure functions of records (``ImageRecord``-like:
 ``image_id``, ``captions``, ``scene``) and are not wired into the pipeline.
 """
 
@@ -12,7 +14,7 @@ import math
 from collections import Counter
 from typing import Any, Hashable, Mapping, Sequence
 
-from captioning.data.scenes import OBJECT_ATTRIBUTES, attribute_accuracy
+from captioning.data.scenes import OBJECT_ATTRIBUTES, attribute_accuracy, parse_caption
 
 GUESSES = ("sample", "majority")
 CHANCE_KEYS = ("count", "colour", "shape", "size", "position", "relation", "binding", "relation_strict", "scene")
@@ -137,3 +139,40 @@ def split_breakdown(
             groups.setdefault(name, []).append(r)
     return {name: {"images": float(len(group)), **attribute_accuracy(group, hypotheses)}
             for name, group in sorted(groups.items())}
+
+
+PAIR_OUTCOMES = ("composed", "recalled", "other", "not_described")
+
+
+def unseen_pair_colours(records: Sequence[Any], hypotheses: Mapping[Any, str], train: Sequence[Any]) -> dict[str, float]:
+    """What the captions call the scene objects whose (colour, shape) pair occurs in no training scene:
+
+    - ``composed``: the caption names that shape in the object's own colour;
+    - ``recalled``: it names that shape only in colours the training scenes pair with it (the pair it learnt);
+    - ``other``: in some other colour, or in none;
+    - ``not_described``: it names no such shape (caption shapes whose colour is that of another object of the
+      same shape in the scene are taken to describe that object).
+
+    Returns the fraction of such objects in each outcome and ``objects`` (their number; 0 and no fractions
+    when the split has none, as ``test`` has by construction)."""
+    seen = {(o["colour"], o["shape"]) for s in _scenes(train) for o in s["objects"]}
+    counts: Counter = Counter()
+    for r in records:
+        if r.scene is None or r.image_id not in hypotheses:
+            continue
+        described = parse_caption(hypotheses[r.image_id])["objects"]
+        for k, obj in enumerate(r.scene["objects"]):
+            if (obj["colour"], obj["shape"]) in seen:
+                continue
+            others = {o["colour"] for j, o in enumerate(r.scene["objects"]) if j != k and o["shape"] == obj["shape"]}
+            colours = [c["colour"] for c in described if c["shape"] == obj["shape"] and c["colour"] not in others - {obj["colour"]}]
+            if not colours:
+                counts["not_described"] += 1
+            elif obj["colour"] in colours:
+                counts["composed"] += 1
+            elif any((c, obj["shape"]) in seen for c in colours):
+                counts["recalled"] += 1
+            else:
+                counts["other"] += 1
+    total = sum(counts.values())
+    return {"objects": float(total), **({k: counts[k] / total for k in PAIR_OUTCOMES} if total else {})}
