@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from captioning.data.scene_metrics import split_breakdown
+from captioning.evaluation.cost import epoch_seconds, parameter_count
 from captioning.evaluation.gallery import run_records
 from captioning.evaluation.scoring import load_results
-from captioning.evaluation.cost import epoch_seconds, parameter_count
 from captioning.utils.io import atomic_write
 
 MAIN = [("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr"), ("acc_scene", "scene"), ("acc_binding", "binding"),
