@@ -38,6 +38,23 @@ def test_reward_is_the_metric_modules_sentence_bleu(metric):
     assert got[0] == pytest.approx(1.0)
 
 
+def test_reward_scores_each_distinct_caption_of_an_image_once(monkeypatch):
+    refs = [["a red circle", "a big red circle"], ["a blue square", "one blue square"]]
+    reward, fresh = SentenceBleu(refs), SentenceBleu(refs)
+    calls = []
+    compute = reward.compute
+    monkeypatch.setattr(reward, "compute", lambda image, words: calls.append((image, words)) or compute(image, words))
+    red, blue = "a big red circle".split(), "a big blue circle".split()
+    asked = [(0, red), (0, red), (1, red), (0, blue), (1, red)]
+    got = [reward(i, w) for i, w in asked]
+    assert got == [fresh(i, w) for i, w in asked]  # the same values as a reward that remembers nothing
+    assert got[0] == pytest.approx(1.0) and got[2] < 1.0  # the same caption, another image, another reward
+    assert calls == [(0, tuple(red)), (1, tuple(red)), (0, tuple(blue))]
+    monkeypatch.setattr(reward, "MEMO_LIMIT", 2)  # a full memory is emptied, not grown
+    reward(1, ["one", "blue", "square"])
+    assert len(reward.memo) == 1 and reward(1, ["one", "blue", "square"]) == fresh(1, ["one", "blue", "square"])
+
+
 def test_unknown_reward_is_refused():
     with pytest.raises(ValueError, match="Bleu_4"):
         SentenceBleu([["a cat"]], "CIDEr")

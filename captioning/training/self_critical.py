@@ -42,12 +42,37 @@ def _ngrams(words: Sequence[str], n: int) -> Counter:
     return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
-class SentenceBleu:
+class MemoisedReward:
+    """A reward that scores each distinct (image, caption) once: the samples of one image repeat (a trained
+    decoder often draws the same caption several times out of ``samples``, and again in later epochs), and a
+    repeat costs a dictionary look-up instead of an n-gram count. Subclasses implement ``compute``; the
+    memory is emptied when it holds ``MEMO_LIMIT`` captions, so it stays bounded on large datasets."""
+
+    MEMO_LIMIT = 1_000_000
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[int, tuple[str, ...]], float] = {}
+
+    def __call__(self, image: int, words: Sequence[str]) -> float:
+        key = (image, tuple(words))
+        value = self.memo.get(key)
+        if value is None:
+            if len(self.memo) >= self.MEMO_LIMIT:
+                self.memo.clear()
+            value = self.memo[key] = self.compute(image, key[1])
+        return value
+
+    def compute(self, image: int, words: Sequence[str]) -> float:
+        raise NotImplementedError
+
+
+class SentenceBleu(MemoisedReward):
     """Per-image sentence BLEU against fixed references, as ``metrics.per_image_scores`` computes it
     (the COCO scorer's clipped counts, closest reference length and epsilons), with each image's
     reference n-gram counts prepared once, since a training epoch scores every sample of every image."""
 
     def __init__(self, references: Sequence[Sequence[str]], metric: str = "Bleu_4") -> None:
+        super().__init__()
         if metric not in BLEU_REWARDS:
             raise ValueError(f"Unknown BLEU reward {metric!r}: choose one of {', '.join(BLEU_REWARDS)}")
         self.n = int(metric.split("_")[1])
@@ -64,7 +89,7 @@ class SentenceBleu:
             self.max_counts.append(per_n)
             self.ref_lengths.append([len(t) for t in tokens])
 
-    def __call__(self, image: int, words: Sequence[str]) -> float:
+    def compute(self, image: int, words: Sequence[str]) -> float:
         correct, guess = [], []
         for n in range(1, BLEU_N + 1):
             counts, most = _ngrams(words, n), self.max_counts[image][n - 1]
@@ -74,13 +99,14 @@ class SentenceBleu:
         return combine(correct, guess, len(words), reflen)[self.n - 1]
 
 
-class SentenceCider:
+class SentenceCider(MemoisedReward):
     """Per-image CIDEr-D against fixed references, with document frequencies (and N) from those same
     references, i.e. the training split's, fixed for the stage: the evaluation module's ``CIDEr``
     (``CiderD.from_references``, as the self-critical codebase's cached training df). Each image's
     reference tf-idf vectors are computed once, so a step only computes its captions' vectors."""
 
     def __init__(self, references: Sequence[Sequence[str]]) -> None:
+        super().__init__()
         tokens = [[tokenize(r) for r in refs] for refs in references]
         self.cider = CiderD.from_references(tokens)
         shared: dict[tuple, tuple] = {}  # the cached vectors share one tuple per distinct n-gram, not one per reference
@@ -90,7 +116,7 @@ class SentenceCider:
 
         self.ref_vectors = [[cached(self.cider.vector(t)) for t in refs] for refs in tokens]
 
-    def __call__(self, image: int, words: Sequence[str]) -> float:
+    def compute(self, image: int, words: Sequence[str]) -> float:
         return self.cider.score_vectors(self.cider.vector(words), self.ref_vectors[image])
 
 
