@@ -43,8 +43,8 @@ def stepped(model: Transformer, feats: torch.Tensor, tokens: torch.Tensor) -> to
     return torch.stack(out, 1)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_attention_is_torchs_multi_head_attention(causal):
+@pytest.mark.parametrize("causal,queries", [(False, 7), (True, 7), (False, 1)])  # 1: a decoding step's own path
+def test_attention_is_torchs_multi_head_attention(causal, queries):
     torch.manual_seed(0)
     ours, ref = MultiHeadAttention(16, 4, dropout=0.0), nn.MultiheadAttention(16, 4, batch_first=True)
     with torch.no_grad():
@@ -52,7 +52,7 @@ def test_attention_is_torchs_multi_head_attention(causal):
         ref.in_proj_bias.copy_(torch.cat([ours.w_q.bias, ours.w_k.bias, ours.w_v.bias]))
         ref.out_proj.weight.copy_(ours.w_o.weight)
         ref.out_proj.bias.copy_(ours.w_o.bias)
-    x = torch.randn(3, 7, 16)
+    x = torch.randn(3, queries, 16, requires_grad=True)
     if causal:  # self-attention, word t sees words <= t
         mask = torch.ones(7, 7, dtype=torch.bool).triu(1)
         expected = ref(x, x, x, attn_mask=mask, need_weights=False)[0]
@@ -60,7 +60,20 @@ def test_attention_is_torchs_multi_head_attention(causal):
     else:  # cross-attention to 9 regions
         memory = torch.randn(3, 9, 16)
         expected = ref(x, memory, memory, need_weights=False)[0]
-        torch.testing.assert_close(ours(x, memory), expected, atol=1e-6, rtol=1e-5)
+        got = ours(x, memory)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+        grad, = torch.autograd.grad(got.square().sum(), x)
+        torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_decoding_steps_attention_drops_weights_in_training_only():
+    torch.manual_seed(0)
+    attn, x, memory = MultiHeadAttention(16, 4, dropout=0.5), torch.randn(3, 1, 16), torch.randn(3, 9, 16)
+    plain = MultiHeadAttention(16, 4, dropout=0.0)
+    plain.load_state_dict(attn.state_dict())
+    draws = [attn(x, memory) for _ in range(2)]
+    assert not torch.allclose(draws[0], draws[1]) and not torch.allclose(draws[0], plain(x, memory))
+    torch.testing.assert_close(attn.eval()(x, memory), plain(x, memory))
 
 
 @pytest.mark.parametrize("regions", [None, 1, 16])

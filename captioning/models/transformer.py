@@ -73,8 +73,14 @@ class MultiHeadAttention(nn.Module):
         """The queries x [B, L, d_model] attend to ``keys``/``values`` [B, heads, S, d_k]; ``causal``
         (L == S) lets position t see positions <= t only."""
         q = self.split_heads(self.w_q(x))
-        heads = F.scaled_dot_product_attention(q, keys, values, dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=causal)  # [B, heads, L, d_k], scaled by 1/sqrt(d_k)
+        if q.size(2) == 1 and not causal:  # one new word (a decoding step): two batched vector products
+            # Written out because torch's fallback for this case (gradients or dropout on, on a CPU) copies and
+            # rescales every cached key at every step; the same softmax(q K^T / sqrt(d_k)) V.
+            weights = torch.softmax((q * q.size(-1) ** -0.5) @ keys.transpose(-2, -1), dim=-1)
+            heads = F.dropout(weights, self.dropout, self.training).to(values.dtype) @ values
+        else:
+            heads = F.scaled_dot_product_attention(q, keys, values, dropout_p=self.dropout if self.training else 0.0,
+                                                   is_causal=causal)  # [B, heads, L, d_k], scaled by 1/sqrt(d_k)
         return self.w_o(heads.transpose(1, 2).reshape(x.shape))
 
     def weights(self, x: Tensor, y: Tensor) -> Tensor:
@@ -199,7 +205,8 @@ class Transformer(CaptionModel):
         memory = self.encode(features)
         layers = []
         for layer in self.layers:
-            cross_k, cross_v = layer.cross_attn.keys_values(memory)
+            # contiguous once here, not gathered from the strided head view at every step
+            cross_k, cross_v = (t.contiguous() for t in layer.cross_attn.keys_values(memory))
             # zero positions, in the dtype the projections give (autocast included)
             self_k, self_v = layer.self_attn.keys_values(memory[:, :0])
             layers.append({"self_k": self_k, "self_v": self_v, "cross_k": cross_k, "cross_v": cross_v})
