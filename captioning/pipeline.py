@@ -24,6 +24,7 @@ from captioning.models.export import export_checkpoint
 from captioning.training.loop import train
 from captioning.utils import distributed
 from captioning.utils.io import save_json
+from captioning.utils.memory import keep_freed_memory
 from captioning.nn.decoding import DecodingConfig
 from captioning.utils.schema import build
 from captioning.utils.seeding import seed_everything
@@ -53,6 +54,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     logger = logger if dp.is_main else None
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    keep_freed_memory()  # the CNN's activation maps reused, not mapped anew (captioning/utils/memory.py)
     seed_everything(cfg.seed)
     vocab = None
     resume = cfg.resume

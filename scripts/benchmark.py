@@ -27,6 +27,7 @@ from benchmarks.extraction import extraction_report
 from benchmarks.scaling import scaling_report
 from benchmarks.scorer import scorer_report
 from benchmarks.step import step_report
+from captioning.utils.memory import keep_freed_memory
 from captioning.utils.report import machine_line, update_section
 
 SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_features": cached_report,
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    keep_freed_memory()  # as every entry point of the package does (captioning/utils/memory.py)
     opts = Options(quick=args.quick, repeats=args.repeats, device=args.device, amp=args.amp, work_dir=args.work_dir,
                    scaling_sizes=args.scaling_sizes, workers=args.workers)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from captioning import CONFIG_DIR
 from captioning.config import check_evaluate_config  # also registers the config schemas with Hydra
 from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
+from captioning.utils.memory import keep_freed_memory
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "evaluate"
 
@@ -23,6 +24,7 @@ CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "evaluate"
 def main(cfg: DictConfig) -> None:
     out_dir = HydraConfig.get().runtime.output_dir
     check_evaluate_config(cfg)  # every bad value at once, before any work
+    keep_freed_memory()  # captioning/utils/memory.py
     metrics = evaluate_checkpoint(cfg, out_dir) if cfg.mode == "checkpoint" else score_results(cfg, out_dir)
     print(json.dumps(metrics, indent=2))
     print(f"written to {out_dir}")

@@ -15,6 +15,7 @@ from captioning import CONFIG_DIR
 from captioning.config import check_config  # also registers the config schemas with Hydra
 from captioning.features.shards import extract_dataset_shard, parse_shard
 from captioning.pipeline import resolve_device
+from captioning.utils.memory import keep_freed_memory
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "extract"
 
@@ -26,6 +27,7 @@ def main(cfg: DictConfig) -> None:
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    keep_freed_memory()
     for split, state in extract_dataset_shard(cfg, index, count, merge=cfg.merge).items():
         print(f"{split}: {state}")
 

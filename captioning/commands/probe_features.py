@@ -21,6 +21,7 @@ from captioning.config import check_config
 from captioning.evaluation.probes import probe_scenes
 from captioning.features.prepare import prepare
 from captioning.pipeline import resolve_device
+from captioning.utils.memory import keep_freed_memory
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "probe"
 
@@ -31,6 +32,7 @@ def main(cfg: DictConfig) -> None:
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    keep_freed_memory()  # captioning/utils/memory.py
     train, test = cfg.data.train_split, cfg.probe.split
     p = prepare(cfg, splits_needed=[train, test])
     hidden = cfg.probe.hidden
