@@ -1,0 +1,69 @@
+"""Milliseconds per self-critical step of a trained run, on its cached training features:
+`python scripts/benchmark_scst_step.py --checkpoint RUN [--threads 1] [--steps 7] [--images 50] [--samples 5]`.
+
+One step as the self-critical stage takes it, without the reward and the optimizer: sample ``--samples``
+captions of each of ``--images`` training images with gradients on (training mode, the run's precision
+under autocast where the CPU multiplies bfloat16 natively), then backpropagate their summed log-probability.
+Each step takes other images (fixed by the step's index), and the first is a warm-up. To compare two versions
+of the package, run it with each on the path in turn (`PYTHONPATH=<other checkout> python
+scripts/benchmark_scst_step.py ...`, then without), alternating, on an otherwise idle machine; it prints one
+line and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from captioning.features.prepare import prepare
+from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.nn.decoding import sample_tokens
+from captioning.utils.precision import training_precision
+
+try:
+    from captioning.utils.memory import keep_freed_memory
+except ImportError:  # a checkout from before it, compared with this one: the allocator's defaults
+    def keep_freed_memory() -> bool:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a trained run directory (or its best.pt)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (make_results runs use 1)")
+    parser.add_argument("--steps", type=int, default=7, help="steps timed, the first a warm-up")
+    parser.add_argument("--images", type=int, default=50, help="images per step (the stage's batch_size)")
+    parser.add_argument("--samples", type=int, default=5, help="captions sampled per image")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = OmegaConf.create(ckpt["config"])
+    model, vocab = model_from_checkpoint(ckpt)
+    features = prepare(cfg, vocab=vocab, splits_needed=[cfg.data.train_split]).features[cfg.data.train_split]
+    bf16 = training_precision(cfg.precision, torch.device("cpu")) == "bf16"
+    model.train()
+    times = []
+    for step in range(args.steps):
+        rows = np.sort(np.random.default_rng(step).choice(len(features), args.images, replace=False))
+        feats = torch.from_numpy(np.array(features[rows], dtype=np.float32)).repeat_interleave(args.samples, 0)
+        torch.manual_seed(step)
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _, log_prob = sample_tokens(model, feats, cfg.data.max_caption_len, 1.0)
+        model.zero_grad(set_to_none=True)
+        log_prob.mean().backward()
+        times.append((time.perf_counter() - start) * 1e3)
+    print(f"{model.name}: {statistics.median(times[1:]):.0f} ms per step (median of {args.steps - 1} after a "
+          f"warm-up; {', '.join(f'{t:.0f}' for t in times)}), {args.images} images x {args.samples} samples, "
+          f"{'bf16' if bf16 else 'fp32'}, {args.threads} thread(s), load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
