@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from captioning import CONFIG_DIR
 from captioning.config import CaptionRunConfig, command_options  # also registers the config schemas with Hydra
+from captioning.utils.memory import keep_freed_memory
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -135,6 +136,7 @@ STATUS: list[int] = []  # the exit status of the last run (a Hydra app returns n
 
 @hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
 def app(cfg: DictConfig) -> None:
+    keep_freed_memory()  # the CNN's activation maps reused, not mapped anew (captioning/utils/memory.py)
     STATUS[:] = [caption_images(command_options(CaptionRunConfig, cfg))]
 
 
