@@ -194,3 +194,27 @@ def test_batch_normalise_matches_the_formula_in_either_layout():
     floats = batch.float()
     t.normalize(floats)  # works on a copy: the caller's tensor is untouched
     assert torch.equal(floats, batch.float())
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("resize", ["squash", "center_crop"])
+@pytest.mark.parametrize("size_in", [(48, 30), (13, 20)])  # down- and upsampling
+def test_tensor_resize_follows_pil(interpolation, resize, size_in):
+    # bilinear/bicubic resize the uint8 tensor (torchvision's antialiased kernels): PIL's filter, to a level or two
+    from captioning.data.images import ImageTransform
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).resize(size_in, Image.BICUBIC)
+    t = ImageTransform(24, resize=resize, interpolation=interpolation)
+    mode = InterpolationMode(interpolation)
+    if resize == "squash":  # what to_uint8 did before: PIL resizes the image
+        pil = TF.resize(smooth, [24, 24], interpolation=mode, antialias=True)
+    else:
+        pil = TF.center_crop(TF.resize(smooth, 24, interpolation=mode, antialias=True), 24)
+    ours, theirs = t.to_uint8(smooth), TF.pil_to_tensor(pil)
+    assert ours.shape == theirs.shape == (3, 24, 24) and ours.dtype == theirs.dtype
+    diff = (ours.int() - theirs.int()).abs()
+    assert diff.max() <= 2 and (diff > 0).float().mean() < 0.05
+    assert "resizer=torch-uint8" in t.key and "resizer=pil" in ImageTransform(24, interpolation="lanczos").key
