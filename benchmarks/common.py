@@ -81,7 +81,7 @@ def compose(*overrides: str):
 def shapes_overrides(root: Path, n: int) -> list[str]:
     """Overrides for a synthetic set of ``n`` train images only (val and eval read them too), under ``root``."""
     return [f"data.root={root / f'shapes_{n}'}", f"data.name=bench{n}",  # the splits merge: the others set to 0
-            f"data.generator.splits={{train: {n}, val: 0, test: 0, test_novel: 0}}",
+            f"data.generator.splits={{train: {n}, val: 0, test: 0, test_novel: 0, val_novel: 0}}",
             "data.generator.novel_splits=[]", "data.val_split=train", "data.eval_splits=[train]"]
 
 

@@ -1,7 +1,8 @@
 """Settings chosen on val: the same small grid for every row (e.g. each cell), one run per grid point and seed.
 
 The protocol (docs/results.md): every choice is made on val; the test splits are never read here (each run
-evaluates ``data.eval_splits=[<val split>]`` only; overrides that name other splits are refused). Each row
+evaluates ``data.eval_splits=[<val split>]`` only, or with ``split=val_novel`` also that split, on which it then
+chooses; overrides that name other splits are refused). Each row
 gets the same grid, so the cells are compared each at its own best setting (issue 16, "fair cell
 comparison"); the chosen point is the one with the highest val ``metric`` (mean over seeds), and the paired
 bootstrap interval of best minus runner-up says whether the choice is more than the noise of val.
@@ -57,11 +58,13 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 
 def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, list[str]], jobs: int = 1,
            seeds: int = 1, run_root: str = "runs/search", out: str = "docs/results.md",
-           metric: str = "Bleu_4", section: str = SECTION, title: str = TITLE) -> dict:
+           metric: str = "Bleu_4", section: str = SECTION, title: str = TITLE, split: str | None = None) -> dict:
     """Train every (row, grid point) at seeds 0..seeds-1 into ``<run_root>/<row>_<point>/seed<k>``, evaluated
     on val only; save ``summary.json`` and write the section ``section`` of ``out``. Returns the chosen
     overrides per row. Without a grid each row is one setting (``<run_root>/<row>/seed<k>``), and the section
-    compares every row with the first (paired intervals): an ablation on val."""
+    compares every row with the first (paired intervals): an ablation on val. ``split`` chooses on another
+    split than the data's val split, never a test one (e.g. ``val_novel``, the shapes data's unseen
+    colour-shape pairs): the runs then evaluate both."""
     if any(o.split("=", 1)[0].lstrip("+~") == "data.eval_splits" for row in [overrides, *rows.values()] for o in row):
         raise ValueError("the search evaluates the val split only and sets data.eval_splits itself; "
                          "drop data.eval_splits from the overrides (test splits are for make_results)")
@@ -70,12 +73,16 @@ def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, lis
     val_split = compose_run(list(overrides)).data.val_split
     if not val_split:
         raise ValueError("the search chooses on the val split, and data.val_split is null: name one")
-    common = [f"data.eval_splits=[{val_split}]", *overrides]
+    split = split or val_split
+    if "test" in split:
+        raise ValueError(f"the search chooses on a validation split, not {split!r}: test splits are for make_results")
+    evaluated = [val_split] + ([split] if split != val_split else [])
+    common = [f"data.eval_splits=[{','.join(evaluated)}]", *overrides]
     points = grid_points(grid)
     labelled = {run_label(row, point): [*keys, *point_keys] for row, keys in rows.items() for point, point_keys in points}
     runs, seconds = train_rows(common, labelled, seeds, jobs, run_root)
     meta = {"overrides": common, "rows": rows, "grid": grid, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "metric": metric, "split": val_split, "section": section, "title": title, "run_root": run_root,
+            "jobs": jobs, "metric": metric, "split": split, "val_split": val_split, "section": section, "title": title, "run_root": run_root,
             "machine": machine_line(), "commit": git_commit()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")
     return write_search(run_root, out)
@@ -110,7 +117,7 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
     split, metric, grid, rows = meta["split"], meta["metric"], meta["grid"], meta["rows"]
     points, short, n_seeds = grid_points(grid), [k.rsplit(".", 1)[-1] for k in grid], len(meta["seeds"])
     dirs = lambda label: [Path(run_root) / label / f"seed{s}" for s in summary[label]]  # noqa: E731
-    lines = ["| row | " + "".join(f"{k} | " for k in short) + " | ".join(f"val {m}" for m in SHOWN)
+    lines = ["| row | " + "".join(f"{k} | " for k in short) + " | ".join(f"{split} {m}" for m in SHOWN)
              + " | best epoch | min |", "|---|" + "---|" * len(short) + "---:|" * (len(SHOWN) + 2)]
     chosen, verdicts = {}, []
     for row in rows:
@@ -153,18 +160,21 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         options += f" --run-root {meta['run_root']}"
     if section != SECTION:
         options += f" --section {section} --title '{title}'"
+    if split != meta.get("val_split", split):
+        options += f" --split {split}"
     cmd = f"python scripts/search.py {options} {' '.join(rest)}{grid_args} {row_args}"
     times = [s for v in meta["seconds"].values() for s in v]
-    how = (f"the bold point of each row has the highest val {metric} (mean over seeds) and is the one the results "
+    how = (f"the bold point of each row has the highest {split} {metric} (mean over seeds) and is the one the results "
            "tables use" if grid else "each row is one setting, compared with the first row below")
     spread = f"mean ± sd over seeds 0..{n_seeds - 1}" if n_seeds > 1 else "one seed (0)"
-    intro = (f"Best minus runner-up on val {metric}" if grid else f"Each row minus {first}") + (
+    intro = (f"Best minus runner-up on {split} {metric}" if grid else f"Each row minus {first}") + (
         f", paired 95% bootstrap interval over the {split} images (same seeds, same images):")
     body = (f"## {title}\n\n"
             f"Machine: {meta.get('machine') or machine_line()}"
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
             f"Command: `{' '.join(cmd.split())}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
-            f"Every run is scored on `{split}` only ({spread}; captioning/search.py); {how}. Best epoch: the epoch "
+            f"Every run is scored on `{'` and `'.join(dict.fromkeys([meta.get('val_split', split), split]))}` only "
+            f"({spread}; captioning/search.py); {how}. Best epoch: the epoch "
             "whose greedy val BLEU-4 (the split's first `val_max_images` images) picked the checkpoint, per seed; "
             "min: minutes per run, evaluation included.\n\n"
             + "\n".join(lines) + f"\n\n{intro}\n\n" + "\n".join(verdicts))

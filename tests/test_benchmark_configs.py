@@ -14,6 +14,6 @@ def test_shapes_overrides_compose_to_a_train_only_set(tmp_path):
     finally:
         sys.path.remove(str(ROOT))
     cfg = compose(*shapes_overrides(tmp_path, 10))
-    assert dict(cfg.data.generator.splits) == {"train": 10, "val": 0, "test": 0, "test_novel": 0}
+    assert dict(cfg.data.generator.splits) == {"train": 10, "val": 0, "test": 0, "test_novel": 0, "val_novel": 0}
     assert cfg.data.val_split == "train" and list(cfg.data.eval_splits) == ["train"]
     assert "cross_entropy" in cfg.schedule.stages and "self_critical" in cfg.schedule.stages  # the step section reads both

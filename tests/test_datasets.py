@@ -47,7 +47,8 @@ def test_every_data_config_is_valid(name, monkeypatch, tmp_path):
 def test_shapes_tiny_loads_with_scenes(monkeypatch, tmp_path):
     monkeypatch.setenv("CAPTIONING_DATA", str(tmp_path))
     data = load_dataset(data_config("shapes_tiny"))
-    assert {s: len(r) for s, r in data.items()} == {"train": 64, "val": 16, "test": 16, "test_novel": 16}
+    assert {s: len(r) for s, r in data.items()} == {"train": 64, "val": 16, "test": 16, "test_novel": 16,
+                                                  "val_novel": 16}
     record = data["test_novel"][0]
     assert record.path.startswith(str(tmp_path / "shapes_tiny")) and Path(record.path).is_file()
     assert record.scene["objects"] and len(record.captions) == 5

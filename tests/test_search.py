@@ -82,6 +82,43 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     assert "--section val_ablation --title 'An ablation'" in text
 
 
+def test_search_can_choose_on_val_novel_but_never_on_a_test_split(tiny_run, tmp_path, monkeypatch):
+    """split=val_novel: the runs evaluate val and val_novel, and val_novel's metric chooses (here against val's)."""
+    import captioning.pipeline as pipeline
+    from captioning.search import search
+    from captioning.utils.io import save_json
+    from tests.conftest import TINY
+
+    run_dir, metrics = tiny_run
+    calls = []
+    val = {"1e-3": 0.50, "2e-3": 0.40}
+    novel = {"1e-3": 0.10, "2e-3": 0.20}
+
+    def fake_run(cfg, target):
+        lr = f"{cfg.schedule.stages.cross_entropy.lr:.0e}".replace("e-0", "e-")
+        calls.append(list(cfg.data.eval_splits))
+        (target / "eval").mkdir(parents=True)
+        for split in ("val", "val_novel"):
+            shutil.copy(run_dir / "eval" / "per_image_test.json", target / "eval" / f"per_image_{split}.json")
+        out = {"val": {**metrics["test"], "Bleu_4": val[lr]}, "val_novel": {**metrics["test"], "Bleu_4": novel[lr]}}
+        save_json(out, target / "metrics.json")
+        save_json({"best_epoch": 2, "best_stage": "cross_entropy"}, target / "history.json")
+        return out
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    keys = [k for k in TINY if not k.startswith("data.eval_splits")]
+    out = tmp_path / "results.md"
+    chosen = search(keys, {"lstm": ["cell=lstm"]}, {"schedule.stages.cross_entropy.lr": ["1e-3", "2e-3"]},
+                    run_root=str(tmp_path / "s"), out=str(out), split="val_novel")
+    assert chosen == {"lstm": {"schedule.stages.cross_entropy.lr": "2e-3"}}  # val would have chosen 1e-3
+    assert calls == [["val", "val_novel"]] * 2
+    text = out.read_text()
+    assert "| val_novel Bleu_4 |" in text and "| lstm | 2e-3 | **0.200** |" in text and "--split val_novel" in text
+    for sealed in ("test", "test_novel"):
+        with pytest.raises(ValueError, match="not a test split|test splits are for make_results"):
+            search(keys, {"lstm": ["cell=lstm"]}, {}, run_root=str(tmp_path / "t"), out=str(out), split=sealed)
+
+
 def test_search_command_reads_grid_rows_and_common_overrides(monkeypatch, capsys):
     import captioning.commands.search as command
 

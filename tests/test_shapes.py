@@ -11,7 +11,7 @@ from captioning import CONFIG_DIR
 from captioning.data.coco import load_coco_captions
 from captioning.data.shapes import DEFAULTS, MARKER, generate_shapes, resolve_params
 
-SPLITS = {"train": 40, "val": 8, "test": 8, "test_novel": 16}
+SPLITS = {"train": 40, "val": 8, "test": 8, "test_novel": 16, "val_novel": 8}
 CONFIG = CONFIG_DIR / "data" / "shapes.yaml"
 
 
@@ -64,7 +64,11 @@ def test_novel_split_uses_only_held_out_pairs(generated):
         scenes = json.loads(Path(f).read_text())["scenes"].values()
         pairs[split] = {(o["colour"], o["shape"]) for s in scenes for o in s["objects"]}
     assert pairs["test_novel"] <= novel and len(pairs["test_novel"]) >= 4
+    assert pairs["val_novel"] <= novel and len(pairs["val_novel"]) >= 3  # where composition choices are made
     assert not pairs["train"] & novel and not pairs["val"] & novel and not pairs["test"] & novel
+    scenes = {s: json.loads(Path(files[s]).read_text())["scenes"] for s in ("val_novel", "test_novel")}
+    drawn = {s: [json.dumps(v["objects"], sort_keys=True) for v in scenes[s].values()] for s in scenes}
+    assert not set(drawn["val_novel"]) & set(drawn["test_novel"])  # other scenes of the same pairs
 
 
 def test_pixels_match_the_scene(generated):
@@ -94,7 +98,7 @@ def test_deterministic_from_the_seed(generated, tmp_path):
 
 
 def test_idempotent_and_regenerates_when_needed(tmp_path):
-    small = {"train": 6, "val": 2, "test": 2, "test_novel": 2}
+    small = {"train": 6, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
     files = generate_shapes(tmp_path, splits=small)
     png = tmp_path / "images" / "train" / "train_000005.png"
     stamp = png.stat().st_mtime_ns
@@ -105,13 +109,13 @@ def test_idempotent_and_regenerates_when_needed(tmp_path):
     generate_shapes(tmp_path, splits={**small, "train": 4})
     assert (tmp_path / "images" / "val" / "val_000001.png").exists()
     marker = json.loads((tmp_path / MARKER).read_text())
-    assert marker["params"]["splits"]["train"] == 4 and marker["images"] == 10
+    assert marker["params"]["splits"]["train"] == 4 and marker["images"] == 12
 
 
 def test_regenerating_leaves_unchanged_images_untouched(tmp_path):
     """A larger val split regenerates the set, but train's files keep their bytes and modification times,
     so their cached features stay valid; a changed image (another seed) is rewritten."""
-    small = {"train": 4, "val": 2, "test": 2, "test_novel": 2}
+    small = {"train": 4, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
     generate_shapes(tmp_path, splits=small)
     png = tmp_path / "images" / "train" / "train_000003.png"
     before = (png.read_bytes(), png.stat().st_mtime_ns)

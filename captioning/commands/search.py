@@ -9,7 +9,8 @@
     captioning-search --render                           # redraw the section from runs/search
 
 (`python scripts/search.py ...` is the same command; paths are relative to the working directory.)
-Every run evaluates the val split only (the test splits stay sealed for make_results) and lands in
+Every run evaluates the val split only (with --split val_novel also val_novel, the shapes data's unseen
+colour-shape pairs, which then chooses; the test splits stay sealed for make_results) and lands in
 runs/search/<row>_<point>/seed<k>; finished runs are read, not retrained. The common overrides go first,
 before --grid and --row. The section "Settings chosen on val" of docs/results.md gets one table row per
 (row, point) with val BLEU-4, CIDEr, scene and binding, the chosen point of each row in bold (highest
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
                              "more rows; default: one row per cell: rnn, lstm, gru)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--metric", default="Bleu_4", help="the val metric that chooses (default Bleu_4)")
+    parser.add_argument("--split", default=None, help="the split --metric is read on (default: the data's val "
+                        "split); val_novel chooses on the shapes data's unseen colour-shape pairs; never a test split")
     parser.add_argument("--section", default=SECTION, help=f"the marked section of --out written (default {SECTION})")
     parser.add_argument("--title", default=TITLE, help="that section's heading")
     parser.add_argument("--render", action="store_true", help="redraw the section from runs/search, no training")
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                 else {cell: [f"cell={cell}"] for cell in ("rnn", "lstm", "gru")})
         chosen = search(args.overrides, rows, parse_grid(args.grid), jobs=args.jobs, seeds=args.seeds,
                         run_root=args.run_root, out=args.out, metric=args.metric, section=args.section,
-                        title=args.title)
+                        title=args.title, split=args.split)
     for row, values in chosen.items():
         print(row, " ".join(f"{k}={v}" for k, v in values.items()))
 

@@ -49,9 +49,9 @@ class ShapesDataConfig(DataConfig):
     name: str = option("shapes", "dataset key: names the feature cache and runs (change it per dataset)")
     root: str = option("${oc.env:CAPTIONING_DATA,data}/shapes", "where the set is generated; env CAPTIONING_DATA "
                        "moves data/ (relative to where you start)")
-    eval_splits: list[str] = option(["val"], "splits evaluated at the end of training: val, so that the "
-                                    "test splits stay sealed (docs/results.md, protocol); make_results scores "
-                                    "test and test_novel for the final configurations")
+    eval_splits: list[str] = option(["val"], "splits evaluated at the end of training: val (or val and "
+                                    "val_novel), so that the test splits stay sealed (docs/results.md, protocol); "
+                                    "make_results scores test and test_novel for the final configurations")
     generator: GeneratorConfig = option(GeneratorConfig(), "the generator's parameters (a change regenerates)")
 
 
