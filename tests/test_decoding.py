@@ -72,27 +72,3 @@ def test_sampling_is_seeded_and_max_len_holds(trained):
         decode(decoder, feats, method="nucleus")
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(decoder, feats, beam_size=0)
-
-
-def test_categorical_draws_each_word_with_its_probability():
-    from captioning.nn.decoding import categorical
-
-    probs = torch.tensor([[0.0, 0.1, 0.6, 0.0, 0.3, 0.0],
-                          [0.5, 0.0, 0.0, 0.25, 0.25, 0.0],
-                          [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
-    n = 100_000
-    draws = categorical(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
-    freq = torch.stack([torch.bincount(draws[:, i], minlength=6) for i in range(3)]).float() / n
-    assert torch.allclose(freq, probs, atol=0.006)  # about 4 sd of a frequency at n = 100k
-    assert (freq[probs == 0] == 0).all()  # a word of probability 0 is never drawn
-    again = categorical(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
-    assert torch.equal(draws, again)
-
-
-def test_categorical_at_the_top_of_the_cumulative_sum_keeps_to_positive_words(monkeypatch):
-    # a uniform number that rounds up to the total would index past the last positive word
-    from captioning.nn.decoding import categorical
-
-    monkeypatch.setattr(torch, "rand", lambda shape, **_: torch.ones(shape))
-    probs = torch.tensor([[0.2, 0.8, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.7, 0.0, 0.3, 0.0]])
-    assert categorical(probs).tolist() == [1, 3, 2]

@@ -116,7 +116,7 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
                 word = allowed.argmax(-1)
             else:  # logp / 1.0 is logp, bit for bit: one [B, V] pass fewer at the usual temperature
                 scaled = allowed if temperature == 1 else allowed / temperature
-                word = categorical(torch.softmax(scaled, dim=-1), generator)
+                word = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
         picked = torch.where(done, 0.0, logp.gather(1, word[:, None]).squeeze(1).to(total.dtype))
         total = total.index_add(0, rows, picked)  # differentiable, each caption's own row
         word = word.masked_fill(done, PAD)
@@ -130,20 +130,6 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
             keep = (~done).nonzero().squeeze(1)
             state, rows, word, done = decoder.select_state(state, keep), rows[keep], word[keep], done[keep]
     return words[:, :steps], total
-
-
-def categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One word id per row of ``probs`` [B, V] (non-negative, rows summing to about 1), drawn with
-    probability ``probs`` by inverting the cumulative distribution at one uniform number per row: B random
-    numbers, where ``torch.multinomial`` draws B x V (its exponential race), most of a sampling step's cost
-    at a small vocabulary. A word of probability 0 is never drawn (the first index whose cumulative sum
-    exceeds the number has a positive probability)."""
-    cdf = probs.float().cumsum(-1)
-    total = cdf[:, -1:]
-    u = torch.rand(total.shape, device=probs.device, generator=generator) * total
-    word = torch.searchsorted(cdf, u, right=True)
-    # u rounds up to total once in about 2^24 draws: then the last word of positive probability
-    return torch.minimum(word, torch.searchsorted(cdf, total)).squeeze(1)
 
 
 @torch.no_grad()
