@@ -88,7 +88,7 @@ def test_workers_give_the_same_features(tmp_path):
 
 def test_threaded_batches_equal_the_data_loaders_in_order(tmp_path):
     """num_workers=0 decodes each batch with a thread pool: the same rows, images and reasons, in order, as a
-    DataLoader gives, the last batch short."""
+    DataLoader gives, the last batch short; the images stacked in channels-last memory (collate_rows)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -105,6 +105,7 @@ def test_threaded_batches_equal_the_data_loaders_in_order(tmp_path):
     assert [len(b[0]) for b in got] == [3, 3, 1]
     for (i, x, r), (j, y, s) in zip(got, want, strict=True):
         assert torch.equal(i, j) and torch.equal(x, y) and list(r) == list(s)
+        assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.uint8
 
 
 def test_replaced_image_is_noticed(tmp_path):

@@ -218,3 +218,21 @@ def test_tensor_resize_follows_pil(interpolation, resize, size_in):
     diff = (ours.int() - theirs.int()).abs()
     assert diff.max() <= 2 and (diff > 0).float().mean() < 0.05
     assert "resizer=torch-uint8" in t.key and "resizer=pil" in ImageTransform(24, interpolation="lanczos").key
+
+
+def test_normalising_an_nhwc_batch_equals_the_nchw_path_bit_for_bit():
+    # collate_rows hands over NHWC memory; the row-wise arithmetic must give exactly the per-channel one
+    import torch
+
+    from captioning.data.images import ImageTransform
+
+    t = ImageTransform(8)
+    nhwc = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
+    nchw = nhwc.contiguous()
+    assert not nhwc.is_contiguous() and nhwc.is_contiguous(memory_format=torch.channels_last)
+    for channels_last in (True, False):
+        a, b = t.normalize(nhwc, channels_last), t.normalize(nchw, channels_last)
+        assert torch.equal(a, b) and a.dtype == torch.float32
+        assert a.is_contiguous(memory_format=torch.channels_last) if channels_last else a.is_contiguous()
+    expected = (nchw[1, 2, 3, 4].item() / 255 - t.mean[2]) / t.std[2]
+    assert t.normalize(nhwc)[1, 2, 3, 4].item() == pytest.approx(expected, abs=1e-6)

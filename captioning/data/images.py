@@ -147,9 +147,17 @@ class ImageTransform:
         to NHWC, the layout a channels-last encoder wants (on CPU faster than the arithmetic on an NHWC
         copy, whose per-channel broadcast over the innermost 3 values does not vectorise).
         """
-        std = torch.tensor(self.std, device=batch.device).view(3, 1, 1)
-        scale, shift = 1.0 / (255.0 * std), torch.tensor(self.mean, device=batch.device).view(3, 1, 1) / std
-        x = batch.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True).mul_(scale).sub_(shift)
+        std = torch.tensor(self.std, device=batch.device)
+        scale, shift = 1.0 / (255.0 * std), torch.tensor(self.mean, device=batch.device) / std
+        if batch.dim() == 4 and batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous():
+            # NHWC memory (collate_rows): the same arithmetic on rows of W x 3 values, each channel's scale and
+            # shift repeated along the row, so it vectorises, and the result is already channels-last
+            n, _, h, w = batch.shape
+            rows = batch.permute(0, 2, 3, 1).reshape(n * h, w * 3)
+            x = torch.mul(rows, scale.repeat(w)).sub_(shift.repeat(w)).view(n, h, w, 3).permute(0, 3, 1, 2)
+            return x if channels_last else x.contiguous()
+        x = batch.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
+        x = x.mul_(scale.view(3, 1, 1)).sub_(shift.view(3, 1, 1))
         return x.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else x
 
     def __call__(self, image: Image.Image) -> torch.Tensor:

@@ -242,17 +242,24 @@ class _ImageRows(Dataset):
             return row, torch.zeros(3, size, size, dtype=torch.uint8), e.reason
 
 
+def collate_rows(items: list[tuple[int, torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(rows [B], uint8 images [B, 3, S, S] in channels-last memory, reasons) of ``_ImageRows`` items. The
+    images are stacked as HWC, the layout they are decoded and resized in, so no pixel is transposed here
+    (``default_collate`` would copy them into NCHW, and the normalisation back into NHWC)."""
+    rows, images, reasons = zip(*items)
+    hwc = torch.stack([image.permute(1, 2, 0) for image in images])
+    return torch.tensor(rows), hwc.permute(0, 3, 1, 2), list(reasons)
+
+
 def threaded_batches(dataset: Dataset, batch_size: int, threads: int | None = None):
     """The batches a DataLoader without workers would give, each decoded and resized by a pool of ``threads``
     (default torch's thread count) in this process, between the forward passes: PIL releases the GIL while
     it decodes and resizes, and nothing competes with the forward for the cores (a worker process does)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from torch.utils.data import default_collate
-
     with ThreadPoolExecutor(max_workers=threads or torch.get_num_threads()) as pool:
         for start in range(0, len(dataset), batch_size):
-            yield default_collate(list(pool.map(dataset.__getitem__, range(start, min(start + batch_size, len(dataset))))))
+            yield collate_rows(list(pool.map(dataset.__getitem__, range(start, min(start + batch_size, len(dataset))))))
 
 
 def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: dict[int, str], cache: FeatureCache,
@@ -261,7 +268,8 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
     started, was_training = time.perf_counter(), encoder.training
     device = next(iter(encoder.parameters()), torch.empty(0)).device
     dataset = _ImageRows(paths, rows, encoder.transform)
-    loader = (DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    loader = (DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_rows,
+                         pin_memory=device.type == "cuda")
               if num_workers else threaded_batches(dataset, batch_size))
     features = np.lib.format.open_memmap(cache.partial, mode="r+")
     rows_done, last_flush = resume, time.monotonic()
