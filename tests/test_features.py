@@ -224,10 +224,3 @@ def test_argument_mistakes_are_named(tmp_path):
         extract_features(enc, ["x.png"], tmp_path, "k", on_bad_image="ignore")
     with pytest.raises(ValueError, match="no images"):
         extract_features(enc, [], tmp_path, "k")
-
-
-def test_benchmark_reports_both_rates(tmp_path):
-    paths = make_images(tmp_path / "img")
-    result = features_mod.benchmark_extraction(mean_colour_encoder(), paths, batch_size=4)
-    assert result["bare_images_per_s"] > 0 and result["end_to_end_images_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["end_to_end_images_per_s"] / result["bare_images_per_s"])

@@ -298,27 +298,3 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
     finally:
         encoder.train(was_training)
     return bad
-
-
-def benchmark_extraction(encoder: torch.nn.Module, paths: Sequence[str], batch_size: int = 64,
-                         num_workers: int = 0, repeats: int = 1) -> dict[str, float]:
-    """Images/s of extract_features end to end (decode .. cache write, into a fresh temporary cache) next
-    to the bare encoder forward on already-normalised tensors in memory; best of ``repeats`` each."""
-    import tempfile
-
-    batch = torch.stack([encoder.transform(load_rgb(p)) for p in paths[:batch_size]])
-    n_bare = max(1, len(paths) // len(batch)) * len(batch)
-    bare = end_to_end = 0.0
-    with torch.inference_mode():
-        encoder(batch)  # warm-up: first calls pick kernels and allocate
-    for _ in range(repeats):
-        with torch.inference_mode():
-            start = time.perf_counter()
-            for _ in range(n_bare // len(batch)):
-                encoder(batch)
-            bare = max(bare, n_bare / (time.perf_counter() - start))
-        with tempfile.TemporaryDirectory() as root:
-            start = time.perf_counter()
-            extract_features(encoder, paths, root, "benchmark", batch_size, num_workers)
-            end_to_end = max(end_to_end, len(paths) / (time.perf_counter() - start))
-    return {"bare_images_per_s": bare, "end_to_end_images_per_s": end_to_end, "ratio": end_to_end / bare}
