@@ -133,7 +133,7 @@ def test_regenerating_leaves_unchanged_images_untouched(tmp_path):
         ({"splits": {"train": -1}}, "splits.train"),
         ({"colours": ["red", "mauve"]}, "colours"),
         ({"novel_pairs": [["red", "hexagon"]]}, r"novel_pairs\[0\]"),
-        ({"novel_splits": ["nope"]}, "novel_splits"),
+        ({"novel_splits": ["nope"]}, "novel_splits: .nope. is not one of the splits.*0 for none"),
         ({"count_probs": [1, 1, 1, 1]}, "count_probs"),
         ({"colours": ["red"], "shapes": ["circle", "square"], "novel_pairs": [["red", "circle"]]}, "fewer than"),
     ],

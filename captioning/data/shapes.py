@@ -209,7 +209,8 @@ def resolve_params(**overrides: Any) -> dict[str, Any]:
     for name, n in p["splits"].items():
         _check(isinstance(n, int) and n >= 0, f"splits.{name}", f"must be a count >= 0, got {n!r}")
     for name in p["novel_splits"]:
-        _check(name in p["splits"], "novel_splits", f"{name!r} is not one of the splits {list(p['splits'])}")
+        _check(name in p["splits"], "novel_splits", f"{name!r} is not one of the splits {list(p['splits'])}: give "
+               f"it a count in splits (0 for none) or drop it from novel_splits")
     probs = p["count_probs"]
     _check(1 <= len(probs) <= 3 and all(q >= 0 for q in probs) and sum(probs) > 0, "count_probs",
            "must give 1 to 3 non-negative weights for scenes of 1, 2, 3 objects")  # fmt: skip
