@@ -1,7 +1,8 @@
 """Feature extraction end to end (decode, resize, normalise, forward, write the cache) vs the bare forward.
 
 The bare forward runs the same encoder on the same images already decoded, resized and normalised in
-memory, in the encoder's memory layout: the ratio says how much of the machine the data path loses. Target: >= 0.9 (issue 19; 0.8 in issue 7).
+memory, in the encoder's memory layout: the ratio says how much of the machine the data path loses.
+Target: >= 0.9 (issue 19; 0.8 in issue 7).
 """
 
 from __future__ import annotations

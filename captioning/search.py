@@ -82,8 +82,8 @@ def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, lis
     labelled = {run_label(row, point): [*keys, *point_keys] for row, keys in rows.items() for point, point_keys in points}
     runs, seconds = train_rows(common, labelled, seeds, jobs, run_root)
     meta = {"overrides": common, "rows": rows, "grid": grid, "seeds": list(range(seeds)), "seconds": seconds,
-            "jobs": jobs, "metric": metric, "split": split, "val_split": val_split, "section": section, "title": title, "run_root": run_root,
-            "machine": machine_line(), "commit": git_commit()}
+            "jobs": jobs, "metric": metric, "split": split, "val_split": val_split, "section": section, "title": title,
+            "run_root": run_root, "machine": machine_line(), "commit": git_commit()}
     save_json({**runs, "_meta": meta}, Path(run_root) / "summary.json")
     return write_search(run_root, out)
 

@@ -123,8 +123,9 @@ class ImageTransform:
         """Resize an RGB image and return it as uint8 [3, size, size].
 
         Bilinear and bicubic resize the uint8 tensor with torchvision's antialiased uint8 kernels, which
-        follow PIL's filters (pixels equal or 1-2 levels apart, see ``key``) at about a sixth of PIL's
-        time; the other filters (box, hamming, lanczos, nearest) resize the PIL image.
+        follow PIL's filters (pixels equal or 1-2 levels apart; ``key`` names the resizer) in less time;
+        the other filters (box, hamming, lanczos, nearest) resize the PIL image. The result keeps PIL's HWC
+        memory (a [3, S, S] view of it), which ``collate_rows`` stacks without transposing.
         """
         if image.size == (self.size, self.size):
             return TF.pil_to_tensor(image)  # already the right size (e.g. the synthetic scenes): no resampling
@@ -142,16 +143,15 @@ class ImageTransform:
     def normalize(self, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         """uint8 [B, 3, S, S] (or [3, S, S]) -> float32 (x / 255 - mean) / std.
 
-        Computed as x * (1 / (255 std)) - mean / std in place on one float copy (2.5x faster than three
-        out-of-place ops on a 224-px batch; equal within 2e-7); ``channels_last`` then copies the result
-        to NHWC, the layout a channels-last encoder wants (on CPU faster than the arithmetic on an NHWC
-        copy, whose per-channel broadcast over the innermost 3 values does not vectorise).
+        Computed as x * (1 / (255 std)) - mean / std (equal to (x / 255 - mean) / std within 2e-7). A batch
+        in NHWC memory (``collate_rows``) is computed as rows of W x 3 values, each channel's scale and shift
+        repeated along the row (a per-channel broadcast over the innermost 3 values would not vectorise),
+        and comes out channels-last as it is; an NCHW batch is computed per channel and copied to
+        channels-last if asked. Both give the same numbers bit for bit.
         """
         std = torch.tensor(self.std, device=batch.device)
         scale, shift = 1.0 / (255.0 * std), torch.tensor(self.mean, device=batch.device) / std
         if batch.dim() == 4 and batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous():
-            # NHWC memory (collate_rows): the same arithmetic on rows of W x 3 values, each channel's scale and
-            # shift repeated along the row, so it vectorises, and the result is already channels-last
             n, _, h, w = batch.shape
             rows = batch.permute(0, 2, 3, 1).reshape(n * h, w * 3)
             x = torch.mul(rows, scale.repeat(w)).sub_(shift.repeat(w)).view(n, h, w, 3).permute(0, 3, 1, 2)

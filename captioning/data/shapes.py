@@ -2,9 +2,10 @@
 
 Each image holds 1-3 objects with a colour, a shape and a size (small/large). A lone object sits at
 the left, right, top or bottom of the canvas; two or three objects stand in a row or a column, so
-"left of" / "above" (and "from left to right") are unambiguous. ``test_novel`` and ``val_novel`` scenes use only colour-shape
-pairs that never occur in train/val/test (compositional generalisation): ``val_novel`` is where choices
-about composition are made, so that ``test_novel`` stays sealed (docs/results.md, protocol).
+"left of" / "above" (and "from left to right") are unambiguous. ``test_novel`` and ``val_novel`` scenes
+use only colour-shape pairs that never occur in train/val/test (compositional generalisation):
+``val_novel`` is where choices about composition are made, so that ``test_novel`` stays sealed
+(docs/results.md, protocol).
 
 Layout under ``root``: ``images/<split>/<split>_000000.png``, ``annotations/captions_<split>.json``
 (COCO captions format plus ``"scenes": {image_id: scene}``) and ``finished.json``, written last, whose
@@ -59,8 +60,9 @@ class GeneratorParams:
 
     seed: int = option(0, "every image is a function of (seed, split, index)")
     image_size: int = option(128, "pixels per side", ge=32)
-    splits: dict[str, int] = option({"train": 10000, "val": 2000, "test": 1000, "test_novel": 1000, "val_novel": 1000},
-                                    "images per split (each a count >= 0)")
+    splits: dict[str, int] = option(
+        {"train": 10000, "val": 2000, "test": 1000, "test_novel": 1000, "val_novel": 1000},
+        "images per split (each a count >= 0)")
     novel_splits: list[str] = option(["test_novel", "val_novel"], "splits drawn only from novel_pairs (never seen "
                                      "in training)")
     count_probs: list[float] = option([1 / 3, 1 / 3, 1 / 3], "weights of scenes with 1, 2, 3 objects (1 to 3 "
