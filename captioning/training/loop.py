@@ -40,6 +40,7 @@ from captioning.nn.decoding import decode_batched
 from captioning.training.batching import epoch_order
 from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
 from captioning.training.optim import LR_SCHEDULES, make_optimizer
+from captioning.text.vocab import END, UNK
 from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
@@ -77,6 +78,9 @@ class StageConfig:
     log_every: int = option(50, "steps between logged losses", ge=1)
     bucket_by_length: bool = option(False, "cross-entropy batches of similar caption length "
                                     "(captioning/training/batching.py)")
+    word_dropout: float = option(0.0, "cross_entropy: each input word (after <start>) is replaced by <unk> with "
+                                 "this probability, so the next word must be read off the image more and off the "
+                                 "words before it less (word dropout, Bowman et al. 2016); 0 = off", ge=0, lt=1)
     samples: int = option(5, "self_critical: captions sampled per image", ge=1)
     reward: str = option("Bleu_4", "self_critical: each sampled caption's reward against its image's "
                          "references: Bleu_1..Bleu_4 (sentence BLEU) | CIDEr (CIDEr-D with document "
@@ -104,6 +108,9 @@ def schedule_problems(schedule: Any) -> list[str]:
     for name, stage in plain(schedule.stages).items():
         if stage.get("loss") == "self_critical" and stage.get("baseline", "mean") == "mean" and stage.get("samples", 5) < 2:
             out.append(f"schedule.stages.{name}.samples must be >= 2 with baseline=mean (the other samples' mean)")
+        if stage.get("loss") == "self_critical" and stage.get("word_dropout", 0):
+            out.append(f"schedule.stages.{name}.word_dropout applies to cross_entropy stages (teacher forcing); "
+                       "a self_critical stage reads its own sampled words: set it to 0 there")
     if not any(s.get("epochs", 1) for s in plain(schedule.stages).values()):
         out.append("schedule.stages: no stage has epochs > 0, so nothing would be trained")
     return out
@@ -232,7 +239,8 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                             loss, mean_reward = self_critical_loss(model, feats, images, reward, prepared.vocab.itos, stage)
                             rewards.append(mean_reward)
                         else:
-                            loss = cross_entropy_loss(net, batch, by_image, data, encoder, dp, device)
+                            loss = cross_entropy_loss(net, batch, by_image, data, encoder, dp, device,
+                                                      stage.word_dropout)
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(f"loss is {loss.item()} in stage {name}, epoch {epoch + 1}, step {step}: "
                                                f"lower its lr or set its clip; the last good checkpoint is in {ckpt_dir}")
@@ -290,9 +298,10 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
 # -- the two losses -------------------------------------------------------------------------------------
 
 def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data: TrainData, encoder, dp,
-                       device: torch.device) -> torch.Tensor:
+                       device: torch.device, word_dropout: float = 0.0) -> torch.Tensor:
     """Masked cross-entropy of a teacher-forced batch: ``batch`` holds caption rows (on cached features) or
-    image rows (every caption of each image, its features computed once from pixels)."""
+    image rows (every caption of each image, its features computed once from pixels). With ``word_dropout``
+    each input word is <unk> with that probability (the targets stay the true words)."""
     if by_image:
         images = batch.tolist()
         rows = [data.captions_of[i] for i in images]
@@ -304,10 +313,19 @@ def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data
         tokens = data.tokens[idx]
         feats = features_of(data.image_of[idx].tolist(), data, None, device)
     tokens = tokens[:, : int((tokens != 0).sum(1).max())].to(device)  # padding shared by the whole batch trimmed
-    logits = net(feats, tokens[:, :-1])
+    logits = net(feats, drop_words(tokens[:, :-1], word_dropout))
     loss = caption_loss(logits, tokens[:, 1:])
     extra = getattr(net, "module", net).auxiliary_loss()  # e.g. the attention penalty (DDP wraps the model)
     return (loss if extra is None else loss + extra) * scale
+
+
+def drop_words(inputs: torch.Tensor, p: float) -> torch.Tensor:
+    """Word dropout: each word of the input rows [B, T] (not <start>, <end> or <pad>) becomes <unk> with
+    probability ``p``, drawn from torch's global generator (a checkpoint saves its state, so resume is exact)."""
+    if p == 0:
+        return inputs
+    hit = (torch.rand(inputs.shape, device=inputs.device) < p) & (inputs > END)
+    return inputs.masked_fill(hit, UNK)
 
 
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
