@@ -2,7 +2,7 @@
 `python scripts/benchmark_scst_step.py --checkpoint RUN [--threads 1] [--steps 7] [--images 50] [--samples 5]`.
 
 One step as the self-critical stage takes it, without the reward and the optimizer: sample ``--samples``
-captions of each of ``--images`` training images with gradients on (training mode, the run's precision
+captions of each of ``--images`` training images (each image encoded once) with gradients on (training mode, the run's precision
 under autocast where the CPU multiplies bfloat16 natively), then backpropagate their summed log-probability.
 Each step takes other images (fixed by the step's index), and the first is a warm-up. To compare two versions
 of the package, run it with each on the path in turn (`PYTHONPATH=<other checkout> python
@@ -13,6 +13,7 @@ line and writes nothing.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import time
@@ -49,14 +50,19 @@ def main() -> None:
     features = prepare(cfg, vocab=vocab, splits_needed=[cfg.data.train_split]).features[cfg.data.train_split]
     bf16 = training_precision(cfg.precision, torch.device("cpu")) == "bf16"
     model.train()
+    repeats = "repeats" in inspect.signature(sample_tokens).parameters
     times = []
     for step in range(args.steps):
         rows = np.sort(np.random.default_rng(step).choice(len(features), args.images, replace=False))
-        feats = torch.from_numpy(np.array(features[rows], dtype=np.float32)).repeat_interleave(args.samples, 0)
+        feats = torch.from_numpy(np.array(features[rows], dtype=np.float32))
         torch.manual_seed(step)
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            _, log_prob = sample_tokens(model, feats, cfg.data.max_caption_len, 1.0)
+            if repeats:  # each image encoded once, as the self-critical stage samples
+                _, log_prob = sample_tokens(model, feats, cfg.data.max_caption_len, 1.0, repeats=args.samples)
+            else:  # a checkout from before ``repeats``: every sample's copy of the features encoded
+                _, log_prob = sample_tokens(model, feats.repeat_interleave(args.samples, 0),
+                                            cfg.data.max_caption_len, 1.0)
         model.zero_grad(set_to_none=True)
         log_prob.mean().backward()
         times.append((time.perf_counter() - start) * 1e3)

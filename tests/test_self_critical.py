@@ -182,3 +182,21 @@ def test_sampling_never_chooses_pad_and_greedy_matches_each_image_alone():
         decoder.out.bias[PAD] = 20.0
     tokens, _ = sample_tokens(decoder, feats, max_len=8, temperature=1.0)
     assert not (tokens[:, 0] == PAD).any() and greedy(decoder, feats, max_len=8).tokens[0]
+
+
+@pytest.mark.parametrize("name", ["show_tell", "show_attend_tell", "transformer"])
+def test_sampling_repeats_of_an_image_equals_sampling_its_repeated_features(name):
+    """``repeats=k`` encodes each image once and repeats its state k times (the self-critical stage's k
+    samples per image): the same captions and log-probabilities as sampling k copies of its features."""
+    from captioning.models.base import build_model
+
+    options = {"show_tell": {"cell": {"name": "lstm", "num_layers": 1, "backend": "fused"}},
+               "show_attend_tell": {"cell": {"name": "gru", "num_layers": 1, "backend": "fused"}},
+               "transformer": {"d_model": 16, "n_head": 2, "n_layer": 2, "d_ff": 32}}[name]
+    torch.manual_seed(0)
+    model = build_model({"name": name, **options}, 12, 9, 8).double().eval()
+    feats = torch.randn(6, 4, 12, dtype=torch.float64) if name != "show_tell" else torch.randn(6, 12, dtype=torch.float64)
+    repeated = sample_tokens(model, feats.repeat_interleave(3, 0), 8, 1.0, torch.Generator().manual_seed(1))
+    once = sample_tokens(model, feats, 8, 1.0, torch.Generator().manual_seed(1), repeats=3)
+    assert torch.equal(repeated[0], once[0]) and len(set(map(tuple, once[0].tolist()))) > 6  # samples differ
+    torch.testing.assert_close(repeated[1], once[1])

@@ -87,7 +87,7 @@ def strip(ids: list[int]) -> list[int]:
 
 
 def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, temperature: float = 1.0,
-                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                  generator: torch.Generator | None = None, repeats: int = 1) -> tuple[Tensor, Tensor]:
     """Sample one caption per row of ``features`` (temperature 0: greedy): word ids [B, T], ``PAD`` after
     the first <end> (which is kept), and each caption's summed log-probability [B] under the model's own
     distribution, <end> included (differentiable when gradients are on). <pad> is never chosen (it is no
@@ -96,11 +96,17 @@ def sample_tokens(decoder: Decoder, features: Tensor, max_len: int = 16, tempera
     Finished captions leave the batch: once at least an eighth of the rows still stepped have finished,
     the state keeps only the unfinished ones (``select_state``), so the model's steps (and, in training,
     their backward pass) cost what the captions still being written need, not what the longest one does.
-    A finished row still stepped adds nothing (its log-probabilities are masked), as before."""
+    A finished row still stepped adds nothing (its log-probabilities are masked), as before.
+
+    ``repeats`` > 1 samples that many captions of each row of ``features`` (rows i*repeats .. (i+1)*repeats - 1
+    of the results are image i's): the image is encoded once and its state repeated (``select_state``), the
+    same as sampling ``features.repeat_interleave(repeats, 0)`` without encoding each copy."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    batch, device = features.size(0), features.device
+    batch, device = features.size(0) * repeats, features.device
     state = decoder.init_state(features)
+    if repeats > 1:
+        state = decoder.select_state(state, torch.arange(features.size(0), device=device).repeat_interleave(repeats))
     rows = torch.arange(batch, device=device)  # the caption each row of the state belongs to
     word = torch.full((batch,), START, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)  # per row of the state

@@ -135,7 +135,8 @@ def self_critical_loss(model: CaptionModel, features: Tensor, images: list[int],
     indices): sample ``stage.samples`` captions per image, score each, and weight its log-probability by
     how much it beats the baseline. Returns the loss and the mean reward of the samples."""
     k, max_len = stage.samples, model.max_len
-    tokens, log_prob = sample_tokens(model, features.repeat_interleave(k, 0), max_len, stage.temperature)
+    # each image encoded once, its state repeated for its k samples (they share its dropout masks there)
+    tokens, log_prob = sample_tokens(model, features, max_len, stage.temperature, repeats=k)
     rewards = score([i for i in images for _ in range(k)], tokens.tolist(), reward, words, max_len)
     rewards = rewards.reshape(len(images), k)
     if stage.baseline == "greedy":  # the test-time caption, dropout off
