@@ -145,3 +145,14 @@ def test_paired_verdict_when_the_interval_excludes_zero(tmp_path):
     other = _per_image_run(tmp_path, "c", [1.0] * 8, range(1, 9))
     with pytest.raises(ValueError, match="same images"):
         paired_comparison([a], [other], splits=["test"], metrics=["acc_scene"], resamples=10)
+
+
+def test_paired_markdown_names_each_splits_own_number_of_images():
+    from captioning.evaluation.compare import paired_markdown
+
+    row = {"metric": "Bleu_4", "A": 0.5, "B": 0.4, "difference": 0.1, "low": 0.05, "high": 0.15, "level": 0.95,
+           "excludes_zero": True, "seeds": (2, 2)}
+    out = paired_markdown([{**row, "split": "val", "images": 2000}, {**row, "split": "val_novel", "images": 1000}])
+    assert "images: 2000 in val, 1000 in val_novel; 2 vs 2 runs" in out
+    out = paired_markdown([{**row, "split": "val", "images": 2000}, {**row, "split": "test", "images": 2000}])
+    assert "2000 images per split; 2 vs 2 runs" in out

@@ -289,5 +289,8 @@ def paired_markdown(rows: Sequence[dict], label_a: str = "A", label_b: str = "B"
         lines.append(f"| {r['split']} | {r['metric']} | {r['A']:.3f} | {r['B']:.3f} | {d:+.3f} | "
                      f"[{lo:+.3f}, {hi:+.3f}] | {verdict} |")
     seeds = rows[0]["seeds"]
-    return "\n".join(lines) + (f"\n\n{rows[0]['images']} images per split; {seeds[0]} vs {seeds[1]} runs (seeds), "
+    counts = {r["split"]: r["images"] for r in rows}  # each split's own number of images
+    images = (f"{rows[0]['images']} images per split" if len(set(counts.values())) == 1
+              else "images: " + ", ".join(f"{n} in {split}" for split, n in counts.items()))
+    return "\n".join(lines) + (f"\n\n{images}; {seeds[0]} vs {seeds[1]} runs (seeds), "
                                "each side averaged over its runs; intervals resample images (paired bootstrap).")
