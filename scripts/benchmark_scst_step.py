@@ -2,8 +2,9 @@
 `python scripts/benchmark_scst_step.py --checkpoint RUN [--threads 1] [--steps 7] [--images 50] [--samples 5]`.
 
 One step as the self-critical stage takes it, without the reward and the optimizer: sample ``--samples``
-captions of each of ``--images`` training images (each image encoded once) with gradients on (training mode, the run's precision
-under autocast where the CPU multiplies bfloat16 natively), then backpropagate their summed log-probability.
+captions of each of ``--images`` training images (each image encoded once) with gradients on (training mode,
+the run's precision under autocast where the CPU multiplies bfloat16 natively), then backpropagate their summed
+log-probability.
 Each step takes other images (fixed by the step's index), and the first is a warm-up. To compare two versions
 of the package, run it with each on the path in turn (`PYTHONPATH=<other checkout> python
 scripts/benchmark_scst_step.py ...`, then without), alternating, on an otherwise idle machine; it prints one

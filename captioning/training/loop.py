@@ -37,10 +37,10 @@ from captioning.features.prepare import Prepared
 from captioning.models.base import CaptionModel, build_model
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioning.nn.decoding import decode_batched
+from captioning.text.vocab import END, UNK
 from captioning.training.batching import epoch_order
 from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
 from captioning.training.optim import LR_SCHEDULES, make_optimizer
-from captioning.text.vocab import END, UNK
 from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
