@@ -98,3 +98,30 @@ def test_beam_search_skips_pad_like_the_reference(trained_many, pad_boost):
             kw = dict(beam_size=beam_size, length_alpha=alpha, keep_beams=beam_size)
             fast, ref = beam_search(heavy, feats, **kw), dense_beam_search(heavy, feats, **kw)
             assert fast.tokens == ref.tokens and fast.scores == ref.scores and fast.beams == ref.beams
+
+
+class Counting(PadHeavy):
+    """The trained model, recording how many rows each step is given."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model, 0.0)
+        self.rows: list[int] = []
+
+    def step(self, tokens, state):
+        self.rows.append(len(tokens))
+        return self.model.step(tokens, state)
+
+
+def test_finished_images_leave_the_batch_with_the_same_result(trained_many):
+    """Once all K beams of an image have finished, the model no longer steps its rows: fewer rows per step
+    as images finish, the first step all B*K, and the captions, scores and beams of the dense search."""
+    decoder, feats = trained_many
+    counting = Counting(decoder).eval()
+    kw = dict(beam_size=3, max_len=16, keep_beams=3)
+    fast, ref = beam_search(counting, feats, **kw), dense_beam_search(decoder, feats, **kw)
+    assert fast.tokens == ref.tokens and fast.scores == ref.scores and fast.beams == ref.beams
+    rows = counting.rows
+    assert rows[0] == 3 * len(feats) and all(r % 3 == 0 for r in rows)
+    assert rows == sorted(rows, reverse=True) and rows[-1] < rows[0]  # images left, none came back
+    lengths = [len(t) for t in fast.tokens]
+    assert min(lengths) < max(lengths)  # the captions end at different steps, so there was something to drop

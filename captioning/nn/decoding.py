@@ -161,7 +161,8 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
     keeps its K+1 most probable words (+1: PAD, which only a finished beam may emit, can be one of them)
     on the model's own log-probabilities, and the image keeps the best K of those K*(K+1) candidates,
     scored in float64 (beam score + log p) exactly as a search over the whole vocabulary would score
-    them. A finished beam has one continuation, PAD, at no cost; its words are never looked at."""
+    them. A finished beam has one continuation, PAD, at no cost; its words are never looked at. An image
+    whose beams have all finished leaves the batch, so the model steps only the images still searched."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     B, K, dev = features.size(0), beam_size, features.device
@@ -173,29 +174,41 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
     word = torch.full((B * K,), START, dtype=torch.long, device=dev)
     finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, K, dtype=torch.float64, device=dev)
-    offsets = torch.arange(B, device=dev)[:, None] * K  # row of beam 0 of each image in the [B*K] batch
+    # the images still searched: those with a live beam; the state holds their K rows each, in this order
+    active = torch.arange(B, device=dev)
+    stay = torch.arange(K, device=dev).expand(B, K)  # a frozen image's step: every beam its own parent
     parents, words = [], []  # per step [B, K]: the beam each hypothesis extends, and its new word
     for _ in range(max_len + 1):
         logp, state = decoder.step(word, state)
+        A = len(active)
+        scores, done = beam_scores[active], finished[active]
         per_beam = min(K + 1, logp.size(-1))
-        top, ids = logp.topk(per_beam, dim=-1)  # [B*K, K+1], in the model's dtype, best first
-        top, ids = top.view(B, K, per_beam).double(), ids.view(B, K, per_beam)
-        top = top.masked_fill((ids == PAD) | finished[..., None], float("-inf"))  # a live beam never pads
+        top, ids = logp.topk(per_beam, dim=-1)  # [A*K, K+1], in the model's dtype, best first
+        top, ids = top.view(A, K, per_beam).double(), ids.view(A, K, per_beam)
+        top = top.masked_fill((ids == PAD) | done[..., None], float("-inf"))  # a live beam never pads
         # a finished beam's one continuation: PAD at no cost, in its first slot
-        top[..., 0] = torch.where(finished, 0.0, top[..., 0])
-        ids[..., 0] = torch.where(finished, PAD, ids[..., 0])
-        cand = (beam_scores[..., None] + top).view(B, K * per_beam)
-        beam_scores, flat = cand.topk(K, dim=1)
-        parent, word2d = flat // per_beam, ids.view(B, K * per_beam).gather(1, flat)
-        was_finished = finished.gather(1, parent)
-        lengths = lengths.gather(1, parent) + (~was_finished).double()
-        finished = was_finished | (word2d == END)
-        parents.append(parent)
-        words.append(word2d)
-        state = decoder.select_state(state, (parent + offsets).view(-1))
-        word = word2d.view(-1)
-        if finished.all():
+        top[..., 0] = torch.where(done, 0.0, top[..., 0])
+        ids[..., 0] = torch.where(done, PAD, ids[..., 0])
+        cand = (scores[..., None] + top).view(A, K * per_beam)
+        scores, flat = cand.topk(K, dim=1)
+        parent, word2d = flat // per_beam, ids.view(A, K * per_beam).gather(1, flat)
+        was_finished = done.gather(1, parent)
+        beam_scores[active] = scores
+        lengths[active] = lengths[active].gather(1, parent) + (~was_finished).double()
+        done = was_finished | (word2d == END)
+        finished[active] = done
+        parents.append(stay.index_put((active,), parent))
+        words.append(torch.full_like(stay, PAD).index_put((active,), word2d))
+        index = parent + torch.arange(A, device=dev)[:, None] * K  # rows of the state, in the [A*K] batch
+        # an image whose K beams have all finished only ever continues them with PAD at no cost (the
+        # search above would give it that step), so it leaves the batch: the model steps only live images
+        live = ~done.all(1)
+        if not live.any():
             break
+        if not live.all():
+            active, index, word2d = active[live], index[live], word2d[live]
+        state = decoder.select_state(state, index.view(-1))
+        word = word2d.reshape(-1)
     # the words of each final beam, read back along its parents
     beam = torch.arange(K, device=dev).expand(B, K)
     history = []
