@@ -1,9 +1,11 @@
-"""Sampling (greedy decoding and self-critical steps), this checkout against an earlier commit, on a trained run:
+"""Sampling and beam search (greedy and beam captions, self-critical steps), this checkout against an earlier
+commit, on a trained run:
 `python scripts/benchmark_sampling.py --before REV --checkpoint RUN [--rounds 4] [--steps 10]`.
 
 The earlier commit's captioning/nn/decoding.py is loaded beside today's, in one process. On the run's
-cached features it compares (1) the greedy captions of an evaluation split (how many are identical, and
-the time of each version) and (2) self-critical training steps (the run's self-critical stage options:
+cached features it compares (1) the greedy and the beam captions of an evaluation split (how many are
+identical, and the time of each version, alternating in ``--rounds`` rounds; beam size and batch from the run's
+`decoding` options) and (2) self-critical training steps (the run's self-critical stage options:
 images per step, samples, reward), the two versions alternating in rounds of ``--steps`` steps from the
 run's best weights, so load from other processes hits both alike. Writes the `sampling` section of
 docs/benchmarks.md with the machine, its load average at start and end, and the command.
@@ -55,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="the earlier commit (e.g. a hash or main~3)")
     parser.add_argument("--checkpoint", required=True, help="a trained run directory (or its best.pt)")
-    parser.add_argument("--split", default="test", help="the split whose greedy captions are compared")
+    parser.add_argument("--split", default="test", help="the split whose greedy and beam captions are compared")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="self-critical steps per version and round")
     parser.add_argument("--num_threads", type=int, default=1)
@@ -71,17 +73,34 @@ def main() -> None:
     prepared = prepare(cfg, vocab=vocab, splits_needed=[data_cfg.train_split, args.split])
     max_len = data_cfg.max_caption_len
 
-    # (1) greedy captions of the split, both versions
+    # (1) greedy and beam captions of the split, both versions alternating, in evaluation's batches
     feats = torch.from_numpy(np.array(prepared.features[args.split], dtype=np.float32))
     model.eval()
-    out, seconds = {}, {}
-    for label, module in (("before", before), ("now", decoding)):
-        t = time.perf_counter()
+    beam_size, chunk = cfg.decoding.beam_size, cfg.decoding.batch_size
+
+    def captions(module, method):
+        tokens, scores = [], []
         with torch.no_grad():
-            out[label] = module.greedy(model, feats, max_len)
-        seconds[label] = time.perf_counter() - t
-    same = sum(a == b for a, b in zip(out["before"].tokens, out["now"].tokens))
-    score_gap = max(abs(a - b) for a, b in zip(out["before"].scores, out["now"].scores))
+            for i in range(0, len(feats), chunk):
+                rows = feats[i : i + chunk]
+                out = (module.greedy(model, rows, max_len) if method == "greedy"
+                       else module.beam_search(model, rows, beam_size, max_len))
+                tokens += out.tokens
+                scores += out.scores
+        return tokens, scores
+
+    decoded: dict[str, dict] = {}  # method -> {"same", "gap", "before": [s], "now": [s]}
+    for method in ("greedy", "beam"):
+        runs = {"before": [], "now": []}
+        for _ in range(args.rounds):
+            out = {}
+            for label, module in (("before", before), ("now", decoding)):
+                t = time.perf_counter()
+                out[label] = captions(module, method)
+                runs[label].append(time.perf_counter() - t)
+        same = sum(a == b for a, b in zip(out["before"][0], out["now"][0]))
+        gap = max(abs(a - b) for a, b in zip(out["before"][1], out["now"][1]))
+        decoded[method] = {"same": same, "gap": gap, **runs}
 
     # (2) self-critical steps from the best weights, the versions alternating
     data = TrainData.of(prepared, data_cfg.train_split, max_len)
@@ -111,12 +130,17 @@ def main() -> None:
                          text=True, check=True).stdout.strip()
     command = (f"python scripts/benchmark_sampling.py --before {args.before} --checkpoint {args.checkpoint} "
                f"--split {args.split} --rounds {args.rounds} --steps {args.steps} --num_threads {args.num_threads}")
-    text = (f"## Sampling: greedy captions and self-critical steps before and after\n\n`{command}`\n\n"
+    text = (f"## Sampling: greedy and beam captions and self-critical steps before and after\n\n`{command}`\n\n"
             f"decoding.py of {rev} (before) and of this checkout (now), in one process, on the run's cached features "
             f"({args.num_threads} thread(s)).\n\n"
-            f"Greedy captions of `{args.split}` ({len(feats)} images): identical {same} of {len(feats)}; largest "
-            f"difference of a caption's log-probability {score_gap:.1e}; {seconds['before']:.2f} s before, "
-            f"{seconds['now']:.2f} s now.\n\n"
+            + "".join(
+                f"{'Greedy' if m == 'greedy' else f'Beam ({beam_size})'} captions of `{args.split}` ({len(feats)} images, "
+                f"batches of {chunk}): identical {d['same']} of {len(feats)}; largest difference of a caption's "
+                f"log-probability {d['gap']:.1e}; seconds, median of {args.rounds} alternating rounds: before "
+                f"{statistics.median(d['before']):.2f} ({', '.join(f'{x:.2f}' for x in d['before'])}), now "
+                f"{statistics.median(d['now']):.2f} ({', '.join(f'{x:.2f}' for x in d['now'])}): "
+                f"**{statistics.median(d['before']) / statistics.median(d['now']):.2f}x**.\n\n"
+                for m, d in decoded.items()) +
             f"Self-critical steps ({stage.batch_size} images x {stage.samples} samples, {stage.reward} reward, forward + "
             f"backward + AdamW), ms per step, median of {args.rounds} alternating rounds of {args.steps} steps: "
             f"before {b:.0f} ({', '.join(f'{x:.0f}' for x in times['before'])}), now {n:.0f} "
