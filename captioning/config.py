@@ -77,6 +77,9 @@ class ProbeConfig:
     hidden: int = option(0, "0 = a linear probe; > 0 = a perceptron with one hidden layer of this width", ge=0)
     split: str = option("test", "where the probes are scored (they train on data.train_split)")
     epochs: int = option(60, "training epochs of each probe", ge=1)
+    target: str = option("pair", "pair: each object's colour-shape pair as one class | attributes: colour and "
+                         "shape probed apart, also scored on the objects whose pair training never shows",
+                         choices=("pair", "attributes"))
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import numpy as np
 
 from captioning.data.coco import ImageRecord
-from captioning.evaluation.probes import probe_scenes, slot_targets
+from captioning.evaluation.probes import probe_attributes, probe_scenes, slot_targets
 
 COLOURS, SHAPES = ["red", "green", "blue"], ["circle", "square"]
 
@@ -19,6 +19,23 @@ def scenes(n_images, seed):
         records.append(ImageRecord(image_id=i, path=f"{i}.png", captions=["x"],
                                    scene={"objects": objects, "relation": relation}))
     return records
+
+
+def without(records, pair):
+    """The records none of whose objects is that colour-shape pair (a training split that never shows it)."""
+    return [r for r in records if all((o["colour"], o["shape"]) != pair for o in r.scene["objects"])]
+
+
+def encode_colours(records, noise, seed):
+    """A feature that holds every slot's colour one-hot and nothing of its shape (n <= 2 slots), plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, noise, (len(records), 2 * len(COLOURS))).astype(np.float32)
+    for row, r in enumerate(records):
+        axis = (r.scene["relation"] or {}).get("axis")
+        ordered = sorted(r.scene["objects"], key=lambda o: o["y"] if axis == "vertical" else o["x"])
+        for slot, o in enumerate(ordered):
+            x[row, slot * len(COLOURS) + COLOURS.index(o["colour"])] += 1.0
+    return x
 
 
 def encode(records, pairs, noise, seed):
@@ -55,3 +72,21 @@ def test_probes_find_what_the_feature_holds_and_nothing_more():
     # the perceptron probe learns the same
     mlp = probe_scenes(train, encode(train, pairs, 0.1, 2), test, encode(test, pairs, 0.1, 3), hidden=32, epochs=200)
     assert mlp[2]["all"] > 0.9
+
+
+def test_attribute_probes_score_the_unseen_pairs_apart():
+    """Training never shows a red square. From a feature that holds colour alone, the colour probe names the
+    test's red squares' colour as well as any other (and the shape probe guesses); from one that holds each pair
+    as its own direction, the red-square direction was never active in training, so the probes are right on
+    the pairs training shows and wrong on the red squares."""
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    train, test = without(scenes(900, 0), ("red", "square")), scenes(300, 1)
+    colours = probe_attributes(train, encode_colours(train, 0.1, 2), test, encode_colours(test, 0.1, 3), epochs=100)
+    paired = probe_attributes(train, encode(train, pairs, 0.1, 2), test, encode(test, pairs, 0.1, 3), epochs=100)
+    red_squares = sum((o["colour"], o["shape"]) == ("red", "square") for r in test for o in r.scene["objects"])
+    assert set(colours) == {1, 2} and sum(r["unseen"] for r in colours.values()) == red_squares > 40
+    for n in (1, 2):
+        assert colours[n]["colour"] > 0.95 and colours[n]["colour_unseen"] > 0.95
+        assert colours[n]["shape"] < 0.75  # two shapes: chance is a half
+        assert paired[n]["colour"] > 0.8 and paired[n]["shape"] > 0.8  # right on the pairs training shows
+    assert paired[1]["colour_unseen"] < 0.5 and paired[1]["shape_unseen"] < 0.5  # not on the one it never shows

@@ -3,11 +3,13 @@
     captioning-probe                                   # the default encoder (or python scripts/probe_features.py)
     captioning-probe encoder=efficientnet_lite0_grid   # + the 2x2 grid
     captioning-probe probe.hidden=1024                 # an MLP probe instead of a linear one
+    captioning-probe probe.target=attributes probe.split=val_novel   # colour and shape apart, on unseen pairs
 
 Takes captioning-train's options (captioning/configs/probe.yaml) (data, encoder, cache_dir; features come
 from the shared cache). For scenes of n objects in order along their relation axis, a probe trained on the
 train split predicts each object's colour-shape pair; printed: test accuracy per slot and all n right
-(captioning/evaluation/probes.py).
+(captioning/evaluation/probes.py). With probe.target=attributes, colour and shape are predicted apart and also
+scored on the objects whose colour-shape pair no training scene has.
 """
 
 import json
@@ -18,7 +20,7 @@ from omegaconf import DictConfig
 
 from captioning import CONFIG_DIR
 from captioning.config import check_config
-from captioning.evaluation.probes import probe_scenes
+from captioning.evaluation.probes import probe_attributes, probe_scenes
 from captioning.features.prepare import prepare
 from captioning.pipeline import resolve_device
 from captioning.utils.memory import keep_freed_memory
@@ -36,13 +38,21 @@ def main(cfg: DictConfig) -> None:
     train, test = cfg.data.train_split, cfg.probe.split
     p = prepare(cfg, splits_needed=[train, test])
     hidden = cfg.probe.hidden
-    results = probe_scenes(p.splits[train], p.features[train], p.splits[test], p.features[test], hidden=hidden,
-                           epochs=cfg.probe.epochs, seed=cfg.seed)
-    print(f"features {p.encoder_key}\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}; split {test}")
+    probe = probe_attributes if cfg.probe.target == "attributes" else probe_scenes
+    results = probe(p.splits[train], p.features[train], p.splits[test], p.features[test], hidden=hidden,
+                    epochs=cfg.probe.epochs, seed=cfg.seed)
+    print(f"features {p.encoder_key}\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}, "
+          f"target {cfg.probe.target}; split {test}")
     for n, r in results.items():
-        print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "
-              f"(train {r['train']}, test {r['test']})")
-    print(json.dumps({"encoder": p.encoder_key, "hidden": hidden, "split": test, "results": results}))
+        if cfg.probe.target == "attributes":
+            print(f"{n} object(s): colour {r['colour']:.3f} (unseen pairs {r['colour_unseen']:.3f}), shape "
+                  f"{r['shape']:.3f} (unseen pairs {r['shape_unseen']:.3f}); {r['unseen']} unseen-pair objects "
+                  f"(train {r['train']}, test {r['test']} scenes)")
+        else:
+            print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "
+                  f"(train {r['train']}, test {r['test']})")
+    print(json.dumps({"encoder": p.encoder_key, "hidden": hidden, "target": cfg.probe.target, "split": test,
+                      "results": results}))
 
 
 if __name__ == "__main__":

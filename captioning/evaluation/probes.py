@@ -7,6 +7,9 @@ per-slot accuracy and how often all ``n`` slots are right. This is the binding a
 circle left of a blue square" needs: a pooled vector can hold which colours and shapes are present
 and still lose which goes with which, and where. ``hidden=0`` is a linear probe, ``hidden>0`` a
 one-hidden-layer perceptron (``scripts/probe_features.py``).
+
+``probe_attributes`` asks the compositional question instead: colour and shape predicted apart, and scored on
+the objects whose colour-shape pair no training scene has (the shapes data's ``val_novel``/``test_novel``).
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ def slot_targets(records: list[ImageRecord], n: int, pairs: list[tuple[str, str]
     return np.asarray(rows, dtype=np.int64), np.asarray(targets, dtype=np.int64).reshape(-1, n)
 
 
-def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int,
-              hidden: int = 0, epochs: int = 60, seed: int = 0) -> dict[str, float]:
-    """Train a probe predicting every slot; {"slot": per-slot test accuracy, "all": all slots right}."""
+def predict_slots(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int, hidden: int = 0,
+                  epochs: int = 60, seed: int = 0) -> torch.Tensor:
+    """Train a probe from features to a class per slot (``y_train`` [rows, slots]); its test predictions [rows, slots]."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     xtr, xte = torch.as_tensor(np.asarray(x_train, np.float32)), torch.as_tensor(np.asarray(x_test, np.float32))
     mean, std = xtr.mean(0), xtr.std(0) + 1e-5  # standardised with the train statistics
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
-    ytr, yte = torch.as_tensor(y_train), torch.as_tensor(y_test)
+    ytr = torch.as_tensor(y_train)
     slots, dim = ytr.size(1), xtr.size(1)
     out = slots * n_classes
     net = (nn.Linear(dim, out) if not hidden else
@@ -59,8 +62,13 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
             opt.step()
     net.eval()
     with torch.no_grad():
-        pred = net(xte).view(len(xte), slots, n_classes).argmax(-1)
-    right = pred == yte
+        return net(xte).view(len(xte), slots, n_classes).argmax(-1)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int,
+              hidden: int = 0, epochs: int = 60, seed: int = 0) -> dict[str, float]:
+    """Train a probe predicting every slot; {"slot": per-slot test accuracy, "all": all slots right}."""
+    right = predict_slots(x_train, y_train, x_test, n_classes, hidden, epochs, seed) == torch.as_tensor(y_test)
     return {"slot": float(right.float().mean()), "all": float(right.all(1).float().mean())}
 
 
@@ -82,4 +90,40 @@ def probe_scenes(train: list[ImageRecord], train_features, test: list[ImageRecor
         accuracy = fit_probe(x_tr, y_tr, x_te, y_te,
                              len(pairs), hidden=hidden, epochs=epochs, seed=seed)
         results[n] = {**accuracy, "train": int(len(rows_tr)), "test": int(len(rows_te))}
+    return results
+
+
+def probe_attributes(train: list[ImageRecord], train_features, test: list[ImageRecord], test_features,
+                     hidden: int = 0, epochs: int = 60, seed: int = 0) -> dict[int, dict]:
+    """Colour and shape probed apart, so a probe can name a colour-shape pair the training scenes never show.
+
+    Per object count n, one probe predicts each slot's colour and another its shape (trained on the train split).
+    Returns {n: {"colour", "shape": per-slot test accuracy; "colour_unseen", "shape_unseen": the same over the
+    test objects whose (colour, shape) pair no training scene has; "unseen": their number; "train", "test":
+    scenes}}. A feature that holds colour and shape separably lets the probe compose (``colour_unseen`` near
+    ``colour``); one that holds them only as learnt pairs does not, whatever a decoder reading it does.
+    """
+    if not train or train[0].scene is None:
+        raise ValueError("probes need synthetic scenes (data=shapes or shapes_tiny): these records have none")
+    seen = {(o["colour"], o["shape"]) for r in train for o in r.scene["objects"]}
+    everything = train + test
+    values = {a: sorted({o[a] for r in everything for o in r.scene["objects"]}) for a in ("colour", "shape")}
+    results = {}
+    for n in sorted({len(r.scene["objects"]) for r in train}):
+        rows_tr = [i for i, r in enumerate(train) if len(r.scene["objects"]) == n]
+        rows_te = [i for i, r in enumerate(test) if r.scene is not None and len(r.scene["objects"]) == n]
+        if not rows_te:
+            continue
+        x_tr = np.asarray(train_features[rows_tr], dtype=np.float32).reshape(len(rows_tr), -1)
+        x_te = np.asarray(test_features[rows_te], dtype=np.float32).reshape(len(rows_te), -1)
+        objects_te = [_ordered(test[i].scene) for i in rows_te]
+        unseen = torch.tensor([[(o["colour"], o["shape"]) not in seen for o in objs] for objs in objects_te])
+        out: dict = {"unseen": int(unseen.sum()), "train": len(rows_tr), "test": len(rows_te)}
+        for attr, names in values.items():
+            y_tr = np.array([[names.index(o[attr]) for o in _ordered(train[i].scene)] for i in rows_tr])
+            y_te = torch.tensor([[names.index(o[attr]) for o in objs] for objs in objects_te])
+            right = predict_slots(x_tr, y_tr, x_te, len(names), hidden, epochs, seed) == y_te
+            out[attr] = float(right.float().mean())
+            out[f"{attr}_unseen"] = float(right[unseen].float().mean()) if unseen.any() else float("nan")
+        results[n] = out
     return results
