@@ -90,3 +90,20 @@ def test_attribute_probes_score_the_unseen_pairs_apart():
         assert colours[n]["shape"] < 0.75  # two shapes: chance is a half
         assert paired[n]["colour"] > 0.8 and paired[n]["shape"] > 0.8  # right on the pairs training shows
     assert paired[1]["colour_unseen"] < 0.5 and paired[1]["shape_unseen"] < 0.5  # not on the one it never shows
+
+
+def test_attribute_probes_on_the_pipelines_records_and_features(tiny_root):
+    """On the tiny shapes data's real records and cached features: every object of test_novel is an unseen
+    pair (the split is drawn from the held-out pairs), none of val's, and each count's accuracies are fractions."""
+    from captioning.features.prepare import prepare
+    from tests.conftest import tiny_cfg
+
+    cfg = tiny_cfg(tiny_root)
+    p = prepare(cfg, splits_needed=["train", "val", "test_novel"])
+    for split, all_unseen in (("test_novel", True), ("val", False)):
+        records = p.splits[split]
+        results = probe_attributes(p.splits["train"], p.features["train"], records, p.features[split], epochs=2)
+        for n, r in results.items():
+            objects = sum(len(x.scene["objects"]) for x in records if len(x.scene["objects"]) == n)
+            assert r["unseen"] == (objects if all_unseen else 0)
+            assert 0 <= r["colour"] <= 1 and 0 <= r["shape"] <= 1
