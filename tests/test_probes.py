@@ -26,28 +26,27 @@ def without(records, pair):
     return [r for r in records if all((o["colour"], o["shape"]) != pair for o in r.scene["objects"])]
 
 
-def encode_colours(records, noise, seed):
-    """A feature that holds every slot's colour one-hot and nothing of its shape (n <= 2 slots), plus noise."""
+def one_hot_slots(records, classes, class_of, noise, seed):
+    """A feature that holds every slot's class (``class_of(object)``, one of ``classes``) one-hot, in order along
+    the scene's axis (n <= 2 slots), plus noise."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(0, noise, (len(records), 2 * len(COLOURS))).astype(np.float32)
+    x = rng.normal(0, noise, (len(records), 2 * len(classes))).astype(np.float32)
     for row, r in enumerate(records):
         axis = (r.scene["relation"] or {}).get("axis")
         ordered = sorted(r.scene["objects"], key=lambda o: o["y"] if axis == "vertical" else o["x"])
         for slot, o in enumerate(ordered):
-            x[row, slot * len(COLOURS) + COLOURS.index(o["colour"])] += 1.0
+            x[row, slot * len(classes) + classes.index(class_of(o))] += 1.0
     return x
+
+
+def encode_colours(records, noise, seed):
+    """A feature that holds every slot's colour and nothing of its shape."""
+    return one_hot_slots(records, COLOURS, lambda o: o["colour"], noise, seed)
 
 
 def encode(records, pairs, noise, seed):
-    """A feature that holds every slot's pair one-hot, in order (n <= 2 slots), plus noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, noise, (len(records), 2 * len(pairs))).astype(np.float32)
-    for row, r in enumerate(records):
-        axis = (r.scene["relation"] or {}).get("axis")
-        ordered = sorted(r.scene["objects"], key=lambda o: o["y"] if axis == "vertical" else o["x"])
-        for slot, o in enumerate(ordered):
-            x[row, slot * len(pairs) + pairs.index((o["colour"], o["shape"]))] += 1.0
-    return x
+    """A feature that holds every slot's colour-shape pair, each pair its own direction."""
+    return one_hot_slots(records, pairs, lambda o: (o["colour"], o["shape"]), noise, seed)
 
 
 def test_slot_targets_follow_the_relation_axis():
