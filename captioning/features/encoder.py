@@ -17,7 +17,7 @@ import socket
 from importlib import metadata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,12 @@ class EncoderConfig:
                        "is the pooled vector where grid_size divides the map), cached in float16",
                        choices=POOLS)
     grid_size: int = option(2, "pool=grid|regions: cells per side", ge=1)
+    hypercolumn: list[str] = option([], "pool=regions: names of inner layers of the network (as its "
+                                    "named_modules() gives them, e.g. blocks.2 for EfficientNet's stride-8 "
+                                    "stage) whose outputs are average-pooled to the same grid and appended to "
+                                    "each region vector, rescaled per region to the last map's root mean square "
+                                    "(hypercolumns, Hariharan et al. 2015): early layers hold local colour and "
+                                    "edges that the last map mixes with what the object is")
     trainable: bool = option(False, "false: frozen (eval mode, no gradients); a stage with encoder_lr fine-tunes it")
     channels_last: bool = option(True, "NHWC memory layout (faster convolutions on CPU)")
     precision: str = option("fp32", "fp32 | bf16 (autocast; fast where the CPU/GPU multiplies bfloat16 "
@@ -89,18 +95,24 @@ class Encoder(nn.Module):
     region features [B, grid_size^2, feature_dim] (row-major cells of the last feature map)."""
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
-                 weights_id: str, pool: str = "avg", grid_size: int = 2, trainable: bool = False,
-                 channels_last: bool = False, precision: str = "fp32"):
+                 weights_id: str, pool: str = "avg", grid_size: int = 2, hypercolumn: Sequence[str] = (),
+                 trainable: bool = False, channels_last: bool = False, precision: str = "fp32"):
         super().__init__()
         self.backbone, self.transform = backbone, transform
         self.name, self.source, self.weights_id = name, source, weights_id
-        self.pool, self.grid_size = pool, grid_size
+        self.pool, self.grid_size, self.hypercolumn = pool, grid_size, tuple(hypercolumn)
         self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
+        if self.hypercolumn and pool != "regions":
+            raise ValueError(f"encoder.hypercolumn={list(self.hypercolumn)} needs pool=regions (it appends inner "
+                             f"layers to each region vector), not pool={pool}; use encoder=efficientnet_lite0_regions")
         if not trainable:
             self.backbone = _folded_if_equal(backbone.eval(), transform.size)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(trainable)
+        self._taps: dict[str, torch.Tensor] = {}  # the hypercolumn layers' outputs of the current forward
+        for layer in self.hypercolumn:
+            self._inner(layer).register_forward_hook(self._tap(layer))
         self.train(False)
         self.feature_shape = self._probe_feature_shape()  # of one image: (D,) or (R, D)
         self.feature_dim = self.feature_shape[-1]
@@ -112,11 +124,49 @@ class Encoder(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self._from_map(self.backbone.feature_map(x)).float()
+            return self._features(x).float()
+
+    def _inner(self, layer: str) -> nn.Module:
+        """The network's inner layer named ``layer`` (a hypercolumn source)."""
+        network = self.backbone.network
+        try:
+            return network.get_submodule(layer)
+        except AttributeError:
+            names = [n for n, _ in network.named_children()]
+            raise ValueError(f"encoder {self.name!r} has no inner layer {layer!r} for encoder.hypercolumn; its "
+                             f"top-level layers are {names} (deeper ones are dotted paths, as named_modules() gives them)") from None
+
+    def _tap(self, layer: str) -> Callable:
+        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            self._taps[layer] = output
+        return hook
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        self._taps.clear()
+        try:
+            return self._from_map(self.backbone.feature_map(x))
+        finally:
+            self._taps.clear()  # don't hold the batch's inner activations until the next one
+
+    def _cells(self, fmap: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> the grid_size^2 cells' mean vectors [B, R, C], row-major."""
+        return F.adaptive_avg_pool2d(fmap, self.grid_size).flatten(2).transpose(1, 2)
 
     def _from_map(self, fmap: torch.Tensor) -> torch.Tensor:
         if self.pool == "regions":
-            return F.adaptive_avg_pool2d(fmap, self.grid_size).flatten(2).transpose(1, 2)
+            regions = self._cells(fmap)
+            if not self.hypercolumn:
+                return regions
+            # Each inner layer's cells are rescaled, per region, to the last map's root mean square: the layers'
+            # activations differ in scale by orders of magnitude (ParseNet, Liu et al. 2015, normalises each
+            # layer before concatenating), and a decoder's LayerNorm over the whole vector would otherwise
+            # hear only the loudest one.
+            rms = regions.float().pow(2).mean(-1, keepdim=True).sqrt()
+            parts = [regions]
+            for layer in self.hypercolumn:
+                cells = self._cells(self._taps[layer])
+                parts.append(cells * (rms / cells.float().pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)))
+            return torch.cat(parts, dim=2)
         pooled = self.backbone.pool(fmap)
         if self.pool == "avg":
             return pooled
@@ -146,17 +196,26 @@ class Encoder(nn.Module):
         """The cache key this encoder would have with weights ``weights_id``."""
         return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
                 + (f"{self.grid_size}x{self.grid_size}" if self.pool in ("grid", "regions") else "")
+                + (f"|hypercolumn={','.join(self.hypercolumn)}" if self.hypercolumn else "")
                 + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
 
     def _probe_feature_shape(self) -> tuple[int, ...]:
         """Run one blank image through the network; also checks that ``pool: grid|regions`` is possible."""
         size = self.transform.size
         with torch.inference_mode():
-            fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
-            if self.pool != "avg" and fmap.dim() != 4:
-                raise ValueError(f"encoder {self.name!r}: pool={self.pool} needs a convolutional feature map "
-                                 f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
-            return tuple(int(n) for n in self._from_map(fmap).shape[1:])
+            self._taps.clear()
+            try:
+                fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
+                if self.pool != "avg" and fmap.dim() != 4:
+                    raise ValueError(f"encoder {self.name!r}: pool={self.pool} needs a convolutional feature map "
+                                     f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
+                bad = {k: tuple(v.shape) for k, v in self._taps.items() if v.dim() != 4}
+                if bad:
+                    raise ValueError(f"encoder.hypercolumn layers must give feature maps [B, C, H, W]; the "
+                                     f"outputs of {bad} are not; name convolutional stages")
+                return tuple(int(n) for n in self._from_map(fmap).shape[1:])
+            finally:
+                self._taps.clear()
 
 
 def _leaves(module: nn.Module):
@@ -234,7 +293,7 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
                              "use the encoder config the checkpoint was trained with") from exc
         weights_id = _finetuned_id(weights_id, backbone)
     return Encoder(backbone, transform, name=cfg.name, source=cfg.source, weights_id=weights_id, pool=cfg.pool,
-                   grid_size=cfg.grid_size, trainable=cfg.trainable, channels_last=cfg.channels_last,
+                   grid_size=cfg.grid_size, hypercolumn=cfg.hypercolumn, trainable=cfg.trainable, channels_last=cfg.channels_last,
                    precision=precision)
 
 
@@ -282,6 +341,11 @@ class _TimmBackbone(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def network(self) -> nn.Module:
+        """The module whose inner layers encoder.hypercolumn names."""
+        return self.model
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
 
@@ -295,6 +359,11 @@ class _SequentialBackbone(nn.Module):
     def __init__(self, trunk: nn.Module, head: nn.Module):
         super().__init__()
         self.trunk, self.head = trunk, head
+
+    @property
+    def network(self) -> nn.Module:
+        """The module whose inner layers encoder.hypercolumn names (the trunk: its children are 0, 1, ...)."""
+        return self.trunk
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
