@@ -80,6 +80,9 @@ class ProbeConfig:
     target: str = option("pair", "pair: each object's colour-shape pair as one class | attributes: colour and "
                          "shape probed apart, also scored on the objects whose pair training never shows",
                          choices=("pair", "attributes"))
+    channels: list[int] | None = option(None, "[start, stop]: probe only these channels of each feature vector "
+                                        "(e.g. [1280, 1320]: the layer encoder.hypercolumn appended to "
+                                        "EfficientNet-Lite0's 1280) | null: all of them")
 
 
 @dataclass

@@ -108,6 +108,27 @@ def test_grid_pool_appends_a_2x2_map_whose_mean_is_the_pooled_vector(lite0_224):
     assert "pool=grid2x2" in grid.cache_key
 
 
+def test_hypercolumn_appends_an_inner_stage_at_the_last_maps_scale():
+    cfg = {**LITE0, "image_size": 128, "pool": "regions", "grid_size": 2, "precision": "fp32"}
+    plain, hyper = build_encoder(cfg), build_encoder({**cfg, "hypercolumn": ["blocks.2"]})
+    assert hyper.feature_shape == (4, 1280 + 40)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        got, regions = hyper(x), plain(x)
+        # the reference: EfficientNet's stem and first three stages run by hand on the unfolded network
+        net = load_efficientnet_lite0().eval()
+        stage = net.blocks[:3](net.bn1(net.conv_stem(x)))  # [2, 40, 16, 16] at 128 px
+    torch.testing.assert_close(got[..., :1280], regions)  # the last map's cells are unchanged
+    cells = stage.view(2, 40, 2, 8, 2, 8).mean((3, 5)).flatten(2).transpose(1, 2)  # 2x2 cells, row-major
+    rms = lambda t: t.pow(2).mean(-1, keepdim=True).sqrt()
+    torch.testing.assert_close(got[..., 1280:], cells * rms(regions) / rms(cells), rtol=2e-3, atol=2e-4)
+    assert "hypercolumn=blocks.2" in hyper.cache_key and "hypercolumn" not in plain.cache_key
+    with pytest.raises(ValueError, match="no inner layer 'blocks.9'"):
+        build_encoder({**cfg, "hypercolumn": ["blocks.9"]})
+    with pytest.raises(ValueError, match="needs pool=regions"):
+        build_encoder({**cfg, "pool": "avg", "hypercolumn": ["blocks.2"]})
+
+
 def test_cache_key_names_everything_that_changes_features(lite0_224):
     key = lite0_224.cache_key
     assert "efficientnet-lite0-57934424.pth" in key and "pool=avg" in key

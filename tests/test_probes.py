@@ -3,7 +3,9 @@
 import numpy as np
 
 from captioning.data.coco import ImageRecord
-from captioning.evaluation.probes import probe_attributes, probe_scenes, slot_targets
+import pytest
+
+from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes, slot_targets
 
 COLOURS, SHAPES = ["red", "green", "blue"], ["circle", "square"]
 
@@ -89,6 +91,22 @@ def test_attribute_probes_score_the_unseen_pairs_apart():
         assert colours[n]["shape"] < 0.75  # two shapes: chance is a half
         assert paired[n]["colour"] > 0.8 and paired[n]["shape"] > 0.8  # right on the pairs training shows
     assert paired[1]["colour_unseen"] < 0.5 and paired[1]["shape_unseen"] < 0.5  # not on the one it never shows
+
+
+def test_a_channel_span_probes_the_part_of_a_feature_that_composes():
+    """A feature = pair-entangled channels then colour-only ones (an early layer appended to a late one, as
+    encoder.hypercolumn does): probe.channels picks the colour-only part, which names the unseen pair's colour."""
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    train, test = without(scenes(900, 0), ("red", "square")), scenes(300, 1)
+    both = [np.concatenate([encode(r, pairs, 0.1, seed), encode_colours(r, 0.1, seed + 1)], axis=1)
+            for r, seed in ((train, 2), (test, 4))]
+    span = channel_span([2 * len(pairs), 2 * len(pairs) + 2 * len(COLOURS)], both[0].shape[1])
+    part = probe_attributes(train, both[0][:, span], test, both[1][:, span], epochs=100)
+    assert all(part[n]["colour_unseen"] > 0.95 for n in (1, 2))
+    assert channel_span(None, 5) == slice(None)
+    for bad in ([3], [4, 2], [0, 6], [-1, 2]):
+        with pytest.raises(ValueError, match="not a range of the 5 channels"):
+            channel_span(bad, 5)
 
 
 def test_attribute_probes_on_the_pipelines_records_and_features(tiny_root):

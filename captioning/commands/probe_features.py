@@ -4,6 +4,7 @@
     captioning-probe encoder=efficientnet_lite0_grid   # + the 2x2 grid
     captioning-probe probe.hidden=1024                 # an MLP probe instead of a linear one
     captioning-probe probe.target=attributes probe.split=val_novel   # colour and shape apart, on unseen pairs
+    captioning-probe encoder=efficientnet_lite0_hypercolumn probe.channels=[1280,1320]   # the appended layer alone
 
 Takes captioning-train's options (captioning/configs/probe.yaml) (data, encoder, cache_dir; features come
 from the shared cache). For scenes of n objects in order along their relation axis, a probe trained on the
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 
 from captioning import CONFIG_DIR
 from captioning.config import check_config
-from captioning.evaluation.probes import probe_attributes, probe_scenes
+from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes
 from captioning.features.prepare import prepare
 from captioning.pipeline import resolve_device
 from captioning.utils.memory import keep_freed_memory
@@ -39,10 +40,12 @@ def main(cfg: DictConfig) -> None:
     p = prepare(cfg, splits_needed=[train, test])
     hidden = cfg.probe.hidden
     probe = probe_attributes if cfg.probe.target == "attributes" else probe_scenes
-    results = probe(p.splits[train], p.features[train], p.splits[test], p.features[test], hidden=hidden,
-                    epochs=cfg.probe.epochs, seed=cfg.seed)
-    print(f"features {p.encoder_key}\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}, "
-          f"target {cfg.probe.target}; split {test}")
+    span = list(cfg.probe.channels) if cfg.probe.channels is not None else None
+    channels = channel_span(span, p.feature_dim)
+    results = probe(p.splits[train], p.features[train][..., channels], p.splits[test], p.features[test][..., channels],
+                    hidden=hidden, epochs=cfg.probe.epochs, seed=cfg.seed)
+    print(f"features {p.encoder_key}" + (f", channels {span}" if span else "")
+          + f"\nprobe: {'linear' if not hidden else f'MLP, {hidden} hidden'}, target {cfg.probe.target}; split {test}")
     for n, r in results.items():
         if cfg.probe.target == "attributes":
             print(f"{n} object(s): colour {r['colour']:.3f} (unseen pairs {r['colour_unseen']:.3f}), shape "
@@ -51,7 +54,8 @@ def main(cfg: DictConfig) -> None:
         else:
             print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "
                   f"(train {r['train']}, test {r['test']})")
-    print(json.dumps({"encoder": p.encoder_key, "hidden": hidden, "target": cfg.probe.target, "split": test,
+    print(json.dumps({"encoder": p.encoder_key, "channels": span, "hidden": hidden,
+                      "target": cfg.probe.target, "split": test,
                       "results": results}))
 
 

@@ -21,6 +21,17 @@ from torch import nn
 from captioning.data.coco import ImageRecord
 
 
+def channel_span(span, dim: int) -> slice:
+    """The channels ``span`` = [start, stop] of a ``dim``-channel feature as a slice (None: all of them)."""
+    if span is None:
+        return slice(None)
+    span = list(span)
+    if len(span) != 2 or not 0 <= span[0] < span[1] <= dim:
+        raise ValueError(f"probe.channels={span} is not a range of the {dim} channels of these features; "
+                         f"give [start, stop] with 0 <= start < stop <= {dim}, or null for all of them")
+    return slice(*span)
+
+
 def _ordered(scene: dict) -> list[dict]:
     """The scene's objects along its relation axis (a lone object: itself)."""
     axis = (scene.get("relation") or {}).get("axis")
