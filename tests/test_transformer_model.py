@@ -286,3 +286,19 @@ def test_attention_maps_are_the_last_layers_cross_attention():
     expected = last.cross_attn.attend(query, keys, values)
     torch.testing.assert_close(last.cross_attn.w_o(heads.transpose(1, 2).reshape(query.shape)), expected)
     torch.testing.assert_close(weights, last.cross_attn.weights(query, memory).mean(1))
+
+
+def test_hypercolumn_regions_train_evaluate_and_caption_from_the_export(tiny_root):
+    """A Transformer on hypercolumn regions (encoder.hypercolumn): the run trains on the cached [N, R, 1280 + 40]
+    features, and the checkpoint and its export rebuild the same encoder (same cache key) and caption alike."""
+    from captioning.captioner import Captioner
+    from captioning.pipeline import run
+
+    run_dir = tiny_root / "transformer_hypercolumn"
+    run(tiny_cfg(tiny_root, *TINY_TF, "encoder.hypercolumn=[blocks.2]", f"{STAGE}.epochs=0"), run_dir)
+    ckpt = load_checkpoint(run_dir)
+    assert list(ckpt["encoder_cfg"]["hypercolumn"]) == ["blocks.2"] and "hypercolumn=blocks.2" in ckpt["encoder_key"]
+    images = sorted((tiny_root / "data" / "shapes_tiny" / "images" / "test").glob("*.png"))[:3]
+    from_checkpoint, from_export = Captioner.from_checkpoint(run_dir), Captioner.from_pretrained(run_dir / "export")
+    assert from_checkpoint.encoder.feature_shape == (4, 1280 + 40)
+    assert [c.text for c in from_checkpoint.caption(images)] == [c.text for c in from_export.caption(images)]
