@@ -129,6 +129,16 @@ def test_hypercolumn_appends_an_inner_stage_at_the_last_maps_scale():
         build_encoder({**cfg, "pool": "avg", "hypercolumn": ["blocks.2"]})
 
 
+def test_hypercolumn_names_a_torchvision_trunks_layers():
+    import torchvision
+
+    model = torchvision.models.get_model("resnet18", weights=None).eval()
+    enc = encoder_mod.Encoder(encoder_mod._split_torchvision(model, "resnet18"), ImageTransform(64), name="resnet18",
+                              source="torchvision", weights_id="test", pool="regions", grid_size=2, hypercolumn=["5"])
+    assert enc.feature_shape == (4, 512 + 128)  # the trunk's child 5 is layer2, 128 channels
+    assert enc(torch.randn(2, 3, 64, 64)).shape == (2, 4, 640)
+
+
 def test_cache_key_names_everything_that_changes_features(lite0_224):
     key = lite0_224.cache_key
     assert "efficientnet-lite0-57934424.pth" in key and "pool=avg" in key
