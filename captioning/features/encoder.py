@@ -134,7 +134,8 @@ class Encoder(nn.Module):
         except AttributeError:
             names = [n for n, _ in network.named_children()]
             raise ValueError(f"encoder {self.name!r} has no inner layer {layer!r} for encoder.hypercolumn; its "
-                             f"top-level layers are {names} (deeper ones are dotted paths, as named_modules() gives them)") from None
+                             f"top-level layers are {names} (deeper ones are dotted paths, as named_modules() "
+                             f"gives them)") from None
 
     def _tap(self, layer: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
