@@ -129,6 +129,20 @@ def test_hypercolumn_appends_an_inner_stage_at_the_last_maps_scale():
         build_encoder({**cfg, "pool": "avg", "hypercolumn": ["blocks.2"]})
 
 
+def test_hypercolumn_without_the_last_map_keeps_only_the_inner_layers():
+    cfg = {**LITE0, "image_size": 128, "pool": "regions", "grid_size": 2, "precision": "fp32"}
+    both = build_encoder({**cfg, "hypercolumn": ["blocks.2", "blocks.3"]})
+    inner = build_encoder({**cfg, "hypercolumn": ["blocks.2", "blocks.3"], "last_map": False})
+    assert (both.feature_shape, inner.feature_shape) == ((4, 1280 + 40 + 80), (4, 40 + 80))
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(inner(x), both(x)[..., 1280:])  # the same cells, at the same scale
+    assert "|last_map=false" in inner.cache_key and "last_map" not in both.cache_key
+    assert inner.cache_key.replace("|last_map=false", "") == both.cache_key
+    with pytest.raises(ValueError, match="encoder.hypercolumn is empty"):
+        build_encoder({**cfg, "last_map": False})
+
+
 def test_hypercolumn_names_a_torchvision_trunks_layers():
     import torchvision
 

@@ -77,6 +77,9 @@ class EncoderConfig:
                                     "each region vector, rescaled per region to the last map's root mean square "
                                     "(hypercolumns, Hariharan et al. 2015): early layers hold local colour and "
                                     "edges that the last map mixes with what the object is")
+    last_map: bool = option(True, "pool=regions with a hypercolumn: false leaves the last map's own channels out, "
+                            "so each region vector is the hypercolumn layers' cells alone (still rescaled to the "
+                            "last map's root mean square): a decoder reads only those layers")
     trainable: bool = option(False, "false: frozen (eval mode, no gradients); a stage with encoder_lr fine-tunes it")
     channels_last: bool = option(True, "NHWC memory layout (faster convolutions on CPU)")
     precision: str = option("fp32", "fp32 | bf16 (autocast; fast where the CPU/GPU multiplies bfloat16 "
@@ -96,15 +99,20 @@ class Encoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
                  weights_id: str, pool: str = "avg", grid_size: int = 2, hypercolumn: Sequence[str] = (),
-                 trainable: bool = False, channels_last: bool = False, precision: str = "fp32"):
+                 last_map: bool = True, trainable: bool = False, channels_last: bool = False, precision: str = "fp32"):
         super().__init__()
         self.backbone, self.transform = backbone, transform
         self.name, self.source, self.weights_id = name, source, weights_id
         self.pool, self.grid_size, self.hypercolumn = pool, grid_size, tuple(hypercolumn)
+        self.last_map = last_map
         self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
         if self.hypercolumn and pool != "regions":
             raise ValueError(f"encoder.hypercolumn={list(self.hypercolumn)} needs pool=regions (it appends inner "
                              f"layers to each region vector), not pool={pool}; use encoder=efficientnet_lite0_regions")
+        if not last_map and not self.hypercolumn:
+            raise ValueError("encoder.last_map=false leaves only the hypercolumn layers in each region, but "
+                             "encoder.hypercolumn is empty; name inner layers there (e.g. [blocks.3]) or set "
+                             "encoder.last_map=true")
         if not trainable:
             self.backbone = _folded_if_equal(backbone.eval(), transform.size)
         if channels_last:
@@ -163,7 +171,7 @@ class Encoder(nn.Module):
             # layer before concatenating), and a decoder's LayerNorm over the whole vector would otherwise
             # hear only the loudest one.
             rms = regions.float().pow(2).mean(-1, keepdim=True).sqrt()
-            parts = [regions]
+            parts = [regions] if self.last_map else []
             for layer in self.hypercolumn:
                 cells = self._cells(self._taps[layer])
                 parts.append(cells * (rms / cells.float().pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)))
@@ -198,6 +206,7 @@ class Encoder(nn.Module):
         return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
                 + (f"{self.grid_size}x{self.grid_size}" if self.pool in ("grid", "regions") else "")
                 + (f"|hypercolumn={','.join(self.hypercolumn)}" if self.hypercolumn else "")
+                + ("" if self.last_map else "|last_map=false")
                 + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
 
     def _probe_feature_shape(self) -> tuple[int, ...]:
@@ -294,8 +303,8 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
                              "use the encoder config the checkpoint was trained with") from exc
         weights_id = _finetuned_id(weights_id, backbone)
     return Encoder(backbone, transform, name=cfg.name, source=cfg.source, weights_id=weights_id, pool=cfg.pool,
-                   grid_size=cfg.grid_size, hypercolumn=cfg.hypercolumn, trainable=cfg.trainable, channels_last=cfg.channels_last,
-                   precision=precision)
+                   grid_size=cfg.grid_size, hypercolumn=cfg.hypercolumn, last_map=cfg.last_map, trainable=cfg.trainable,
+                   channels_last=cfg.channels_last, precision=precision)
 
 
 def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
