@@ -135,8 +135,16 @@ def test_hypercolumn_without_the_last_map_keeps_only_the_inner_layers():
     inner = build_encoder({**cfg, "hypercolumn": ["blocks.2", "blocks.3"], "last_map": False})
     assert (both.feature_shape, inner.feature_shape) == ((4, 1280 + 40 + 80), (4, 40 + 80))
     x = torch.randn(2, 3, 128, 128)
+    later = []  # a stage after the deepest named one must not run
+    inner.backbone.network.get_submodule("blocks.4").register_forward_hook(lambda *args: later.append(1))
     with torch.inference_mode():
-        torch.testing.assert_close(inner(x), both(x)[..., 1280:])  # the same cells, at the same scale
+        got, full = inner(x), both(x)
+    assert not later
+    rms = lambda t: t.pow(2).mean(-1, keepdim=True).sqrt()
+    for span in (slice(0, 40), slice(40, 120)):  # each layer's cells, rescaled to unit root mean square
+        ref = full[..., 1280:][..., span]
+        torch.testing.assert_close(got[..., span], ref / rms(ref), rtol=2e-3, atol=2e-4)
+        torch.testing.assert_close(rms(got[..., span]), torch.ones(2, 4, 1))
     assert "|last_map=false" in inner.cache_key and "last_map" not in both.cache_key
     assert inner.cache_key.replace("|last_map=false", "") == both.cache_key
     with pytest.raises(ValueError, match="encoder.hypercolumn is empty"):

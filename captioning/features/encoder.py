@@ -77,9 +77,9 @@ class EncoderConfig:
                                     "each region vector, rescaled per region to the last map's root mean square "
                                     "(hypercolumns, Hariharan et al. 2015): early layers hold local colour and "
                                     "edges that the last map mixes with what the object is")
-    last_map: bool = option(True, "pool=regions with a hypercolumn: false leaves the last map's own channels out, "
-                            "so each region vector is the hypercolumn layers' cells alone (still rescaled to the "
-                            "last map's root mean square): a decoder reads only those layers")
+    last_map: bool = option(True, "pool=regions with a hypercolumn: false leaves the last map's own channels out: "
+                            "each region vector is the hypercolumn layers' cells alone, each rescaled per region "
+                            "to unit root mean square, and the network runs only as far as those layers")
     trainable: bool = option(False, "false: frozen (eval mode, no gradients); a stage with encoder_lr fine-tunes it")
     channels_last: bool = option(True, "NHWC memory layout (faster convolutions on CPU)")
     precision: str = option("fp32", "fp32 | bf16 (autocast; fast where the CPU/GPU multiplies bfloat16 "
@@ -91,6 +91,10 @@ class EncoderConfig:
                               "competes with the forward for the cores; a GPU waits meanwhile)", ge=0)
 
 
+
+
+class LayersTaken(Exception):
+    """Raised inside the network's forward once every layer the features need has run (last_map=false)."""
 
 
 class Encoder(nn.Module):
@@ -148,12 +152,21 @@ class Encoder(nn.Module):
     def _tap(self, layer: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
             self._taps[layer] = output
+            if not self.last_map and len(self._taps) == len(self.hypercolumn):
+                raise LayersTaken  # every layer the regions need has run: skip the rest of the network
         return hook
+
+    def _feature_map(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The last feature map, or None where the network stopped early (last_map=false)."""
+        try:
+            return self.backbone.feature_map(x)
+        except LayersTaken:
+            return None
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         self._taps.clear()
         try:
-            return self._from_map(self.backbone.feature_map(x))
+            return self._from_map(self._feature_map(x))
         finally:
             self._taps.clear()  # don't hold the batch's inner activations until the next one
 
@@ -161,17 +174,18 @@ class Encoder(nn.Module):
         """[B, C, H, W] -> the grid_size^2 cells' mean vectors [B, R, C], row-major."""
         return F.adaptive_avg_pool2d(fmap, self.grid_size).flatten(2).transpose(1, 2)
 
-    def _from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+    def _from_map(self, fmap: torch.Tensor | None) -> torch.Tensor:
         if self.pool == "regions":
-            regions = self._cells(fmap)
             if not self.hypercolumn:
-                return regions
-            # Each inner layer's cells are rescaled, per region, to the last map's root mean square: the layers'
-            # activations differ in scale by orders of magnitude (ParseNet, Liu et al. 2015, normalises each
-            # layer before concatenating), and a decoder's LayerNorm over the whole vector would otherwise
-            # hear only the loudest one.
-            rms = regions.float().pow(2).mean(-1, keepdim=True).sqrt()
-            parts = [regions] if self.last_map else []
+                return self._cells(fmap)
+            # Each inner layer's cells are rescaled, per region, to the last map's root mean square (to 1 without
+            # the last map): the layers' activations differ in scale by orders of magnitude (ParseNet, Liu et
+            # al. 2015, normalises each layer before concatenating), and a decoder's LayerNorm over the whole
+            # vector would otherwise hear only the loudest one.
+            parts, rms = [], 1.0
+            if self.last_map:
+                regions = self._cells(fmap)
+                parts, rms = [regions], regions.float().pow(2).mean(-1, keepdim=True).sqrt()
             for layer in self.hypercolumn:
                 cells = self._cells(self._taps[layer])
                 parts.append(cells * (rms / cells.float().pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)))
@@ -215,8 +229,8 @@ class Encoder(nn.Module):
         with torch.inference_mode():
             self._taps.clear()
             try:
-                fmap = self.backbone.feature_map(torch.zeros(1, 3, size, size))
-                if self.pool != "avg" and fmap.dim() != 4:
+                fmap = self._feature_map(torch.zeros(1, 3, size, size))
+                if self.pool != "avg" and fmap is not None and fmap.dim() != 4:
                     raise ValueError(f"encoder {self.name!r}: pool={self.pool} needs a convolutional feature map "
                                      f"[B, C, H, W], but it gives shape {tuple(fmap.shape)}; use pool=avg")
                 bad = {k: tuple(v.shape) for k, v in self._taps.items() if v.dim() != 4}
