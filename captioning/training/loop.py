@@ -4,7 +4,7 @@ A schedule is a list of stages (``schedule.stages``, configs/schedule/*.yaml), e
 its loss (teacher-forced cross-entropy, or self-critical REINFORCE), epochs, learning rates and whether
 the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
 weights so far (the first from ``schedule.init_from``, if given), and keeps them as ``best`` until one
-of its epochs beats them on val. One epoch visits every training caption (cross-entropy on cached
+of its epochs beats them on val (or, with ``keep: last``, until its final epoch, whose weights it keeps). One epoch visits every training caption (cross-entropy on cached
 features) or every training image (self-critical, or with the encoder from pixels) once, in an order
 drawn from (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would.
 
@@ -52,6 +52,7 @@ from captioning.utils.seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 LOSSES = ("cross_entropy", "self_critical")
+KEEP = ("best", "last")
 
 
 @dataclass
@@ -72,6 +73,10 @@ class StageConfig:
     warmup_steps: int = option(100, "steps of linear learning-rate warmup", ge=0)
     clip: float = option(5.0, "gradient-norm clipping; 0 = off", ge=0)
     early_stopping: int = option(0, "epochs without a better val BLEU-4 before the stage stops; 0 = off", ge=0)
+    keep: str = option("best", "the weights the stage ends with (best.pt: what evaluation and the next stage "
+                       "read): best (the epoch with the best val BLEU-4 so far) | last (its final epoch's, whatever "
+                       "their val BLEU-4: the end of the annealed learning rate, not an epoch picked by a noisy "
+                       "val subset)", choices=KEEP)
     checkpoint_every_steps: int = option(0, "also save last.pt every N steps (a kill -9 loses at most N); "
                                          "0 = each epoch only", ge=0)
     val_max_images: int = option(500, "val images decoded (greedy) after each epoch; 0 = all", ge=0)
@@ -108,6 +113,10 @@ def schedule_problems(schedule: Any) -> list[str]:
     for name, stage in plain(schedule.stages).items():
         if stage.get("loss") == "self_critical" and stage.get("baseline", "mean") == "mean" and stage.get("samples", 5) < 2:
             out.append(f"schedule.stages.{name}.samples must be >= 2 with baseline=mean (the other samples' mean)")
+        if stage.get("keep") == "last" and stage.get("early_stopping", 0):
+            out.append(f"schedule.stages.{name}.keep=last keeps the final epoch's weights, but early_stopping="
+                       f"{stage.get('early_stopping')} may end the stage before it: set one of them back "
+                       "(keep=best or early_stopping=0)")
         if stage.get("loss") == "self_critical" and stage.get("word_dropout", 0):
             out.append(f"schedule.stages.{name}.word_dropout applies to cross_entropy stages (teacher forcing); "
                        "a self_critical stage reads its own sampled words: set it to 0 there")
@@ -279,7 +288,7 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                                 **({"train/reward": entry["train_reward"]} if rewards else {})}, step=end_step)
                     if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
                         logger.log_samples(len(history["epochs"]), end_step, model, prepared, cfg.data.val_split, max_len)
-                if bleu4 > history["best_bleu4"]:
+                if bleu4 > history["best_bleu4"] or (stage.keep == "last" and epoch + 1 == stage.epochs):
                     history.update(best_bleu4=bleu4, best_epoch=epoch + 1, best_stage=name)
                     if dp.is_main:
                         save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
