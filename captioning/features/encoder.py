@@ -99,7 +99,8 @@ class LayersTaken(Exception):
 
 class Encoder(nn.Module):
     """Frozen (by default) CNN: images [B, 3, S, S] -> features [B, feature_dim], or with ``pool="regions"``
-    region features [B, grid_size^2, feature_dim] (row-major cells of the last feature map)."""
+    region features [B, grid_size^2, feature_dim] (row-major cells of the last feature map, with the cells of the
+    ``hypercolumn`` layers appended, or with ``last_map=False`` those alone)."""
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
                  weights_id: str, pool: str = "avg", grid_size: int = 2, hypercolumn: Sequence[str] = (),
