@@ -123,18 +123,26 @@ class ShowAttendTell(CaptionModel):
     # -- the equations ----------------------------------------------------------------------------------
 
     def unroll(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits [B, T, V], attention weights [B, T, R]) of teacher forcing over ``tokens``."""
+        """(logits [B, T, V], attention weights [B, T, R]) of teacher forcing over ``tokens``. The recurrence
+        (attention and cell) runs word by word; the output layer, which no later step reads, runs once over
+        all the words."""
         state = self.init_state(features)  # before the embedding's dropout: RNG draws stay in this order
         embedded = self.drop(self.embed(tokens))
-        logits, alphas = [], []
+        hs, contexts, alphas = [], [], []
         for t in range(tokens.size(1)):
-            out, state, alpha = self.attend_step(embedded[:, t], state)
-            logits.append(out)
+            h, context, alpha, state = self.read(embedded[:, t], state)
+            hs.append(h)
+            contexts.append(context)
             alphas.append(alpha)
-        return torch.stack(logits, 1), torch.stack(alphas, 1)
+        return self.output(embedded, torch.stack(hs, 1), torch.stack(contexts, 1)), torch.stack(alphas, 1)
 
     def attend_step(self, word: Tensor, state: State) -> tuple[Tensor, State, Tensor]:
         """(logits [B, V], next state, alpha [B, R]) for the embedded previous word [B, E]."""
+        h, context, alpha, state = self.read(word, state)
+        return self.output(word, h, context), state, alpha
+
+    def read(self, word: Tensor, state: State) -> tuple[Tensor, Tensor, Tensor, State]:
+        """The recurrence for one word: (h_t, the gated context z_t, alpha_t, the next state)."""
         h, regions, keys = state["h"], state["regions"], state["keys"]
         scores = self.att_score(torch.tanh(keys + self.att_hidden(h).unsqueeze(1))).squeeze(-1)  # e_t [B, R]
         alpha = torch.softmax(scores, dim=-1)
@@ -148,8 +156,10 @@ class ShowAttendTell(CaptionModel):
         else:
             h = self.cell(x, h)
             new = {"h": h, "regions": regions, "keys": keys}
+        return h, context, alpha, new
+
+    def output(self, word: Tensor, h: Tensor, context: Tensor) -> Tensor:
+        """Logits from the embedded previous word, h_t and z_t (any leading dims: one step or all of them)."""
         if self.config.deep_output:
-            logits = self.out(self.drop(word + self.out_h(h) + self.out_z(context)))
-        else:
-            logits = self.out(self.drop(h))
-        return logits, new, alpha
+            return self.out(self.drop(word + self.out_h(h) + self.out_z(context)))
+        return self.out(self.drop(h))
