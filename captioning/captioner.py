@@ -14,6 +14,7 @@ from PIL import Image
 from captioning.data.images import load_rgb, to_rgb
 from captioning.evaluation.attention_maps import caption_attention, has_attention
 from captioning.features.encoder import Encoder, build_encoder
+from captioning.features.identity import FeatureMismatch
 from captioning.models.base import CaptionModel
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from captioning.models.export import load_export
@@ -33,9 +34,10 @@ class Captioner:
     """Load a checkpoint once, then caption PIL images, paths or precomputed features."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, encoder_cfg: dict, encoder_key: str,
-                 max_len: int = 16, encoder_state: dict | None = None) -> None:
+                 max_len: int = 16, encoder_state: dict | None = None, encoder_provenance: dict | None = None) -> None:
         self.model, self.vocab, self.encoder_cfg, self.encoder_key = model.eval(), vocab, encoder_cfg, encoder_key
         self.max_len, self.encoder_state = max_len, encoder_state  # encoder_state: fine-tuned CNN weights
+        self.encoder_provenance = encoder_provenance  # precision and package versions of the training features
         self._encoder = None
 
     @classmethod
@@ -44,7 +46,7 @@ class Captioner:
         ckpt = load_checkpoint(path)
         model, vocab = model_from_checkpoint(ckpt)
         return cls(model, vocab, ckpt["encoder_cfg"], ckpt.get("encoder_key", ""), ckpt.get("max_len", 16),
-                   ckpt.get("encoder_state"))
+                   ckpt.get("encoder_state"), ckpt.get("encoder_provenance"))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Captioner":
@@ -52,7 +54,8 @@ class Captioner:
         JSON only, so no pickle is read (captioning/models/export.py)."""
         ckpt = load_export(path)
         model, vocab = model_from_checkpoint(ckpt)
-        return cls(model, vocab, ckpt["encoder_cfg"], ckpt["encoder_key"], ckpt["max_len"], ckpt.get("encoder_state"))
+        return cls(model, vocab, ckpt["encoder_cfg"], ckpt["encoder_key"], ckpt["max_len"], ckpt.get("encoder_state"),
+                   ckpt.get("encoder_provenance"))
 
     @property
     def encoder(self) -> Encoder:
@@ -62,9 +65,10 @@ class Captioner:
                 encoder = build_encoder(self.encoder_cfg, state=self.encoder_state)
             except (ValueError, TypeError, KeyError) as exc:
                 raise CheckpointError(f"the checkpoint's encoder config cannot build an encoder ({exc})") from exc
-            if self.encoder_key and encoder.cache_key != self.encoder_key:
-                raise CheckpointError(f"the checkpoint was trained on encoder features {self.encoder_key!r} but "
-                                      f"its config now builds {encoder.cache_key!r}; use the matching encoder")
+            try:  # refuses other features; only warns where precision or package versions differ
+                encoder.identity.check(self.encoder_key, self.encoder_provenance, "the model")
+            except FeatureMismatch as exc:
+                raise CheckpointError(str(exc)) from None
             wanted = self.model.feature_dim
             if encoder.feature_dim != wanted:
                 raise CheckpointError(f"the checkpoint's model reads {wanted}-d features but its encoder config "

@@ -85,7 +85,8 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
         tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
-                                       features={**prepared.features, **tuned.features}, encoder_key=tuned.encoder_key)
+                                       features={**prepared.features, **tuned.features},
+                                       encoder_identity=tuned.encoder_identity)
     results = evaluate_all(cfg, prepared, model, run_dir)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")

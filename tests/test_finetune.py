@@ -49,7 +49,7 @@ def test_the_finetuned_encoder_is_what_captioning_and_evaluation_use(finetuned, 
     _, run_dir, _ = finetuned
     captioner = Captioner.from_checkpoint(run_dir / "checkpoints" / "best.pt")
     ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert captioner.encoder.cache_key == ckpt["encoder_key"]
+    assert captioner.encoder.identity.key == ckpt["encoder_key"]
     images = sorted((tiny_root / "data" / "shapes_tiny" / "images" / "test").glob("*.png"))[:4]
     tuned = build_encoder({**ckpt["encoder_cfg"], "trainable": True})
     tuned.backbone.load_state_dict(ckpt["encoder_state"])
@@ -58,7 +58,7 @@ def test_the_finetuned_encoder_is_what_captioning_and_evaluation_use(finetuned, 
     assert all(c.text for c in captioner.caption(images, method="greedy"))
     # its features were cached apart from the pretrained ones
     keys = {json.loads(m.read_text())["encoder"] for m in (tiny_root / "cache").rglob("meta.json")}
-    assert ckpt["encoder_key"] in keys and any("+finetuned:" not in k for k in keys)
+    assert captioner.encoder.cache_key in keys and any("+finetuned:" not in k for k in keys)
 
 
 def test_evaluate_script_reproduces_the_finetuned_runs_metrics(finetuned, tmp_path):
@@ -102,4 +102,4 @@ def test_finetuning_then_self_critical_training_in_one_run(tiny_root, tiny_run):
     # the self-critical stage started from the best weights so far and kept their fine-tuned CNN as it was
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert all(torch.equal(best["encoder_state"][k], last["encoder_state"][k]) for k in best["encoder_state"])
-    assert Captioner.from_checkpoint(run_dir).encoder.cache_key == load_checkpoint(run_dir)["encoder_key"]
+    assert Captioner.from_checkpoint(run_dir).encoder.identity.key == load_checkpoint(run_dir)["encoder_key"]

@@ -17,6 +17,7 @@ from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig
 from captioning.utils.io import save_json
+from captioning.utils.precision import PRECISIONS
 from captioning.utils.schema import build, option, problems
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class EvaluateRunConfig:
     split: str = option("test", "mode=checkpoint: a split of the checkpoint's data config")
     data: Any = option(None, "mode=checkpoint: a data config (+data=<name>); null = the one it was trained with")
     cache_dir: str | None = option(None, "mode=checkpoint: the feature cache; null = the checkpoint's")
+    precision: str | None = option(None, "mode=checkpoint: the precision the image features are computed in (auto "
+                                   "| fp32 | bf16); null = the checkpoint's encoder config. A model trained on "
+                                   "bf16 features reads fp32 ones and the reverse (captioning/features/identity.py)",
+                                   choices=(None, *PRECISIONS))
     results: str | None = option(None, 'mode=score: a COCO results json [{"image_id", "caption"}]')
     annotations: str | None = option(None, "mode=score: a COCO caption annotation json")
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (mode=checkpoint)")
@@ -64,11 +69,11 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         run_cfg.data = cfg.data
     if cfg.cache_dir is not None:
         run_cfg.cache_dir = cfg.cache_dir
+    if cfg.precision is not None:
+        run_cfg.encoder.precision = cfg.precision
     tuned = ckpt["encoder_state"] if "encoder_state" in ckpt else None
     prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=tuned)
-    if "encoder_key" in ckpt and prepared.encoder_key != ckpt["encoder_key"]:
-        raise ValueError(f"the checkpoint was trained on {ckpt['encoder_key']!r} features but its encoder config "
-                         f"now gives {prepared.encoder_key!r}")
+    prepared.encoder_identity.check(ckpt.get("encoder_key", ""), ckpt.get("encoder_provenance"), ckpt["path"])
     records = prepared.splits[cfg.split]
     hyps = generate(model, vocab, records, prepared.features[cfg.split], cfg.decoding, run_cfg.data.max_caption_len)
     report, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)

@@ -11,7 +11,6 @@ torchvision (its weights API) and timm.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import socket
 from importlib import metadata
@@ -25,6 +24,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
+from captioning.features.identity import FeatureIdentity, package_versions, state_digest
 from captioning.utils.precision import PRECISIONS, native_bf16, resolve_precision
 from captioning.utils.schema import build, option, problems
 
@@ -104,10 +104,13 @@ class Encoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, transform: ImageTransform, *, name: str, source: str,
                  weights_id: str, pool: str = "avg", grid_size: int = 2, hypercolumn: Sequence[str] = (),
-                 last_map: bool = True, trainable: bool = False, channels_last: bool = False, precision: str = "fp32"):
+                 last_map: bool = True, trainable: bool = False, channels_last: bool = False, precision: str = "fp32",
+                 arch: str = "", weights_digest: str = ""):
         super().__init__()
         self.backbone, self.transform = backbone, transform
         self.name, self.source, self.weights_id = name, source, weights_id
+        # the weights' tensors, hashed before BatchNorm folding ("<base>+finetuned:<tuned>" once fine-tuned)
+        self.arch, self.weights_digest = arch, weights_digest or state_digest(backbone)
         self.pool, self.grid_size, self.hypercolumn = pool, grid_size, tuple(hypercolumn)
         self.last_map = last_map
         self.trainable, self.channels_last, self.precision = trainable, channels_last, precision
@@ -218,11 +221,33 @@ class Encoder(nn.Module):
 
     def key_for(self, weights_id: str) -> str:
         """The cache key this encoder would have with weights ``weights_id``."""
-        return (f"{self.source}:{self.name}|weights={weights_id}|pool={self.pool}"
+        return (f"{self.source}:{self.name}|weights={weights_id}|{self._layout_key()}"
+                + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
+
+    def _layout_key(self) -> str:
+        """Pooling, grid, hypercolumn layers and last map, as keys spell them."""
+        return (f"pool={self.pool}"
                 + (f"{self.grid_size}x{self.grid_size}" if self.pool in ("grid", "regions") else "")
                 + (f"|hypercolumn={','.join(self.hypercolumn)}" if self.hypercolumn else "")
-                + ("" if self.last_map else "|last_map=false")
-                + f"|precision={self.precision}|{self.transform.key}|format={FEATURE_FORMAT}")
+                + ("" if self.last_map else "|last_map=false"))
+
+    @property
+    def identity(self) -> FeatureIdentity:
+        """What decides these features (portable across precisions and package versions) and what computed
+        them (captioning/features/identity.py); checkpoints and exports record it."""
+        return self._identity(self.weights_digest, self.weights_id)
+
+    def finetuned_identity(self) -> FeatureIdentity:
+        """The identity of this encoder's current (fine-tuned) weights."""
+        base = self.weights_digest.split("+finetuned:")[0]
+        return self._identity(f"{base}+finetuned:{state_digest(self.backbone)}", self.finetuned_weights_id())
+
+    def _identity(self, digest: str, weights_id: str) -> FeatureIdentity:
+        arch = f"|arch={self.arch}" if self.arch and self.arch != self.name else ""
+        key = (f"{self.source}:{self.name}{arch}|weights=sha1:{digest}|{self._layout_key()}|{self.transform.key}"
+               f"|format={FEATURE_FORMAT}")
+        provenance = {"precision": self.precision, "weights": weights_id, "packages": package_versions()}
+        return FeatureIdentity(key, provenance, legacy_key=self.key_for(weights_id))
 
     def _probe_feature_shape(self) -> tuple[int, ...]:
         """Run one blank image through the network; also checks that ``pool: grid|regions`` is possible."""
@@ -307,9 +332,10 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
     if precision == "bf16" and not native_bf16():
         log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
                     "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
+    digest = state_digest(backbone)  # the pretrained (or random) tensors, before any fine-tuned state
     if weights_id is None:
         # Random weights differ per process, so only their bytes identify the features they give.
-        weights_id = "random-init:" + _state_digest(backbone)
+        weights_id = "random-init:" + digest
     if state is not None:
         try:
             backbone.load_state_dict(state)
@@ -317,16 +343,18 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
             raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg.name!r} ({exc}); "
                              "use the encoder config the checkpoint was trained with") from exc
         weights_id = _finetuned_id(weights_id, backbone)
+        digest = f"{digest}+finetuned:{state_digest(backbone)}"
     return Encoder(backbone, transform, name=cfg.name, source=cfg.source, weights_id=weights_id, pool=cfg.pool,
                    grid_size=cfg.grid_size, hypercolumn=cfg.hypercolumn, last_map=cfg.last_map, trainable=cfg.trainable,
-                   channels_last=cfg.channels_last, precision=precision)
+                   channels_last=cfg.channels_last, precision=precision,
+                   arch=cfg.arch if cfg.source == "package" else "", weights_digest=digest)
 
 
 def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
     """Weights id of fine-tuned weights: where they started (without a random init's digest) + their digest."""
     base = weights_id.split("+finetuned:")[0]
     base = "random-init" if base.startswith("random-init:") else base
-    return f"{base}+finetuned:{_state_digest(backbone)}"
+    return f"{base}+finetuned:{state_digest(backbone)}"
 
 
 def encoder_problems(cfg: Any) -> list[str]:
@@ -341,14 +369,6 @@ def validate_encoder_config(cfg: Any) -> EncoderConfig:
         raise ValueError("bad encoder config: " + "; ".join(found))
     return build(EncoderConfig, cfg)
 
-
-def _state_digest(module: nn.Module) -> str:
-    """Short hash of every parameter and buffer, in order."""
-    digest = hashlib.sha1()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from captioning.data.coco import ImageRecord
 from captioning.data.datasets import dataset_key, load_dataset
 from captioning.features.cache import extract_features
 from captioning.features.encoder import EncoderConfig, build_encoder, validate_encoder_config
+from captioning.features.identity import FeatureIdentity
 from captioning.text.tokenizer import tokenize
 from captioning.text.vocab import Vocabulary
 
@@ -29,9 +30,14 @@ class Prepared:
     features: dict[str, np.ndarray]  # memory-mapped [N, D] float32, rows aligned with splits[...]
     vocab: Vocabulary
     encoder_cfg: EncoderConfig
-    encoder_key: str
+    encoder_identity: FeatureIdentity  # what decides the features; checkpoints record it
     feature_dim: int
     bad_images: int = 0
+
+    @property
+    def encoder_key(self) -> str:
+        """The features' identity key (captioning/features/identity.py)."""
+        return self.encoder_identity.key
 
 
 def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] | None = None,
@@ -60,4 +66,4 @@ def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] 
             bad += len(records) - len(kept)
             splits[name] = [records[i] for i in kept]
         features[name] = feats
-    return Prepared(splits, features, vocab, encoder_cfg, encoder.cache_key, encoder.feature_dim, bad)
+    return Prepared(splits, features, vocab, encoder_cfg, encoder.identity, encoder.feature_dim, bad)

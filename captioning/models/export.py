@@ -52,7 +52,7 @@ def export_checkpoint(checkpoint: dict | str | os.PathLike, out_dir: str | os.Pa
     config = {"format": "captioning-export", "format_version": EXPORT_FORMAT, "model": dict(ckpt["model"]),
               "feature_dim": int(ckpt["feature_dim"]), "vocab_size": int(ckpt["vocab_size"]),
               "max_len": int(ckpt["max_len"]), "encoder_cfg": dict(ckpt["encoder_cfg"]),
-              "encoder_key": ckpt.get("encoder_key", ""),
+              "encoder_key": ckpt.get("encoder_key", ""), "encoder_provenance": ckpt.get("encoder_provenance", {}),
               "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}}
     save_json(config, out_dir / CONFIG_FILE)  # last: the export is complete once this names the files
     if ENCODER_FILE not in blobs:  # left by an earlier export of a fine-tuned model
@@ -113,7 +113,7 @@ def load_export(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"export {path}: unreadable file ({exc}); re-export the run") from exc
     ckpt = {k: config[k] for k in ("model", "feature_dim", "vocab_size", "max_len", "encoder_cfg")}
     ckpt.update(format_version=2, weights=weights, vocab=vocab, encoder_key=config.get("encoder_key", ""),
-                path=str(path))
+                encoder_provenance=config.get("encoder_provenance", {}), path=str(path))
     if encoder_state is not None:
         ckpt["encoder_state"] = encoder_state
     return ckpt

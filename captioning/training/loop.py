@@ -183,13 +183,16 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                                             trainable=stage.encoder_lr is not None)
 
             def encoder_fields() -> dict:
-                """What a checkpoint records of the encoder: its cache key, and its weights once fine-tuned."""
+                """What a checkpoint records of the encoder: its features' identity and provenance
+                (captioning/features/identity.py), and its weights once fine-tuned."""
                 if stage.encoder_lr is not None:
-                    return {"encoder_key": encoder.key_for(encoder.finetuned_weights_id()),
+                    ident = encoder.finetuned_identity()
+                    return {"encoder_key": ident.key, "encoder_provenance": ident.provenance,
                             "encoder_state": encoder_state(encoder)}
                 if tuned is not None:
-                    return {"encoder_key": start["encoder_key"], "encoder_state": tuned}
-                return {"encoder_key": prepared.encoder_key}
+                    return {"encoder_key": start["encoder_key"], "encoder_state": tuned,
+                            "encoder_provenance": start.get("encoder_provenance", {})}
+                return {"encoder_key": prepared.encoder_key, "encoder_provenance": prepared.encoder_identity.provenance}
             by_image = stage.loss == "self_critical" or encoder is not None
             steps_per_epoch = math.ceil((len(data.paths) if by_image else len(data.tokens)) / stage.batch_size)
             params = [{"params": list(model.parameters())}]
@@ -398,8 +401,7 @@ def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action
         raise CheckpointError(f"cannot {action} {ckpt['path']}: it holds model {ckpt['model']} but this config "
                               f"builds {model.hyperparameters()} (or the vocabularies differ); {action} it with the "
                               "run's own model, cell and data settings")
-    base_key = ckpt.get("encoder_key", "").split("+finetuned:")[0]
-    if base_key and "encoder_state" not in ckpt and base_key != prepared.encoder_key:
+    if "encoder_state" not in ckpt and not prepared.encoder_identity.matches(ckpt.get("encoder_key", "")):
         raise CheckpointError(f"{ckpt['path']} was trained on {ckpt['encoder_key']!r} features, this run reads "
                               f"{prepared.encoder_key!r}: use the same encoder")
 
