@@ -180,7 +180,8 @@ class Captioner:
                     for c in self.caption_features(self.features(chunk), **kwargs)]
         return captions[0] if single else captions
 
-    def attend(self, images: ImageInput | Iterable[ImageInput], **kwargs) -> list[tuple[Caption, list[str], np.ndarray]]:
+    def attend(self, images: ImageInput | Iterable[ImageInput],
+               **kwargs) -> list[tuple[Caption, list[str], np.ndarray]]:
         """(caption, its words + "<end>", attention weights [words + 1, R]) per image, for attention
         models (``has_attention``); keyword arguments go to decoding."""
         return [(c, c.text.split() + ["<end>"], c.attention) for c in self.attended_captions(images, **kwargs)]

@@ -148,7 +148,8 @@ def test_attention_maps_on_request(tmp_path, pictures):
 def test_device_and_to(tuned, pictures):
     captioner = Captioner.from_checkpoint(tuned, device="cpu")
     assert captioner.to("cpu") is captioner and captioner.device == torch.device("cpu")
-    assert Captioner.from_checkpoint(tuned, device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert Captioner.from_checkpoint(tuned, device="auto").device.type == expected
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is visible"):
             captioner.to("cuda")
@@ -270,3 +271,19 @@ def test_an_export_written_before_the_model_card_still_loads(tuned, pictures, tm
     # and saved again, it gains a card that says what is not known
     _, body = parse_card(captioner.save_pretrained(tmp_path / "new") / "README.md")
     assert "Not recorded" in body
+
+
+def test_offline_the_real_hub_client_gives_the_same_one_line(tmp_path):
+    """huggingface_hub itself with HF_HUB_OFFLINE=1 (read when it is imported, so in a fresh process): no
+    network is touched, and a repo id not in the (empty) cache is refused with the way out."""
+    code = ("from captioning import Captioner\n"
+            "from captioning.models.checkpoint import CheckpointError\n"
+            "try:\n"
+            "    Captioner.from_pretrained('someone/tiny-captioner')\n"
+            "except CheckpointError as exc:\n"
+            "    print(exc)\n")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\n") == 1 and "cannot be reached" in out.stdout and "local folder" in out.stdout

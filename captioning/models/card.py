@@ -154,8 +154,8 @@ def model_card(config: dict, n_parameters: int, load_name: str = "path/to/this/f
              "A caption model trained with the `captioning` package: an image encoder's features in, an English "
              "caption out.", "",
              "## Model", "",
-             f"- registry name: `{name}`" + (f", cell `{cell.get('name')}` ({plural(cell.get('num_layers', 1), 'layer')})"
-                                             if cell else ""),
+             f"- registry name: `{name}`"
+             + (f", cell `{cell.get('name')}` ({plural(cell.get('num_layers', 1), 'layer')})" if cell else ""),
              f"- options: `{' '.join(flat(model))}`",
              f"- {n_parameters:,} parameters; vocabulary {config.get('vocab_size')} words; features "
              f"{config.get('feature_dim')}-d; captions up to {config.get('max_len')} words", "",
