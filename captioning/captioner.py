@@ -65,10 +65,11 @@ class Captioner:
     ``device=`` (or ``.to(device)``) chooses where the encoder and the model run (default CPU)."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, encoder_cfg: dict, encoder_key: str,
-                 max_len: int = 16, encoder_state: dict | None = None, training: dict | None = None) -> None:
+                 max_len: int = 16, encoder_state: dict | None = None, training_info: dict | None = None) -> None:
         self.model, self.vocab, self.encoder_cfg, self.encoder_key = model.eval(), vocab, encoder_cfg, encoder_key
         self.max_len, self.encoder_state = max_len, encoder_state  # encoder_state: fine-tuned CNN weights
-        self.training = dict(training or {})  # what the model card shows (captioning/models/card.py)
+        # what the run recorded (data, schedule, metrics, command): the model card's source (models/card.py)
+        self.training_info = dict(training_info or {})
         self.device = getattr(next(model.parameters(), None), "device", torch.device("cpu"))
         self._encoder = None
 
@@ -87,8 +88,8 @@ class Captioner:
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                         revision: str | None = None) -> "Captioner":
         """Build from an export folder (``run_dir/export``, ``save_pretrained``'s, ``scripts/export.py``'s),
-        read offline, or else from a Hugging Face Hub repo id ("user/name", at ``revision``), downloaded
-        once into the Hub's cache. Safetensors and JSON only: no pickle is read (captioning/models/export.py)."""
+        read offline, or else from a Hugging Face Hub repo id (a str "user/name" that names no folder here,
+        at ``revision``), downloaded once into the Hub's cache (and read from it offline). Safetensors and JSON only: no pickle is read (captioning/models/export.py)."""
         path = resolve_pretrained(name_or_path, revision)
         ckpt = load_export(path)
         model, vocab = model_from_checkpoint(ckpt)
@@ -103,7 +104,7 @@ class Captioner:
                 "vocab_size": self.model.vocab_size, "max_len": self.max_len, "weights": self.model.state_dict(),
                 "vocab": self.vocab.state_dict(), "encoder_cfg": self.encoder_cfg, "encoder_key": self.encoder_key,
                 "encoder_state": self.encoder_state}
-        return write_export(ckpt, save_directory, self.training)
+        return write_export(ckpt, save_directory, self.training_info)
 
     def to(self, device: str | torch.device | None) -> "Captioner":
         """Move the model (and the encoder) to ``device`` (None: CPU; "auto": a GPU if any); returns self."""

@@ -89,6 +89,7 @@ def test_a_path_a_pil_image_a_tensor_and_a_list_give_the_same_caption(tuned, pic
     assert rich.text == one and str(rich) == one
     # caption() keeps returning Caption objects, now for one image (not its path's characters) too
     assert captioner.caption(str(path)) == captioner.caption([path])[0] and captioner.caption(str(path)).text == one
+    assert captioner.caption(pil) == captioner.caption(str(path))
     assert [c.text for c in captioner.caption(pictures)] == captioner(pictures)
 
 

@@ -92,7 +92,7 @@ def test_export_script_matches_the_runs_own_export(tiny_run, tmp_path, monkeypat
         assert (tmp_path / "out" / name).read_bytes() == (run_dir / "export" / name).read_bytes(), name
 
 
-def test_the_runs_export_carries_a_model_card_with_its_metrics(tiny_run):
+def test_the_runs_export_carries_a_model_card_with_its_metrics(tiny_run, tmp_path):
     run_dir, results = tiny_run
     export = run_dir / "export"
     training = json.loads((export / "config.json").read_text())["training"]
@@ -106,6 +106,9 @@ def test_the_runs_export_carries_a_model_card_with_its_metrics(tiny_run):
     assert card.startswith("---\nlibrary_name: captioning\npipeline_tag: image-to-text\ntags:\n")
     assert f"| test | {results['test']['Bleu_4']:.4f} |" in card and "Not recorded: the run directory had no" in card
     assert 'Captioner.from_pretrained("path/to/this/folder")' in card and 'captioner("image.png")' in card
+    # the card travels: saved again from the export or from the run's checkpoint, it says the same
+    assert (Captioner.from_pretrained(export).save_pretrained(tmp_path / "a") / "README.md").read_text() == card
+    assert (Captioner.from_checkpoint(run_dir).save_pretrained(tmp_path / "b") / "README.md").read_text() == card
 
 
 def test_an_export_before_the_evaluation_takes_the_training_validation_and_the_command(tiny_run, tmp_path):
