@@ -95,6 +95,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
                        "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,
                        "seconds_total": time.time() - t_start}
     save_json(results, run_dir / "metrics.json")
+    export_checkpoint(best, run_dir / "export", metrics=results)  # again, its model card now with these metrics
     print(summary_table(results))
     if logger:
         logger.summary(results)

@@ -3,6 +3,7 @@ Captioner.from_pretrained loads without torch.load or any training code and capt
 checkpoint does; missing, foreign or altered files are refused by name."""
 
 import json
+import os
 import runpy
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ def _images(tiny_root, n=4):
 def test_the_run_exports_safetensors_and_json_that_caption_identically(tiny_run, tiny_root, monkeypatch):
     run_dir, _ = tiny_run
     export = run_dir / "export"
-    assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in export.iterdir()) == ["README.md", "config.json", "model.safetensors", "vocab.json"]
     config = json.loads((export / "config.json").read_text())
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert config["model"] == best["model"] and config["model"]["name"] == "show_tell"
@@ -87,8 +88,49 @@ def test_export_script_matches_the_runs_own_export(tiny_run, tmp_path, monkeypat
     with pytest.raises(SystemExit) as info:
         runpy.run_path(str(REPO / "scripts" / "export.py"), run_name="__main__")
     assert info.value.code == 0 and "exported to" in capsys.readouterr().out
-    for name in ("config.json", "model.safetensors", "vocab.json"):
+    for name in ("config.json", "model.safetensors", "vocab.json", "README.md"):
         assert (tmp_path / "out" / name).read_bytes() == (run_dir / "export" / name).read_bytes(), name
+
+
+def test_the_runs_export_carries_a_model_card_with_its_metrics(tiny_run, tmp_path):
+    run_dir, results = tiny_run
+    export = run_dir / "export"
+    training = json.loads((export / "config.json").read_text())["training"]
+    assert "README.md" not in json.loads((export / "config.json").read_text())["files"]  # a card may be edited
+    assert training["data"]["name"] == "shapes_tiny" and training["stage"] == load_checkpoint(run_dir)["stage_name"]
+    # written again after the evaluation: the metrics are metrics.json's, for the model (not the baselines)
+    assert set(training["metrics"]) == {"test", "test_novel"} and "metrics.json" in training["metrics_source"]
+    assert training["metrics"]["test"]["Bleu_4"] == results["test"]["Bleu_4"]
+    assert "command" not in training  # trained from Python: no .hydra/overrides.yaml to read
+    card = (export / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: captioning\npipeline_tag: image-to-text\ntags:\n")
+    assert f"| test | {results['test']['Bleu_4']:.4f} |" in card and "Not recorded: the run directory had no" in card
+    assert 'Captioner.from_pretrained("path/to/this/folder")' in card and 'captioner("image.png")' in card
+    # the card travels: saved again from the export or from the run's checkpoint, it says the same
+    assert (Captioner.from_pretrained(export).save_pretrained(tmp_path / "a") / "README.md").read_text() == card
+    assert (Captioner.from_checkpoint(run_dir).save_pretrained(tmp_path / "b") / "README.md").read_text() == card
+
+
+def test_an_export_before_the_evaluation_takes_the_training_validation_and_the_command(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / ".hydra").mkdir()
+    shutil.copy(run_dir / "checkpoints" / "best.pt", run / "checkpoints" / "best.pt")
+    shutil.copy(run_dir / "history.json", run / "history.json")
+    (run / ".hydra" / "overrides.yaml").write_text("- data=shapes_tiny\n- schedule=smoke\n- model.hidden_size=48\n")
+    training = json.loads((export_checkpoint(run, tmp_path / "export") / "config.json").read_text())["training"]
+    assert training["command"] == "captioning-train data=shapes_tiny schedule=smoke model.hidden_size=48"
+    history = json.loads((run_dir / "history.json").read_text())
+    assert training["metrics"] == {"val": {"Bleu_4": history["best_bleu4"]}}
+    assert "evaluation had not run" in training["metrics_source"]
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "```bash\ncaptioning-train data=shapes_tiny schedule=smoke model.hidden_size=48\n```" in card
+    # an older run's metrics.json (written before this checkpoint) is not this checkpoint's
+    (run / "metrics.json").write_text(json.dumps({"val": {"Bleu_4": 0.99}}))
+    os.utime(run / "metrics.json", (0, 0))
+    stale = json.loads((export_checkpoint(run, tmp_path / "export") / "config.json").read_text())["training"]
+    assert stale["metrics"] == training["metrics"]
 
 
 def test_a_finetuned_encoder_travels_in_encoder_safetensors(tiny_checkpoint, tmp_path):

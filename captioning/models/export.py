@@ -1,20 +1,28 @@
-"""Inference exports: a trained caption model as plain files that load without running any pickle.
+"""Inference exports: a trained caption model as plain files that load without running any pickle, in the
+Hugging Face Hub's layout (a folder ``huggingface_hub.upload_folder`` publishes as it is).
 
     export/
+      config.json          the model's hyperparameters (with its registry ``name``), feature_dim,
+                           vocab_size, max_len, encoder_cfg, encoder_key, the format version, what
+                           training recorded (``training``: data, schedule, metrics, command) and the
+                           SHA-256 of every weights and vocabulary file
       model.safetensors    the caption model's weights
       encoder.safetensors  the fine-tuned CNN's weights (only when the encoder was fine-tuned)
       vocab.json           the vocabulary (``Vocabulary.state_dict``)
-      config.json          the model's hyperparameters (with its registry ``name``), feature_dim,
-                           vocab_size, max_len, encoder_cfg, encoder_key, the format version and the
-                           SHA-256 of every other file
+      README.md            the model card (captioning/models/card.py), rendered from config.json
 
 Safetensors and JSON hold data only, so an export from a stranger cannot run code when loaded (a torch
 checkpoint needs ``weights_only=True`` for that, and carries training state an export leaves out).
 Every file is written atomically, ``config.json`` last: it names the digests of the files written before
 it, so a half-finished re-export, a file from another export or a flipped bit is refused on loading
-(``CheckpointError``) instead of captioning with mismatched parts.
+(``CheckpointError``) instead of captioning with mismatched parts. The model card is not among the
+digests: it decides nothing about the captions, and a user may edit it (e.g. on the Hub) freely.
 
-``Captioner.from_pretrained(<export dir>)`` loads one; ``scripts/export.py`` exports an older run.
+Format 1 is the only one: exports written before the model card and the ``training`` entry (no
+README.md) load unchanged.
+
+``Captioner.from_pretrained(<export dir or Hub repo id>)`` loads one, ``Captioner.save_pretrained(dir)``
+writes one; ``scripts/export.py`` exports an older run.
 """
 
 from __future__ import annotations
@@ -28,22 +36,34 @@ from pathlib import Path
 import torch
 
 from captioning.models import show_tell  # noqa: F401 (registers the package's models for loading)
+from captioning.models.card import model_card, training_record
 from captioning.models.checkpoint import CheckpointError, load_checkpoint
 from captioning.utils.io import atomic_save_bytes, save_json
 
 EXPORT_FORMAT = 1
 MODEL_FILE, ENCODER_FILE, VOCAB_FILE, CONFIG_FILE = "model.safetensors", "encoder.safetensors", "vocab.json", "config.json"
+CARD_FILE = "README.md"  # the model card: not among config.json's digests (see above)
 
 
-def export_checkpoint(checkpoint: dict | str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def export_checkpoint(checkpoint: dict | str | os.PathLike, out_dir: str | os.PathLike,
+                      metrics: dict | None = None) -> Path:
     """Write the export of ``checkpoint`` (a loaded checkpoint, a ``.pt`` file or a run directory, whose
-    best checkpoint is taken) to ``out_dir``; returns ``out_dir``."""
+    best checkpoint is taken) to ``out_dir``, its model card included; returns ``out_dir``. The card's
+    metrics are ``metrics`` (the pipeline's results), else what the run directory holds
+    (captioning/models/card.py ``training_record``)."""
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    return write_export(ckpt, out_dir, training_record(ckpt, metrics))
+
+
+def write_export(ckpt: dict, out_dir: str | os.PathLike, training: dict | None = None) -> Path:
+    """Write the export of the checkpoint fields in ``ckpt`` (``model``, ``weights``, ``vocab``,
+    ``encoder_cfg``...; ``encoder_state`` when fine-tuned) with the ``training`` record its card shows."""
     from safetensors.torch import save
 
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blobs = {MODEL_FILE: save(_tensors(ckpt["weights"], "weights"), metadata={"format": "pt"}),
+    weights = _tensors(ckpt["weights"], "weights")
+    blobs = {MODEL_FILE: save(weights, metadata={"format": "pt"}),
              VOCAB_FILE: (json.dumps(ckpt["vocab"], indent=1) + "\n").encode("utf-8")}
     if ckpt.get("encoder_state") is not None:
         blobs[ENCODER_FILE] = save(_tensors(ckpt["encoder_state"], "encoder_state"), metadata={"format": "pt"})
@@ -52,8 +72,12 @@ def export_checkpoint(checkpoint: dict | str | os.PathLike, out_dir: str | os.Pa
     config = {"format": "captioning-export", "format_version": EXPORT_FORMAT, "model": dict(ckpt["model"]),
               "feature_dim": int(ckpt["feature_dim"]), "vocab_size": int(ckpt["vocab_size"]),
               "max_len": int(ckpt["max_len"]), "encoder_cfg": dict(ckpt["encoder_cfg"]),
-              "encoder_key": ckpt.get("encoder_key", ""), "encoder_provenance": ckpt.get("encoder_provenance", {}),
+              "encoder_key": ckpt.get("encoder_key", ""), "encoder_provenance": ckpt.get("encoder_provenance") or {},
+              **({"training": dict(training)} if training else {}),
               "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}}
+    n_parameters = sum(t.numel() for t in weights.values())
+    # the card before config.json, so a complete config.json means every file is there
+    atomic_save_bytes(model_card(config, n_parameters).encode("utf-8"), out_dir / CARD_FILE)
     save_json(config, out_dir / CONFIG_FILE)  # last: the export is complete once this names the files
     if ENCODER_FILE not in blobs:  # left by an earlier export of a fine-tuned model
         with contextlib.suppress(FileNotFoundError):
@@ -70,7 +94,8 @@ def _tensors(state: dict, what: str) -> dict[str, torch.Tensor]:
 
 def load_export(path: str | os.PathLike) -> dict:
     """Read an export directory as the checkpoint fields the caption API needs (``model``, ``weights``,
-    ``vocab``, ``encoder_cfg``, ``encoder_key``, ``encoder_state`` when fine-tuned...); no pickle is read.
+    ``vocab``, ``encoder_cfg``, ``encoder_key``, ``encoder_state`` when fine-tuned, ``training``: what
+    the card shows, {} for an export without it); no pickle is read.
     Raise CheckpointError naming a missing, altered or mismatched file."""
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -112,8 +137,10 @@ def load_export(path: str | os.PathLike) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as exc:
         raise CheckpointError(f"export {path}: unreadable file ({exc}); re-export the run") from exc
     ckpt = {k: config[k] for k in ("model", "feature_dim", "vocab_size", "max_len", "encoder_cfg")}
+    training = config.get("training")
     ckpt.update(format_version=2, weights=weights, vocab=vocab, encoder_key=config.get("encoder_key", ""),
-                encoder_provenance=config.get("encoder_provenance", {}), path=str(path))
+                encoder_provenance=config.get("encoder_provenance", {}),
+                training=training if isinstance(training, dict) else {}, path=str(path))
     if encoder_state is not None:
         ckpt["encoder_state"] = encoder_state
     return ckpt
