@@ -6,6 +6,9 @@ validation BLEU-4, a table of sample val captions with their images each epoch, 
 every evaluation split (table + contact sheet), the training curve, the final metrics as the run
 summary (``val/Bleu_4`` there is the best epoch's, not the last's) and, when
 ``logger.log_checkpoint=true``, the best checkpoint as a model artifact.
+
+wandb is optional (the ``wandb`` extra: ``pip install "captioning[wandb]"``); without it ``logger=wandb``
+stops with one line that says how to install it, and ``logger=none`` (the default) never needs it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,21 @@ from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, generat
 from captioning.utils.schema import build, option, plain, problems
 
 MODES = ("offline", "online", "disabled")
+INSTALL = 'pip install "captioning[wandb]"'
+
+
+class WandbUnavailable(ImportError):
+    """``logger=wandb`` was chosen, but the optional wandb package is not installed."""
+
+
+def import_wandb() -> Any:
+    """The wandb module, or WandbUnavailable saying in one line how to install it."""
+    try:
+        import wandb
+    except ImportError:
+        raise WandbUnavailable(f"logger=wandb needs the optional wandb package: install it with {INSTALL} "
+                               f"(or pip install wandb), or choose logger=none") from None
+    return wandb
 
 
 @dataclass
@@ -50,8 +68,7 @@ class WandbLogger:
     """One W&B run per training run; ``log``/``summary``/``finish`` plus tables of captions and failures."""
 
     def __init__(self, cfg: Any, run_dir: str | Path) -> None:
-        import wandb
-
+        wandb = import_wandb()
         found = problems(WandbConfig, cfg.logger, "logger")
         if found:
             raise ValueError("; ".join(found) + " (mode=offline needs no account)")

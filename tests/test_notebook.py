@@ -1,6 +1,5 @@
 """The demo notebook runs top to bottom (CPU, offline) on its fast path, and is stored without outputs."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -16,18 +15,19 @@ def test_notebook_is_stored_without_outputs():
 
 
 def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
+    """Run from a folder outside the project, as after a plain install: it writes only into its working
+    folder there (the session's tiny data aside, reused for speed) and finds the configs in the package."""
     from nbclient import NotebookClient
 
-    # the kernel inherits this environment: a tiny model, data and caches in temporary folders
+    # the kernel inherits this environment: a tiny model, the session's tiny data
     monkeypatch.setenv("CAPTION_DEMO_FAST", "1")
-    monkeypatch.setenv("CAPTION_DEMO_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
-    monkeypatch.setenv("CAPTIONING_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    monkeypatch.delenv("CAPTION_DEMO_CHECKPOINT", raising=False)
+    for name in ("CAPTION_DEMO_CHECKPOINT", "CAPTION_DEMO_DIR", "CAPTION_DEMO_RUN_DIR", "CAPTIONING_CACHE"):
+        monkeypatch.delenv(name, raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # raises on any error
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any error
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
@@ -36,7 +36,11 @@ def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
     assert "chelsea (a cat)" in text or "skipped chelsea" in text
     # training curve, 2 synthetic grids, photos, 2 failure sheets, the cell plot and the heatmap
     assert len(images) >= 8, len(images)
-    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "notebook" / "decoder.png").is_file()
+    work = tmp_path / "captioning-demo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captioning-demo"]
+    run_dir = work / "runs" / "notebook" / "fast"
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "notebook" / "decoder.png").is_file()
+    assert list((work / "cache" / "features").glob("shapes_tiny-*"))  # the feature cache in the working folder
 
 
 def test_notebook_shows_an_attention_models_maps(tiny_root, tmp_path, monkeypatch):
@@ -53,9 +57,10 @@ def test_notebook_shows_an_attention_models_maps(tiny_root, tmp_path, monkeypatc
     monkeypatch.setenv("CAPTION_DEMO_CHECKPOINT", str(run_dir))
     monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("CAPTION_DEMO_DIR", str(tmp_path / "work"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=240, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "model show_attend_tell LSTM" in text and "no single recurrent stack" in text
-    assert (run_dir / "notebook" / "attention.png").is_file()
+    assert (run_dir / "notebook" / "attention.png").is_file() and (tmp_path / "work").is_dir()

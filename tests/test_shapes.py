@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ from PIL import Image
 
 from captioning import CONFIG_DIR
 from captioning.data.coco import load_coco_captions
-from captioning.data.shapes import DEFAULTS, MARKER, generate_shapes, resolve_params
+from captioning.data.shapes import (DEFAULTS, MARKER, GeneratorSettingsError, generate_shapes, lock_path,
+                                     resolve_params)
 
 SPLITS = {"train": 40, "val": 8, "test": 8, "test_novel": 16, "val_novel": 8}
 CONFIG = CONFIG_DIR / "data" / "shapes.yaml"
@@ -97,33 +99,56 @@ def test_deterministic_from_the_seed(generated, tmp_path):
     assert _digest(tmp_path / "other") != _digest(root)
 
 
-def test_idempotent_and_regenerates_when_needed(tmp_path):
+def test_idempotent_and_redraws_only_a_deleted_image(tmp_path):
     small = {"train": 6, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
     files = generate_shapes(tmp_path, splits=small)
     png = tmp_path / "images" / "train" / "train_000005.png"
     stamp = png.stat().st_mtime_ns
     assert generate_shapes(tmp_path, splits=small) == files and png.stat().st_mtime_ns == stamp
-    generate_shapes(tmp_path, splits={**small, "train": 4})  # fewer images: stale files removed
-    assert not png.exists() and (tmp_path / "images" / "train" / "train_000003.png").exists()
-    os.unlink(tmp_path / "images" / "val" / "val_000001.png")  # a deleted image is noticed
-    generate_shapes(tmp_path, splits={**small, "train": 4})
+    os.unlink(tmp_path / "images" / "val" / "val_000001.png")  # a deleted image is noticed and redrawn
+    assert generate_shapes(tmp_path, splits=small) == files
     assert (tmp_path / "images" / "val" / "val_000001.png").exists()
+    assert png.stat().st_mtime_ns == stamp  # the others keep their bytes and times: cached features stay valid
     marker = json.loads((tmp_path / MARKER).read_text())
-    assert marker["params"]["splits"]["train"] == 4 and marker["images"] == 12
+    assert marker["params"]["splits"] == small and marker["images"] == 14 and marker["version"] >= 1
 
 
-def test_regenerating_leaves_unchanged_images_untouched(tmp_path):
-    """A larger val split regenerates the set, but train's files keep their bytes and modification times,
-    so their cached features stay valid; a changed image (another seed) is rewritten."""
-    small = {"train": 4, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
+@pytest.mark.parametrize("change, said", [
+    ({"splits": {"train": 4}}, "generator.splits.train: 6 there, 4 here"),
+    ({"seed": 1}, "generator.seed: 0 there, 1 here"),
+    ({"splits": {"extra": 2}, "captions_per_image": 2},
+     "generator.captions_per_image: 5 there, 2 here; generator.splits.extra: null there, 2 here"),
+])  # fmt: skip
+def test_other_settings_stop_with_one_line_and_leave_the_folder_as_it_is(tmp_path, change, said):
+    """A finished set is never regenerated in place (another run may be reading it): the error names the
+    folder, every differing setting and the two ways out."""
+    small = {"train": 6, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
+    generate_shapes(tmp_path / "set", splits=small)
+    before = _digest(tmp_path / "set")
+    other = {**change, "splits": {**small, **change.get("splits", {})}}
+    with pytest.raises(GeneratorSettingsError) as info:
+        generate_shapes(tmp_path / "set", **other)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'set'} holds shapes data generated with other")
+    assert re.search(said, message) and "data.root=" in message and f"delete {tmp_path / 'set'}" in message
+    assert _digest(tmp_path / "set") == before
+    generate_shapes(tmp_path / "own", **other)  # the fix it names works
+
+
+def test_a_killed_generation_is_finished_with_the_settings_asked_for(tmp_path):
+    small = {"train": 6, "val": 2, "test": 2, "test_novel": 2, "val_novel": 2}
     generate_shapes(tmp_path, splits=small)
-    png = tmp_path / "images" / "train" / "train_000003.png"
-    before = (png.read_bytes(), png.stat().st_mtime_ns)
-    generate_shapes(tmp_path, splits={**small, "val": 5})
-    assert (png.read_bytes(), png.stat().st_mtime_ns) == before
-    assert (tmp_path / "images" / "val" / "val_000004.png").exists()
-    generate_shapes(tmp_path, splits=small, seed=1)
-    assert png.read_bytes() != before[0]
+    (tmp_path / MARKER).unlink()  # as a kill before the marker leaves it: no set is finished there
+    generate_shapes(tmp_path, splits={**small, "train": 4})
+    assert not (tmp_path / "images" / "train" / "train_000005.png").exists()  # no image of the old set stays
+    assert json.loads((tmp_path / MARKER).read_text())["params"]["splits"]["train"] == 4
+
+
+def test_the_lock_file_sits_beside_the_folder(tmp_path):
+    assert lock_path(tmp_path / "data" / "shapes") == tmp_path / "data" / "shapes.lock"
+    generate_shapes(tmp_path / "data" / "shapes", splits={"train": 3, "val": 0, "test": 0, "test_novel": 1,
+                                                          "val_novel": 1})
+    assert (tmp_path / "data" / "shapes.lock").exists() and not list((tmp_path / "data" / "shapes").glob("*.lock"))
 
 
 @pytest.mark.parametrize(

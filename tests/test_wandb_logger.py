@@ -5,10 +5,12 @@ import os
 
 import pytest
 
-from captioning.loggers import build_logger
-from captioning.pipeline import run
-from tests.conftest import tiny_cfg
-from tests.wandb_offline import _records, read_offline_run
+pytest.importorskip("wandb", reason="the optional wandb extra is not installed: pip install -e \".[wandb]\"")
+
+from captioning.loggers import build_logger  # noqa: E402 (after the skip)
+from captioning.pipeline import run  # noqa: E402
+from tests.conftest import tiny_cfg  # noqa: E402
+from tests.wandb_offline import _records, read_offline_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ class ShapesDataConfig(DataConfig):
     eval_splits: list[str] = option(["val"], "splits evaluated at the end of training: val (or val and "
                                     "val_novel), so that the test splits stay sealed (docs/results.md, protocol); "
                                     "make_results scores test and test_novel for the final configurations")
-    generator: GeneratorConfig = option(GeneratorConfig(), "the generator's parameters (a change regenerates)")
+    generator: GeneratorConfig = option(GeneratorConfig(), "the generator's parameters (others need another root)")
 
 
 @dataclass

@@ -10,6 +10,10 @@ use only colour-shape pairs that never occur in train/val/test (compositional ge
 Layout under ``root``: ``images/<split>/<split>_000000.png``, ``annotations/captions_<split>.json``
 (COCO captions format plus ``"scenes": {image_id: scene}``) and ``finished.json``, written last, whose
 parameter hash makes generation idempotent. Every image is a pure function of (seed, split, index).
+
+Generation holds the lock file ``<root>.lock``: a second process asking for the same set waits, then reuses
+it. A finished set is never regenerated with other parameters in place, since another run may be reading
+it: such a request raises GeneratorSettingsError, which names the differing settings and the fix.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from PIL import Image, ImageDraw
 from captioning.data.scenes import COLOURS, SHAPES
 from captioning.data.shape_captions import describe
 from captioning.utils.io import save_json
+from captioning.utils.locks import exclusive
 from captioning.utils.progress import progress
 from captioning.utils.schema import option, problems
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump whenever drawing or captions change, so old sets are regenerated
+GENERATOR_VERSION = 1  # bump whenever drawing or captions change, so old sets are not mistaken for new
 MARKER = "finished.json"
 # Visual constants, as fractions of the canvas where geometric; they keep every attribute unambiguous.
 PALETTE = {
@@ -56,7 +61,7 @@ MARGIN = 0.04
 
 @dataclass
 class GeneratorParams:
-    """What decides the generated images and captions (hashed into finished.json: a change regenerates)."""
+    """What decides the generated images and captions (hashed into finished.json: a change needs another root)."""
 
     seed: int = option(0, "every image is a function of (seed, split, index)")
     image_size: int = option(128, "pixels per side", ge=32)
@@ -87,6 +92,10 @@ class GeneratorConfig(GeneratorParams):
 
 
 DEFAULTS: dict[str, Any] = dataclasses.asdict(GeneratorParams())
+
+
+class GeneratorSettingsError(ValueError):
+    """A folder holds a finished shapes set generated with other parameters than the ones asked for."""
 
 
 # --- scene sampling ---------------------------------------------------------------------------------
@@ -175,8 +184,8 @@ def render(scene: Mapping[str, Any], size: int) -> Image.Image:
 
 def _render_chunk(jobs: list[tuple[dict, str, int]]) -> int:
     """Worker: draw and save each (scene, png path, size); a temp name + rename keeps files whole. A file that
-    already holds the same bytes (regenerating after e.g. a split size changed) is left untouched, so its
-    cached features stay valid (the feature cache checks each file's size and modification time)."""
+    already holds the same bytes (finishing a killed generation, or redrawing a deleted image) is left
+    untouched, so its cached features stay valid (the feature cache checks each file's size and mtime)."""
     for scene, path, size in jobs:
         buffer = io.BytesIO()
         render(scene, size).save(buffer, format="PNG", compress_level=1)
@@ -280,13 +289,16 @@ def _coco_json(split: str, first_id: int, scenes: list[dict], captions: list[lis
 
 
 def _already_done(root: Path, digest: str, p: Mapping[str, Any]) -> dict[str, str] | None:
-    """Annotation paths when ``root`` holds a finished set with these parameters and all its files."""
+    """Annotation paths when ``root`` holds a finished set with these parameters and all its files; None when
+    it holds no finished set (or one with files missing); GeneratorSettingsError when another set is there."""
     try:
         marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
         return None
     if marker.get("hash") != digest:
-        return None
+        raise GeneratorSettingsError(
+            f"{root} holds shapes data generated with other settings ({_differences(marker, p)}): give this run "
+            f"its own folder (data.root=<another folder>), or delete {root} to regenerate it there")
     paths = {s: str(root / rel) for s, rel in marker.get("annotations", {}).items()}
     if set(paths) != set(p["splits"]) or not all(os.path.isfile(x) for x in paths.values()):
         return None
@@ -296,6 +308,28 @@ def _already_done(root: Path, digest: str, p: Mapping[str, Any]) -> dict[str, st
         if not all(f"{split}_{i:06d}.png" in names for i in range(n)):
             return None
     return paths
+
+
+def _differences(marker: Mapping[str, Any], p: Mapping[str, Any]) -> str:
+    """'key: X there, Y here; ...' between a finished set's marker and the parameters asked for."""
+    there = _flat(marker.get("params") or {})
+    here = _flat(p)
+    keys = sorted(k for k in set(there) | set(here) if there.get(k) != here.get(k))
+    said = [f"generator.{k}: {json.dumps(there.get(k))} there, {json.dumps(here.get(k))} here" for k in keys]
+    if marker.get("version", GENERATOR_VERSION) != GENERATOR_VERSION or not said:
+        said.append(f"generator version {marker.get('version', 'older')} there, {GENERATOR_VERSION} here")
+    return "; ".join(said)
+
+
+def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters as {'splits.train': 64, ...}, so a difference names the leaf that differs."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _remove_stale(root: Path, split: str, n: int) -> None:
@@ -327,14 +361,28 @@ def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def lock_path(root: str | os.PathLike) -> Path:
+    """The lock file that serialises generating into ``root``: beside the folder, not in it."""
+    root = Path(root).resolve()
+    return root.with_name(root.name + ".lock")
+
+
 def generate_shapes(root: str | os.PathLike, workers: int | None = None, **params: Any) -> dict[str, str]:
-    """Generate (or find already generated) shapes data under ``root``; returns split -> annotation json."""
+    """Generate (or find already generated) shapes data under ``root``; returns split -> annotation json.
+
+    Raises GeneratorSettingsError when ``root`` holds a finished set with other parameters."""
     p = resolve_params(**params)
     root = Path(root).resolve()
     digest = params_hash(p)
-    done = _already_done(root, digest, p)
-    if done is not None:
-        return done
+    with exclusive(lock_path(root), f"shapes data generation in {root}"):
+        done = _already_done(root, digest, p)
+        if done is not None:
+            return done
+        return _generate(root, p, digest, default_workers() if workers is None else workers)
+
+
+def _generate(root: Path, p: Mapping[str, Any], digest: str, workers: int) -> dict[str, str]:
+    """Draw every image and write the annotations, then the marker (only ever with ``root`` locked)."""
     start = time.perf_counter()
     (root / MARKER).unlink(missing_ok=True)  # a killed run must not look finished
     paths, first_id, jobs, payloads = {}, 1, [], {}
@@ -345,13 +393,14 @@ def generate_shapes(root: str | os.PathLike, workers: int | None = None, **param
         files = [str(root / img["file_name"]) for img in payloads[split]["images"]]
         jobs += [(scene, path, p["image_size"]) for scene, path in zip(scenes, files)]
         first_id += n
-    _render_all(jobs, default_workers() if workers is None else workers)
+    _render_all(jobs, workers)
     for split, n in p["splits"].items():
         paths[split] = str(root / "annotations" / f"captions_{split}.json")
         save_json(payloads[split], paths[split], indent=None)
         _remove_stale(root, split, n)
     seconds = time.perf_counter() - start
-    marker = {"hash": digest, "params": p, "annotations": {s: os.path.relpath(x, root) for s, x in paths.items()},
+    marker = {"hash": digest, "version": GENERATOR_VERSION, "params": p,
+              "annotations": {s: os.path.relpath(x, root) for s, x in paths.items()},
               "images": len(jobs), "seconds": round(seconds, 2)}  # fmt: skip
     save_json(marker, root / MARKER)
     log.info("generated %d shapes images in %s in %.1f s", len(jobs), root, seconds)

@@ -11,12 +11,16 @@ change of any of them gets its own directory. Inside it:
   memory-mapped partial file and the progress record (rows done, bad images so far) is saved after
   them every few seconds. A killed extraction resumes from the recorded row; on completion the
   partial file is renamed into place.
+
+``extract_features`` holds the directory's lock file ``features.lock`` from its first look to the opened
+memory map: a second process asking for the same features waits while the first extracts (and logs which
+lock it waits on), then finds the finished cache and extracts nothing. The operating system releases the
+lock of a killed process. Readers without the lock (a shard's check) see meta.json only after its features.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,7 +30,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from captioning.data.images import BadImageError, ImageTransform, load_rgb
 from captioning.utils.io import save_json
+from captioning.utils.locks import exclusive
 from captioning.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -85,13 +90,14 @@ def extract_features(encoder: torch.nn.Module, paths: Sequence[str | os.PathLike
         if bad is None:
             rows, bad, resume = cache.plan(signatures)
             bad = _extract(encoder, paths, rows, bad, cache, signatures, resume, batch_size, num_workers)
-    named = {paths[i]: reason for i, reason in sorted(bad.items())}
-    if named and on_bad_image == "fail":
-        raise BadImagesError(named, dataset_key)
-    if named:
-        log.warning("skipping %d bad image(s) of %s, e.g. %s", len(named), dataset_key, next(iter(named.items())))
-    kept = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
-    return FeatureSet(cache.open_kept(kept), kept, named, cache.dir)
+        named = {paths[i]: reason for i, reason in sorted(bad.items())}
+        if named and on_bad_image == "fail":
+            raise BadImagesError(named, dataset_key)
+        if named:
+            log.warning("skipping %d bad image(s) of %s, e.g. %s", len(named), dataset_key, next(iter(named.items())))
+        kept = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
+        # opened under the lock: another process's finish() deletes out-of-date kept-*.npy copies
+        return FeatureSet(cache.open_kept(kept), kept, named, cache.dir)
 
 
 def cache_layout(encoder: torch.nn.Module) -> tuple[tuple[int, ...], str]:
@@ -132,16 +138,9 @@ class FeatureCache:
         self.partial, self.progress = self.dir / "features.partial.npy", self.dir / "progress.json"
         self.shape, self.dtype = (len(paths), *feature_shape), np.dtype(dtype)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Serialise processes that extract into the same cache (e.g. several ranks or sweep jobs)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Serialise processes that extract into or read the same cache (runs, ranks or sweep jobs)."""
+        return exclusive(self.dir / "features.lock", f"the features of {self.ident['dataset_key']}")
 
     def _read(self, path: Path) -> dict | None:
         try:
@@ -295,6 +294,8 @@ def _extract(encoder: torch.nn.Module, paths: list[str], rows: list[int], bad: d
         features.flush()
         del features
         cache.finish(bad, signatures, time.perf_counter() - started)
+        log.info("extracted the features of %d images of %s into %s in %.1f s", len(rows),
+                 cache.ident["dataset_key"], cache.dir, time.perf_counter() - started)
     finally:
         encoder.train(was_training)
     return bad
