@@ -21,7 +21,10 @@ from tests.conftest import TINY
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_model"
 NOT_MODEL = [o for o in TINY if not o.startswith(("model.", "data.eval_splits"))]  # data, schedule, encoder
-SMALL = ["model.hidden_size=32", "model.embed_dim=16", "data.eval_splits=[test]"]
+SCST = "schedule.stages.self_critical"
+# a smaller model, one self-critical epoch after the smoke schedule's two cross-entropy ones, test split only
+SMALL = ["model.hidden_size=32", "model.embed_dim=16", f"{SCST}.epochs=1", f"{SCST}.samples=2",
+         f"{SCST}.baseline=greedy", "data.eval_splits=[test]"]
 
 
 def start(tmp_path: Path, tiny_root: Path, name: str, *args: str, example: bool = True) -> subprocess.Popen:
@@ -53,6 +56,8 @@ def test_the_example_model_is_trained_evaluated_and_captions_from_its_own_path(t
                  str(EXAMPLE / "configs"), "model=merge", *NOT_MODEL, *SMALL, cache, f"hydra.run.dir={run_dir}"),
            tmp_path, "train")
     trained = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [e["stage"] for e in history["epochs"]] == ["cross_entropy", "cross_entropy", "self_critical"]
     config = json.loads((run_dir / "export" / "config.json").read_text())
     # the export names the user's class by import path, with the yaml's options and the command line's
     assert config["model"] == {"name": "merge_captioner.MergeCaptioner", "embed_dim": 16, "hidden_size": 32,
