@@ -9,7 +9,7 @@ decoders go through the same batched beam search (captioning.nn.decoding.beam_se
   cache       the model itself: step t reads one new position; cross-attention keys/values of the
               regions are computed once (init_state) and kept through the beams' reorders
   cache-copy  the same, but each reorder copies every tensor of the state, the regions' keys/values
-              included (CaptionModel's default select_state: how the model decoded before session 8)
+              included (CaptionModel's default select_state: how the model decoded before commit 7faf0e3)
   prefix      no cache, the decoder layers: step t re-runs every layer over the t words so far
               (the regions projected once, their keys/values every step, the output layer at the last
               position only), the least a cache-free step has to do

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny synthetic dataset and one tiny trained run per test session."""
+"""Shared fixtures: one tiny synthetic dataset and one tiny trained run, each made once per pytest run."""
 
 import os
 from pathlib import Path
@@ -54,7 +54,7 @@ def straight_and_resumed(tmp_root: Path, name: str, *overrides: str, stage: str 
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
-    """A session folder; CAPTIONING_DATA points the data configs' roots into it."""
+    """A folder made once per pytest run; CAPTIONING_DATA points the data configs' roots into it."""
     root = tmp_path_factory.mktemp("tiny")
     os.environ["CAPTIONING_DATA"] = str(root / "data")
     return root
