@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+import captioning.config  # noqa: E402,F401 (registers the config schemas with Hydra)
 from captioning import CONFIG_DIR  # noqa: E402
 from captioning.evaluation.checkpoint import evaluate_checkpoint  # noqa: E402
 from captioning.evaluation.compare import paired_comparison  # noqa: E402
