@@ -46,6 +46,9 @@ def start_together(tmp_path: Path, monkeypatch, count: int = 2) -> list[tuple[in
     go.set()
     for run in runs:
         run.join(timeout=300)
+        if run.is_alive():  # a run stuck on a lock: end it, and let the exit code say so
+            run.kill()
+            run.join()
     return [(run.exitcode, log.read_text() if log.exists() else "") for run, log in zip(runs, logs)]
 
 

@@ -36,8 +36,8 @@ def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
     assert "chelsea (a cat)" in text or "skipped chelsea" in text
     # training curve, 2 synthetic grids, photos, 2 failure sheets, the cell plot and the heatmap
     assert len(images) >= 8, len(images)
-    work = tmp_path / "captioning-demo"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["captioning-demo"]
+    work = tmp_path / "caption-demo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["caption-demo"]
     run_dir = work / "runs" / "notebook" / "fast"
     assert (run_dir / "metrics.json").is_file() and (run_dir / "notebook" / "decoder.png").is_file()
     assert list((work / "cache" / "features").glob("shapes_tiny-*"))  # the feature cache in the working folder

@@ -142,7 +142,7 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
 
     wait = barrier or (lambda: None)
     if index != 0:
-        wait()  # rank 0 generates (synthetic) data first: concurrent generators would race on the files
+        wait()  # rank 0 generates (synthetic) data first; the others then find it finished, not locked
     records = load_dataset(cfg.data, splits)
     if index == 0:
         wait()
