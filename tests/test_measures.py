@@ -12,7 +12,7 @@ from captioning.evaluation.chair import coco_hallucinations, load_instances, men
 from captioning.evaluation.failures import collect_failures
 from captioning.evaluation.measures import (chair, diversity, has_unseen_pairs, hallucinations, pair_recall,
                                             training_reference)
-from captioning.evaluation.scoring import evaluate_split, generate, generate_beams, load_references
+from captioning.evaluation.scoring import evaluate_split, generate, generate_beams, load_references, score_files
 from captioning.text.vocab import Vocabulary
 from tests.conftest import show_tell
 
@@ -87,6 +87,16 @@ def test_coco_chair_on_the_fixture(tmp_path):
     assert [per_image[i]["CHAIR_s"] for i in (1, 2, 3)] == [1.0, 1.0, 0.0]
     page = (tmp_path / "eval" / "failures_val.html").read_text()
     assert "Hallucinated objects" in page and "hot dog" in page
+
+
+def test_score_files_adds_chair_and_diversity(tmp_path):
+    _, hyps = _coco_split(tmp_path)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in hyps.items()]))
+    metrics = score_files(results, FIXTURE / "captions_tiny.json", instances=[str(FIXTURE / "instances_tiny.json")])
+    assert metrics["CHAIR_i"] == pytest.approx(2 / 9) and metrics["CHAIR_s"] == pytest.approx(2 / 3)
+    assert metrics["vocab_used"] == 15.0  # a man and dog on couch with cat two hot dogs pizza table kitten bed
+    assert "CHAIR_i" not in score_files(results, FIXTURE / "captions_tiny.json")
 
 
 def test_coco_chair_needs_instances_that_cover_the_split(tmp_path):

@@ -100,6 +100,6 @@ def score_results(cfg: Any, out_dir: str | Path) -> dict:
         raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
     metrics_cfg = build(MetricsConfig, cfg.metrics)
     metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(metrics_cfg),
-                          on_missing=metrics_cfg.on_missing)
+                          on_missing=metrics_cfg.on_missing, instances=metrics_cfg.instances)
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics

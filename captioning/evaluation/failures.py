@@ -225,7 +225,7 @@ def render_html(report: FailureReport, path: str | Path, thumb_size: int = 128) 
     score_keys = sorted({k for c in cases.values() for k in c.scores}, key=lambda k: (k != report.rank_by, k))
     title = f"Failure cases: {report.split}"
     shown = report.hallucinations is not None
-    most = (f"<h2>Most hallucinated objects per caption ({len(report.most_hallucinating)})</h2>"
+    most = (f"<h2>Captions with the most hallucinated objects ({len(report.most_hallucinating)})</h2>"
             + _case_table(report.most_hallucinating, thumbs, score_keys, shown)) if report.most_hallucinating else ""
     body = (f"<h1>{_e(title)}</h1><p>{report.n_images} images; worst {len(report.worst)} by "
             f"{_e(report.rank_by)}, and a random sample of {len(report.random)}.</p>"

@@ -234,10 +234,19 @@ def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
     return refs
 
 
+def load_scenes(annotation_json: str | Path) -> dict[int, dict]:
+    """The ``scenes`` of a synthetic-shapes annotation file by image id ({} for other COCO files)."""
+    data = _read_json(annotation_json, "annotation file")
+    scenes = data.get("scenes") if isinstance(data, dict) else None
+    return {int(i): s for i, s in scenes.items()} if isinstance(scenes, dict) else {}
+
+
 def score_files(
-    results_json: str | Path, annotation_json: str | Path, extra: Sequence[str] = (), on_missing: str = "raise"
+    results_json: str | Path, annotation_json: str | Path, extra: Sequence[str] = (), on_missing: str = "raise",
+    instances: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Score a COCO results file against a COCO annotation file, over the images in the results."""
+    """Score a COCO results file against a COCO annotation file, over the images in the results; with the
+    diversity measures, and CHAIR from the file's scenes (shapes data) or from COCO ``instances`` files."""
     results, refs = load_results(results_json), load_references(annotation_json)
     unknown = [i for i in results if i not in refs]
     if unknown:
@@ -246,4 +255,11 @@ def score_files(
     if len(results) < len(refs):
         log.warning("%s covers %d of the %d annotated images; scoring those only",
                     results_json, len(results), len(refs))  # fmt: skip
-    return score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)
+    metrics = score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)
+    metrics.update(diversity(list(results.values())))
+    scenes = load_scenes(annotation_json)
+    records = [ImageRecord(i, "", refs[i], scenes.get(i)) for i in results]
+    found = hallucinations(records, results, load_instances(tuple(instances)) if instances else None)
+    if found is not None:
+        metrics.update(chair(found))
+    return metrics
