@@ -64,7 +64,8 @@ def test_coco_mentions_two_word_names_plurals_and_synonyms():
 
 def test_coco_hallucination_counts_reference_mentions_as_present():
     # the couch is in no annotation, but a reference names a sofa: present, as in the paper
-    assert coco_hallucinations("a dog on a couch next to a cat", frozenset({"dog"}), ["a puppy on a sofa"]) == (3, ["cat"])
+    found = coco_hallucinations("a dog on a couch next to a cat", frozenset({"dog"}), ["a puppy on a sofa"])
+    assert found == (3, ["cat"])
 
 
 def _coco_split(tmp_path):
@@ -202,7 +203,8 @@ def test_tiny_run_metrics_have_the_measures(tiny_run):
     run_dir, _ = tiny_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for split in ("test", "test_novel"):
-        assert {"CHAIR_i", "CHAIR_s", "distinct_1", "distinct_2", "vocab_used", "copied_from_train"} <= metrics[split].keys()
+        keys = {"CHAIR_i", "CHAIR_s", "distinct_1", "distinct_2", "vocab_used", "copied_from_train"}
+        assert keys <= metrics[split].keys()
         assert 0 <= metrics[split]["CHAIR_i"] <= 1 and 0 <= metrics[split]["copied_from_train"] <= 1
     assert "pair_recall@5" in metrics["test_novel"] and "pair_recall@5" not in metrics["test"]
     assert metrics["test_novel"]["pair_recall_images"] == 16

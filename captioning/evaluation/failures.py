@@ -115,7 +115,8 @@ def collect_failures(
                 object_images[name].append(i)
         ranked = [(w, len(ids), ids[:examples_per_word])
                   for w, ids in sorted(object_images.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
-        by_count = sorted((i for i in cases if cases[i].hallucinated), key=lambda i: (-len(cases[i].hallucinated), str(i)))
+        named = [i for i in cases if cases[i].hallucinated]
+        by_count = sorted(named, key=lambda i: (-len(cases[i].hallucinated), str(i)))
         worst_named = [cases[i] for i in by_count[:worst_k]]
     return FailureReport(
         split=split,

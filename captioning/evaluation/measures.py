@@ -32,6 +32,7 @@ DISTINCT_N = (1, 2)
 
 # per caption: (objects it mentions, names of those the image does not have)
 Hallucinations = Mapping[Hashable, tuple[int, Sequence[str]]]
+Pairs = frozenset[tuple[str, str]] | set[tuple[str, str]]  # (colour, shape) pairs
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def chair(per_caption: Hallucinations) -> dict[str, float]:
 
 
 def hallucinations(records: Sequence[Any], hypotheses: Mapping[Hashable, str],
-                   instances: Mapping[int, frozenset[str]] | None = None) -> dict[Hashable, tuple[int, list[str]]] | None:
+                   instances: Mapping[int, frozenset[str]] | None = None
+                   ) -> dict[Hashable, tuple[int, list[str]]] | None:
     """Per caption (mentioned objects, hallucinated names): from the scenes when the records have them,
     else from COCO ``instances`` ({image id: categories}, ``chair.load_instances``); None when neither
     applies. Records the instances do not cover are left out; none covered is an error."""
@@ -98,7 +100,7 @@ def hallucinations(records: Sequence[Any], hypotheses: Mapping[Hashable, str],
     return found
 
 
-def unseen_pairs(scene: Mapping[str, Any], seen: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> set[tuple[str, str]]:
+def unseen_pairs(scene: Mapping[str, Any], seen: Pairs) -> set[tuple[str, str]]:
     """The (colour, shape) pairs of a scene's objects that no training scene has."""
     return scene_pairs(scene) - set(seen)
 
@@ -109,8 +111,8 @@ def has_unseen_pairs(records: Sequence[Any], train: TrainingReference) -> bool:
                                      for r in records)
 
 
-def pair_recall(records: Sequence[Any], beams: Mapping[Hashable, Sequence[str]],
-                seen: frozenset[tuple[str, str]] | set[tuple[str, str]], k: int) -> dict[str, float]:
+def pair_recall(records: Sequence[Any], beams: Mapping[Hashable, Sequence[str]], seen: Pairs,
+                k: int) -> dict[str, float]:
     """``pair_recall@k`` (module doc) over the images with unseen pairs, and ``pair_recall_images`` (their
     number); empty when no image has an unseen pair. ``beams``: each image's captions, best first."""
     if k < 1:

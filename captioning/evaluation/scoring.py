@@ -176,13 +176,13 @@ def evaluate_split(
     saved = {i: {**per_image[i], "bleu_stats": stats[i], **{f"acc_{k}": v for k, v in judged.get(i, {}).items()},
                  **_hallucination_entry((found or {}).get(i))} for i in hyps}
 
+    named = None if found is None else {i: names for i, (_, names) in found.items()}
     out_dir = Path(out_dir)
     save_json([{"image_id": i, "caption": h} for i, h in hyps.items()], out_dir / f"results_{split}.json")
     save_json([{"image_id": i, "caption": hyps[i], **saved[i]} for i in hyps], out_dir / f"per_image_{split}.json")
     report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg.rank_by, worst_k=worst_k,
                               random_k=random_k, seed=cfg.report.seed, scene_fn=scene_fn,
-                              top_words=cfg.report.top_wrong_words,
-                              hallucinated={i: names for i, (_, names) in found.items()} if found else None)  # fmt: skip
+                              top_words=cfg.report.top_wrong_words, hallucinated=named)  # fmt: skip
     report.metrics = metrics
     thumb = cfg.report.thumb_size
     render_html(report, out_dir / f"failures_{split}.html", thumb_size=thumb)
