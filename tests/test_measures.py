@@ -12,7 +12,8 @@ from captioning.evaluation.chair import coco_hallucinations, load_instances, men
 from captioning.evaluation.failures import collect_failures
 from captioning.evaluation.measures import (chair, diversity, has_unseen_pairs, hallucinations, pair_recall,
                                             training_reference)
-from captioning.evaluation.scoring import evaluate_split, generate, generate_beams, load_references, score_files
+from captioning.evaluation.scoring import (evaluate_split, generate, generate_beams, load_references, metrics_problems,
+                                          score_files)
 from captioning.text.vocab import Vocabulary
 from tests.conftest import show_tell
 
@@ -98,6 +99,14 @@ def test_score_files_adds_chair_and_diversity(tmp_path):
     assert metrics["CHAIR_i"] == pytest.approx(2 / 9) and metrics["CHAIR_s"] == pytest.approx(2 / 3)
     assert metrics["vocab_used"] == 15.0  # a man and dog on couch with cat two hot dogs pizza table kitten bed
     assert "CHAIR_i" not in score_files(results, FIXTURE / "captions_tiny.json")
+
+
+def test_a_missing_instances_file_is_a_config_problem(tmp_path):
+    assert metrics_problems({"instances": [str(FIXTURE / "instances_tiny.json")]}) == []
+    missing = tmp_path / "instances_val2014.json"
+    assert metrics_problems({"instances": [str(missing)]}) == [
+        f"metrics.instances: {missing} is not a file; give the paths of COCO instances_*.json files, or [] for no "
+        "CHAIR on COCO"]
 
 
 def test_coco_chair_needs_instances_that_cover_the_split(tmp_path):
@@ -206,7 +215,7 @@ def test_tiny_run_metrics_have_the_measures(tiny_run):
         keys = {"CHAIR_i", "CHAIR_s", "distinct_1", "distinct_2", "vocab_used", "copied_from_train"}
         assert keys <= metrics[split].keys()
         assert 0 <= metrics[split]["CHAIR_i"] <= 1 and 0 <= metrics[split]["copied_from_train"] <= 1
-    assert "pair_recall@5" in metrics["test_novel"] and "pair_recall@5" not in metrics["test"]
+    assert "pair_recall@5" in metrics["test_novel"]  # every test_novel scene holds held-out pairs
     assert metrics["test_novel"]["pair_recall_images"] == 16
     per_image = json.loads((run_dir / "eval" / "per_image_test.json").read_text())
     assert all(isinstance(e["hallucinated"], list) for e in per_image)

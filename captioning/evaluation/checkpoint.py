@@ -13,7 +13,7 @@ from captioning.data.datasets import load_dataset
 from captioning.evaluation.measures import training_reference
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
-                                          pair_recall_beams, score_files)
+                                          metrics_problems, pair_recall_beams, score_files)
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig
@@ -49,7 +49,7 @@ class EvaluateRunConfig:
 def evaluate_problems(cfg: Any) -> list[str]:
     """One line per bad value of an evaluate config, and per file a mode needs but was not given."""
     found = [p.removeprefix(".") for p in problems(EvaluateRunConfig, cfg, "")]
-    found += problems(MetricsConfig, cfg.metrics, "metrics")
+    found += metrics_problems(cfg.metrics)
     if cfg.mode == "checkpoint" and not cfg.checkpoint:
         found.append("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
     if cfg.mode == "score" and not (cfg.results and cfg.annotations):

@@ -25,7 +25,7 @@ from captioning.evaluation.metrics import bleu_statistics, per_image_scores, sco
 from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import save_json
-from captioning.utils.schema import build, option, plain
+from captioning.utils.schema import build, option, plain, problems
 
 log = logging.getLogger(__name__)
 BASELINES = ("nearest_neighbour", "most_frequent")  # captioning/evaluation/baselines.py
@@ -79,6 +79,17 @@ class MetricsConfig:
 
 
 _EXTRA_FLAGS = {"cider": "CIDEr", "rouge": "ROUGE_L", "meteor": "METEOR", "spice": "SPICE"}
+
+
+def metrics_problems(metrics_cfg: Any) -> list[str]:
+    """One line per bad value of a metrics config, and per ``instances`` file that is not there (checked
+    before training, not when the run evaluates)."""
+    found = problems(MetricsConfig, metrics_cfg, "metrics")
+    listed = plain(metrics_cfg).get("instances")
+    if not found and listed:
+        found += [f"metrics.instances: {p} is not a file; give the paths of COCO instances_*.json files, or [] "
+                  "for no CHAIR on COCO" for p in listed if not Path(p).is_file()]
+    return found
 
 
 def extra_metrics(metrics_cfg: Any) -> list[str]:
