@@ -26,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 
 from captioning.data.datasets import DATA_SCHEMAS, data_problems
 from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_problems
-from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, metrics_problems
 from captioning.features.encoder import EncoderConfig, encoder_problems
 from captioning.features.shards import parse_shard
 from captioning.loggers import NoLoggerConfig, logger_problems
@@ -186,7 +186,7 @@ def config_problems(cfg: Any) -> list[str]:
         found.append(str(exc))
     found += problems(CellConfig, cfg.cell, "cell")  # the model's copy (model.cell = ${cell}) is the same node
     found += problems(ScheduleConfig, cfg.schedule, "schedule") + schedule_problems(cfg.schedule)
-    found += data_problems(cfg.data) + encoder_problems(cfg.encoder) + problems(MetricsConfig, cfg.metrics, "metrics")
+    found += data_problems(cfg.data) + encoder_problems(cfg.encoder) + metrics_problems(cfg.metrics)
     found += logger_problems(cfg.logger) + problems(TrainerConfig, cfg.trainer, "trainer")
     if "shard" in cfg:
         try:

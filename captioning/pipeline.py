@@ -16,7 +16,8 @@ from captioning.evaluation import baselines
 from captioning.evaluation.attention_maps import failure_attention, has_attention
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
-from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate
+from captioning.evaluation.measures import training_reference
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate, pair_recall_beams
 from captioning.features.prepare import prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -111,12 +112,15 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
     max_len = cfg.data.max_caption_len
     train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
     cider_df = cider_document_frequencies(train_caps) if metrics_cfg.cider else None
+    train_ref = training_reference(prepared.splits[cfg.data.train_split])  # copied captions, unseen pairs
     results = {}
     for split in cfg.data.eval_splits:
         records, feats = prepared.splits[split], prepared.features[split]
         hyps = generate(model, prepared.vocab, records, feats, build(DecodingConfig, cfg.decoding), max_len)
+        beams = pair_recall_beams(model, prepared.vocab, records, feats, cfg.decoding, max_len, metrics_cfg, train_ref)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
-                                        worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df)
+                                        worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df,
+                                        train=train_ref, beams=beams)
         if has_attention(model):  # the failure report's companion: where the model looked in its worst captions
             per_image = {e["image_id"]: e for e in json.loads((run_dir / "eval" / f"per_image_{split}.json").read_text())}
             failure_attention(model, prepared.vocab, records, feats, per_image,
@@ -131,7 +135,8 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
             hyp_b = {r.image_id: c for r, c in zip(records, caps)}
             results[f"{name}/{split}"] = evaluate_split(records, hyp_b, run_dir / "eval" / "baselines",
                                                         f"{name}_{split}", metrics_cfg, worst_k=eval_cfg.worst_k,
-                                                        random_k=eval_cfg.random_k, cider_df=cider_df)
+                                                        random_k=eval_cfg.random_k, cider_df=cider_df,
+                                                        train=train_ref)
     return results
 
 

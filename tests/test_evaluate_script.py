@@ -18,6 +18,9 @@ def test_checkpoint_mode_reproduces_the_training_runs_metrics(tiny_run, tmp_path
     out = evaluate_checkpoint(eval_cfg(f"checkpoint={run_dir}", "split=test_novel"), tmp_path)
     # the same checkpoint, split and decoding settings as the training run's final evaluation
     assert out["test_novel"]["Bleu_4"] == results["test_novel"]["Bleu_4"]
+    # the measures too: the training captions and the held-out pairs come from the checkpoint's data
+    for key in ("CHAIR_i", "CHAIR_s", "distinct_2", "copied_from_train", "pair_recall@5"):
+        assert out["test_novel"][key] == results["test_novel"][key]
     assert json.loads((tmp_path / "metrics.json").read_text()) == out
     assert out["_run"]["checkpoint"].endswith("best.pt")
     captions = json.loads((tmp_path / "results_test_novel.json").read_text())
@@ -36,3 +39,5 @@ def test_score_mode_scores_any_results_file(tiny_run, tiny_root, tmp_path):
     res = run_dir / "eval" / "results_test.json"
     out = score_results(eval_cfg("mode=score", f"results={res}", f"annotations={annotations}"), tmp_path)
     assert out["Bleu_4"] == results["test"]["Bleu_4"]
+    for key in ("CHAIR_i", "CHAIR_s", "distinct_1", "vocab_used"):  # CHAIR from the annotation file's scenes
+        assert out[key] == results["test"][key]

@@ -6,6 +6,10 @@ the scene's description occurs in training; ``unseen_pair_colours`` says what co
 the objects whose colour-shape pair no training scene has (composed, or recalled from training). All are
 pure functions of records (``ImageRecord``-like:
 ``image_id``, ``captions``, ``scene``) and are not wired into the pipeline.
+
+``scene_hallucinations`` (which objects a caption names that its scene does not have, the per-caption
+count behind CHAIR) and ``names_pair`` (does a caption name a colour-shape pair) are exact on every scene;
+captioning/evaluation/measures.py turns them into CHAIR_i, CHAIR_s and held-out-pair recall@k.
 """
 
 from __future__ import annotations
@@ -176,3 +180,59 @@ def unseen_pair_colours(records: Sequence[Any], hypotheses: Mapping[Any, str], t
                 counts["other"] += 1
     total = sum(counts.values())
     return {"objects": float(total), **({k: counts[k] / total for k in PAIR_OUTCOMES} if total else {})}
+
+
+def mentioned_objects(caption: str) -> list[dict[str, str | None]]:
+    """The objects a caption mentions: one per shape word, with the size and colour words before it
+    (``scenes.parse_caption``; a repeated phrase is mentioned twice)."""
+    return parse_caption(caption)["objects"]
+
+
+def object_name(mention: Mapping[str, Any]) -> str:
+    """'red circle' (or 'circle' when the caption names no colour): how a mentioned object is reported."""
+    return " ".join(w for w in (mention.get("colour"), mention["shape"]) if w)
+
+
+def _could_be(mention: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """A mention can stand for a scene object: same shape, and same colour where the caption names one."""
+    return mention["shape"] == obj["shape"] and mention.get("colour") in (None, obj["colour"])
+
+
+def scene_hallucinations(scene: Mapping[str, Any], caption: str) -> tuple[int, list[str]]:
+    """(objects the caption mentions, the names of those the scene does not have), exact per scene.
+
+    Mentioned objects: ``mentioned_objects`` (every shape word with its colour and size words). A mention
+    can stand for a scene object of its shape and, if it names a colour, of that colour; size plays no
+    part (a wrong size is a size error, ``acc_size``, not an absent object). Mentions are paired one to one
+    with scene objects they can stand for, as many as possible (a maximum bipartite matching; mentions
+    naming a colour are placed first, so that of "a circle and a red circle" with one red circle the
+    bare "circle" is the one left over). A mention left unpaired is hallucinated: its shape is absent,
+    its colour-shape pair is absent, or the caption names more such objects than the scene has.
+    Hallucinated mentions are named by ``object_name``, in caption order."""
+    mentions = mentioned_objects(caption)
+    objs = scene["objects"]
+    owner: dict[int, int] = {}  # scene object -> the mention paired with it
+
+    def place(m: int, tried: set[int]) -> bool:  # Kuhn's augmenting path from mention m
+        for s, obj in enumerate(objs):
+            if s not in tried and _could_be(mentions[m], obj):
+                tried.add(s)
+                if s not in owner or place(owner[s], tried):
+                    owner[s] = m
+                    return True
+        return False
+
+    for m in sorted(range(len(mentions)), key=lambda m: mentions[m].get("colour") is None):
+        place(m, set())
+    paired = set(owner.values())
+    return len(mentions), [object_name(x) for m, x in enumerate(mentions) if m not in paired]
+
+
+def names_pair(caption: str, colour: str, shape: str) -> bool:
+    """Whether a caption mentions a ``colour`` ``shape`` (that colour word on that shape word)."""
+    return any(m["shape"] == shape and m.get("colour") == colour for m in mentioned_objects(caption))
+
+
+def scene_pairs(scene: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (colour, shape) pairs of a scene's objects."""
+    return {(o["colour"], o["shape"]) for o in scene["objects"]}

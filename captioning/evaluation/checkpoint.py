@@ -10,9 +10,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from captioning.data.datasets import load_dataset
+from captioning.evaluation.measures import training_reference
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
-                                          score_files)
+                                          metrics_problems, pair_recall_beams, score_files)
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig
@@ -48,7 +49,7 @@ class EvaluateRunConfig:
 def evaluate_problems(cfg: Any) -> list[str]:
     """One line per bad value of an evaluate config, and per file a mode needs but was not given."""
     found = [p.removeprefix(".") for p in problems(EvaluateRunConfig, cfg, "")]
-    found += problems(MetricsConfig, cfg.metrics, "metrics")
+    found += metrics_problems(cfg.metrics)
     if cfg.mode == "checkpoint" and not cfg.checkpoint:
         found.append("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
     if cfg.mode == "score" and not (cfg.results and cfg.annotations):
@@ -77,12 +78,16 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
     records = prepared.splits[cfg.split]
     hyps = generate(model, vocab, records, prepared.features[cfg.split], cfg.decoding, run_cfg.data.max_caption_len)
     report, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
-    cider_df = None
-    if metrics_cfg.cider:  # CIDEr on the main job's scale: the training references' document frequencies
-        train = run_cfg.data.train_split
-        cider_df = cider_document_frequencies([r.captions for r in load_dataset(run_cfg.data, [train])[train]])
+    train = run_cfg.data.train_split
+    train_records = load_dataset(run_cfg.data, [train])[train]  # copied captions, unseen pairs, CIDEr's scale
+    # CIDEr on the main job's scale: the training references' document frequencies
+    cider_df = cider_document_frequencies([r.captions for r in train_records]) if metrics_cfg.cider else None
+    train_ref = training_reference(train_records)
+    beams = pair_recall_beams(model, vocab, records, prepared.features[cfg.split], cfg.decoding,
+                              run_cfg.data.max_caption_len, metrics_cfg, train_ref)
     metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, metrics_cfg,
-                                         worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df)}
+                                         worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df,
+                                         train=train_ref, beams=beams)}
     # which training run this was (captioning-paired pairs runs by seed)
     metrics["_run"] = {"seed": run_cfg.get("seed"), "checkpoint": ckpt["path"]}
     save_json(metrics, Path(out_dir) / "metrics.json")
@@ -95,6 +100,6 @@ def score_results(cfg: Any, out_dir: str | Path) -> dict:
         raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
     metrics_cfg = build(MetricsConfig, cfg.metrics)
     metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(metrics_cfg),
-                          on_missing=metrics_cfg.on_missing)
+                          on_missing=metrics_cfg.on_missing, instances=metrics_cfg.instances)
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics

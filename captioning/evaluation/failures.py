@@ -3,7 +3,9 @@
 ``collect_failures`` gathers the cases from per-image scores. On synthetic scenes a ``scene_fn(scene,
 caption) -> list[str]`` (``captioning.data.scenes.error_kinds``) names what went wrong in each caption;
 on data without scenes the report lists the most frequent wrong words (generated, but in none of the
-image's references) with example images. ``render_html`` writes a self-contained page (thumbnails
+image's references) with example images. Given each caption's hallucinated objects (CHAIR,
+captioning/evaluation/measures.py), it ranks the objects most often hallucinated and the captions with
+the most, and each case names its own. ``render_html`` writes a self-contained page (thumbnails
 embedded as base64) and ``render_contact_sheet`` a PNG grid; both are written atomically.
 """
 
@@ -38,6 +40,7 @@ class FailureCase:
     scores: dict[str, float]
     error_kinds: list[str] | None = None  # None: no scene to check against
     wrong_words: list[str] = field(default_factory=list)
+    hallucinated: list[str] | None = None  # None: hallucination not measured on this data
 
 
 @dataclass
@@ -52,6 +55,9 @@ class FailureReport:
     error_counts: dict[str, int] | None  # over all images with scenes; None without scenes
     wrong_words: list[tuple[str, int, list[int]]]  # (word, images it is wrong in, example image ids)
     metrics: dict[str, float] = field(default_factory=dict)
+    # (object, captions naming it though the image lacks it, example image ids), most frequent first
+    hallucinations: list[tuple[str, int, list[int]]] | None = None
+    most_hallucinating: list[FailureCase] = field(default_factory=list)  # most hallucinated objects first
 
 
 def wrong_words(caption: str, references: Sequence[str]) -> list[str]:
@@ -77,8 +83,11 @@ def collect_failures(
     scene_fn: SceneFn | None = None,
     top_words: int = 20,
     examples_per_word: int = 4,
+    hallucinated: Mapping[int, Sequence[str]] | None = None,
 ) -> FailureReport:
-    """Worst-k by ``per_image[id][rank_by]``, a seeded random sample, error kinds and wrong words."""
+    """Worst-k by ``per_image[id][rank_by]``, a seeded random sample, error kinds and wrong words; given
+    ``hallucinated`` ({image_id: hallucinated object names}), the objects ranked by how many captions
+    hallucinate them and the worst-k captions by their number of hallucinated objects."""
     missing = [r.image_id for r in records if r.image_id not in hypotheses or r.image_id not in per_image]
     if missing:
         raise ValueError(f"{len(missing)} records have no hypothesis or per-image score, e.g. ids {missing[:5]}")
@@ -92,11 +101,23 @@ def collect_failures(
         wrong = wrong_words(hyp, r.captions)
         for w in wrong:
             word_images[w].append(r.image_id)
+        named = list(hallucinated.get(r.image_id, [])) if hallucinated is not None else None
         cases[r.image_id] = FailureCase(r.image_id, r.path, hyp, list(r.captions), dict(per_image[r.image_id]),
-                                        kinds, wrong)  # fmt: skip
+                                        kinds, wrong, named)  # fmt: skip
     order = sorted(cases, key=lambda i: (cases[i].scores[key], str(i)))  # lowest first, ties by id
     sample = random.Random(seed).sample(list(cases), min(random_k, len(cases)))
     frequent = sorted(word_images.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top_words]
+    ranked, worst_named = None, []
+    if hallucinated is not None:
+        object_images = defaultdict(list)
+        for i in cases:
+            for name in dict.fromkeys(cases[i].hallucinated or []):
+                object_images[name].append(i)
+        ranked = [(w, len(ids), ids[:examples_per_word])
+                  for w, ids in sorted(object_images.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+        named = [i for i in cases if cases[i].hallucinated]
+        by_count = sorted(named, key=lambda i: (-len(cases[i].hallucinated), str(i)))
+        worst_named = [cases[i] for i in by_count[:worst_k]]
     return FailureReport(
         split=split,
         rank_by=key,
@@ -105,6 +126,8 @@ def collect_failures(
         random=[cases[i] for i in sample],
         error_counts=dict(error_counts.most_common()) if with_scene else None,
         wrong_words=[(w, len(ids), ids[:examples_per_word]) for w, ids in frequent],
+        hallucinations=ranked,
+        most_hallucinating=worst_named,
     )
 
 
@@ -115,7 +138,8 @@ def report_rows(report: FailureReport) -> list[dict[str, Any]]:
         for c in cases:
             rows.append({"group": group, "image_id": c.image_id, "path": c.path, "caption": c.caption,
                          "references": " | ".join(c.references), **c.scores,
-                         "error_kinds": ", ".join(c.error_kinds or []), "wrong_words": ", ".join(c.wrong_words)})
+                         "error_kinds": ", ".join(c.error_kinds or []), "wrong_words": ", ".join(c.wrong_words),
+                         "hallucinated": ", ".join(c.hallucinated or [])})
     return rows
 
 
@@ -151,20 +175,24 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _case_row(case: FailureCase, thumb: str, score_keys: list[str]) -> str:
+def _case_row(case: FailureCase, thumb: str, score_keys: list[str], hallucination: bool) -> str:
     refs = "".join(f"<li>{_e(r)}</li>" for r in case.references)
     scores = "<br>".join(f"{_e(k)} {case.scores[k]:.3f}" for k in score_keys if k in case.scores)
     kinds = ", ".join(case.error_kinds) if case.error_kinds else ("none" if case.error_kinds is not None else "")
     wrong = ", ".join(case.wrong_words)
+    named = f'<td class="err">{_e(", ".join(case.hallucinated or []) or "none")}</td>' if hallucination else ""
     return (f'<tr><td><img src="{thumb}" alt="image {_e(case.image_id)}"><br>{_e(case.image_id)}</td>'
             f'<td class="cap">{_e(case.caption)}</td><td><ul>{refs}</ul></td><td class="score">{scores}</td>'
-            f'<td class="err">{_e(kinds)}</td><td>{_e(wrong)}</td></tr>')
+            f'<td class="err">{_e(kinds)}</td><td>{_e(wrong)}</td>{named}</tr>')
 
 
-def _case_table(cases: list[FailureCase], thumbs: dict[int, str], score_keys: list[str]) -> str:
+def _case_table(cases: list[FailureCase], thumbs: dict[int, str], score_keys: list[str],
+                hallucination: bool = False) -> str:
     head = ("<tr><th>image</th><th>generated caption</th><th>references</th><th>scores</th>"
-            "<th>error kinds</th><th>wrong words</th></tr>")
-    return "<table>" + head + "".join(_case_row(c, thumbs[c.image_id], score_keys) for c in cases) + "</table>"
+            "<th>error kinds</th><th>wrong words</th>" + ("<th>hallucinated objects</th>" if hallucination else "")
+            + "</tr>")
+    rows = "".join(_case_row(c, thumbs[c.image_id], score_keys, hallucination) for c in cases)
+    return "<table>" + head + rows + "</table>"
 
 
 def _summary_tables(report: FailureReport) -> str:
@@ -179,6 +207,13 @@ def _summary_tables(report: FailureReport) -> str:
                      f"{cells}</table>")
     cells = "".join(f"<tr><td>{_e(w)}</td><td>{n}</td><td>{_e(', '.join(map(str, ids)))}</td></tr>"
                     for w, n, ids in report.wrong_words) or "<tr><td colspan=3>none</td></tr>"
+    if report.hallucinations is not None:
+        cells = "".join(f"<tr><td>{_e(w)}</td><td>{n}</td><td>{n / report.n_images:.1%}</td>"
+                        f"<td>{_e(', '.join(map(str, ids)))}</td></tr>"
+                        for w, n, ids in report.hallucinations) or "<tr><td colspan=4>none</td></tr>"
+        parts.append("<h2>Hallucinated objects</h2><p>Named by the caption, absent from the image (CHAIR); "
+                     "most frequent first.</p><table><tr><th>object</th><th>captions</th><th>share</th>"
+                     f"<th>example image ids</th></tr>{cells}</table>")
     parts.append("<h2>Most frequent wrong words</h2><p>Generated, but in none of the image's references.</p>"
                  f"<table><tr><th>word</th><th>captions</th><th>example image ids</th></tr>{cells}</table>")
     return "".join(parts)
@@ -186,17 +221,21 @@ def _summary_tables(report: FailureReport) -> str:
 
 def render_html(report: FailureReport, path: str | Path, thumb_size: int = 128) -> Path:
     """Write the report as one self-contained HTML file (thumbnails embedded); returns its path."""
-    cases = {c.image_id: c for c in report.worst + report.random}
+    cases = {c.image_id: c for c in report.worst + report.random + report.most_hallucinating}
     thumbs = {i: _data_uri(thumbnail(c.path, thumb_size)) for i, c in cases.items()}
     score_keys = sorted({k for c in cases.values() for k in c.scores}, key=lambda k: (k != report.rank_by, k))
     title = f"Failure cases: {report.split}"
+    shown = report.hallucinations is not None
+    most = (f"<h2>Captions with the most hallucinated objects ({len(report.most_hallucinating)})</h2>"
+            + _case_table(report.most_hallucinating, thumbs, score_keys, shown)) if report.most_hallucinating else ""
     body = (f"<h1>{_e(title)}</h1><p>{report.n_images} images; worst {len(report.worst)} by "
             f"{_e(report.rank_by)}, and a random sample of {len(report.random)}.</p>"
             + _summary_tables(report)
             + f"<h2>Worst {len(report.worst)} by {_e(report.rank_by)}</h2>"
-            + _case_table(report.worst, thumbs, score_keys)
+            + _case_table(report.worst, thumbs, score_keys, shown)
+            + most
             + f"<h2>Random sample of {len(report.random)}</h2>"
-            + _case_table(report.random, thumbs, score_keys))
+            + _case_table(report.random, thumbs, score_keys, shown))
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
     with atomic_write(path, "w") as f:
@@ -223,6 +262,8 @@ def render_contact_sheet(report: FailureReport, path: str | Path, thumb_size: in
         label += f"\n{report.rank_by} {case.scores[report.rank_by]:.2f}"
         if case.error_kinds:
             label += "\n" + textwrap.fill(", ".join(case.error_kinds), 30)
+        if case.hallucinated:
+            label += "\n" + textwrap.fill("hallucinated: " + ", ".join(case.hallucinated), 30)
         ax.set_xlabel(label, fontsize=7)
     fig.tight_layout()
     with atomic_write(path, "wb") as f:

@@ -17,12 +17,15 @@ import numpy as np
 
 from captioning.data.coco import ImageRecord
 from captioning.data.scenes import attribute_accuracy, error_kinds, scene_judgements
+from captioning.evaluation.chair import load_instances
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
+from captioning.evaluation.measures import (TrainingReference, chair, diversity, hallucinations, has_unseen_pairs,
+                                            pair_recall)
 from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
 from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import save_json
-from captioning.utils.schema import build, option, plain
+from captioning.utils.schema import build, option, plain, problems
 
 log = logging.getLogger(__name__)
 BASELINES = ("nearest_neighbour", "most_frequent")  # captioning/evaluation/baselines.py
@@ -66,12 +69,27 @@ class MetricsConfig:
     on_missing: str = option("warn", "warn: skip a metric that cannot run here and log why | raise: stop with "
                              "the reason", choices=ON_MISSING)
     per_image_cider: bool = option(True, "add CIDEr-D per image to per_image_<split>.json")
+    instances: list[str] = option([], "COCO instances_*.json files (merged by image id) for CHAIR_i/CHAIR_s on "
+                                  "data without scenes (captioning/evaluation/chair.py); [] = no CHAIR there")
+    pair_recall_k: int = option(5, "held-out-pair recall@k on splits whose scenes hold colour-shape pairs no "
+                                "training scene has (beam search of max(k, decoding.beam_size)); 0 = off", ge=0)
     rank_by: str = option("CIDEr", "the per-image score that picks the worst-k failure cases (Bleu_4 where it "
                           "is missing)", choices=RANK_BY)
     report: ReportConfig = option(ReportConfig(), "the failure-case report")
 
 
 _EXTRA_FLAGS = {"cider": "CIDEr", "rouge": "ROUGE_L", "meteor": "METEOR", "spice": "SPICE"}
+
+
+def metrics_problems(metrics_cfg: Any) -> list[str]:
+    """One line per bad value of a metrics config, and per ``instances`` file that is not there (checked
+    before training, not when the run evaluates)."""
+    found = problems(MetricsConfig, metrics_cfg, "metrics")
+    listed = plain(metrics_cfg).get("instances")
+    if not found and listed:
+        found += [f"metrics.instances: {p} is not a file; give the paths of COCO instances_*.json files, or [] "
+                  "for no CHAIR on COCO" for p in listed if not Path(p).is_file()]
+    return found
 
 
 def extra_metrics(metrics_cfg: Any) -> list[str]:
@@ -94,6 +112,26 @@ def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], 
     return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
 
 
+def generate_beams(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
+                   decoding: Any, max_len: int, k: int) -> dict[int, list[str]]:
+    """The top ``k`` beam-search captions of every image, best first ({image_id: captions}): a beam of
+    max(k, ``decoding.beam_size``) with the decoding's length exponent and batch size."""
+    opts = build(DecodingConfig, decoding)
+    out = decode_batched(model, features, batch_size=opts.batch_size, max_len=max_len, method="beam",
+                         beam_size=max(k, opts.beam_size), length_alpha=opts.length_alpha, keep_beams=k)
+    return {r.image_id: [vocab.decode(t) for t, _ in beams] for r, beams in zip(records, out.beams)}
+
+
+def pair_recall_beams(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
+                      decoding: Any, max_len: int, metrics_cfg: Any, train: TrainingReference) -> dict | None:
+    """``generate_beams`` of ``metrics.pair_recall_k`` captions where the split's scenes hold colour-shape
+    pairs the training scenes lack (``val_novel``/``test_novel``), for ``evaluate_split``; else None."""
+    k = build(MetricsConfig, metrics_cfg).pair_recall_k
+    if not k or not has_unseen_pairs(records, train):
+        return None
+    return generate_beams(model, vocab, records, features, decoding, max_len, k)
+
+
 def evaluate_split(
     records: Sequence[Any],
     hypotheses: Mapping[int, str],
@@ -104,6 +142,8 @@ def evaluate_split(
     worst_k: int = 24,
     random_k: int = 12,
     cider_df: Any = None,
+    train: TrainingReference | None = None,
+    beams: Mapping[int, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
     results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png.
@@ -115,7 +155,14 @@ def evaluate_split(
     document frequencies, the same for every split; ``CIDEr_official`` is pycocoevalcap's per-split one.
     Each per-image entry holds the caption, sentence BLEU, CIDEr, ``bleu_stats`` (the counts corpus BLEU
     sums, ``metrics.bleu_statistics``) and, for scenes, the applicable ``acc_*`` judgements (0/1, the
-    bound fraction for ``acc_binding``): the metric of the split is their mean (BLEU: of the counts)."""
+    bound fraction for ``acc_binding``): the metric of the split is their mean (BLEU: of the counts).
+
+    Every split also gets the measures of captioning/evaluation/measures.py: ``distinct_1``, ``distinct_2``,
+    ``vocab_used``, and with ``train`` (``measures.training_reference`` of the training split)
+    ``copied_from_train``; ``CHAIR_i``/``CHAIR_s`` on scenes, or with ``metrics_cfg.instances``; with
+    ``beams`` (``generate_beams``) and ``train``, ``pair_recall@k`` where scenes hold unseen pairs. Where
+    CHAIR applies, each per-image entry adds ``objects_mentioned``, ``hallucinated`` (the names) and
+    ``CHAIR_s`` (0/1), and the failure report ranks the hallucinated objects."""
     cfg = build(MetricsConfig, metrics_cfg)
     hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
     missing = [i for i, h in hyps.items() if h is None]
@@ -129,23 +176,38 @@ def evaluate_split(
         scene_fn = scene_fn or error_kinds
         metrics.update({f"acc_{k}": v for k, v in attribute_accuracy(records, hyps).items()})
         judged = scene_judgements(records, hyps)
+    metrics.update(diversity(list(hyps.values()), train))
+    found = hallucinations(records, hyps, load_instances(tuple(cfg.instances)) if cfg.instances else None)
+    if found is not None:
+        metrics.update(chair(found))
+    if beams is not None and train is not None and cfg.pair_recall_k:
+        metrics.update(pair_recall(records, beams, train.pairs, cfg.pair_recall_k))
     per_image = per_image_scores(refs, hyps, cider=cfg.per_image_cider, cider_df=cider_df)
     stats = bleu_statistics(refs, hyps)
-    saved = {i: {**per_image[i], "bleu_stats": stats[i], **{f"acc_{k}": v for k, v in judged.get(i, {}).items()}}
-             for i in hyps}
+    saved = {i: {**per_image[i], "bleu_stats": stats[i], **{f"acc_{k}": v for k, v in judged.get(i, {}).items()},
+                 **_hallucination_entry((found or {}).get(i))} for i in hyps}
 
+    named = None if found is None else {i: names for i, (_, names) in found.items()}
     out_dir = Path(out_dir)
     save_json([{"image_id": i, "caption": h} for i, h in hyps.items()], out_dir / f"results_{split}.json")
     save_json([{"image_id": i, "caption": hyps[i], **saved[i]} for i in hyps], out_dir / f"per_image_{split}.json")
     report = collect_failures(records, hyps, per_image, split=split, rank_by=cfg.rank_by, worst_k=worst_k,
                               random_k=random_k, seed=cfg.report.seed, scene_fn=scene_fn,
-                              top_words=cfg.report.top_wrong_words)  # fmt: skip
+                              top_words=cfg.report.top_wrong_words, hallucinated=named)  # fmt: skip
     report.metrics = metrics
     thumb = cfg.report.thumb_size
     render_html(report, out_dir / f"failures_{split}.html", thumb_size=thumb)
     render_contact_sheet(report, out_dir / f"failures_{split}.png", thumb_size=thumb,
                          columns=cfg.report.columns)  # fmt: skip
     return metrics
+
+
+def _hallucination_entry(found: tuple[int, Sequence[str]] | None) -> dict[str, Any]:
+    """The per-image CHAIR fields of one caption (none where CHAIR does not apply)."""
+    if found is None:
+        return {}
+    mentioned, names = found
+    return {"objects_mentioned": mentioned, "hallucinated": list(names), "CHAIR_s": float(bool(names))}
 
 
 def _read_json(path: str | Path, what: str) -> Any:
@@ -183,10 +245,19 @@ def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
     return refs
 
 
+def load_scenes(annotation_json: str | Path) -> dict[int, dict]:
+    """The ``scenes`` of a synthetic-shapes annotation file by image id ({} for other COCO files)."""
+    data = _read_json(annotation_json, "annotation file")
+    scenes = data.get("scenes") if isinstance(data, dict) else None
+    return {int(i): s for i, s in scenes.items()} if isinstance(scenes, dict) else {}
+
+
 def score_files(
-    results_json: str | Path, annotation_json: str | Path, extra: Sequence[str] = (), on_missing: str = "raise"
+    results_json: str | Path, annotation_json: str | Path, extra: Sequence[str] = (), on_missing: str = "raise",
+    instances: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Score a COCO results file against a COCO annotation file, over the images in the results."""
+    """Score a COCO results file against a COCO annotation file, over the images in the results; with the
+    diversity measures, and CHAIR from the file's scenes (shapes data) or from COCO ``instances`` files."""
     results, refs = load_results(results_json), load_references(annotation_json)
     unknown = [i for i in results if i not in refs]
     if unknown:
@@ -195,4 +266,11 @@ def score_files(
     if len(results) < len(refs):
         log.warning("%s covers %d of the %d annotated images; scoring those only",
                     results_json, len(results), len(refs))  # fmt: skip
-    return score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)
+    metrics = score({i: refs[i] for i in results}, results, extra=extra, on_missing=on_missing)
+    metrics.update(diversity(list(results.values())))
+    scenes = load_scenes(annotation_json)
+    records = [ImageRecord(i, "", refs[i], scenes.get(i)) for i in results]
+    found = hallucinations(records, results, load_instances(tuple(instances)) if instances else None)
+    if found is not None:
+        metrics.update(chair(found))
+    return metrics
