@@ -1,14 +1,16 @@
-"""Benchmarks that write docs/benchmarks.md: `python scripts/benchmark.py [--quick] [--only SECTION ...]`.
+"""The suite that writes docs/benchmarks.md, section by section: `python scripts/benchmark.py [--quick] [--only SECTION ...]`.
 
-Sections (benchmarks/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
-end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
-beam (batched vs one image at a time), step (where a training step of the main
-job goes: phases, profiler self time by kind, padding; random vs length-bucketed batches), bleu (ours vs the official scorer), scaling (time and peak
-memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
+Sections: cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to end vs bare encoder
+forward), cached_features (training on cached features vs recomputing the CNN), beam (batched vs one image at
+a time), step (where a training step of the main job goes: phases, profiler self time by kind, padding; random
+vs length-bucketed batches), bleu (ours vs the official scorer), scaling (time and peak memory at growing
+sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
 Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
 load average) and the exact command. --quick shrinks every size to check that the sections work.
 On a GPU: scripts/benchmark_gpu.sh (--device cuda --precision bf16), written beside the CPU sections.
 """
+
+from __future__ import annotations
 
 import argparse
 import sys
@@ -17,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside the package, not in it
-
+from benchmarks import DRIVER, PROG
 from benchmarks.beam import beam_report
 from benchmarks.cached import cached_report
 from benchmarks.cells import cells_report
@@ -35,8 +36,10 @@ SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_feat
 CPU_ONLY = {"bleu"}  # no tensor work: the same figure on any device
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None, epilog: str | None = None) -> argparse.Namespace:
+    """The suite's options (``epilog``: more help text, the driver's list of the other benchmarks)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="small sizes: the sections run; figures not to quote")
     parser.add_argument("--repeats", type=int, default=10)
@@ -56,8 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, epilog: str | None = None) -> None:
+    """Run the chosen sections and write each into --out (the others are kept)."""
+    args = parse_args(argv, epilog)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             sys.exit("--device cuda: no CUDA GPU is visible here; run the CPU suite without --device")
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()  # as every entry point of the package does (captioning/utils/memory.py)
     opts = Options(quick=args.quick, repeats=args.repeats, device=args.device, amp=args.amp, work_dir=args.work_dir,
                    scaling_sizes=args.scaling_sizes, workers=args.workers)
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"{DRIVER} " + " ".join(sys.argv[1:] if argv is None else argv)
     failed = []
     for name in args.only:
         if args.device != "cpu" and name in CPU_ONLY:
@@ -91,6 +95,3 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         sys.exit(f"sections failed: {', '.join(failed)} (their error is in {args.out})")
 
-
-if __name__ == "__main__":
-    main()
