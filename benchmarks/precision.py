@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from benchmarks import DRIVER, PROG
 from benchmarks.common import ROOT
 from captioning import CONFIG_DIR
+from captioning.config import register_schemas
 from captioning.evaluation.checkpoint import evaluate_checkpoint
 from captioning.evaluation.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
@@ -31,6 +32,7 @@ METRICS = ("Bleu_4", "acc_scene")
 
 def evaluate(run_dir: Path, split: str, precision: str, out_dir: Path) -> dict:
     """captioning-evaluate checkpoint=<run_dir> split=<split> precision=<precision>, written to ``out_dir``."""
+    register_schemas()  # the yaml files build on the declared schemas, as the command's import registers them
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"checkpoint={run_dir}", f"split={split}", f"precision={precision}"])
     out_dir.mkdir(parents=True, exist_ok=True)
