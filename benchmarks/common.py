@@ -1,9 +1,12 @@
-"""What every benchmark section shares: options, timing with device sync, configs and synthetic images."""
+"""What the benchmarks share: options, timing with device sync, configs and synthetic images, the commit
+compared against and the report sections they write."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +15,15 @@ from typing import Any, Callable, Iterator
 import torch
 
 from captioning import CONFIG_DIR as CONFIGS  # the package's configs (captioning/configs)
+from captioning.utils.report import update_section
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: benchmarks/ sits beside the package
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 
 
 @dataclass
 class Options:
-    """Command-line choices every section reads (see scripts/benchmark.py --help)."""
+    """Command-line choices every section of the suite reads (see scripts/benchmark.py --help)."""
 
     quick: bool = False                 # smaller sizes: checks that a section works, not a figure to quote
     repeats: int = 10
@@ -113,3 +120,19 @@ def show_tell(feature_dim: int, vocab_size: int, cell: str = "lstm", embed_dim: 
     options = {"name": "show_tell", "cell": {"name": cell, "num_layers": 1, "backend": backend},
                "embed_dim": embed_dim, "hidden_size": hidden_size, "dropout": 0.0, "lstm_init": "torch"}
     return build_model(options, feature_dim, vocab_size, max_len=16)
+
+
+def short_rev(rev: str, repo: Path = ROOT) -> str:
+    """The short hash of commit ``rev`` (a hash, a branch, main~3, HEAD) of the git checkout ``repo``."""
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", rev], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def write_report(path: str | os.PathLike, name: str, title: str, command: str, body: str, start_line: str) -> str:
+    """Write section ``name`` of the markdown file ``path`` (the others are kept) and print it: its title, the
+    command, ``body``, then the machine (``start_line``, from machine_line() at the start) and its load now."""
+    text = (f"## {title}\n\n`{command.strip()}`\n\n{body.strip()}\n\n"
+            f"{start_line}; at end {os.getloadavg()[0]:.2f}\n")
+    update_section(path, name, text)
+    print(text)
+    return text

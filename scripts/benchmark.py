@@ -1,95 +1,34 @@
-"""Benchmarks that write docs/benchmarks.md: `python scripts/benchmark.py [--quick] [--only SECTION ...]`.
+"""Every benchmark, one driver (the code is in benchmarks/, beside the package):
 
-Sections (benchmarks/): cells (decoder training GFLOP/s vs the GEMM rate), extraction (end to
-end vs bare encoder forward), cached_features (training on cached features vs recomputing the CNN),
-beam (batched vs one image at a time), step (where a training step of the main
-job goes: phases, profiler self time by kind, padding; random vs length-bucketed batches), bleu (ours vs the official scorer), scaling (time and peak
-memory at growing sizes; --scaling-sizes: 10k took 30 min on 2 busy cores, 50k is 5x that).
-Run on a quiet machine: the figures are wall-clock times. Each section records the machine (with its
-load average) and the exact command. --quick shrinks every size to check that the sections work.
-On a GPU: scripts/benchmark_gpu.sh (--device cuda --precision bf16), written beside the CPU sections.
+    python scripts/benchmark.py [--quick] [--only SECTION ...] [options]   # the suite of docs/benchmarks.md
+    python scripts/benchmark.py NAME [options]                             # one of the benchmarks below
+    python scripts/benchmark.py NAME --help                                # its options
 """
 
-import argparse
+import importlib
 import sys
-import traceback
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside the package, not in it
 
-from benchmarks.beam import beam_report
-from benchmarks.cached import cached_report
-from benchmarks.cells import cells_report
-from benchmarks.common import Options
-from benchmarks.extraction import extraction_report
-from benchmarks.scaling import scaling_report
-from benchmarks.scorer import scorer_report
-from benchmarks.step import step_report
-from captioning.utils.memory import keep_freed_memory
-from captioning.utils.report import machine_line, update_section
-
-SECTIONS = {"cells": cells_report, "extraction": extraction_report, "cached_features": cached_report,
-            "beam": beam_report, "bleu": scorer_report, "scaling": scaling_report, "step": step_report}
-CPU_ONLY = {"bleu"}  # no tensor work: the same figure on any device
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
-    parser.add_argument("--quick", action="store_true", help="small sizes: the sections run; figures not to quote")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--num_threads", "--threads", dest="num_threads", type=int, default=None,
-                        help="torch CPU threads, as num_threads= of the configs (default: torch's; --threads: old spelling)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precision", "--amp", dest="precision", default="fp32", choices=["fp32", "bf16", "none"],
-                        help="training steps and encoder, as precision= of the configs: fp32 | bf16 (autocast) "
-                             "(--amp: old spelling; none = fp32)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="data-loader workers decoding images (0: in-process threads, the encoder's default)")
-    parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="synthetic images and caches")
-    parser.add_argument("--out", default="docs/benchmarks.md")
-    args = parser.parse_args(argv)
-    args.amp = "bf16" if args.precision == "bf16" else "none"  # the sections' autocast switch
-    return args
+from benchmarks import BENCHMARKS  # noqa: E402 (imports nothing: a benchmark may choose its package first)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            sys.exit("--device cuda: no CUDA GPU is visible here; run the CPU suite without --device")
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    keep_freed_memory()  # as every entry point of the package does (captioning/utils/memory.py)
-    opts = Options(quick=args.quick, repeats=args.repeats, device=args.device, amp=args.amp, work_dir=args.work_dir,
-                   scaling_sizes=args.scaling_sizes, workers=args.workers)
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    failed = []
-    for name in args.only:
-        if args.device != "cpu" and name in CPU_ONLY:
-            continue
-        machine = machine_line()
-        section = SECTIONS[name]
-        try:
-            body = section(opts, threads=args.num_threads) if name == "scaling" else section(opts)
-        except Exception as err:  # one broken section must not cost the others (a GPU run is one shot)
-            traceback.print_exc()
-            failed.append(name)
-            last = (str(err).strip().splitlines() or [""])[-1]
-            body = f"**Failed**: `{type(err).__name__}: {last}`"
-        key = name if args.device == "cpu" else f"{name}-{args.device}"
-        if args.device == "cpu" and args.amp != "none":  # beside the fp32 CPU figures, not over them
-            key = f"{key}-{args.amp}"
-        quick = " (--quick: smoke-test sizes, not figures to quote)" if args.quick else ""
-        head = f"## {key}{quick}\n\nMachine: {machine}\n\nCommand: `{command.strip()}`"
-        update_section(args.out, key, f"{head}\n\n{body}")
-        print(f"## {key}\n{body}\n", flush=True)
-    if failed:
-        sys.exit(f"sections failed: {', '.join(failed)} (their error is in {args.out})")
+    """Run benchmark ``argv[0]`` with the rest of ``argv`` as its options, or the suite when no name is first."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in BENCHMARKS:
+        importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])
+        return
+    if argv and not argv[0].startswith("-"):
+        sys.exit(f"scripts/benchmark.py: no benchmark {argv[0]!r}; the names are {', '.join(BENCHMARKS)}, or "
+                 f"options of the suite (--only SECTION ...; see --help)")
+    from benchmarks.sections import main as suite
+
+    width = max(map(len, BENCHMARKS))
+    epilog = "\n".join([__doc__.strip(), "", "benchmarks:",
+                        *(f"  {name:<{width}}  {what}" for name, what in BENCHMARKS.items())])
+    suite(argv, epilog=epilog)
 
 
 if __name__ == "__main__":

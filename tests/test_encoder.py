@@ -8,10 +8,13 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+import captioning.features.backbones as backbones
 import captioning.features.encoder as encoder_mod
 from captioning import CONFIG_DIR
 from captioning.data.images import ImageTransform
-from captioning.features.encoder import EncoderWeightsUnavailable, build_encoder, load_efficientnet_lite0
+from captioning.features.backbones import EncoderWeightsUnavailable, load_efficientnet_lite0
+from captioning.features.encoder import build_encoder
+from captioning.features.folding import folded_if_equal
 
 CONFIGS = CONFIG_DIR / "encoder"
 LITE0 = dict(name="efficientnet_lite0", source="package", weights="package", image_size=224)
@@ -155,7 +158,7 @@ def test_hypercolumn_names_a_torchvision_trunks_layers():
     import torchvision
 
     model = torchvision.models.get_model("resnet18", weights=None).eval()
-    enc = encoder_mod.Encoder(encoder_mod._split_torchvision(model, "resnet18"), ImageTransform(64), name="resnet18",
+    enc = encoder_mod.Encoder(backbones.split_torchvision(model, "resnet18"), ImageTransform(64), name="resnet18",
                               source="torchvision", weights_id="test", pool="regions", grid_size=2, hypercolumn=["5"])
     assert enc.feature_shape == (4, 512 + 128)  # the trunk's child 5 is layer2, 128 channels
     assert enc(torch.randn(2, 3, 64, 64)).shape == (2, 4, 640)
@@ -188,7 +191,7 @@ def test_torchvision_feature_is_what_the_classifier_reads(name, dim):
 
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).eval()
-    backbone = encoder_mod._split_torchvision(model, name)
+    backbone = backbones.split_torchvision(model, name)
     enc = encoder_mod.Encoder(backbone, ImageTransform(64), name=name, source="torchvision",
                               weights_id="test", channels_last=True)
     last = (model, "fc") if hasattr(model, "fc") else (model.classifier, str(len(model.classifier) - 1))
@@ -213,7 +216,7 @@ def test_every_config_is_valid(config):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config)  # resolves a file's own defaults list (e.g. the _grid variant)
     cfg = encoder_mod.validate_encoder_config(cfg)
-    assert cfg.source in encoder_mod.SOURCES and cfg.weights is not None
+    assert cfg.source in backbones.SOURCES and cfg.weights is not None
 
 
 def test_config_mistakes_are_named():
@@ -247,7 +250,7 @@ def test_offline_timm_fails_at_once(monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
-    monkeypatch.setattr(encoder_mod, "_online", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(backbones, "host_reachable", lambda host, timeout=3.0: False)
     with pytest.raises(EncoderWeightsUnavailable, match=r"'resnet18'.*huggingface.*efficientnet_lite0"):
         build_encoder(dict(name="resnet18", source="timm", weights="pretrained", image_size=64))
 
@@ -270,10 +273,10 @@ def test_batchnorm_folding_is_kept_only_when_it_changes_nothing(bn_first):
     trunk = _BnFirst() if bn_first else conv_bn
     bn = trunk.bn if bn_first else trunk[1]
     bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
-    backbone = encoder_mod._SequentialBackbone(trunk, torch.nn.Flatten(1)).eval()
+    backbone = backbones.SequentialBackbone(trunk, torch.nn.Flatten(1)).eval()
     x = torch.randn(2, 3, 8, 8)
     expected = backbone.pool(backbone.feature_map(x))
-    result = encoder_mod._folded_if_equal(backbone, 8)
+    result = folded_if_equal(backbone, 8)
     assert (result is backbone) == bn_first
     has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in result.modules())
     assert has_bn == bn_first

@@ -16,12 +16,13 @@ from torch import nn
 import captioning.features.cache as features_mod
 from captioning.features.cache import BadImagesError, extract_features
 from captioning.data.images import ImageTransform
-from captioning.features.encoder import Encoder, _SequentialBackbone
+from captioning.features.backbones import SequentialBackbone
+from captioning.features.encoder import Encoder
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 128, 128)]
 
 
-class MeanColour(_SequentialBackbone):
+class MeanColour(SequentialBackbone):
     """Feature = the image's mean colour in [0, 1] (with mean 0 / std 1 normalisation); counts images seen."""
 
     def __init__(self, fail_after: int | None = None, delay: float = 0.0):

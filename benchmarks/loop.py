@@ -1,5 +1,5 @@
 """Seconds per training epoch of the main job, this checkout against an earlier commit, in one run:
-`python scripts/benchmark_loop.py --before REV [--repeats 3]`.
+`python scripts/benchmark.py loop --before REV [--repeats 3] [overrides]`.
 
 Both versions train one cross-entropy epoch of the default config (shapes data, cached features,
 default model and batch) in turn, alternating, so load from other processes hits both alike; each
@@ -19,10 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from captioning.utils.report import machine_line, update_section  # noqa: E402
+from benchmarks import DRIVER, PROG
+from benchmarks.common import BENCHMARKS_MD, ROOT, short_rev, write_report
+from captioning.utils.report import machine_line
 
 # the keys that select one cross-entropy epoch without evaluation, before and after the stage schedules
 ONE_EPOCH = {"stages": ["schedule.stages.cross_entropy.epochs=1", "schedule.stages.self_critical.epochs=0"],
@@ -32,27 +31,31 @@ ONE_EPOCH = {"stages": ["schedule.stages.cross_entropy.epochs=1", "schedule.stag
 def epoch_seconds(tree: Path, keys: list[str], work: Path, name: str, extra: list[str]) -> float:
     """Train one epoch with the code in ``tree``; the epoch's seconds from its history.json."""
     run_dir = work / name
-    cmd = [sys.executable, str(tree / "scripts" / "train.py"), *keys, "data.eval_splits=[]", "evaluate.baselines=[]",
+    # the training command of that checkout: its scripts/ wrapper where it has one (older commits), else the module
+    wrapper = tree / "scripts" / "train.py"
+    train = [str(wrapper)] if wrapper.exists() else ["-m", "captioning.commands.train"]
+    cmd = [sys.executable, *train, *keys, "data.eval_splits=[]", "evaluate.baselines=[]",
            f"cache_dir={work / 'cache'}", f"hydra.run.dir={run_dir}", *extra]
     env = {**os.environ, "PYTHONPATH": str(tree), "CAPTIONING_DATA": str(work / "data")}
     subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return float(json.loads((run_dir / "history.json").read_text())["epochs"][0]["seconds"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> None:
+    """Time both versions' epochs, alternating, and write the `loop` section of --report."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} loop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the earlier commit (e.g. a hash or main~3)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", default=None, help="scratch folder (data, feature cache, runs); default: a temp dir")
-    parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--report", default=str(BENCHMARKS_MD))
     parser.add_argument("overrides", nargs="*", help="extra config overrides for both versions")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_loop_"))
     before = work / "before"
     if not before.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before], check=True)
-    rev = subprocess.run(["git", "-C", str(before), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    rev = short_rev("HEAD", before)
     staged = any((before / d / "stage").is_dir() for d in ("configs", "captioning/configs"))  # configs moved into the package
     keys_before = ONE_EPOCH["stages"] if staged else ONE_EPOCH["flat"]
     start_line = machine_line()
@@ -66,13 +69,7 @@ def main() -> None:
     table = "\n".join(["| version | epoch seconds (median) | each |", "| --- | --- | --- |",
                        f"| before ({rev}) | {b:.1f} | {', '.join(f'{t:.1f}' for t in times['before'])} |",
                        f"| after (this checkout) | {a:.1f} | {', '.join(f'{t:.1f}' for t in times['after'])} |"])
-    command = f"python scripts/benchmark_loop.py --before {args.before} --repeats {args.repeats} {' '.join(args.overrides)}"
-    text = (f"## Training loop: one epoch before and after\n\n`{command.strip()}`\n\n"
-            f"One cross-entropy epoch of the default config (cached features), the two versions alternating. "
-            f"After / before: {a / b:.2f}.\n\n{table}\n\n{start_line}; at end {os.getloadavg()[0]:.2f}\n")
-    update_section(args.report, "loop", text)
-    print(text)
-
-
-if __name__ == "__main__":
-    main()
+    command = f"{DRIVER} loop --before {args.before} --repeats {args.repeats} {' '.join(args.overrides)}"
+    write_report(args.report, "loop", "Training loop: one epoch before and after", command,
+                 f"One cross-entropy epoch of the default config (cached features), the two versions alternating. "
+                 f"After / before: {a / b:.2f}.\n\n{table}", start_line)

@@ -1,18 +1,18 @@
 """Benchmark the character models on Tiny Shakespeare: the LSTM and the Transformer at equal wall time.
 
-    python scripts/benchmark_lm.py                          # LSTM and Transformer, 300 s of training each
-    python scripts/benchmark_lm.py --seconds 30 --report /tmp/lm.md   # a quick check, docs left alone
-    python scripts/benchmark_lm.py --runs cell=gru "cell=transformer schedule=transformer cell.n_layer=6"
-    python scripts/benchmark_lm.py threads=1                # Hydra overrides of captioning/configs/lm/lm.yaml for every run
+    python scripts/benchmark.py lm                          # LSTM and Transformer, 300 s of training each
+    python scripts/benchmark.py lm --seconds 30 --report /tmp/lm.md   # a quick check, docs left alone
+    python scripts/benchmark.py lm --runs cell=gru "cell=transformer schedule=transformer cell.n_layer=6"
+    python scripts/benchmark.py lm threads=1                # Hydra overrides of captioning/configs/lm/lm.yaml for every run
 
-Each run is a separate seeded run of scripts/train_lm.py's code on the same corpus and split, whose
+Each run is a separate seeded run of captioning-train-lm's code on the same corpus and split, whose
 learning-rate schedule decays over the same budget. The clock counts the training loop (steps and
 periodic validation), not reading the corpus or the final validation. Every model is scored by the same
 function (captioning/lm/evaluate.py) on the whole validation text (the last 10%): consecutive windows of
 ``schedule.eval_window`` (64) characters, each from an empty context, so no prediction sees more text than
 a transformer of block size 64; the recurrent cells also report char-rnn's measure, the state carried
 through the text. docs/benchmarks.md quotes nanoGPT's own figure beside the generated section.
-Writes a section of --report (other sections are kept) and results.json under --out.
+Writes the `char-lm` section of --report (other sections are kept) and results.json under --out.
 """
 
 from __future__ import annotations
@@ -22,30 +22,30 @@ import datetime
 import logging
 import os
 import platform
-import re
 import shlex
-import sys
 import time
 from pathlib import Path
 
-# Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
-# descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
+# Must run before torch loads OpenMP (the driver, scripts/benchmark.py, imports torch only through this module).
+# On a shared machine, OpenMP threads that spin-wait for a descheduled sibling made each training step 10-20x
+# slower here; sleeping costs little when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from benchmarks import DRIVER, PROG  # noqa: E402
+from benchmarks.common import BENCHMARKS_MD, ROOT  # noqa: E402
 from captioning import CONFIG_DIR  # noqa: E402
-from captioning.utils.io import atomic_write, save_json  # noqa: E402
 from captioning.lm.config import register_schemas  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
 from captioning.lm.run import run_config, train_from_config  # noqa: E402
 from captioning.lm.transformer import TransformerConfig  # noqa: E402
+from captioning.utils.io import save_json  # noqa: E402
+from captioning.utils.report import update_section  # noqa: E402
 
 register_schemas()  # captioning/configs/lm/*.yaml extend the declared options: store them before composing
 
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- char-lm benchmark: start -->", "<!-- char-lm benchmark: end -->"
 RUNS = ["cell=lstm", "cell=transformer schedule=transformer"]  # one quoted set of overrides per model
 
 
@@ -109,7 +109,7 @@ def report(results: list[dict], info: dict, command: str, target: float | None) 
                f" Target: the better model at most {target} on the {window}-character measure: "
                f"{'met' if best['val_loss_windowed'] <= target else 'not met'}.")
     return "\n".join([
-        START, "## Character-level language models at equal wall time (Tiny Shakespeare)", "",
+        "## Character-level language models at equal wall time (Tiny Shakespeare)", "",
         f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
         f"torch {info['torch']}, {results[0]['threads']} threads (OMP_WAIT_POLICY={info['omp_wait_policy']}); "
         f"{results[0]['seconds_budget']:g} s of training per model, one after the other.", "",
@@ -121,41 +121,30 @@ def report(results: list[dict], info: dict, command: str, target: float | None) 
         f"nats/char.{verdict}", "", f"Command: `{command}`", "",
         "CPU share is the CPU time the run got over what its threads could have used (1.0 on an idle "
         "machine); with a share well below 1 or a load average above the core count, other jobs shared "
-        "the CPU and the figures are pessimistic.", END])
+        "the CPU and the figures are pessimistic."])
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), keeping everything else."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section
-    with atomic_write(path) as f:
-        f.write(new.rstrip("\n") + "\n")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str]) -> None:
+    """Train each model for --seconds, then write the `char-lm` section of --report and results.json."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} lm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=300, help="seconds of training per model")
     parser.add_argument("--runs", nargs="+", default=RUNS,
                         help="one quoted set of Hydra overrides per model (default: %(default)s)")
     parser.add_argument("--target", type=float, default=None,
                         help="judge the better model's windowed validation loss against this (the issue sets "
                         "1.47 nats/char for --seconds 300)")
-    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md",
+    parser.add_argument("--report", type=Path, default=BENCHMARKS_MD,
                         help="markdown file; only this benchmark's marked section is replaced")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark_lm")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of captioning/configs/lm/lm.yaml, for every run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     info = {**machine(), "date": datetime.date.today().isoformat()}
     results = [run(args.seconds, [*args.overrides, *shlex.split(r)], args.out) for r in args.runs]
     for r in results:
         print(r)
-    command = "python scripts/benchmark_lm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = f"{DRIVER} lm " + " ".join(shlex.quote(a) for a in argv)
     save_json({"machine": info, "results": results, "command": command.strip()}, args.out / "results.json")
-    write_section(args.report, report(results, info, command.strip(), args.target))
+    update_section(args.report, "char-lm", report(results, info, command.strip(), args.target))
     print(f"wrote {args.report} and {args.out / 'results.json'}")
-
-
-if __name__ == "__main__":
-    main()
