@@ -58,8 +58,10 @@ class Captioner:
     ``return_beams=k`` gives ``Caption`` objects instead (text, log-probability, the top k beams as
     (text, log-probability)); ``return_attention=True`` gives ``Caption`` objects whose ``attention`` holds
     the attention weights [words + 1, R] (attention models only). Images are encoded and decoded
-    ``batch_size`` at a time; the remaining keywords choose the decoding (``method`` beam | greedy | sample,
-    ``beam_size``, ``length_alpha``, ``temperature``, ``generator``), by default beam search of width 3.
+    ``batch_size`` at a time; the remaining keywords choose the decoding (``method`` beam | diverse_beam |
+    greedy | sample, ``beam_size``, ``length_alpha``, ``temperature``, ``generator`` and the other options of
+    ``captioning.nn.decoding.DecodingConfig``), by default beam search of width 3. ``num_captions=n`` (with
+    ``Caption`` objects, e.g. via ``caption``) puts the image's n captions in ``beams``.
 
     ``Captioner.from_pretrained(folder or Hub repo id)`` loads an export, ``from_checkpoint(run dir or
     .pt)`` a training checkpoint; ``save_pretrained(folder)`` writes an export in the Hub's layout;
@@ -144,7 +146,7 @@ class Captioner:
         (a list); see the class docstring for the inputs and options."""
         items, single = as_image_list(images)
         if return_beams:
-            if decoding.get("method", "beam") != "beam":
+            if decoding.get("method", "beam") not in ("beam", "diverse_beam"):
                 raise ValueError(f"return_beams={return_beams} needs beam search, not method={decoding['method']!r}")
             decoding.update(keep_beams=return_beams, beam_size=max(return_beams, decoding.get("beam_size", 3)))
         rich = bool(return_beams or return_attention)
@@ -171,8 +173,9 @@ class Captioner:
         if isinstance(features, torch.Tensor):  # decode_batched reads arrays; it moves them to the model
             features = features.detach().float().cpu()
         out = decode_batched(self.model, features, method=method, beam_size=beam_size,
-                             keep_beams=keep_beams, max_len=self.max_len, **kwargs)
-        beams = out.beams or [[] for _ in out.tokens]
+                             keep_beams=keep_beams, max_len=self.max_len, vocab=self.vocab, **kwargs)
+        # num_captions > 1 (and no keep_beams): the image's captions, in ``beams``
+        beams = out.beams or out.captions or [[] for _ in out.tokens]
         return [Caption(self.vocab.decode(t), s, [(self.vocab.decode(bt), bs) for bt, bs in bm])
                 for t, s, bm in zip(out.tokens, out.scores, beams)]
 
