@@ -61,7 +61,7 @@ class Captioner:
     ``batch_size`` at a time; the remaining keywords choose the decoding (``method`` beam | diverse_beam |
     greedy | sample, ``beam_size``, ``length_alpha``, ``temperature``, ``generator`` and the other options of
     ``captioning.nn.decoding.DecodingConfig``), by default beam search of width 3. ``num_captions=n`` (with
-    ``Caption`` objects, e.g. via ``caption``) puts the image's n captions in ``beams``.
+    ``Caption`` objects) puts the image's n captions in ``beams``; without, an image gives a list of n strings.
 
     ``Captioner.from_pretrained(folder or Hub repo id)`` loads an export, ``from_checkpoint(run dir or
     .pt)`` a training checkpoint; ``save_pretrained(folder)`` writes an export in the Hub's layout;
@@ -141,7 +141,8 @@ class Captioner:
     # -- captioning -----------------------------------------------------------------------------------
 
     def __call__(self, images: ImageInput | Iterable[ImageInput], *, batch_size: int = 32, return_beams: int = 0,
-                 return_attention: bool = False, **decoding: Any) -> str | list[str] | Caption | list[Caption]:
+                 return_attention: bool = False,
+                 **decoding: Any) -> str | list[str] | list[list[str]] | Caption | list[Caption]:
         """Caption one image (a str, or a Caption when beams or attention are asked) or a list of them
         (a list); see the class docstring for the inputs and options."""
         items, single = as_image_list(images)
@@ -154,7 +155,12 @@ class Captioner:
             captions = [c for chunk in batches(items, batch_size) for c in self.attended_captions(chunk, **decoding)]
         else:
             captions = self.caption(items, batch_size=batch_size, **decoding)
-        out = captions if rich else [c.text for c in captions]
+        if rich:
+            out = captions
+        elif decoding.get("num_captions", 1) > 1:  # each image's captions, a list of strings
+            out = [[text for text, _ in c.beams] for c in captions]
+        else:
+            out = [c.text for c in captions]
         return out[0] if single else out
 
     @torch.no_grad()

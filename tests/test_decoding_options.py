@@ -402,3 +402,33 @@ def test_the_commands_configs_check_the_combinations(tmp_path):
                                     "decoding.bad_endings=[a,the]", "decoding.num_captions=3")) == []
     with pytest.raises(ConfigError, match="decoding.top_p=0.5 applies to method=sample only"):
         check_run_config(CaptionRunConfig, OmegaConf.create({"checkpoint": "x", "decoding": {"top_p": 0.5}}))
+
+
+# ---- the Captioner and the caption command -----------------------------------------------------------------
+
+def test_the_captioner_and_the_caption_command_take_the_options(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from captioning.captioner import Captioner
+    from captioning.commands.caption import main as caption_main
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(path)
+    captioner = Captioner.from_checkpoint(tiny_checkpoint)
+    three = captioner(str(path), num_captions=3)
+    assert isinstance(three, list) and len(three) == 3 and three[0] == captioner(str(path))  # the first is the best
+    drawn = captioner([str(path)] * 2, method="sample", top_p=0.9, top_k=4, num_captions=2,
+                      generator=torch.Generator().manual_seed(0))
+    assert [len(c) for c in drawn] == [2, 2]
+    rich = captioner.caption(str(path), method="diverse_beam", groups=3, block_ngram=2, bad_endings=["a", "on"],
+                             num_captions=3)
+    assert len(rich.beams) == 3 and rich.text == rich.beams[0][0]
+    assert all(not t.split() or t.split()[-1] not in ("a", "on") or len(t.split()) == 8 for t, _ in rich.beams)
+    with pytest.raises(ValueError, match="num_captions=4 must be <= beam_size=3"):
+        captioner(str(path), num_captions=4)
+    assert caption_main([str(path), f"checkpoint={tiny_checkpoint}", "decoding.method=diverse_beam",
+                         "decoding.num_captions=3", "decoding.bad_endings=[a,on]"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{path}\t") and len(lines) == 4 and lines[1].startswith("    ")
+    with pytest.raises(SystemExit, match="decoding.top_k=3 applies to method=sample only"):
+        caption_main([str(path), f"checkpoint={tiny_checkpoint}", "decoding.top_k=3"])

@@ -9,6 +9,7 @@ and the decoding.* keys of captioning-caption and captioning-evaluate (decoding.
 decoding.length_alpha, decoding.temperature). Declared by GalleryRunConfig in captioning/config.py.
 """
 
+import dataclasses
 import sys
 
 import hydra
@@ -30,8 +31,8 @@ def main(cfg: DictConfig) -> None:
     from captioning.models.checkpoint import CheckpointError
     opts = command_options(GalleryRunConfig, cfg)
     d = opts.decoding
-    decoding = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
-                "temperature": d.temperature, "generator": torch.Generator().manual_seed(opts.seed)}
+    decoding = {**{k: v for k, v in dataclasses.asdict(d).items() if k != "batch_size"},
+                "generator": torch.Generator().manual_seed(opts.seed)}
     try:
         captioner = Captioner.from_checkpoint(opts.checkpoint)
         records = run_records(opts.checkpoint, list(opts.splits))

@@ -10,6 +10,13 @@ candidates does, up to the order of exact ties (tests/test_beam_oracle.py checks
 kept in tests/beam_oracle.py).
 ``sample_tokens`` is the one sampler: evaluation calls it without gradients, self-critical training
 with them (REINFORCE needs the log-probability of each sampled caption).
+
+The options of ``DecodingConfig`` work for every method that they name, batched, through the same contract:
+diverse beam search (``method=diverse_beam``: groups of beams, each penalised for the words earlier groups
+chose at the same step; Vijayakumar et al. 2018), n-gram blocking and bad endings (``forbid``: a word set to
+-inf before the choice), top-k / nucleus sampling (``filter_top``) and several captions per image
+(``num_captions``). tests/test_decoding_options.py checks each against a per-image reference. A reported
+score is always the caption's log-probability under the model, whatever restricted the choice.
 """
 
 from __future__ import annotations
