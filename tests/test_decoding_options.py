@@ -15,7 +15,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from captioning.config import CaptionRunConfig, check_run_config, ConfigError, config_problems
+import captioning.models  # noqa: F401 (registers the shipped models)
+from captioning.config import CaptionRunConfig, ConfigError, check_run_config, config_problems
 from captioning.models.base import MODELS, build_model
 from captioning.nn.decoding import (DecodingConfig, beam_search, decode, decode_batched, sample, sample_tokens,
                                     strip)
@@ -71,6 +72,10 @@ def model(request):
     beams = beam_search(decoder, feats, beam_size=4, max_len=MAX_LEN, keep_beams=4).beams
     last = Counter(w[-1] for b in beams for w, _ in b if w and len(w) < MAX_LEN)
     return decoder, feats, tuple(sorted(w for w, _ in last.most_common(2)))
+
+
+def test_every_shipped_model_is_decoded_here():
+    assert {"show_tell", "show_attend_tell", "transformer"} <= set(MODELS)
 
 
 # ---- the per-image references ----------------------------------------------------------------------------
@@ -290,8 +295,8 @@ def test_greedy_equals_the_per_image_reference(model, block_ngram, bad):
 
 
 SAMPLE_CASES = [  # temperature, top_k, top_p, block_ngram, bad endings
-    (1.0, 0, 1.0, 0, False), (1.0, 3, 1.0, 0, False), (0.7, 0, 0.8, 0, False), (1.5, 4, 0.5, 2, BAD), (1.0, 0, 0.9, 1, False),
-    (1.0, 1, 1.0, 0, BAD),
+    (1.0, 0, 1.0, 0, False), (1.0, 3, 1.0, 0, False), (0.7, 0, 0.8, 0, False), (1.5, 4, 0.5, 2, BAD),
+    (1.0, 0, 0.9, 1, False), (1.0, 1, 1.0, 0, BAD),
 ]
 
 
@@ -432,3 +437,22 @@ def test_the_captioner_and_the_caption_command_take_the_options(tiny_checkpoint,
     assert lines[0].startswith(f"{path}\t") and len(lines) == 4 and lines[1].startswith("    ")
     with pytest.raises(SystemExit, match="decoding.top_k=3 applies to method=sample only"):
         caption_main([str(path), f"checkpoint={tiny_checkpoint}", "decoding.top_k=3"])
+
+
+def test_evaluation_decodes_with_the_options(model):
+    """``generate`` (train's final evaluation, captioning-evaluate) reads every option of a DecodingConfig,
+    bad endings as words of the run's vocabulary; with several captions the first is scored."""
+    from types import SimpleNamespace
+
+    from captioning.evaluation.scoring import generate
+
+    decoder, feats, ends = model
+    decoder, feats = copy.deepcopy(decoder).float(), feats.float().numpy()
+    vocab = Vocabulary([f"w{i}" for i in range(4, V)])
+    records = [SimpleNamespace(image_id=100 + i) for i in range(len(feats))]
+    options = {"method": "diverse_beam", "beam_size": 4, "groups": 2, "diversity": 0.7, "block_ngram": 2,
+               "bad_endings": [f"w{i}" for i in ends], "num_captions": 2, "batch_size": 4}
+    hyps = generate(decoder, vocab, records, feats, options, MAX_LEN)
+    out = decode(decoder, torch.as_tensor(feats), method="diverse_beam", beam_size=4, groups=2, diversity=0.7,
+                 block_ngram=2, bad_endings=ends, max_len=MAX_LEN)
+    assert hyps == {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}

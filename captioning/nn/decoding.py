@@ -279,6 +279,28 @@ def pick(scores: Tensor, done: Tensor, logp: Tensor, width: int) -> tuple[Tensor
     return best, flat // per_beam, ids.view(A, K * per_beam).gather(1, flat)
 
 
+def pick_groups(scores: Tensor, logprobs: Tensor, done: Tensor, logp: Tensor, groups: int,
+                diversity: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One step of diverse beam search: ``pick`` for each group of beams in turn, group g's step scores
+    lowered by ``diversity`` x the times groups 0..g-1 chose each word at this step. Also returns the
+    beams' own log-probabilities (``logprobs`` [A, K] carried along with their new words)."""
+    A, K, V = logp.shape
+    W = K // groups
+    chosen = torch.zeros(A, V, dtype=torch.float64, device=logp.device)  # words earlier groups chose
+    parts = []
+    for g in range(groups):
+        beams = slice(g * W, (g + 1) * W)
+        own = logp[:, beams]
+        step = own if g == 0 or not diversity else own.double() - diversity * chosen[:, None]
+        best, parent, word = pick(scores[:, beams], done[:, beams], step, W)
+        was_done = done[:, beams].gather(1, parent)
+        gain = own.reshape(A, W * V).gather(1, parent * V + word).double()
+        mine = logprobs[:, beams].gather(1, parent) + torch.where(was_done, 0.0, gain)
+        chosen.scatter_add_(1, word, (~was_done).double())  # a finished beam's PAD is no choice
+        parts.append((best, parent + g * W, word, mine))
+    return tuple(torch.cat(p, dim=1) for p in zip(*parts))  # type: ignore[return-value]
+
+
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0, groups: int = 1, diversity: float = 0.0,
@@ -328,19 +350,7 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
             new_scores, parent, word2d = pick(scores, done, logp, K)
             new_logprobs = new_scores
         else:
-            chosen = torch.zeros(A, logp.size(-1), dtype=torch.float64, device=dev)  # by earlier groups
-            parts = []
-            for g in range(G):
-                beams = slice(g * W, (g + 1) * W)
-                step = logp[:, beams] if g == 0 or not diversity else logp[:, beams].double() - diversity * chosen[:, None]
-                best, par, w = pick(scores[:, beams], done[:, beams], step, W)
-                par_done = done[:, beams].gather(1, par)
-                gain = logp[:, beams].double().gather(1, par[..., None].expand(-1, -1, logp.size(-1)))
-                gain = gain.gather(2, w[..., None]).squeeze(2)
-                own = logprobs[active][:, beams].gather(1, par) + torch.where(par_done, 0.0, gain)
-                chosen.scatter_add_(1, w, (~par_done).double())  # a finished beam's PAD is no choice
-                parts.append((best, par + g * W, w, own))
-            new_scores, parent, word2d, new_logprobs = (torch.cat(p, dim=1) for p in zip(*parts))
+            new_scores, parent, word2d, new_logprobs = pick_groups(scores, logprobs[active], done, logp, G, diversity)
         was_finished = done.gather(1, parent)
         beam_scores[active] = new_scores
         logprobs[active] = new_logprobs
