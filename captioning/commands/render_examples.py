@@ -6,7 +6,8 @@ Writes docs/figures/examples.png (or out=...): per_split (6) images of each spli
 each with the generated caption, one reference caption in grey and, on synthetic scenes, a check or a
 cross for whether the whole scene is described right. Other options: columns (0 = per_split), title,
 and the decoding.* keys of captioning-caption and captioning-evaluate (decoding.method, decoding.beam_size,
-decoding.length_alpha, decoding.temperature). Declared by GalleryRunConfig in captioning/config.py.
+decoding.length_alpha, decoding.temperature, ...: DecodingConfig in captioning/nn/decoding.py; with
+decoding.num_captions > 1 the first caption is drawn). Declared by GalleryRunConfig in captioning/config.py.
 """
 
 import dataclasses
