@@ -58,8 +58,10 @@ class Captioner:
     ``return_beams=k`` gives ``Caption`` objects instead (text, log-probability, the top k beams as
     (text, log-probability)); ``return_attention=True`` gives ``Caption`` objects whose ``attention`` holds
     the attention weights [words + 1, R] (attention models only). Images are encoded and decoded
-    ``batch_size`` at a time; the remaining keywords choose the decoding (``method`` beam | greedy | sample,
-    ``beam_size``, ``length_alpha``, ``temperature``, ``generator``), by default beam search of width 3.
+    ``batch_size`` at a time; the remaining keywords choose the decoding (``method`` beam | diverse_beam |
+    greedy | sample, ``beam_size``, ``length_alpha``, ``temperature``, ``generator`` and the other options of
+    ``captioning.nn.decoding.DecodingConfig``), by default beam search of width 3. ``num_captions=n`` (with
+    ``Caption`` objects) puts the image's n captions in ``beams``; without, an image gives a list of n strings.
 
     ``Captioner.from_pretrained(folder or Hub repo id)`` loads an export, ``from_checkpoint(run dir or
     .pt)`` a training checkpoint; ``save_pretrained(folder)`` writes an export in the Hub's layout;
@@ -139,12 +141,13 @@ class Captioner:
     # -- captioning -----------------------------------------------------------------------------------
 
     def __call__(self, images: ImageInput | Iterable[ImageInput], *, batch_size: int = 32, return_beams: int = 0,
-                 return_attention: bool = False, **decoding: Any) -> str | list[str] | Caption | list[Caption]:
+                 return_attention: bool = False,
+                 **decoding: Any) -> str | list[str] | list[list[str]] | Caption | list[Caption]:
         """Caption one image (a str, or a Caption when beams or attention are asked) or a list of them
         (a list); see the class docstring for the inputs and options."""
         items, single = as_image_list(images)
         if return_beams:
-            if decoding.get("method", "beam") != "beam":
+            if decoding.get("method", "beam") not in ("beam", "diverse_beam"):
                 raise ValueError(f"return_beams={return_beams} needs beam search, not method={decoding['method']!r}")
             decoding.update(keep_beams=return_beams, beam_size=max(return_beams, decoding.get("beam_size", 3)))
         rich = bool(return_beams or return_attention)
@@ -152,7 +155,12 @@ class Captioner:
             captions = [c for chunk in batches(items, batch_size) for c in self.attended_captions(chunk, **decoding)]
         else:
             captions = self.caption(items, batch_size=batch_size, **decoding)
-        out = captions if rich else [c.text for c in captions]
+        if rich:
+            out = captions
+        elif decoding.get("num_captions", 1) > 1:  # each image's captions, a list of strings
+            out = [[text for text, _ in c.beams] for c in captions]
+        else:
+            out = [c.text for c in captions]
         return out[0] if single else out
 
     @torch.no_grad()
@@ -171,8 +179,9 @@ class Captioner:
         if isinstance(features, torch.Tensor):  # decode_batched reads arrays; it moves them to the model
             features = features.detach().float().cpu()
         out = decode_batched(self.model, features, method=method, beam_size=beam_size,
-                             keep_beams=keep_beams, max_len=self.max_len, **kwargs)
-        beams = out.beams or [[] for _ in out.tokens]
+                             keep_beams=keep_beams, max_len=self.max_len, vocab=self.vocab, **kwargs)
+        # num_captions > 1 (and no keep_beams): the image's captions, in ``beams``
+        beams = out.beams or out.captions or [[] for _ in out.tokens]
         return [Caption(self.vocab.decode(t), s, [(self.vocab.decode(bt), bs) for bt, bs in bm])
                 for t, s, bm in zip(out.tokens, out.scores, beams)]
 

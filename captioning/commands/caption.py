@@ -3,9 +3,10 @@
 
 Options (Hydra overrides of captioning/configs/caption.yaml, declared by CaptionRunConfig in
 captioning/config.py): checkpoint (required: a run directory or a .pt file), the same decoding.* keys as
-captioning-evaluate: decoding.method (beam | greedy | sample), decoding.beam_size (3),
+captioning-evaluate: decoding.method (beam | diverse_beam | greedy | sample), decoding.beam_size (3),
 decoding.length_alpha (0.0), decoding.temperature (1.0, for method=sample), decoding.batch_size (32
-images at once); keep_beams (0: how many top beams to print with their log-probabilities), seed (0),
+images at once), decoding.groups, diversity, block_ngram, bad_endings, top_k, top_p, num_captions (n > 1:
+the n captions are printed under each image's first); keep_beams (0: how many top beams to print with their log-probabilities), seed (0),
 attention (a PNG path: attention models draw where they looked for each word; others exit 2).
 Image files and folders are the positional arguments (or images=[...]); folders are searched for
 .jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files. Any RGB, grayscale, RGBA or palette image works. Prints
@@ -15,6 +16,7 @@ Image files and folders are the positional arguments (or images=[...]); folders 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -90,8 +92,7 @@ def caption_images(opts: CaptionRunConfig) -> int:
     if not paths:
         raise SystemExit("error: no images given: pass image files or folders")
     d = opts.decoding
-    kwargs = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
-              "temperature": d.temperature, "keep_beams": opts.keep_beams,
+    kwargs = {**{k: v for k, v in dataclasses.asdict(d).items() if k != "batch_size"}, "keep_beams": opts.keep_beams,
               "generator": torch.Generator().manual_seed(opts.seed)}
     try:
         captioner = Captioner.from_checkpoint(opts.checkpoint)

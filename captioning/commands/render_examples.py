@@ -6,9 +6,11 @@ Writes docs/figures/examples.png (or out=...): per_split (6) images of each spli
 each with the generated caption, one reference caption in grey and, on synthetic scenes, a check or a
 cross for whether the whole scene is described right. Other options: columns (0 = per_split), title,
 and the decoding.* keys of captioning-caption and captioning-evaluate (decoding.method, decoding.beam_size,
-decoding.length_alpha, decoding.temperature). Declared by GalleryRunConfig in captioning/config.py.
+decoding.length_alpha, decoding.temperature, ...: DecodingConfig in captioning/nn/decoding.py; with
+decoding.num_captions > 1 the first caption is drawn). Declared by GalleryRunConfig in captioning/config.py.
 """
 
+import dataclasses
 import sys
 
 import hydra
@@ -30,8 +32,8 @@ def main(cfg: DictConfig) -> None:
     from captioning.models.checkpoint import CheckpointError
     opts = command_options(GalleryRunConfig, cfg)
     d = opts.decoding
-    decoding = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
-                "temperature": d.temperature, "generator": torch.Generator().manual_seed(opts.seed)}
+    decoding = {**{k: v for k, v in dataclasses.asdict(d).items() if k != "batch_size"},
+                "generator": torch.Generator().manual_seed(opts.seed)}
     try:
         captioner = Captioner.from_checkpoint(opts.checkpoint)
         records = run_records(opts.checkpoint, list(opts.splits))

@@ -106,9 +106,10 @@ def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
 def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
              decoding: Any, max_len: int) -> dict[int, str]:
     """Decode every image of a split ({image_id: caption}); ``decoding``: a DecodingConfig (or a mapping of
-    its options, the rest at their defaults)."""
+    its options, the rest at their defaults). With num_captions > 1 the first caption of each image is the
+    one returned (and scored)."""
     opts = plain(build(DecodingConfig, decoding))
-    out = decode_batched(model, features, batch_size=opts.pop("batch_size"), max_len=max_len, **opts)
+    out = decode_batched(model, features, batch_size=opts.pop("batch_size"), max_len=max_len, vocab=vocab, **opts)
     return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
 
 

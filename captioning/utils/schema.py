@@ -1,7 +1,8 @@
 """Declared options: each component states its options once, as a dataclass whose fields carry the
 default, a one-line doc and the allowed values or range. Hydra's ConfigStore holds the same dataclasses
 (captioning/config.py), so a yaml file or a command line naming an unknown key or a wrong type fails
-at composition; ``problems`` names every value outside its range or choices at once, before any work.
+at composition; ``problems`` names every value outside its range or choices at once, before any work,
+and the combinations a schema's ``cross_problems(values, prefix)`` static method rejects.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ def problems(schema: type, node: Any, prefix: str) -> list[str]:
             out.append(f"{key} must be one of {meta['choices']}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out += _range(key, value, meta)
+    # options that are fine one by one but not together: a schema may name them (``cross_problems``)
+    cross = getattr(schema, "cross_problems", None)
+    if cross is not None and not out:
+        out += cross({**{name: default for name, default, _ in docs(schema)}, **values}, prefix)
     return out
 
 
