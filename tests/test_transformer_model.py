@@ -12,7 +12,8 @@ from captioning.config import config_problems
 from captioning.models.base import build_model
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.models.export import load_export
-from captioning.models.transformer import MultiHeadAttention, Transformer
+from captioning.models.transformer import Transformer
+from captioning.nn.transformer import MultiHeadAttention
 from captioning.nn.decoding import beam_search, greedy, sample
 from captioning.text.vocab import END, START
 from captioning.training.loop import caption_loss
