@@ -120,7 +120,8 @@ class Block(nn.Module):
 
     def init_cache(self, memory: Tensor) -> dict:
         """An empty self-attention cache (zero positions, in the dtype the projections give, autocast included)
-        and, with cross-attention, the memory's keys and values."""
+        and, with cross-attention, the keys and values of ``memory`` [B, R, d_model] (without, any [B, L, d_model]
+        tensor of the batch: only its size and dtype are read)."""
         self_k, self_v = self.self_attn.keys_values(memory[:, :0])
         cache = {"self_k": self_k, "self_v": self_v}
         if self.cross_attn is not None:
