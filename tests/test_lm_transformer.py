@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -74,6 +75,58 @@ def test_training_lowers_the_loss_and_greedy_sampling_continues_the_text(tmp_pat
     assert isinstance(again, CharTransformer)
     # a prime longer than block_size: only its last 16 characters are read
     assert sample(again, vocab, 11, prime="hello world, hello there. hello ", temperature=0) == "world, hell"
+
+
+# a CharTransformer's state-dict keys (n_layer=1) as saved before its block was shared, in their order then
+OLD_KEYS = ["tok.weight", "pos.weight", "blocks.0.ln1.weight", "blocks.0.ln1.bias", "blocks.0.attn.qkv.weight",
+            "blocks.0.attn.qkv.bias", "blocks.0.attn.out.weight", "blocks.0.attn.out.bias", "blocks.0.ln2.weight",
+            "blocks.0.ln2.bias", "blocks.0.ffn.0.weight", "blocks.0.ffn.0.bias", "blocks.0.ffn.2.weight",
+            "blocks.0.ffn.2.bias", "ln_f.weight", "ln_f.bias", "head.weight"]
+RENAMED = {"ln1": "ln_self", "attn.qkv": "self_attn.qkv", "attn.out": "self_attn.w_o", "ln2": "ln_mlp",
+           "ffn.": "mlp."}
+
+
+def as_old_checkpoint(ckpt: dict) -> dict:
+    """``ckpt`` (ckpt.pt of a 1-layer CharTransformer) as the code before the shared block wrote it: the old
+    parameter names in their order, and the optimizer's entries in that order (matrices, then vectors)."""
+    def now(key: str) -> str:
+        for old, new in RENAMED.items():
+            key = key.replace(old, new)
+        return key
+
+    def flat(names: list[str], weights: dict) -> list[str]:
+        return [k for k in names if weights[k].dim() >= 2] + [k for k in names if weights[k].dim() < 2]
+
+    weights = {k: ckpt["model"][now(k)] for k in OLD_KEYS}
+    # the tied output weight is tok.weight: one parameter, listed once
+    old_flat = flat([k for k in OLD_KEYS if k != "head.weight"], weights)
+    new_flat = flat([k for k in ckpt["model"] if k != "head.weight"], ckpt["model"])
+    assert [now(k) for k in old_flat] != new_flat  # the orders differ: there is something to reorder
+    state = ckpt["optimizer"]["state"]
+    old_state = {i: state[new_flat.index(now(k))] for i, k in enumerate(old_flat)}
+    return {**ckpt, "model": weights, "optimizer": {**ckpt["optimizer"], "state": old_state}}
+
+
+def test_a_checkpoint_with_the_old_block_names_loads_and_resumes_exactly(tmp_path):
+    corpus = Corpus.from_text("hello world, hello there. " * 12, val_fraction=0.1)
+    cfg = TrainConfig(batch_size=4, optimizer="adamw", weight_decay=0.1, lr=1e-2, min_lr=1e-3, max_steps=4,
+                      eval_every=1000, eval_window=8, eval_batch_size=4, log_every=1000, checkpoint_every=1000)
+    train_char_lm(tiny(len(corpus.vocab), n_layer=1, block_size=8), corpus, cfg, tmp_path / "new")
+    ckpt = torch.load(tmp_path / "new" / "ckpt.pt", weights_only=False)
+    (tmp_path / "old").mkdir()
+    torch.save(as_old_checkpoint(ckpt), tmp_path / "old" / "ckpt.pt")
+    # the weights load under their old names
+    new, _ = load_lm(tmp_path / "new" / "ckpt.pt")
+    old, _ = load_lm(tmp_path / "old" / "ckpt.pt")
+    x = torch.randint(0, len(corpus.vocab), (8, 2))
+    assert torch.equal(new.eval()(x)[0], old.eval()(x)[0])
+    # and a run resumed from the old layout continues as one resumed from the new (optimizer state included)
+    longer = dataclasses.replace(cfg, max_steps=8)
+    for run in ("new", "old"):
+        torch.manual_seed(1)
+        train_char_lm(tiny(len(corpus.vocab), n_layer=1, block_size=8), corpus, longer, tmp_path / run, resume=True)
+    a, b = (torch.load(tmp_path / r / "ckpt.pt", weights_only=False)["model"] for r in ("new", "old"))
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sampling_with_temperature_reads_the_last_block_size_characters():

@@ -12,7 +12,8 @@ from captioning.config import config_problems
 from captioning.models.base import build_model
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.models.export import load_export
-from captioning.models.transformer import MultiHeadAttention, Transformer
+from captioning.models.transformer import Transformer
+from captioning.nn.transformer import MultiHeadAttention
 from captioning.nn.decoding import beam_search, greedy, sample
 from captioning.text.vocab import END, START
 from captioning.training.loop import caption_loss
@@ -41,6 +42,20 @@ def stepped(model: Transformer, feats: torch.Tensor, tokens: torch.Tensor) -> to
         logp, state = model.step(tokens[:, t], state)
         out.append(logp)
     return torch.stack(out, 1)
+
+
+def test_parameter_names_and_order_are_those_saved_checkpoints_hold():
+    """The names and order of a 1-layer model's parameters as checkpoints (weights and optimizer states, which
+    follow the order) were written before its layers became the shared block: old checkpoints load and resume."""
+    names = ["region_norm.weight", "region_norm.bias", "region_proj.weight", "region_proj.bias", "row_embed.weight",
+             "col_embed.weight", "word_embed.weight", "pos_embed.weight"]
+    for ln in ("ln_self", "ln_cross", "ln_mlp"):
+        names += [f"layers.0.{ln}.weight", f"layers.0.{ln}.bias"]
+    for attn in ("self_attn", "cross_attn"):
+        names += [f"layers.0.{attn}.{w}.{p}" for w in ("w_q", "w_k", "w_v", "w_o") for p in ("weight", "bias")]
+    names += ["layers.0.mlp.0.weight", "layers.0.mlp.0.bias", "layers.0.mlp.2.weight", "layers.0.mlp.2.bias",
+              "ln_f.weight", "ln_f.bias", "out.weight", "out.bias"]
+    assert list(transformer(6, 7, n_layer=1).state_dict()) == names
 
 
 @pytest.mark.parametrize("causal,queries", [(False, 7), (True, 7), (False, 1)])  # 1: a decoding step's own path

@@ -11,7 +11,6 @@ carried-state measure of the RNNs at the end.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,18 +23,18 @@ from torch.optim import Optimizer
 from tqdm.auto import tqdm
 
 from captioning.nn.bptt import detach_state
+from captioning.nn.optim import OPTIMIZERS, decay_groups, learning_rate, make_optimizer, set_learning_rate
+from captioning.nn.step import autocast, optimizer_step
 from captioning.utils.io import atomic_save_torch, save_json
 from captioning.utils.precision import PRECISIONS, training_precision
 from captioning.utils.schema import option, plain, problems
 from captioning.lm.corpus import Corpus, StreamBatches, random_windows
 from captioning.lm.evaluate import evaluate
 from captioning.lm.model import LM, load_checkpoint
+from captioning.lm.transformer import new_name
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "ckpt.pt"
-
-
-OPTIMIZERS = ("adam", "adamw")
 
 
 @dataclass
@@ -114,19 +113,13 @@ class TrainResult:
 
 def lr_at(progress: float, step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine decay from ``lr`` to ``min_lr`` as progress goes 0 -> 1."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * cosine
+    return learning_rate(cfg.lr, step, progress, cfg.warmup_steps, "cosine", floor=cfg.min_lr)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
+def char_lm_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     """Adam or AdamW; weight decay only on matrices, never on biases (as nanoGPT)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    # torch's default (for-loop) implementation, not the fused kernel: the results in docs/ used it
+    return make_optimizer(decay_groups(model, cfg.weight_decay), cfg.optimizer, cfg.lr, betas=tuple(cfg.betas))
 
 
 @dataclass
@@ -152,12 +145,30 @@ def _resume(path: Path, model: LM, opt: Optimizer, cfg: TrainConfig) -> RunState
         raise ValueError(f"cannot resume {path}: it was trained with batch_size={old['batch_size']}, "
                          f"seq_len={old['seq_len']}; use the same values or start a new out_dir")
     model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    opt.load_state_dict(optimizer_state_in_order(ckpt["optimizer"], list(ckpt["model"]), model))
     torch.set_rng_state(ckpt["rng"])
     run = RunState(**ckpt["run"])
     run.history = [h for h in run.history if not h.get("final")]  # the new run ends with its own
     log.info("resumed %s at step %d (%.1f s)", path, run.step, run.seconds)
     return run
+
+
+def optimizer_state_in_order(state: dict, saved_names: list[str], model: LM) -> dict:
+    """``char_lm_optimizer``'s ``state`` as saved by a model whose parameters came in the order of
+    ``saved_names`` (a checkpoint's state-dict keys), its entries reordered to ``model``'s parameter order.
+    A CharTransformer saved before its block was shared (2026-12-06) held each block's layer norms between
+    its attention and its MLP; the shared block holds them first."""
+    names = [n for n, _ in model.named_parameters()]  # a tied output weight is listed once, under its first name
+    params = dict(model.named_parameters())
+    saved = [k for k in (new_name(k) for k in saved_names) if k in params]
+    if saved == names:
+        return state
+    # the two groups of decay_groups: the matrices, then the vectors, each in the parameters' order
+    flat = [[n for n in order if params[n].dim() >= 2] + [n for n in order if params[n].dim() < 2]
+            for order in (saved, names)]
+    where = {n: i for i, n in enumerate(flat[0])}
+    entries = {i: state["state"][where[n]] for i, n in enumerate(flat[1]) if where[n] in state["state"]}
+    return {**state, "state": entries}
 
 
 def _batch(model: LM, batches: StreamBatches | None, corpus: Corpus, run: RunState,
@@ -175,23 +186,17 @@ def _batch(model: LM, batches: StreamBatches | None, corpus: Corpus, run: RunSta
 def _train_step(model: LM, opt: Optimizer, x: Tensor, y: Tensor, state: Any, cfg: TrainConfig,
                 precision: str) -> tuple[float, Any]:
     """One step on a chunk (or windows); returns the loss and the detached state for the next chunk."""
-    # parameters and optimizer stay fp32; only the forward's matrix products run in bf16 if asked
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with autocast(x.device.type, precision):
         logits, state = model(x, state)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    return loss.item(), detach_state(state)  # keep the state, cut its history
+    return optimizer_step(loss, opt, model.parameters(), cfg.grad_clip), detach_state(state)  # keep the state, cut its history
 
 
 def _set_lr(opt: Optimizer, run: RunState, cfg: TrainConfig) -> float:
     """The learning rate for this step; progress is the larger of the step and time fractions used."""
     progress = max(run.step / cfg.max_steps, run.seconds / cfg.max_seconds if cfg.max_seconds else 0.0)
     lr = lr_at(progress, run.step, cfg)
-    for group in opt.param_groups:
-        group["lr"] = lr
+    set_learning_rate(opt, lr)
     return lr
 
 
@@ -210,7 +215,7 @@ def train_char_lm(model: LM, corpus: Corpus, cfg: TrainConfig, out_dir: str | Pa
                          f"({model.context}): lower the one or raise the other")
     batches = StreamBatches(corpus.train, cfg.batch_size, cfg.seq_len) if recurrent else None
     val_subset = corpus.val[: cfg.eval_chars + 1] if cfg.eval_chars else corpus.val
-    opt = make_optimizer(model, cfg)
+    opt = char_lm_optimizer(model, cfg)
     run = _resume(ckpt_path, model, opt, cfg) if resume and ckpt_path.exists() else RunState()
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not sys.stderr.isatty(), desc="train", unit="step")

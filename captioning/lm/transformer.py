@@ -1,8 +1,8 @@
 """A decoder-only Transformer character model (Vaswani et al. 2017, the decoder stack only, as GPT).
 
-Pre-LN blocks (layer norm before each sub-layer, on the residual branch: Xiong et al. 2020), causal
-multi-head self-attention through ``torch.nn.functional.scaled_dot_product_attention``, learned
-positional embeddings and a GELU position-wise feed-forward network. It keeps the character RNN's
+A stack of the shared pre-LN blocks (captioning/nn/transformer.py: causal multi-head self-attention,
+its Q, K and V in one product, and a GELU feed-forward network of width 4 n_embd), without
+cross-attention, on learned positional embeddings. It keeps the character RNN's
 call convention: time-first ids [T, B] in, (logits [T, B, V], state) out, where the state is always
 None: the model sees only the ``block_size`` characters it is given, so training reads random windows
 of ``block_size`` (as nanoGPT) and sampling feeds back the last ``block_size`` characters.
@@ -11,12 +11,13 @@ of ``block_size`` (as nanoGPT) and sampling feeds back the last ``block_size`` c
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from captioning.nn.transformer import Block, init_weights
 from captioning.utils.schema import option
 
 NAME = "transformer"  # the `cell` choice that selects this model (configs/lm/cell/transformer.yaml)
@@ -44,41 +45,6 @@ def transformer_problems(cfg: dict, prefix: str = "cell") -> list[str]:
     return []
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where position t attends to positions <= t only."""
-
-    def __init__(self, cfg: TransformerConfig) -> None:
-        super().__init__()
-        self.n_head, self.dropout = cfg.n_head, cfg.dropout
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)  # W^Q, W^K, W^V of every head in one product
-        self.out = nn.Linear(cfg.n_embd, cfg.n_embd)  # W^O
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, T, C] -> [B, T, C]."""
-        b, t, c = x.shape
-        q, k, v = self.qkv(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # [B, h, T, d]
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        return self.drop(self.out(y.transpose(1, 2).reshape(b, t, c)))
-
-
-class Block(nn.Module):
-    """x + attention(LN(x)), then x + FFN(LN(x)): pre-LN keeps the residual stream un-normalised."""
-
-    def __init__(self, cfg: TransformerConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_embd)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_embd)
-        self.ffn = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.ffn(self.ln2(x))
-
-
 class CharTransformer(nn.Module):
     """p(x_{t+1} | x_{t-block_size+1..t}) from a stack of causal decoder blocks. Inputs are time-first [T, B]."""
 
@@ -95,14 +61,16 @@ class CharTransformer(nn.Module):
         self.tok = nn.Embedding(vocab_size, cfg.n_embd)
         self.pos = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, cfg.dropout, fused=True)
+                                    for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok.weight
-        self.apply(_init)
+        self.apply(init_weights)
+        self.register_load_state_dict_pre_hook(rename_old_keys)  # checkpoints saved before the block was shared
         for block in self.blocks:  # GPT-2's scaling: each residual branch adds to a sum of 2 * n_layer terms
-            for proj in (block.attn.out, block.ffn[2]):
+            for proj in (block.self_attn.w_o, block.mlp[2]):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def forward(self, x: Tensor, state: None = None) -> tuple[Tensor, None]:
@@ -119,9 +87,23 @@ class CharTransformer(nn.Module):
         return self.head(self.ln_f(h)).transpose(0, 1), None
 
 
-def _init(module: nn.Module) -> None:
-    """Small normal weights and zero biases (GPT-2); torch's default LayerNorm (ones, zeros) is kept."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
+# the block's parameter names before it was shared with the caption decoder (checkpoints up to 2026-12-06)
+OLD_NAMES = {"ln1": "ln_self", "attn.qkv": "self_attn.qkv", "attn.out": "self_attn.w_o", "ln2": "ln_mlp",
+             "ffn.0": "mlp.0", "ffn.2": "mlp.2"}
+OLD_KEY = re.compile(r"^(blocks\.\d+\.)(" + "|".join(re.escape(k) for k in OLD_NAMES) + r")\.(weight|bias)$")
+
+
+def new_name(key: str) -> str:
+    """A CharTransformer parameter's name in the shared block (``blocks.0.attn.qkv.weight`` ->
+    ``blocks.0.self_attn.qkv.weight``); other names unchanged."""
+    m = OLD_KEY.match(key)
+    return f"{m[1]}{OLD_NAMES[m[2]]}.{m[3]}" if m else key
+
+
+def rename_old_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook: the old block names of ``state_dict`` renamed in place, so a checkpoint
+    saved before the block was shared loads as it did."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        renamed = prefix + new_name(key[len(prefix):])
+        if renamed != key:
+            state_dict[renamed] = state_dict.pop(key)

@@ -11,13 +11,13 @@ front of each sub-layer (pre-LN, as in GPT-2; Xiong et al. 2020), reading the im
              x = x + Dropout(W_2 GELU(W_1 LN(x) + b_1) + b_2)
     output   logits_t = LN_f(x_t) W_out + b_out                       W_out = E^T when tie_embeddings
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, per head, with Q = x W^Q, K = y W^K, V = y W^V
-    (y = x for self-attention, y = M for cross-attention); the heads are concatenated and mapped by W^O.
+The layers are the shared pre-LN ``Block`` (captioning/nn/transformer.py, with cross-attention), the
+one the character model stacks too; this file holds what is the caption decoder's own: the regions
+as memory, the word and position embeddings, the output layer and the decoding state.
 
 Teacher forcing (``forward``) runs all positions in one pass under the causal mask. Decoding (``step``)
-runs one position at a time and keeps a key/value cache: every layer's self-attention keys and values
-of the words so far (one row appended per step) and its cross-attention keys and values of the memory
-(computed once by ``init_state``), so step t costs one position's work, not t positions'.
+runs one position at a time on every layer's key/value cache (``Block.step``), so step t costs one
+position's work, not t positions'.
 
 Image features are [B, D] (a pooled vector: one region) or [B, R, D] (R = g*g regions, row-major).
 """
@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from captioning.models.base import CaptionModel, State, register_model
+from captioning.nn.transformer import Block, init_weights
 from captioning.utils.schema import option
 
 
@@ -51,75 +51,6 @@ class TransformerConfig:
         if self.d_model % self.n_head:
             raise ValueError(f"model.d_model={self.d_model} must be a multiple of model.n_head={self.n_head} "
                              f"(each head gets d_model / n_head dimensions)")
-
-
-class MultiHeadAttention(nn.Module):
-    """softmax(Q K^T / sqrt(d_k)) V for ``n_head`` heads of d_k = d_model / n_head dimensions, then W^O."""
-
-    def __init__(self, d_model: int, n_head: int, dropout: float) -> None:
-        super().__init__()
-        self.n_head, self.dropout = n_head, dropout
-        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model) for _ in range(4))
-
-    def split_heads(self, x: Tensor) -> Tensor:
-        """[B, L, d_model] -> [B, heads, L, d_k]."""
-        return x.view(x.size(0), x.size(1), self.n_head, x.size(2) // self.n_head).transpose(1, 2)
-
-    def keys_values(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """K = y W^K and V = y W^V of the attended sequence y [B, L, d_model], split into heads."""
-        return self.split_heads(self.w_k(y)), self.split_heads(self.w_v(y))
-
-    def attend(self, x: Tensor, keys: Tensor, values: Tensor, causal: bool = False) -> Tensor:
-        """The queries x [B, L, d_model] attend to ``keys``/``values`` [B, heads, S, d_k]; ``causal``
-        (L == S) lets position t see positions <= t only."""
-        q = self.split_heads(self.w_q(x))
-        if q.size(2) == 1 and not causal:  # one new word (a decoding step): two batched vector products
-            # Written out because torch's fallback for this case (gradients or dropout on, on a CPU) copies and
-            # rescales every cached key at every step; the same softmax(q K^T / sqrt(d_k)) V.
-            weights = torch.softmax((q * q.size(-1) ** -0.5) @ keys.transpose(-2, -1), dim=-1)
-            heads = F.dropout(weights, self.dropout, self.training).to(values.dtype) @ values
-        else:
-            heads = F.scaled_dot_product_attention(q, keys, values, dropout_p=self.dropout if self.training else 0.0,
-                                                   is_causal=causal)  # [B, heads, L, d_k], scaled by 1/sqrt(d_k)
-        return self.w_o(heads.transpose(1, 2).reshape(x.shape))
-
-    def weights(self, x: Tensor, y: Tensor) -> Tensor:
-        """The attention weights softmax(Q K^T / sqrt(d_k)) [B, heads, L, S] of queries x over y (no mask)."""
-        q, k = self.split_heads(self.w_q(x)), self.split_heads(self.w_k(y))
-        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
-
-    def forward(self, x: Tensor, y: Tensor | None = None, causal: bool = False) -> Tensor:
-        """Self-attention (y None) or attention from x to y."""
-        return self.attend(x, *self.keys_values(x if y is None else y), causal=causal)
-
-
-class DecoderLayer(nn.Module):
-    """Pre-LN: causal self-attention, cross-attention to the memory, GELU MLP, each a residual branch."""
-
-    def __init__(self, d_model: int, n_head: int, d_ff: int, dropout: float) -> None:
-        super().__init__()
-        self.ln_self, self.ln_cross, self.ln_mlp = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.self_attn = MultiHeadAttention(d_model, n_head, dropout)
-        self.cross_attn = MultiHeadAttention(d_model, n_head, dropout)
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
-        """All positions of x [B, T, d_model] at once, under the causal mask."""
-        x = x + self.drop(self.self_attn(self.ln_self(x), causal=True))
-        x = x + self.drop(self.cross_attn(self.ln_cross(x), memory))
-        return x + self.drop(self.mlp(self.ln_mlp(x)))
-
-    def step(self, x: Tensor, cache: dict) -> tuple[Tensor, dict]:
-        """One new position x [B, 1, d_model]: its key and value join the cache, its query attends to all
-        the cached positions (itself included, so no mask) and to the cached memory keys and values."""
-        h = self.ln_self(x)
-        k, v = self.self_attn.keys_values(h)
-        k, v = torch.cat([cache["self_k"], k], dim=2), torch.cat([cache["self_v"], v], dim=2)
-        x = x + self.drop(self.self_attn.attend(h, k, v))
-        x = x + self.drop(self.cross_attn.attend(self.ln_cross(x), cache["cross_k"], cache["cross_v"]))
-        x = x + self.drop(self.mlp(self.ln_mlp(x)))
-        return x, {"self_k": k, "self_v": v, "cross_k": cache["cross_k"], "cross_v": cache["cross_v"]}
 
 
 @register_model("transformer")
@@ -144,7 +75,7 @@ class Transformer(CaptionModel):
         self.word_embed = nn.Embedding(vocab_size, c.d_model)
         self.pos_embed = nn.Embedding(max_len + 1, c.d_model)  # <start> and max_len words are read
         self.drop = nn.Dropout(c.dropout)
-        self.layers = nn.ModuleList(DecoderLayer(c.d_model, c.n_head, c.d_ff, c.dropout) for _ in range(c.n_layer))
+        self.layers = nn.ModuleList(Block(c.d_model, c.n_head, c.d_ff, c.dropout, cross=True) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.d_model)
         self.out = nn.Linear(c.d_model, vocab_size)
         self.apply(init_weights)
@@ -203,13 +134,7 @@ class Transformer(CaptionModel):
         """The memory, its cross-attention keys and values in every layer, empty self-attention caches
         and position 0."""
         memory = self.encode(features)
-        layers = []
-        for layer in self.layers:
-            # contiguous once here, not gathered from the strided head view at every step
-            cross_k, cross_v = (t.contiguous() for t in layer.cross_attn.keys_values(memory))
-            # zero positions, in the dtype the projections give (autocast included)
-            self_k, self_v = layer.self_attn.keys_values(memory[:, :0])
-            layers.append({"self_k": self_k, "self_v": self_v, "cross_k": cross_k, "cross_v": cross_v})
+        layers = [layer.init_cache(memory) for layer in self.layers]
         position = torch.zeros(memory.size(0), dtype=torch.long, device=memory.device)
         image = torch.arange(memory.size(0), device=memory.device)
         return {"memory": memory, "position": position, "image": image, "layers": layers}
@@ -240,11 +165,3 @@ class Transformer(CaptionModel):
         logp = torch.log_softmax(self.out(self.ln_f(x.squeeze(1))), dim=-1)
         return logp, {"memory": state["memory"], "position": position + 1, "image": state["image"], "layers": layers}
 
-
-def init_weights(module: nn.Module) -> None:
-    """Small normal weights (std 0.02, as in GPT-2) and zero biases: with a tied output layer, unit-variance
-    embeddings would start with logits of standard deviation sqrt(d_model)."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)

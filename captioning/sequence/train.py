@@ -1,4 +1,5 @@
-"""Training loop shared by the sequence tasks: Adam, gradient-norm clipping, periodic test metrics.
+"""Training loop shared by the sequence tasks: Adam, gradient-norm clipping, periodic test metrics (the
+optimizer and the step are every app's: captioning/nn/optim.py, captioning/nn/step.py).
 
 ``SequenceTrainConfig`` is the loop's declared options (the `train` section of configs/sequence/*.yaml);
 ``SequenceRunConfig`` the whole of configs/sequence/sequence.yaml (scripts/sequence_tasks.py).
@@ -7,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from captioning.nn.optim import make_optimizer
+from captioning.nn.step import NonFiniteLoss, optimizer_step
 from captioning.utils.io import atomic_save_torch, save_json
 from captioning.utils.schema import option, plain
 from captioning.sequence.models import SequenceCellConfig, SequenceModelConfig
@@ -79,20 +81,16 @@ def reached(metrics: Mapping[str, float], metric: str | None, value: float | Non
 def train_sequence_model(problem: Problem, model: nn.Module, cfg: SequenceTrainConfig, generator: torch.Generator,
                          on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``problem`` for up to ``cfg.max_steps``; returns history and final metrics."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model.parameters(), "adam", cfg.lr)  # torch's default implementation, as the results used
     history, start, step = [], time.perf_counter(), 0
     running = 0.0
     for step in range(1, cfg.max_steps + 1):
         model.train()
         loss = problem.loss(model, problem.train_batch(cfg.batch_size, generator))
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}: lower lr or set clip")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        running += loss.item()
+        try:
+            running += optimizer_step(loss, opt, model.parameters(), cfg.clip)
+        except NonFiniteLoss as e:
+            raise FloatingPointError(f"training loss became {e.value} at step {step}: lower lr or set clip") from None
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             row = {"step": step, "train_loss": running / (step - (history[-1]["step"] if history else 0)),
                    "seconds": time.perf_counter() - start, **problem.evaluate(model)}

@@ -37,10 +37,12 @@ from captioning.features.prepare import Prepared
 from captioning.models.base import CaptionModel, build_model
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioning.nn.decoding import decode_batched
+from captioning.nn.optim import LR_SCHEDULES
+from captioning.nn.step import NonFiniteLoss, autocast, optimizer_step
 from captioning.text.vocab import END, UNK
 from captioning.training.batching import epoch_order
 from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
-from captioning.training.optim import LR_SCHEDULES, make_optimizer
+from captioning.training.optim import make_optimizer
 from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
@@ -156,8 +158,7 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
         raise ValueError(f"stages {one_process} (self-critical, or fine-tuning the encoder) run in one process: "
                          f"drop trainer=ddp, or set schedule.stages.{one_process[0]}.epochs=0 here and train them "
                          "in a separate run with schedule.init_from=<this run>")
-    autocast = dict(device_type=device.type, dtype=torch.bfloat16,
-                    enabled=training_precision(cfg.precision, device) == "bf16")
+    precision = training_precision(cfg.precision, device)
     data = TrainData.of(prepared, cfg.data.train_split, max_len)
     resume = load_resume_point(cfg, ckpt_dir, [name for name, _ in stages])
     history = resume["history"] if resume else {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1, "best_stage": None}
@@ -244,7 +245,7 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                 bar = progress(range(first_step, steps_per_epoch), desc=f"{name} {epoch + 1}/{stage.epochs}")
                 for step in bar:
                     batch = order[step * stage.batch_size : (step + 1) * stage.batch_size]
-                    with torch.autocast(**autocast):
+                    with autocast(device.type, precision):
                         if stage.loss == "self_critical":
                             images = batch.tolist()
                             feats = features_of(images, data, encoder, device)
@@ -253,16 +254,12 @@ def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dic
                         else:
                             loss = cross_entropy_loss(net, batch, by_image, data, encoder, dp, device,
                                                       stage.word_dropout)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"loss is {loss.item()} in stage {name}, epoch {epoch + 1}, step {step}: "
-                                               f"lower its lr or set its clip; the last good checkpoint is in {ckpt_dir}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()  # backpropagation through time
-                    if stage.clip:
-                        nn.utils.clip_grad_norm_([p for m in trained for p in m.parameters()], stage.clip)
-                    opt.step()
-                    lr_sched.step()
-                    losses.append(loss.item())
+                    try:  # backpropagation through time, clipping, AdamW and the schedule (captioning/nn/step.py)
+                        losses.append(optimizer_step(loss, opt, [p for m in trained for p in m.parameters()],
+                                                     stage.clip, lr_sched))
+                    except NonFiniteLoss as e:
+                        raise TrainingDiverged(f"loss is {e.value} in stage {name}, epoch {epoch + 1}, step {step}: lower "
+                                               f"its lr or set its clip; the last good checkpoint is in {ckpt_dir}") from None
                     if step % stage.log_every == 0:
                         lr = lr_sched.get_last_lr()[0]
                         bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")

@@ -1,35 +1,21 @@
-"""The optimizer and learning-rate schedule of a training stage."""
+"""The optimizer and learning-rate schedule of a caption training stage: the shared factory
+(captioning/nn/optim.py) with the stage's options."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
-import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
-LR_SCHEDULES = ("cosine", "constant", "step")
+from captioning.nn.optim import make_optimizer as shared_optimizer
+from captioning.nn.optim import step_scheduler
 
 
-def make_optimizer(params: Iterable, stage: Any, steps_per_epoch: int):
-    """AdamW (its fused implementation where the device has it) over ``params`` (parameters or param
-    groups) with linear warmup then a cosine, constant or
-    step learning-rate schedule (per step, scaling every group's own lr)."""
-    params = list(params)
-    try:  # one fused kernel per step; torch's default on CPU is a Python loop over the tensors
-        opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
-    total = max(1, stage.epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < stage.warmup_steps:
-            return (step + 1) / stage.warmup_steps
-        if stage.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-        if stage.lr_schedule == "step":
-            return stage.lr_gamma ** (step // max(1, stage.lr_step_epochs * steps_per_epoch))
-        if stage.lr_schedule == "constant":
-            return 1.0
-        raise ValueError(f"Unknown lr_schedule {stage.lr_schedule!r}: choose one of {LR_SCHEDULES}")
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def make_optimizer(params: Iterable, stage: Any, steps_per_epoch: int) -> tuple[Optimizer, LambdaLR]:
+    """AdamW (fused where the device has it) over ``params`` (parameters or param groups) with linear warmup
+    then the stage's cosine, constant or step schedule, stepped per optimizer step."""
+    opt = shared_optimizer(params, "adamw", lr=stage.lr, weight_decay=stage.weight_decay, fused=True)
+    sched = step_scheduler(opt, stage.epochs * steps_per_epoch, stage.warmup_steps, stage.lr_schedule,
+                           gamma=stage.lr_gamma, step_every=stage.lr_step_epochs * steps_per_epoch)
+    return opt, sched
