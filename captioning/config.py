@@ -37,7 +37,7 @@ from captioning.nn.decoding import DecodingConfig
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
-from captioning.utils.schema import build, option, plain, problems
+from captioning.utils.schema import ConfigError, build, option, plain, problems
 
 BAD_IMAGE_POLICIES = ("fail", "skip")
 
@@ -134,10 +134,6 @@ class GalleryRunConfig:
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (as for evaluation)")
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work."""
-
-
 def model_schema(name: str) -> type:
     """The Hydra schema of a registered model: its Config plus the ``name`` that selects it."""
     cls = model_class(name)
@@ -207,12 +203,9 @@ def check_run_config(schema: type, cfg: Any) -> None:
 
 
 def command_options(schema: type, cfg: Any) -> Any:
-    """The typed options of a one-schema command (caption, render_examples): every bad value named at once
-    as ``error: ...`` on exit (SystemExit), before anything is loaded."""
-    try:
-        check_run_config(schema, cfg)
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    """The typed options of a one-schema command (caption, render_examples, ...): ConfigError naming every
+    bad value at once, before anything is loaded."""
+    check_run_config(schema, cfg)
     return build(schema, cfg)
 
 

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
+from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.config import CaptionRunConfig, command_options  # also registers the config schemas with Hydra
-from captioning.utils.memory import keep_freed_memory
+from captioning.commands.cli import UserError, hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -55,8 +52,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
         key = arg.split("=", 1)[0].lstrip("+~")
         if arg.startswith("-") or ("=" in arg and not Path(arg).exists()):
             if key in RENAMED:
-                raise SystemExit(f"error: {key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
-                                 "see captioning-caption --help")
+                raise UserError(f"{key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
+                                "see captioning-caption --help")
             out.append(arg)
         else:
             images.append(arg)
@@ -77,7 +74,7 @@ def image_paths(images: list[str]) -> list[Path]:
     return paths
 
 
-def caption_images(opts: CaptionRunConfig) -> int:
+def caption_images(opts: Any) -> int:
     """Print `path<TAB>caption` per image (and the top beams when asked); 1 if any image failed, 2 if the
     checkpoint cannot be used."""
     import torch
@@ -88,7 +85,7 @@ def caption_images(opts: CaptionRunConfig) -> int:
 
     paths = image_paths(list(opts.images))
     if not paths:
-        raise SystemExit("error: no images given: pass image files or folders")
+        raise UserError("no images given: pass image files or folders")
     d = opts.decoding
     kwargs = {"method": d.method, "beam_size": d.beam_size, "length_alpha": d.length_alpha,
               "temperature": d.temperature, "keep_beams": opts.keep_beams,
@@ -131,27 +128,22 @@ def caption_images(opts: CaptionRunConfig) -> int:
     return 1 if failed else 0
 
 
-STATUS: list[int] = []  # the exit status of the last run (a Hydra app returns nothing)
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def app(cfg: DictConfig) -> None:
+def caption(cfg: Any) -> int:
+    """Check the options, then caption the images (the exit status)."""
+    from captioning.config import CaptionRunConfig, command_options
+    from captioning.utils.memory import keep_freed_memory
+
+    opts = command_options(CaptionRunConfig, cfg)  # every bad value named before anything is loaded
     keep_freed_memory()  # the CNN's activation maps reused, not mapped anew (captioning/utils/memory.py)
-    STATUS[:] = [caption_images(command_options(CaptionRunConfig, cfg))]
+    return caption_images(opts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command: ``argv`` (default: the process's arguments) -> exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = hydra_argv(argv)
-    saved, STATUS[:] = sys.argv, [0]
-    sys.argv = [saved[0] if saved else "captioning-caption", *args]
-    try:
-        app()
-    finally:
-        sys.argv = saved
-    return STATUS[0]
-
+main = hydra_command("captioning-caption", CONFIG_PATH, CONFIG_NAME, register, caption, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

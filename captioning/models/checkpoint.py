@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from captioning.models.base import CaptionModel, build_model
+from captioning.models.base import CaptionModel, build_model, model_class
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import atomic_save_torch
 from captioning.utils.schema import plain
@@ -137,6 +137,11 @@ def model_from_checkpoint(ckpt: dict) -> tuple[CaptionModel, Vocabulary]:
     if type(vocab_size) is not int or vocab_size != len(vocab):
         raise CheckpointError(f"{ckpt.get('path')}: vocabulary has {len(vocab)} words but the model was built for "
                               f"{vocab_size}; the file mixes two runs, retrain or use another")
+    try:  # a class that cannot be found is a missing module, not a broken file
+        model_class(str(options.get("name")))
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.get('path')}: the model class it names can't be imported ({exc}); "
+                              "put its module on PYTHONPATH or install its package") from exc
     try:
         model = build_model(options, feature_dim=int(ckpt["feature_dim"]), vocab_size=len(vocab),
                             max_len=int(ckpt["max_len"]))
