@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from hydra.core.config_store import ConfigStore
 
 from captioning.data.datasets import DATA_SCHEMAS, data_problems
+from captioning.data.download import DATASETS
 from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_problems
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
 from captioning.features.encoder import EncoderConfig, encoder_problems
@@ -34,6 +35,8 @@ from captioning.wandb_logger import WandbConfig
 from captioning.models.base import MODELS, model_class
 from captioning.nn.cells import CellConfig
 from captioning.nn.decoding import DecodingConfig
+from captioning.results import SECTION as RESULTS_SECTION, TITLE as RESULTS_TITLE
+from captioning.search import SECTION as SEARCH_SECTION, TITLE as SEARCH_TITLE
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
@@ -134,6 +137,125 @@ class GalleryRunConfig:
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (as for evaluation)")
 
 
+@dataclass
+class ExportRunConfig:
+    """captioning/configs/export.yaml (captioning-export): a run's checkpoint written for inference."""
+
+    checkpoint: str | None = option(None, "a run directory (its best checkpoint) or a .pt file (required; a plain "
+                                    "path argument is taken as checkpoint)")
+    out: str | None = option(None, "the folder written; null = RUN_DIR/export (required when checkpoint is a file)")
+
+
+@dataclass
+class AttentionRunConfig:
+    """captioning/configs/render_attention.yaml (captioning-render-attention): where an attention model looked."""
+
+    checkpoint: str | None = option(None, "the run directory (or its .pt file) of an attention model "
+                                    "(model=show_attend_tell or model=transformer) (required)")
+    out: str = option("docs/figures/attention.png", "the PNG written")
+    splits: list[str] = option(["test", "test_novel"], "splits of the run's own data to draw from")
+    per_split: int = option(3, "images of each split", ge=1)
+    seed: int = option(0, "picks the images, as captioning-render-examples picks them", ge=0)
+    decoding: DecodingConfig = option(DecodingConfig(method="greedy"), "how captions are generated (as for "
+                                      "evaluation; method greedy or beam)")
+
+
+@dataclass
+class CompareRunsConfig:
+    """captioning/configs/compare_runs.yaml (captioning-compare-runs): the runs of a sweep side by side."""
+
+    sweep_dir: str | None = option(None, "folder holding the run directories, e.g. runs/multirun/<date>/<time> "
+                                   "(required; a plain path argument is taken as sweep_dir)")
+    out: str | None = option(None, "where to write the files; null = sweep_dir")
+    name: str = option("comparison", "file name stem")
+    splits: list[str] | None = option(None, "splits to show; null = every evaluated split")
+    metrics: list[str] | None = option(None, "metrics to show, e.g. [Bleu_4,CIDEr,acc_colour]; null = the BLEU, "
+                                       "METEOR, ROUGE and CIDEr present")
+    chart_metric: str = option("Bleu_4", "metric drawn in the bar chart")
+
+
+@dataclass
+class ModelTableConfig:
+    """captioning/configs/model_table.yaml (captioning-model-table): several models' runs in one table."""
+
+    runs: dict[str, str] = option({}, "label -> run directory, one per model: runs.LABEL=RUN_DIR (required)")
+    out: str | None = option(None, "a markdown file written as well; null = print only")
+
+
+@dataclass
+class PairedConfig:
+    """captioning/configs/paired.yaml (captioning-paired): is A better than B, with paired bootstrap intervals."""
+
+    a: list[str] = option([], "run directories of A (one per seed) or folders of them; a=DIR is a=[DIR] (required)")
+    b: list[str] = option([], "run directories of B, scored on the same images (required)")
+    labels: list[str] = option(["A", "B"], "the names of A and B in the table")
+    splits: list[str] | None = option(None, "splits; null = every evaluated split")
+    metrics: list[str] | None = option(None, "metrics with per-image values; null = Bleu_4, CIDEr, acc_scene, "
+                                       "acc_binding")
+    resamples: int = option(10_000, "bootstrap draws", ge=1)
+    level: float = option(0.95, "interval level", gt=0, lt=1)
+    seed: int = option(0, "seeds the bootstrap draws", ge=0)
+    json: bool = option(False, "print the rows as JSON instead of markdown")
+
+
+@dataclass
+class PrepareDataConfig:
+    """captioning/configs/prepare_data.yaml (captioning-prepare-data): download or generate datasets."""
+
+    targets: list[str] = option([], "what to prepare (required; plain arguments are taken as targets)",
+                                choices=("shapes", *DATASETS))
+    root: str | None = option(None, "data root; null = $CAPTIONING_DATA, else ./data")
+    data: str = option("shapes", "the data config the shapes target generates, as data=<name> of captioning-train")
+    keep_archives: bool = option(False, "keep downloaded zips after extracting")
+
+
+@dataclass
+class MakeResultsConfig:
+    """captioning/configs/make_results.yaml (captioning-make-results): the test-split table of final runs."""
+
+    seeds: int = option(3, "seeds per row, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    rows: dict[str, list[str]] | None = option(None, "label -> the row's own training overrides: on the command "
+                                               "line, row=LABEL followed by its key=value overrides; null = one "
+                                               "row per cell (rnn, lstm, gru) at the settings chosen on val")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/results", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(RESULTS_SECTION, "the marked section of out written (render reads it from the runs)")
+    title: str = option(RESULTS_TITLE, "that section's heading, after the data's name")
+
+
+@dataclass
+class SearchConfig:
+    """captioning/configs/search.yaml (captioning-search): settings chosen on val, one run per point and seed."""
+
+    seeds: int = option(1, "seeds per grid point, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    grid: dict[str, list[str]] = option({}, "the grid: key -> its values, every combination run; on the command "
+                                        "line, a training override with several values (key=v1,v2)")
+    rows: dict[str, list[str]] | None = option(None, "label -> the row's own training overrides, searched with "
+                                               "the whole grid: on the command line, row=LABEL followed by its "
+                                               "key=value overrides; null = one row per cell: rnn, lstm, gru")
+    metric: str = option("Bleu_4", "the val metric that chooses")
+    split: str | None = option(None, "the split metric is read on; null = the data's val split; val_novel chooses "
+                               "on the shapes data's unseen colour-shape pairs; never a test split")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/search", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(SEARCH_SECTION, "the marked section of out written")
+    title: str = option(SEARCH_TITLE, "that section's heading")
+
+
+# the commands whose options are one schema, stored as schema/run/<name>
+TOOL_SCHEMAS = {"export": ExportRunConfig, "render_attention": AttentionRunConfig, "compare_runs": CompareRunsConfig,
+                "model_table": ModelTableConfig, "paired": PairedConfig, "prepare_data": PrepareDataConfig,
+                "make_results": MakeResultsConfig, "search": SearchConfig}
+
+
 def model_schema(name: str) -> type:
     """The Hydra schema of a registered model: its Config plus the ``name`` that selects it."""
     cls = model_class(name)
@@ -148,7 +270,7 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     for name, node in (("train", RunConfig), ("probe", ProbeRunConfig), ("extract", ExtractRunConfig),
                        ("evaluate", EvaluateRunConfig), ("caption", CaptionRunConfig),
-                       ("render_examples", GalleryRunConfig)):
+                       ("render_examples", GalleryRunConfig), *TOOL_SCHEMAS.items()):
         store.store(group="schema/run", name=name, node=node)
     store.store(group="schema/cell", name="cell", node=CellConfig)
     store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
@@ -192,20 +314,21 @@ def config_problems(cfg: Any) -> list[str]:
     return found
 
 
-def check_run_config(schema: type, cfg: Any) -> None:
+def check_run_config(schema: type, cfg: Any, required: Sequence[str] = ()) -> None:
     """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
-    (for the commands whose options are one schema: caption, render_examples)."""
+    and every ``required`` option left empty (for the commands whose options are one schema)."""
     found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
     if "checkpoint" in cfg and not cfg.checkpoint:
         found.append("checkpoint=<run dir or .pt file> is required")
+    found += [f"{key}=... is required (see --help)" for key in required if key != "checkpoint" and not cfg.get(key)]
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
-def command_options(schema: type, cfg: Any) -> Any:
+def command_options(schema: type, cfg: Any, required: Sequence[str] = ()) -> Any:
     """The typed options of a one-schema command (caption, render_examples, ...): ConfigError naming every
-    bad value at once, before anything is loaded."""
-    check_run_config(schema, cfg)
+    bad value (and every ``required`` option left empty) at once, before anything is loaded."""
+    check_run_config(schema, cfg, required)
     return build(schema, cfg)
 
 

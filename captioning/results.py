@@ -1,7 +1,7 @@
 """The results tables of docs/results.md: every cell at N seeds and the baselines on every evaluation split.
 
 The protocol (docs/results.md): choices are made on val; test and test_novel are scored here, for the
-final configurations only; each model is trained at N seeds (``--seeds``, default 3) and reported as
+final configurations only; each model is trained at N seeds (``seeds=N``, default 3) and reported as
 mean +- sd over seeds; the headline metrics carry a 95% bootstrap interval over images
 (captioning/evaluation/stats.py); the chance line (a guesser knowing the training distribution) and the
 ceiling (a reference caption scored as the hypothesis) bound the scene accuracies.
@@ -224,7 +224,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("make_results and the search set the seed of each run themselves: use --seeds N, not seed=...")
+        raise ValueError("make_results and the search set the seed of each run themselves: use seeds=N, not seed=...")
     bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
     if bad:
         raise ValueError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
@@ -380,12 +380,12 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                 if named[0]["objects"]:
                     pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
     rows = meta.get("rows") or CELL_ROWS
-    row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
-    jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
-    shown = [o for o in overrides if o not in SEALED_SPLITS]  # make_results adds them itself
+    row_args = "" if rows == CELL_ROWS else "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
+    jobs = f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else ""
+    shown = "".join(f" {o}" for o in overrides if o not in SEALED_SPLITS)  # make_results adds them itself
     section, heading = meta.get("section", SECTION), meta.get("title", TITLE)
-    named = f"--section {section} --title '{heading}' " if section != SECTION else ""
-    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{named}{row_args}" + " ".join(shown)
+    named = f" section={section} title='{heading}'" if section != SECTION else ""
+    cmd = f"python scripts/make_results.py seeds={n_seeds}{jobs}{named}{shown}{row_args}"
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
@@ -406,7 +406,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             + headline_table(intervals)
             + "\n\nWhat each model costs: trainable parameters, seconds per epoch of each training stage (median over "
             "the run's epochs, val decoding included; mean ± sd over seeds) and minutes per run, as measured by these "
-            "runs on the machine above (two at a time when the command has --jobs 2, one thread each):\n\n"
+            "runs on the machine above (two at a time when the command has jobs=2, one thread each):\n\n"
             + cost_table(dirs, seconds)
             + "\n\nEvery metric. CIDEr is CIDEr-D with the training references' document frequencies, one scale "
             "for every split; CIDEr (split df) is the official per-split CIDEr-D papers report. Attribute columns: "
@@ -420,7 +420,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             + results_table(runs, human, bounds))
     if by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `python scripts/make_results.py "
-                 "--render` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
+                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
                  + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "

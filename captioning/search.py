@@ -8,9 +8,9 @@ comparison"); the chosen point is the one with the highest val ``metric`` (mean 
 bootstrap interval of best minus runner-up says whether the choice is more than the noise of val.
 make_results then runs the chosen settings at several seeds on the sealed test splits.
 
-    captioning-search --jobs 2 schedule.stages.self_critical.epochs=0 \\
-        --grid schedule.stages.cross_entropy.lr=1e-3,2e-3,4e-3 model.dropout=0.1,0.2 \\
-        --row rnn cell=rnn --row lstm cell=lstm --row gru cell=gru
+    captioning-search jobs=2 schedule.stages.self_critical.epochs=0 \\
+        schedule.stages.cross_entropy.lr=1e-3,2e-3,4e-3 model.dropout=0.1,0.2 \\
+        row=rnn cell=rnn row=lstm cell=lstm row=gru cell=gru
 """
 
 from __future__ import annotations
@@ -151,18 +151,18 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         found = paired_comparison(dirs(row), dirs(first), [split], resamples=resamples)
         verdicts.append(f"- {row} minus {first}: " + "; ".join(
             f"{d['metric']} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in found))
-    grid_args = f" --grid {' '.join(f'{k}={chr(44).join(v)}' for k, v in grid.items())}" if grid else ""
-    row_args = " ".join(f"--row {label} {' '.join(keys)}".strip() for label, keys in rows.items())
-    rest = [o for o in meta["overrides"] if not o.startswith("data.eval_splits=")]
-    options = f"--seeds {n_seeds}" + (f" --jobs {meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
+    grid_args = "".join(f" {k}={','.join(v)}" for k, v in grid.items())  # several values: an axis of the grid
+    row_args = "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
+    rest = "".join(f" {o}" for o in meta["overrides"] if not o.startswith("data.eval_splits="))
+    options = f"seeds={n_seeds}" + (f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
     section, title = meta.get("section", SECTION), meta.get("title", TITLE)
     if meta.get("run_root", "runs/search") != "runs/search":
-        options += f" --run-root {meta['run_root']}"
+        options += f" run_root={meta['run_root']}"
     if section != SECTION:
-        options += f" --section {section} --title '{title}'"
+        options += f" section={section} title='{title}'"
     if split != meta.get("val_split", split):
-        options += f" --split {split}"
-    cmd = f"python scripts/search.py {options} {' '.join(rest)}{grid_args} {row_args}"
+        options += f" split={split}"
+    cmd = f"python scripts/search.py {options}{rest}{grid_args}{row_args}"
     times = [s for v in meta["seconds"].values() for s in v]
     how = (f"the bold point of each row has the highest {split} {metric} (mean over seeds) and is the one the results "
            "tables use" if grid else "each row is one setting, compared with the first row below")

@@ -20,44 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command
+from captioning.commands.cli import UserError, hydra_command, quoted, split_positional
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # the spellings of the key=value parser this command had before it moved to Hydra
 RENAMED = {"method": "decoding.method", "beam_size": "decoding.beam_size", "length_alpha": "decoding.length_alpha",
            "temperature": "decoding.temperature", "batch_size": "decoding.batch_size", "show_beams": "keep_beams"}
-# Hydra's flags that take the next word as their value (that word is not an image)
-HYDRA_VALUE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
-                     "-p", "--package", "--experimental-rerun"}
-HELP_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}  # of --info
-
-
-def quoted(path: str) -> str:
-    """``path`` as a single-quoted Hydra override value."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
     """Hydra's command line from the caption command's: image paths (arguments that are neither flags nor
     key=value, or existing files whose name holds '=') become one ``images=[...]`` override; a key of the
     old key=value parser is an error naming its new spelling."""
-    out, images, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in HYDRA_VALUE_FLAGS or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in HELP_TOPICS):
-            out += argv[i : i + 2]
-            i += 2
-            continue
+    out, images = split_positional(argv)
+    for arg in out:
         key = arg.split("=", 1)[0].lstrip("+~")
-        if arg.startswith("-") or ("=" in arg and not Path(arg).exists()):
-            if key in RENAMED:
-                raise UserError(f"{key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
-                                "see captioning-caption --help")
-            out.append(arg)
-        else:
-            images.append(arg)
-        i += 1
+        if "=" in arg and key in RENAMED:
+            raise UserError(f"{key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
+                            "see captioning-caption --help")
     if images:
         out.append(f"images=[{','.join(quoted(p) for p in images)}]")
     return out

@@ -8,7 +8,7 @@ files, bad images, encoder weights that cannot be had, a Hydra override that doe
 ``UserError`` raised by a command itself. ``HYDRA_FULL_ERROR=1`` shows the traceback of those too.
 
 ``hydra_command`` turns a task function ``task(cfg) -> int | None`` into the command's ``main(argv)``:
-``--help`` prints the command's help page (captioning/commands/help/<config>.txt, written from the
+``--help`` prints the command's help page (captioning/commands/help/<command>.txt, written from the
 declared option docs by ``python -m captioning.commands.write_help``) before anything heavy is imported;
 otherwise the schemas are registered, Hydra composes the config and runs the task inside the boundary.
 """
@@ -23,6 +23,12 @@ from typing import Any, Callable
 
 HELP_DIR = Path(__file__).resolve().parent / "help"
 HELP_FLAGS = ("-h", "--help")
+# Hydra's flags that take the next word as their value (that word is not a positional argument)
+HYDRA_VALUE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
+                     "-p", "--package", "--experimental-rerun"}
+HYDRA_FLAGS = HYDRA_VALUE_FLAGS | {"-m", "--multirun", "-i", "--info", "--resolve", "-r", "--run", "-sc",
+                                   "--shell-completion", "--hydra-help", "--version", *HELP_FLAGS}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}  # of --info
 # set with HYDRA_FULL_ERROR by the boundary itself (not by the user): processes it starts still give one line
 SET_BY_BOUNDARY = "CAPTIONING_BOUNDARY_FULL_ERROR"
 
@@ -46,6 +52,7 @@ USER_ERRORS = (
     "hydra.errors:OverrideParseException",
     "hydra.errors:MissingConfigException",
     "hydra.errors:SearchPathException",
+    "captioning.utils.files:FileFormatError",             # a user's json file that is not json
     "json:JSONDecodeError",
     "builtins:FileNotFoundError",
     "builtins:NotADirectoryError",
@@ -129,14 +136,107 @@ def run_guarded(func: Callable[[], Any]) -> int:
     return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
 
+def quoted(value: str) -> str:
+    """``value`` as a single-quoted Hydra override value (any path, spaces and quotes included)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def split_positional(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's arguments, the positional ones): a positional argument is neither a flag (nor a flag's
+    value) nor key=value, or it is an existing file or folder whose name holds '='."""
+    out, positional, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in HYDRA_VALUE_FLAGS or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in INFO_TOPICS):
+            out += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("-") or ("=" in arg and not Path(arg).exists()):
+            out.append(arg)
+        else:
+            positional.append(arg)
+        i += 1
+    return out, positional
+
+
+def positional_to(argv: list[str], key: str, many: bool = True) -> list[str]:
+    """Hydra's command line with the positional arguments as one ``key=[...]`` override (``key=VALUE``
+    when not ``many``; more than one is then a UserError)."""
+    out, positional = split_positional(argv)
+    if not many and len(positional) > 1:
+        raise UserError(f"one {key} at a time, got {len(positional)}: {' '.join(positional)}")
+    if positional:
+        out.append(f"{key}=[{','.join(map(quoted, positional))}]" if many else f"{key}={quoted(positional[0])}")
+    return out
+
+
+def reject_flags(argv: list[str], renamed: dict[str, str], command: str) -> None:
+    """A UserError for the first flag that is not Hydra's, naming its key=value spelling when ``renamed``
+    knows it (a value with '=' is the whole new spelling, e.g. ``--json`` -> ``json=true``)."""
+    for i, arg in enumerate(argv):
+        flag, eq, inline = arg.partition("=")
+        if not arg.startswith("-") or arg in HYDRA_FLAGS or (i and argv[i - 1] in HYDRA_VALUE_FLAGS):
+            continue
+        new = renamed.get(flag)
+        if flag == "--row" and new:
+            raise UserError(f"--row LABEL ... is now row=LABEL ... (e.g. row={argv[i + 1] if i + 1 < len(argv) else 'lstm'}"
+                            f" cell=lstm); see {command} --help")
+        if new is None:
+            raise UserError(f"{command} takes key=value options, not {flag}; see {command} --help")
+        if "=" in new or " " in new:
+            raise UserError(f"{flag} is now {new}; see {command} --help")
+        value = inline if eq else (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else "...")
+        raise UserError(f"{flag} is now {new}= (e.g. {new}={value}); see {command} --help")
+
+
+def sweep_values(override: str) -> list[str] | None:
+    """The values of a sweep override ``key=a,b`` (Hydra's grammar: ``key=[a,b]`` is one list value), else None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([override])[0]
+    return list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else None
+
+
+def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: str,
+              grid: bool = False) -> list[str]:
+    """Hydra's command line of a command that trains many runs (make_results, search): its own options
+    (``own``) as they are; every other key=value is a training override, for every run before the first
+    ``row=LABEL`` and for that row after it (``overrides=[...]``, ``rows={LABEL: [...]}``); with ``grid``, a
+    common override with several values (``key=v1,v2``) is an axis of the grid (``grid={key: [...]}``)."""
+    reject_flags(argv, renamed, command)
+    out, common, rows, axes, row = [], [], {}, {}, None
+    flags, positional = split_positional(argv)
+    if positional:
+        raise UserError(f"{command} takes key=value arguments; not {positional[0]!r} (a row is row=LABEL)")
+    for arg in flags:
+        key, eq, value = arg.partition("=")
+        if not eq or arg.startswith("-") or key.lstrip("+~") in own:
+            out.append(arg)
+        elif key == "row":
+            row = rows.setdefault(value, [])
+        elif row is not None:
+            row.append(arg)
+        elif grid and sweep_values(arg) is not None:
+            axes[key] = sweep_values(arg)
+        else:
+            common.append(arg)
+    if common:
+        out.append(f"overrides=[{','.join(map(quoted, common))}]")
+    if rows:
+        out.append("rows={" + ",".join(f"{label}:[{','.join(map(quoted, keys))}]" for label, keys in rows.items()) + "}")
+    if axes:
+        out.append("grid={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in axes.items()) + "}")
+    return out
+
+
 def wants_help(argv: list[str]) -> bool:
     """Whether the command line asks for the command's help page."""
     return any(arg in HELP_FLAGS for arg in argv)
 
 
-def help_page(config_name: str) -> str:
-    """The help page written for the command whose top-level config is ``config_name``."""
-    return (HELP_DIR / f"{config_name}.txt").read_text(encoding="utf-8")
+def help_page(name: str) -> str:
+    """The help page written for command ``name`` (captioning/commands/write_help.py)."""
+    return (HELP_DIR / f"{name}.txt").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -154,7 +254,7 @@ class HydraCommand:
         """The command: ``argv`` (default: the process's arguments) -> exit status."""
         argv = sys.argv[1:] if argv is None else list(argv)
         if wants_help(argv):
-            print(help_page(self.config_name), end="")
+            print(help_page(self.name), end="")
             return 0
         return run_guarded(lambda: self.run_hydra(argv))
 
@@ -167,12 +267,19 @@ class HydraCommand:
         status: list[Any] = [0]
 
         def task(cfg: Any) -> None:
+            from hydra.core.global_hydra import GlobalHydra
+            from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+            backup = get_gh_backup()
+            GlobalHydra.instance().clear()  # the task may compose other configs (e.g. each training run's)
             try:
                 status[0] = self.task(cfg)
             except Exception as exc:
                 if is_user_error(exc) and not full_traceback_wanted():
                     raise Abort(exc) from exc
                 raise
+            finally:
+                restore_gh_from_backup(backup)
 
         task.__module__ = self.task.__module__  # Hydra names the job after the task's module
         task.__name__ = self.task.__name__
