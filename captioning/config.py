@@ -217,9 +217,9 @@ class MakeResultsConfig:
     jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
     overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
                                   "that is not an option of this command (before the first row=)")
-    rows: dict[str, list[str]] | None = option(None, "label -> the row's own training overrides: on the command "
-                                               "line, row=LABEL followed by its key=value overrides; null = one "
-                                               "row per cell (rnn, lstm, gru) at the settings chosen on val")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides: on the command line, "
+                                        "row=LABEL followed by its key=value overrides; empty = one row per cell "
+                                        "(rnn, lstm, gru) at the settings chosen on val")
     render: bool = option(False, "redraw the section from run_root, no training")
     run_root: str = option("runs/results", "where the runs go")
     out: str = option("docs/results.md", "the markdown file written")
@@ -237,9 +237,9 @@ class SearchConfig:
                                   "that is not an option of this command (before the first row=)")
     grid: dict[str, list[str]] = option({}, "the grid: key -> its values, every combination run; on the command "
                                         "line, a training override with several values (key=v1,v2)")
-    rows: dict[str, list[str]] | None = option(None, "label -> the row's own training overrides, searched with "
-                                               "the whole grid: on the command line, row=LABEL followed by its "
-                                               "key=value overrides; null = one row per cell: rnn, lstm, gru")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides, searched with the whole "
+                                        "grid: on the command line, row=LABEL followed by its key=value "
+                                        "overrides; empty = one row per cell: rnn, lstm, gru")
     metric: str = option("Bleu_4", "the val metric that chooses")
     split: str | None = option(None, "the split metric is read on; null = the data's val split; val_novel chooses "
                                "on the shapes data's unseen colour-shape pairs; never a test split")

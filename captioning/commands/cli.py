@@ -215,6 +215,9 @@ def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: 
         elif key == "row":
             row = rows.setdefault(value, [])
         elif row is not None:
+            if grid and sweep_values(arg) is not None:
+                raise UserError(f"{arg}: a grid axis (key=v1,v2) goes before the first row=; every row is searched "
+                                f"over the whole grid")
             row.append(arg)
         elif grid and sweep_values(arg) is not None:
             axes[key] = sweep_values(arg)
@@ -223,9 +226,9 @@ def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: 
     if common:
         out.append(f"overrides=[{','.join(map(quoted, common))}]")
     if rows:
-        out.append("rows={" + ",".join(f"{label}:[{','.join(map(quoted, keys))}]" for label, keys in rows.items()) + "}")
+        out.append("++rows={" + ",".join(f"{label}:[{','.join(map(quoted, keys))}]" for label, keys in rows.items()) + "}")
     if axes:
-        out.append("grid={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in axes.items()) + "}")
+        out.append("++grid={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in axes.items()) + "}")
     return out
 
 
@@ -249,6 +252,7 @@ class HydraCommand:
     register: Callable[[], Any]
     task: Callable[[Any], Any]
     rewrite: Callable[[list[str]], list[str]] | None = None  # the command's own argv -> Hydra's (caption's images)
+    epilog: Callable[[], str] | None = None  # more text for the help page (e.g. the datasets one can download)
 
     def __call__(self, argv: list[str] | None = None) -> int:
         """The command: ``argv`` (default: the process's arguments) -> exit status."""
@@ -294,6 +298,7 @@ class HydraCommand:
 
 
 def hydra_command(name: str, config_path: str | os.PathLike, config_name: str, register: Callable[[], Any],
-                  task: Callable[[Any], Any], rewrite: Callable[[list[str]], list[str]] | None = None) -> HydraCommand:
+                  task: Callable[[Any], Any], rewrite: Callable[[list[str]], list[str]] | None = None,
+                  epilog: Callable[[], str] | None = None) -> HydraCommand:
     """The ``main`` of a Hydra command (see the module docstring)."""
-    return HydraCommand(name, str(config_path), config_name, register, task, rewrite)
+    return HydraCommand(name, str(config_path), config_name, register, task, rewrite, epilog)

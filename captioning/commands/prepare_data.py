@@ -8,10 +8,7 @@
 (`python scripts/prepare_data.py ...` is the same command; the targets are the positional arguments, or
 targets=[...].) Files go to <root>/<dataset>/ with root = root=DIR, else $CAPTIONING_DATA, else ./data,
 which is where the data configs look. Downloads resume after an interruption (finished files are skipped).
-Targets: shapes (generated offline, about 20 s and 62 MB, from captioning/configs/data/<data>.yaml into
-<root>/<data>/: images/<split>/*.png, annotations/captions_<split>.json) and the downloads listed under
-`targets` below (`python -c "from captioning.data.download import describe_all; print(describe_all())"`
-gives their sizes and layout).
+The targets (downloads, sizes, layout) are listed below.
 """
 
 from __future__ import annotations
@@ -38,6 +35,15 @@ def hydra_argv(argv: list[str]) -> list[str]:
     """The positional arguments are ``targets=[...]``; an old --flag is an error naming its new spelling."""
     reject_flags(argv, RENAMED, "captioning-prepare-data")
     return positional_to(argv, "targets")
+
+
+def targets() -> str:
+    """The targets with their downloads, sizes and layout, for the help page."""
+    from captioning.data.download import describe_all
+
+    return ("targets (downloads, sizes, layout):\n" + describe_all()
+            + "\n  shapes           generated offline (about 20 s, 62 MB) from captioning/configs/data/<data>.yaml"
+            + "\n                   -> <root>/<data>/: images/<split>/*.png annotations/captions_<split>.json")
 
 
 def make_shapes(config: str, root: str | None) -> None:
@@ -70,7 +76,8 @@ def prepare_data(cfg: Any) -> None:
             print(f"{target} ready in {prepare(target, root, opts.keep_archives)}")
 
 
-main = hydra_command("captioning-prepare-data", CONFIG_PATH, CONFIG_NAME, register, prepare_data, rewrite=hydra_argv)
+main = hydra_command("captioning-prepare-data", CONFIG_PATH, CONFIG_NAME, register, prepare_data, rewrite=hydra_argv,
+                     epilog=targets)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -69,8 +69,10 @@ def entry(key: str, doc: str, indent: str) -> list[str]:
         return [head]
     if len(head) + 2 <= KEY_COLUMN:
         first, rest_indent = head.ljust(KEY_COLUMN), " " * KEY_COLUMN
-        return textwrap.wrap(doc, WIDTH, initial_indent=first, subsequent_indent=rest_indent)
-    return [head] + textwrap.wrap(doc, WIDTH, initial_indent=indent + "    ", subsequent_indent=indent + "    ")
+        return textwrap.wrap(doc, WIDTH, initial_indent=first, subsequent_indent=rest_indent,
+                             break_on_hyphens=False)  # "log-probability" stays one word, searchable
+    return [head] + textwrap.wrap(doc, WIDTH, initial_indent=indent + "    ", subsequent_indent=indent + "    ",
+                                  break_on_hyphens=False)
 
 
 def is_section(node: Any) -> bool:
@@ -125,7 +127,7 @@ def help_text(command: HydraCommand) -> str:
     with read_write(cfg), open_dict(cfg):  # keep the schema types; drop only Hydra's own node
         del cfg["hydra"]
     doc = (sys.modules[command.task.__module__].__doc__ or command.name).strip()
-    lines = [doc, ""]
+    lines = [doc, ""] + ([command.epilog().rstrip(), ""] if command.epilog else [])
     groups = group_lines(command, choices)
     if groups:
         lines += ["Config groups (group=choice; * marks the default):", *groups, ""]
