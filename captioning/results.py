@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
+from captioning.utils.schema import ConfigError  # a ValueError
 from captioning.utils.report import machine_line, update_section
 
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
@@ -199,7 +200,7 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
     interrupted make_results continues where it stopped. ``jobs`` > 1 trains that many runs at once, each
     in its own process with cpu_count / jobs threads unless ``num_threads`` is among the overrides."""
     if not section or not section.replace("_", "").isalnum():
-        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
+        raise ConfigError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
     overrides = sealed_splits(overrides)
     runs, seconds = train_rows(overrides, rows, seeds, jobs, run_root)
@@ -220,14 +221,14 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     from captioning.utils.schema import plain
 
     if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
+        raise ConfigError(f"seeds must be at least 1, got {seeds}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("make_results and the search set the seed of each run themselves: use seeds=N, not seed=...")
+        raise ConfigError("make_results and the search set the seed of each run themselves: use seeds=N, not seed=...")
     bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
     if bad:
-        raise ValueError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
+        raise ConfigError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
     threads = [] if jobs == 1 or any(o.startswith("num_threads=") for o in overrides) else \
         [f"num_threads={max(1, (os.cpu_count() or 1) // jobs)}"]
     tasks = [(label, seed, [*overrides, *row, f"seed={seed}"], Path(run_root) / label / f"seed{seed}")

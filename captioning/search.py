@@ -21,6 +21,7 @@ from pathlib import Path
 
 from captioning.results import compose_run, git_commit, train_rows
 from captioning.utils.io import save_json
+from captioning.utils.schema import ConfigError  # a ValueError
 from captioning.utils.report import machine_line, update_section
 
 SECTION = "val_search"  # the docs/results.md section write_search owns by default
@@ -35,7 +36,7 @@ def grid_points(grid: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
         return [("", [])]  # no grid: one run per row (and seed), labelled by the row alone
     for key, values in grid.items():
         if not values:
-            raise ValueError(f"grid key {key!r} has no values: give them as {key}=A,B,C")
+            raise ConfigError(f"grid key {key!r} has no values: give them as {key}=A,B,C")
     points = []
     for values in itertools.product(*grid.values()):
         keys = [f"{k}={v}" for k, v in zip(grid, values)]
@@ -49,9 +50,9 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
-            raise ValueError(f"--grid takes KEY=V1,V2,...; got {item!r}")
+            raise ConfigError(f"--grid takes KEY=V1,V2,...; got {item!r}")
         if key in grid:
-            raise ValueError(f"--grid names {key!r} twice")
+            raise ConfigError(f"--grid names {key!r} twice")
         grid[key] = [v for v in values.split(",") if v]
     return grid
 
@@ -66,16 +67,16 @@ def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, lis
     split than the data's val split, never a test one (e.g. ``val_novel``, the shapes data's unseen
     colour-shape pairs): the runs then evaluate both."""
     if any(o.split("=", 1)[0].lstrip("+~") == "data.eval_splits" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("the search evaluates the val split only and sets data.eval_splits itself; "
+        raise ConfigError("the search evaluates the val split only and sets data.eval_splits itself; "
                          "drop data.eval_splits from the overrides (test splits are for make_results)")
     if not section or not section.replace("_", "").isalnum():
-        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
+        raise ConfigError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     val_split = compose_run(list(overrides)).data.val_split
     if not val_split:
-        raise ValueError("the search chooses on the val split, and data.val_split is null: name one")
+        raise ConfigError("the search chooses on the val split, and data.val_split is null: name one")
     split = split or val_split
     if "test" in split:
-        raise ValueError(f"the search chooses on a validation split, not {split!r}: test splits are for make_results")
+        raise ConfigError(f"the search chooses on a validation split, not {split!r}: test splits are for make_results")
     evaluated = [val_split] + ([split] if split != val_split else [])
     common = [f"data.eval_splits=[{','.join(evaluated)}]", *overrides]
     points = grid_points(grid)

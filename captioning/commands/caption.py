@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, quoted, split_positional
+from captioning.commands.cli import UserError, hydra_command, one_line, quoted, split_positional
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -75,7 +75,7 @@ def caption_images(opts: Any) -> int:
         captioner = Captioner.from_checkpoint(opts.checkpoint)
         captioner.encoder  # noqa: B018 - build it now: a mismatched encoder is a checkpoint error, not a crash
     except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     failed, strips = 0, []
     for start in range(0, len(paths), d.batch_size):
@@ -85,14 +85,14 @@ def caption_images(opts: Any) -> int:
                 good.append((p, load_rgb(p)))
             except BadImageError as exc:
                 failed += 1
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {one_line(exc)}", file=sys.stderr)
         if not good:
             continue
         if opts.attention:
             try:
                 attended = captioner.attend([im for _, im in good], **kwargs)
             except CheckpointError as exc:
-                print(f"error: attention={opts.attention}: {exc}", file=sys.stderr)
+                print(f"error: attention={opts.attention}: {one_line(exc)}", file=sys.stderr)
                 return 2
             strips += [(im, words, weights) for (_, im), (_, words, weights) in zip(good, attended)]
             captions = [cap for cap, _, _ in attended]

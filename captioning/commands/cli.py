@@ -48,6 +48,7 @@ USER_ERRORS = (
     "captioning.evaluation.metrics:MetricUnavailable",
     "captioning.training.loop:TrainingDiverged",
     "captioning.text.vocab:VocabularyError",
+    "captioning.lm.model:LMCheckpointError",
     "hydra.errors:ConfigCompositionException",           # an override that does not fit the declared options
     "hydra.errors:OverrideParseException",
     "hydra.errors:MissingConfigException",

@@ -35,7 +35,7 @@ def export(cfg: Any) -> None:
 
     opts = command_options(ExportRunConfig, cfg)
     source = Path(opts.checkpoint)
-    if not opts.out and not source.is_dir():
+    if not opts.out and source.is_file():
         raise UserError(f"checkpoint={source} is a file: give out=<folder> for the export")
     out = export_checkpoint(source, opts.out or source / "export")
     print(f"exported to {out}")

@@ -42,7 +42,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
         if eq and "." not in key and key.lstrip("+~") not in OWN_KEYS and Path(value).is_dir():
             raise UserError(f"LABEL=RUN_DIR is now runs.LABEL=RUN_DIR (e.g. runs.{key}={value}); "
                             "see captioning-model-table --help")
-    return argv
+    # ++: the labels are new keys of the runs dict (a plain override may only change existing keys)
+    return [f"++{arg}" if arg.startswith("runs.") and "=" in arg else arg for arg in argv]
 
 
 def seconds_cell(history: dict, stage: str) -> str:

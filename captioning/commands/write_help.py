@@ -52,6 +52,8 @@ def value_text(value: Any) -> str:
         return "[" + ",".join(value_text(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{value_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and (not value or value != value.strip() or not value.isprintable()):
+        return repr(value)  # '' or a newline, shown as such
     return str(value)
 
 

@@ -78,10 +78,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         if "global" not in str(exc).lower():  # not a refused class or function: a broken file
             raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({exc}); use another checkpoint "
                                   "(e.g. last.pt instead of best.pt) or retrain") from exc
-        # weights_only refuses to import anything but tensors and plain containers
+        # weights_only refuses to import anything but tensors and plain containers; torch's last line names what
+        refused = [line.strip() for line in str(exc).splitlines() if "global" in line.lower()][-1]
         raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data, which could run "
-                              f"code when loaded; refused ({exc}). Only load checkpoints you trust, and retrain or "
-                              "re-export this one") from exc
+                              f"code when loaded; refused ({refused}). Only load checkpoints you trust, and retrain "
+                              "or re-export this one") from exc
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
                               "use another checkpoint (e.g. last.pt instead of best.pt) or retrain") from exc
