@@ -8,8 +8,9 @@ the caption models (``CaptionModel.Config``, registered by name), the cell (``Ce
 the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``), the trainer
 (``TrainerConfig``) and the runs themselves: ``RunConfig`` below (captioning-train), its extensions for
 captioning-probe and captioning-extract, ``EvaluateRunConfig`` (captioning-evaluate), ``CaptionRunConfig``
-(captioning-caption) and ``GalleryRunConfig`` (captioning-render-examples); captioning/commands/ has each
-command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
+(captioning-caption), ``GalleryRunConfig`` (captioning-render-examples) and the research tools' (``TOOL_SCHEMAS``;
+make_results' and the search's live beside their code, captioning/results.py and search.py); captioning/commands/
+has each command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
 captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
 key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
@@ -35,8 +36,6 @@ from captioning.wandb_logger import WandbConfig
 from captioning.models.base import MODELS, model_class
 from captioning.nn.cells import CellConfig
 from captioning.nn.decoding import DecodingConfig
-from captioning.results import SECTION as RESULTS_SECTION, TITLE as RESULTS_TITLE
-from captioning.search import SECTION as SEARCH_SECTION, TITLE as SEARCH_TITLE
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
@@ -209,51 +208,9 @@ class PrepareDataConfig:
     keep_archives: bool = option(False, "keep downloaded zips after extracting")
 
 
-@dataclass
-class MakeResultsConfig:
-    """captioning/configs/make_results.yaml (captioning-make-results): the test-split table of final runs."""
-
-    seeds: int = option(3, "seeds per row, 0..N-1", ge=1)
-    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
-    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
-                                  "that is not an option of this command (before the first row=)")
-    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides: on the command line, "
-                                        "row=LABEL followed by its key=value overrides; empty = one row per cell "
-                                        "(rnn, lstm, gru) at the settings chosen on val")
-    render: bool = option(False, "redraw the section from run_root, no training")
-    run_root: str = option("runs/results", "where the runs go")
-    out: str = option("docs/results.md", "the markdown file written")
-    section: str = option(RESULTS_SECTION, "the marked section of out written (render reads it from the runs)")
-    title: str = option(RESULTS_TITLE, "that section's heading, after the data's name")
-
-
-@dataclass
-class SearchConfig:
-    """captioning/configs/search.yaml (captioning-search): settings chosen on val, one run per point and seed."""
-
-    seeds: int = option(1, "seeds per grid point, 0..N-1", ge=1)
-    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
-    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
-                                  "that is not an option of this command (before the first row=)")
-    grid: dict[str, list[str]] = option({}, "the grid: key -> its values, every combination run; on the command "
-                                        "line, a training override with several values (key=v1,v2)")
-    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides, searched with the whole "
-                                        "grid: on the command line, row=LABEL followed by its key=value "
-                                        "overrides; empty = one row per cell: rnn, lstm, gru")
-    metric: str = option("Bleu_4", "the val metric that chooses")
-    split: str | None = option(None, "the split metric is read on; null = the data's val split; val_novel chooses "
-                               "on the shapes data's unseen colour-shape pairs; never a test split")
-    render: bool = option(False, "redraw the section from run_root, no training")
-    run_root: str = option("runs/search", "where the runs go")
-    out: str = option("docs/results.md", "the markdown file written")
-    section: str = option(SEARCH_SECTION, "the marked section of out written")
-    title: str = option(SEARCH_TITLE, "that section's heading")
-
-
 # the commands whose options are one schema, stored as schema/run/<name>
 TOOL_SCHEMAS = {"export": ExportRunConfig, "render_attention": AttentionRunConfig, "compare_runs": CompareRunsConfig,
-                "model_table": ModelTableConfig, "paired": PairedConfig, "prepare_data": PrepareDataConfig,
-                "make_results": MakeResultsConfig, "search": SearchConfig}
+                "model_table": ModelTableConfig, "paired": PairedConfig, "prepare_data": PrepareDataConfig}
 
 
 def model_schema(name: str) -> type:

@@ -14,20 +14,40 @@ import multiprocessing
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
-from captioning.utils.schema import ConfigError  # a ValueError
 from captioning.utils.report import machine_line, update_section
+from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
 
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
            "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation", "acc_relation_strict"]
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
 SECTION = "shapes_protocol"  # the docs/results.md section write_results owns by default
 TITLE = "cells vs baselines, under the protocol"  # its heading, after the data's name
+
+
+@dataclass
+class MakeResultsConfig:
+    """captioning/configs/tools/make_results.yaml (captioning-make-results): the test-split table of final runs."""
+
+    seeds: int = option(3, "seeds per row, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides: on the command line, "
+                                        "row=LABEL followed by its key=value overrides; empty = one row per cell "
+                                        "(rnn, lstm, gru) at the settings chosen on val")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/results", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(SECTION, "the marked section of out written (render reads it from the runs)")
+    title: str = option(TITLE, "that section's heading, after the data's name")
+
 
 
 def _seeds(value) -> list[dict]:

@@ -17,15 +17,41 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from captioning.results import compose_run, git_commit, train_rows
 from captioning.utils.io import save_json
-from captioning.utils.schema import ConfigError  # a ValueError
 from captioning.utils.report import machine_line, update_section
+from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
 
 SECTION = "val_search"  # the docs/results.md section write_search owns by default
 TITLE = "Settings chosen on val: the same grid for every row"
+
+
+@dataclass
+class SearchConfig:
+    """captioning/configs/tools/search.yaml (captioning-search): settings chosen on val, one run per point and seed."""
+
+    seeds: int = option(1, "seeds per grid point, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    grid: dict[str, list[str]] = option({}, "the grid: key -> its values, every combination run; on the command "
+                                        "line, a training override with several values (key=v1,v2)")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides, searched with the whole "
+                                        "grid: on the command line, row=LABEL followed by its key=value "
+                                        "overrides; empty = one row per cell: rnn, lstm, gru")
+    metric: str = option("Bleu_4", "the val metric that chooses")
+    split: str | None = option(None, "the split metric is read on; null = the data's val split; val_novel chooses "
+                               "on the shapes data's unseen colour-shape pairs; never a test split")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/search", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(SECTION, "the marked section of out written")
+    title: str = option(TITLE, "that section's heading")
+
+
 SHOWN = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")
 
 

@@ -128,7 +128,10 @@ def check_command(command: str, monkeypatch) -> None:
     assert script.is_file(), f"README names a missing script: {script}"
     target = hydra_target(script)
     module = command_module(script)
-    rewrite = getattr(getattr(importlib.import_module(module), "main", None), "rewrite", None) if module else None
+    main = getattr(importlib.import_module(module), "main", None) if module else None
+    if hasattr(main, "register"):  # the schemas its yaml extends
+        main.register()
+    rewrite = getattr(main, "rewrite", None)
     if rewrite is not None:  # the command's own words first: image paths, targets, row=LABEL, old flags named
         args = rewrite(args)
     if target is not None:

@@ -33,8 +33,12 @@ RENAMED = {"--seeds": "seeds", "--jobs": "jobs", "--row": "row", "--render": "re
 
 
 def register() -> None:
-    """Store the config schemas in Hydra's ConfigStore."""
-    import captioning.config  # noqa: F401
+    """Store the command's schema (captioning/results.py) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    from captioning.results import MakeResultsConfig
+
+    ConfigStore.instance().store(group="schema/run", name="make_results", node=MakeResultsConfig)
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
@@ -44,7 +48,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's runs and write the section."""
-    from captioning.config import MakeResultsConfig, command_options
+    from captioning.config import command_options
+    from captioning.results import MakeResultsConfig
 
     opts = command_options(MakeResultsConfig, cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -37,8 +37,12 @@ RENAMED = {"--seeds": "seeds", "--jobs": "jobs", "--row": "row", "--grid": "KEY=
 
 
 def register() -> None:
-    """Store the config schemas in Hydra's ConfigStore."""
-    import captioning.config  # noqa: F401
+    """Store the command's schema (captioning/search.py) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    from captioning.search import SearchConfig
+
+    ConfigStore.instance().store(group="schema/run", name="search", node=SearchConfig)
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
@@ -48,7 +52,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's grid and print the chosen point of each row."""
-    from captioning.config import SearchConfig, command_options
+    from captioning.config import command_options
+    from captioning.search import SearchConfig
 
     opts = command_options(SearchConfig, cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
