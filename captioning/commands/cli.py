@@ -180,8 +180,8 @@ def reject_flags(argv: list[str], renamed: dict[str, str], command: str) -> None
             continue
         new = renamed.get(flag)
         if flag == "--row" and new:
-            raise UserError(f"--row LABEL ... is now row=LABEL ... (e.g. row={argv[i + 1] if i + 1 < len(argv) else 'lstm'}"
-                            f" cell=lstm); see {command} --help")
+            label = argv[i + 1] if i + 1 < len(argv) else "lstm"
+            raise UserError(f"--row LABEL ... is now row=LABEL ... (e.g. row={label} cell=lstm); see {command} --help")
         if new is None:
             raise UserError(f"{command} takes key=value options, not {flag}; see {command} --help")
         if "=" in new or " " in new:
@@ -227,7 +227,7 @@ def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: 
     if common:
         out.append(f"overrides=[{','.join(map(quoted, common))}]")
     if rows:
-        out.append("++rows={" + ",".join(f"{label}:[{','.join(map(quoted, keys))}]" for label, keys in rows.items()) + "}")
+        out.append("++rows={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in rows.items()) + "}")
     if axes:
         out.append("++grid={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in axes.items()) + "}")
     return out

@@ -115,8 +115,8 @@ def group_lines(command: HydraCommand, choices: dict) -> list[str]:
         folder = Path(command.config_path) / group
         names = sorted(p.stem for p in folder.glob("*.yaml"))
         marked = [f"{n}*" if n == default else n for n in names]
-        lines += textwrap.wrap(", ".join(marked), WIDTH, initial_indent=f"  {group}{'' if default else ' (optional)'}: ",
-                               subsequent_indent="      ")
+        head = f"  {group}{'' if default else ' (optional)'}: "
+        lines += textwrap.wrap(", ".join(marked), WIDTH, initial_indent=head, subsequent_indent="      ")
     return lines
 
 

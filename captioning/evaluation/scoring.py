@@ -163,11 +163,13 @@ def load_results(results_json: str | Path) -> dict[int, str]:
     """A COCO results file (``[{"image_id": ..., "caption": ...}]``) as {image_id: caption}; one per image."""
     data = _read_json(results_json, "results file")
     if not isinstance(data, list) or not all(isinstance(d, dict) and {"image_id", "caption"} <= d.keys() for d in data):
-        raise FileFormatError(f"{results_json}: expected a COCO results list of {{'image_id': ..., 'caption': ...}} objects")
+        raise FileFormatError(f"{results_json}: expected a COCO results list of "
+                              "{'image_id': ..., 'caption': ...} objects")
     results: dict[int, str] = {}
     for d in data:
         if d["image_id"] in results:
-            raise FileFormatError(f"{results_json}: image {d['image_id']} has more than one caption; keep one per image")
+            raise FileFormatError(f"{results_json}: image {d['image_id']} has more than one caption; "
+                                  "keep one per image")
         results[d["image_id"]] = str(d["caption"])
     return results
 
@@ -177,7 +179,8 @@ def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
     data = _read_json(annotation_json, "annotation file")
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or not all(isinstance(a, dict) and {"image_id", "caption"} <= a.keys() for a in anns):
-        raise FileFormatError(f"{annotation_json}: expected a COCO caption file with 'annotations' [{{image_id, caption}}]")
+        raise FileFormatError(f"{annotation_json}: expected a COCO caption file with "
+                              "'annotations' [{image_id, caption}]")
     refs: dict[int, list[str]] = {}
     for a in anns:
         refs.setdefault(a["image_id"], []).append(str(a["caption"]))
