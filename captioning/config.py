@@ -8,8 +8,9 @@ the caption models (``CaptionModel.Config``, registered by name), the cell (``Ce
 the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``), the trainer
 (``TrainerConfig``) and the runs themselves: ``RunConfig`` below (captioning-train), its extensions for
 captioning-probe and captioning-extract, ``EvaluateRunConfig`` (captioning-evaluate), ``CaptionRunConfig``
-(captioning-caption) and ``GalleryRunConfig`` (captioning-render-examples); captioning/commands/ has each
-command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
+(captioning-caption), ``GalleryRunConfig`` (captioning-render-examples) and the research tools' (``TOOL_SCHEMAS``;
+make_results' and the search's live beside their code, captioning/results.py and search.py); captioning/commands/
+has each command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
 captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
 key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from hydra.core.config_store import ConfigStore
 
 from captioning.data.datasets import DATA_SCHEMAS, data_problems
+from captioning.data.download import DATASETS
 from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_problems
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, metrics_problems
 from captioning.features.encoder import EncoderConfig, encoder_problems
@@ -37,7 +39,7 @@ from captioning.nn.decoding import DecodingConfig
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
-from captioning.utils.schema import build, option, plain, problems
+from captioning.utils.schema import ConfigError, build, option, plain, problems
 
 BAD_IMAGE_POLICIES = ("fail", "skip")
 
@@ -134,8 +136,81 @@ class GalleryRunConfig:
     decoding: DecodingConfig = option(DecodingConfig(), "how captions are generated (as for evaluation)")
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work."""
+@dataclass
+class ExportRunConfig:
+    """captioning/configs/export.yaml (captioning-export): a run's checkpoint written for inference."""
+
+    checkpoint: str | None = option(None, "a run directory (its best checkpoint) or a .pt file (required; a plain "
+                                    "path argument is taken as checkpoint)")
+    out: str | None = option(None, "the folder written; null = RUN_DIR/export (required when checkpoint is a file)")
+
+
+@dataclass
+class AttentionRunConfig:
+    """captioning/configs/render_attention.yaml (captioning-render-attention): where an attention model looked."""
+
+    checkpoint: str | None = option(None, "the run directory (or its .pt file) of an attention model "
+                                    "(model=show_attend_tell or model=transformer) (required)")
+    out: str = option("docs/figures/attention.png", "the PNG written")
+    splits: list[str] = option(["test", "test_novel"], "splits of the run's own data to draw from")
+    per_split: int = option(3, "images of each split", ge=1)
+    seed: int = option(0, "picks the images, as captioning-render-examples picks them", ge=0)
+    decoding: DecodingConfig = option(DecodingConfig(method="greedy"), "how captions are generated (as for "
+                                      "evaluation; method greedy or beam)")
+
+
+@dataclass
+class CompareRunsConfig:
+    """captioning/configs/compare_runs.yaml (captioning-compare-runs): the runs of a sweep side by side."""
+
+    sweep_dir: str | None = option(None, "folder holding the run directories, e.g. runs/multirun/<date>/<time> "
+                                   "(required; a plain path argument is taken as sweep_dir)")
+    out: str | None = option(None, "where to write the files; null = sweep_dir")
+    name: str = option("comparison", "file name stem")
+    splits: list[str] | None = option(None, "splits to show; null = every evaluated split")
+    metrics: list[str] | None = option(None, "metrics to show, e.g. [Bleu_4,CIDEr,acc_colour]; null = the BLEU, "
+                                       "METEOR, ROUGE and CIDEr present")
+    chart_metric: str = option("Bleu_4", "metric drawn in the bar chart")
+
+
+@dataclass
+class ModelTableConfig:
+    """captioning/configs/model_table.yaml (captioning-model-table): several models' runs in one table."""
+
+    runs: dict[str, str] = option({}, "label -> run directory, one per model: runs.LABEL=RUN_DIR (required)")
+    out: str | None = option(None, "a markdown file written as well; null = print only")
+
+
+@dataclass
+class PairedConfig:
+    """captioning/configs/paired.yaml (captioning-paired): is A better than B, with paired bootstrap intervals."""
+
+    a: list[str] = option([], "run directories of A (one per seed) or folders of them; a=DIR is a=[DIR] (required)")
+    b: list[str] = option([], "run directories of B, scored on the same images (required)")
+    labels: list[str] = option(["A", "B"], "the names of A and B in the table")
+    splits: list[str] | None = option(None, "splits; null = every evaluated split")
+    metrics: list[str] | None = option(None, "metrics with per-image values; null = Bleu_4, CIDEr, acc_scene, "
+                                       "acc_binding")
+    resamples: int = option(10_000, "bootstrap draws", ge=1)
+    level: float = option(0.95, "interval level", gt=0, lt=1)
+    seed: int = option(0, "seeds the bootstrap draws", ge=0)
+    json: bool = option(False, "print the rows as JSON instead of markdown")
+
+
+@dataclass
+class PrepareDataConfig:
+    """captioning/configs/prepare_data.yaml (captioning-prepare-data): download or generate datasets."""
+
+    targets: list[str] = option([], "what to prepare (required; plain arguments are taken as targets)",
+                                choices=("shapes", *DATASETS))
+    root: str | None = option(None, "data root; null = $CAPTIONING_DATA, else ./data")
+    data: str = option("shapes", "the data config the shapes target generates, as data=<name> of captioning-train")
+    keep_archives: bool = option(False, "keep downloaded zips after extracting")
+
+
+# the commands whose options are one schema, stored as schema/run/<name>
+TOOL_SCHEMAS = {"export": ExportRunConfig, "render_attention": AttentionRunConfig, "compare_runs": CompareRunsConfig,
+                "model_table": ModelTableConfig, "paired": PairedConfig, "prepare_data": PrepareDataConfig}
 
 
 def model_schema(name: str) -> type:
@@ -152,7 +227,7 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     for name, node in (("train", RunConfig), ("probe", ProbeRunConfig), ("extract", ExtractRunConfig),
                        ("evaluate", EvaluateRunConfig), ("caption", CaptionRunConfig),
-                       ("render_examples", GalleryRunConfig)):
+                       ("render_examples", GalleryRunConfig), *TOOL_SCHEMAS.items()):
         store.store(group="schema/run", name=name, node=node)
     store.store(group="schema/cell", name="cell", node=CellConfig)
     store.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
@@ -196,23 +271,21 @@ def config_problems(cfg: Any) -> list[str]:
     return found
 
 
-def check_run_config(schema: type, cfg: Any) -> None:
+def check_run_config(schema: type, cfg: Any, required: Sequence[str] = ()) -> None:
     """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
-    (for the commands whose options are one schema: caption, render_examples)."""
+    and every ``required`` option left empty (for the commands whose options are one schema)."""
     found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
     if "checkpoint" in cfg and not cfg.checkpoint:
         found.append("checkpoint=<run dir or .pt file> is required")
+    found += [f"{key}=... is required (see --help)" for key in required if key != "checkpoint" and not cfg.get(key)]
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
-def command_options(schema: type, cfg: Any) -> Any:
-    """The typed options of a one-schema command (caption, render_examples): every bad value named at once
-    as ``error: ...`` on exit (SystemExit), before anything is loaded."""
-    try:
-        check_run_config(schema, cfg)
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+def command_options(schema: type, cfg: Any, required: Sequence[str] = ()) -> Any:
+    """The typed options of a one-schema command (caption, render_examples, ...): ConfigError naming every
+    bad value (and every ``required`` option left empty) at once, before anything is loaded."""
+    check_run_config(schema, cfg, required)
     return build(schema, cfg)
 
 

@@ -27,7 +27,7 @@ from captioning.utils import distributed
 from captioning.utils.io import save_json
 from captioning.utils.memory import keep_freed_memory
 from captioning.nn.decoding import DecodingConfig
-from captioning.utils.schema import build
+from captioning.utils.schema import ConfigError, build
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA GPU is visible: use device=cpu or device=auto")
+        raise ConfigError("device=cuda but no CUDA GPU is visible: use device=cpu or device=auto")
     return name
 
 

@@ -1,7 +1,7 @@
 """The results tables of docs/results.md: every cell at N seeds and the baselines on every evaluation split.
 
 The protocol (docs/results.md): choices are made on val; test and test_novel are scored here, for the
-final configurations only; each model is trained at N seeds (``--seeds``, default 3) and reported as
+final configurations only; each model is trained at N seeds (``seeds=N``, default 3) and reported as
 mean +- sd over seeds; the headline metrics carry a 95% bootstrap interval over images
 (captioning/evaluation/stats.py); the chance line (a guesser knowing the training distribution) and the
 ceiling (a reference caption scored as the hypothesis) bound the scene accuracies.
@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,12 +22,32 @@ from hydra import compose, initialize_config_dir
 from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
+from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
 
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
            "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation", "acc_relation_strict"]
 HEADLINE = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")  # with bootstrap intervals over images
 SECTION = "shapes_protocol"  # the docs/results.md section write_results owns by default
 TITLE = "cells vs baselines, under the protocol"  # its heading, after the data's name
+
+
+@dataclass
+class MakeResultsConfig:
+    """captioning/configs/tools/make_results.yaml (captioning-make-results): the test-split table of final runs."""
+
+    seeds: int = option(3, "seeds per row, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides: on the command line, "
+                                        "row=LABEL followed by its key=value overrides; empty = one row per cell "
+                                        "(rnn, lstm, gru) at the settings chosen on val")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/results", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(SECTION, "the marked section of out written (render reads it from the runs)")
+    title: str = option(TITLE, "that section's heading, after the data's name")
+
 
 
 def _seeds(value) -> list[dict]:
@@ -199,7 +220,7 @@ def make_results(overrides: list[str], cells=("rnn", "lstm", "gru"), out: str = 
     interrupted make_results continues where it stopped. ``jobs`` > 1 trains that many runs at once, each
     in its own process with cpu_count / jobs threads unless ``num_threads`` is among the overrides."""
     if not section or not section.replace("_", "").isalnum():
-        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
+        raise ConfigError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     rows = dict(rows) if rows else {cell: CELL_ROWS.get(cell, [f"cell={cell}"]) for cell in cells}
     overrides = sealed_splits(overrides)
     runs, seconds = train_rows(overrides, rows, seeds, jobs, run_root)
@@ -220,14 +241,14 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     from captioning.utils.schema import plain
 
     if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
+        raise ConfigError(f"seeds must be at least 1, got {seeds}")
     if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("make_results and the search set the seed of each run themselves: use --seeds N, not seed=...")
+        raise ConfigError("make_results and the search set the seed of each run themselves: use seeds=N, not seed=...")
     bad = [label for label in rows if not label or "/" in label or label.startswith(("_", "."))]
     if bad:
-        raise ValueError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
+        raise ConfigError(f"row labels name folders under {run_root}: {bad} cannot; use plain names like lstm")
     threads = [] if jobs == 1 or any(o.startswith("num_threads=") for o in overrides) else \
         [f"num_threads={max(1, (os.cpu_count() or 1) // jobs)}"]
     tasks = [(label, seed, [*overrides, *row, f"seed={seed}"], Path(run_root) / label / f"seed{seed}")
@@ -380,12 +401,12 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                 if named[0]["objects"]:
                     pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
     rows = meta.get("rows") or CELL_ROWS
-    row_args = "" if rows == CELL_ROWS else "".join(f"--row {label} {' '.join(keys)} " for label, keys in rows.items())
-    jobs = f"--jobs {meta['jobs']} " if meta.get("jobs", 1) > 1 else ""
-    shown = [o for o in overrides if o not in SEALED_SPLITS]  # make_results adds them itself
+    row_args = "" if rows == CELL_ROWS else "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
+    jobs = f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else ""
+    shown = "".join(f" {o}" for o in overrides if o not in SEALED_SPLITS)  # make_results adds them itself
     section, heading = meta.get("section", SECTION), meta.get("title", TITLE)
-    named = f"--section {section} --title '{heading}' " if section != SECTION else ""
-    cmd = f"python scripts/make_results.py --seeds {n_seeds} {jobs}{named}{row_args}" + " ".join(shown)
+    named = f" section={section} title='{heading}'" if section != SECTION else ""
+    cmd = f"python scripts/make_results.py seeds={n_seeds}{jobs}{named}{shown}{row_args}"
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
@@ -406,7 +427,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             + headline_table(intervals)
             + "\n\nWhat each model costs: trainable parameters, seconds per epoch of each training stage (median over "
             "the run's epochs, val decoding included; mean ± sd over seeds) and minutes per run, as measured by these "
-            "runs on the machine above (two at a time when the command has --jobs 2, one thread each):\n\n"
+            "runs on the machine above (two at a time when the command has jobs=2, one thread each):\n\n"
             + cost_table(dirs, seconds)
             + "\n\nEvery metric. CIDEr is CIDEr-D with the training references' document frequencies, one scale "
             "for every split; CIDEr (split df) is the official per-split CIDEr-D papers report. Attribute columns: "
@@ -420,7 +441,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             + results_table(runs, human, bounds))
     if by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `python scripts/make_results.py "
-                 "--render` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
+                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
                  + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "

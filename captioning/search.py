@@ -8,23 +8,50 @@ comparison"); the chosen point is the one with the highest val ``metric`` (mean 
 bootstrap interval of best minus runner-up says whether the choice is more than the noise of val.
 make_results then runs the chosen settings at several seeds on the sealed test splits.
 
-    captioning-search --jobs 2 schedule.stages.self_critical.epochs=0 \\
-        --grid schedule.stages.cross_entropy.lr=1e-3,2e-3,4e-3 model.dropout=0.1,0.2 \\
-        --row rnn cell=rnn --row lstm cell=lstm --row gru cell=gru
+    captioning-search jobs=2 schedule.stages.self_critical.epochs=0 \\
+        schedule.stages.cross_entropy.lr=1e-3,2e-3,4e-3 model.dropout=0.1,0.2 \\
+        row=rnn cell=rnn row=lstm cell=lstm row=gru cell=gru
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from captioning.results import compose_run, git_commit, train_rows
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
+from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
 
 SECTION = "val_search"  # the docs/results.md section write_search owns by default
 TITLE = "Settings chosen on val: the same grid for every row"
+
+
+@dataclass
+class SearchConfig:
+    """captioning/configs/tools/search.yaml (captioning-search): settings chosen on val, one run per point and seed."""
+
+    seeds: int = option(1, "seeds per grid point, 0..N-1", ge=1)
+    jobs: int = option(1, "runs trained at once, each in its own process", ge=1)
+    overrides: list[str] = option([], "training overrides for every run: on the command line, every key=value "
+                                  "that is not an option of this command (before the first row=)")
+    grid: dict[str, list[str]] = option({}, "the grid: key -> its values, every combination run; on the command "
+                                        "line, a training override with several values (key=v1,v2)")
+    rows: dict[str, list[str]] = option({}, "label -> the row's own training overrides, searched with the whole "
+                                        "grid: on the command line, row=LABEL followed by its key=value "
+                                        "overrides; empty = one row per cell: rnn, lstm, gru")
+    metric: str = option("Bleu_4", "the val metric that chooses")
+    split: str | None = option(None, "the split metric is read on; null = the data's val split; val_novel chooses "
+                               "on the shapes data's unseen colour-shape pairs; never a test split")
+    render: bool = option(False, "redraw the section from run_root, no training")
+    run_root: str = option("runs/search", "where the runs go")
+    out: str = option("docs/results.md", "the markdown file written")
+    section: str = option(SECTION, "the marked section of out written")
+    title: str = option(TITLE, "that section's heading")
+
+
 SHOWN = ("Bleu_4", "CIDEr", "acc_scene", "acc_binding")
 
 
@@ -35,7 +62,7 @@ def grid_points(grid: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
         return [("", [])]  # no grid: one run per row (and seed), labelled by the row alone
     for key, values in grid.items():
         if not values:
-            raise ValueError(f"grid key {key!r} has no values: give them as {key}=A,B,C")
+            raise ConfigError(f"grid key {key!r} has no values: give them as {key}=A,B,C")
     points = []
     for values in itertools.product(*grid.values()):
         keys = [f"{k}={v}" for k, v in zip(grid, values)]
@@ -49,9 +76,9 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
-            raise ValueError(f"--grid takes KEY=V1,V2,...; got {item!r}")
+            raise ConfigError(f"--grid takes KEY=V1,V2,...; got {item!r}")
         if key in grid:
-            raise ValueError(f"--grid names {key!r} twice")
+            raise ConfigError(f"--grid names {key!r} twice")
         grid[key] = [v for v in values.split(",") if v]
     return grid
 
@@ -66,16 +93,16 @@ def search(overrides: list[str], rows: dict[str, list[str]], grid: dict[str, lis
     split than the data's val split, never a test one (e.g. ``val_novel``, the shapes data's unseen
     colour-shape pairs): the runs then evaluate both."""
     if any(o.split("=", 1)[0].lstrip("+~") == "data.eval_splits" for row in [overrides, *rows.values()] for o in row):
-        raise ValueError("the search evaluates the val split only and sets data.eval_splits itself; "
+        raise ConfigError("the search evaluates the val split only and sets data.eval_splits itself; "
                          "drop data.eval_splits from the overrides (test splits are for make_results)")
     if not section or not section.replace("_", "").isalnum():
-        raise ValueError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
+        raise ConfigError(f"section names a marked section of {out}: letters, digits and _ only, got {section!r}")
     val_split = compose_run(list(overrides)).data.val_split
     if not val_split:
-        raise ValueError("the search chooses on the val split, and data.val_split is null: name one")
+        raise ConfigError("the search chooses on the val split, and data.val_split is null: name one")
     split = split or val_split
     if "test" in split:
-        raise ValueError(f"the search chooses on a validation split, not {split!r}: test splits are for make_results")
+        raise ConfigError(f"the search chooses on a validation split, not {split!r}: test splits are for make_results")
     evaluated = [val_split] + ([split] if split != val_split else [])
     common = [f"data.eval_splits=[{','.join(evaluated)}]", *overrides]
     points = grid_points(grid)
@@ -151,18 +178,18 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         found = paired_comparison(dirs(row), dirs(first), [split], resamples=resamples)
         verdicts.append(f"- {row} minus {first}: " + "; ".join(
             f"{d['metric']} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in found))
-    grid_args = f" --grid {' '.join(f'{k}={chr(44).join(v)}' for k, v in grid.items())}" if grid else ""
-    row_args = " ".join(f"--row {label} {' '.join(keys)}".strip() for label, keys in rows.items())
-    rest = [o for o in meta["overrides"] if not o.startswith("data.eval_splits=")]
-    options = f"--seeds {n_seeds}" + (f" --jobs {meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
+    grid_args = "".join(f" {k}={','.join(v)}" for k, v in grid.items())  # several values: an axis of the grid
+    row_args = "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
+    rest = "".join(f" {o}" for o in meta["overrides"] if not o.startswith("data.eval_splits="))
+    options = f"seeds={n_seeds}" + (f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
     section, title = meta.get("section", SECTION), meta.get("title", TITLE)
     if meta.get("run_root", "runs/search") != "runs/search":
-        options += f" --run-root {meta['run_root']}"
+        options += f" run_root={meta['run_root']}"
     if section != SECTION:
-        options += f" --section {section} --title '{title}'"
+        options += f" section={section} title='{title}'"
     if split != meta.get("val_split", split):
-        options += f" --split {split}"
-    cmd = f"python scripts/search.py {options} {' '.join(rest)}{grid_args} {row_args}"
+        options += f" split={split}"
+    cmd = f"python scripts/search.py {options}{rest}{grid_args}{row_args}"
     times = [s for v in meta["seconds"].values() for s in v]
     how = (f"the bold point of each row has the highest {split} {metric} (mean over seeds) and is the one the results "
            "tables use" if grid else "each row is one setting, compared with the first row below")

@@ -4,7 +4,9 @@ A thin wrapper, kept so the commands in README.md and docs/ work from a checkout
 console scripts; the command itself lives in the package.
 """
 
+import sys
+
 from captioning.commands.extract_features import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -64,7 +64,7 @@ def test_compare_sweep_writes_markdown_csv_and_chart(sweep, tmp_path):
 def test_script_prints_the_table_and_refuses_bad_dirs(sweep, tmp_path, capsys):
     from scripts.compare_runs import main
 
-    assert main([str(sweep), "--metrics", "Bleu_4"]) == 0
+    assert main([str(sweep), "metrics=[Bleu_4]"]) == 0
     assert "| cell=gru,seed=- | 0.300 | 0.150 |" in capsys.readouterr().out
     assert (sweep / "comparison.csv").is_file()
     assert main([str(tmp_path / "nope")]) == 2
@@ -116,14 +116,16 @@ def test_paired_comparison_of_two_tiny_runs(tiny_run, tiny_gru_run, tmp_path):
 def test_paired_script_prints_the_verdict_and_refuses_bad_input(tiny_run, tiny_gru_run, tmp_path, capsys):
     from scripts.paired import main
 
-    assert main(["--a", str(tiny_run[0]), "--b", str(tiny_gru_run[0]), "--labels", "lstm", "gru",
-                 "--splits", "test", "--resamples", "500"]) == 0
+    assert main([f"a={tiny_run[0]}", f"b={tiny_gru_run[0]}", "labels=[lstm,gru]", "splits=[test]",
+                 "resamples=500"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| split | metric | lstm | gru | lstm - gru | 95% paired interval | excludes 0 |")
     assert "| test | acc_binding |" in out and "16 images per split; 1 vs 1 runs" in out
-    assert main(["--a", str(tmp_path / "nope"), "--b", str(tiny_run[0])]) == 2
-    assert main(["--a", str(tiny_run[0]), "--b", str(tiny_run[0]), "--metrics", "CIDEr"]) == 2  # metrics=bleu
+    assert main([f"a={tmp_path / 'nope'}", f"b={tiny_run[0]}"]) == 2
+    assert main([f"a={tiny_run[0]}", f"b={tiny_run[0]}", "metrics=[CIDEr]"]) == 2  # metrics=bleu
     assert "CIDEr" in capsys.readouterr().err
+    assert main(["--a", str(tiny_run[0]), "--b", str(tiny_run[0])]) == 2  # the old spelling: named
+    assert "--a is now a=" in capsys.readouterr().err
 
 
 def _per_image_run(root, name, scene, ids):

@@ -132,7 +132,7 @@ def test_script_generates_shapes(tmp_path, capsys):
     import runpy
 
     main = runpy.run_path(str(SCRIPT))["main"]
-    assert main(["shapes", "--config", "shapes_tiny", "--root", str(tmp_path)]) == 0
+    assert main(["shapes", "data=shapes_tiny", f"root={tmp_path}"]) == 0
     assert "train 64, val 16, test 16, test_novel 16, val_novel 16" in capsys.readouterr().out
     assert (tmp_path / "shapes_tiny" / "annotations" / "captions_test_novel.json").exists()
 

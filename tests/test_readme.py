@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+import captioning.config  # noqa: F401 (registers the schemas the commands' yaml files extend)
 from captioning import CONFIG_DIR
 from captioning.lm.config import register_schemas as register_lm_schemas
 from captioning.sequence.config import register_schemas as register_sequence_schemas
+from captioning.utils.schema import plain, problems
 
 register_lm_schemas()  # the apps' yaml files extend their declared options, as their scripts register them
 register_sequence_schemas()
@@ -54,7 +57,7 @@ def script_args(command: str) -> tuple[Path, list[str]]:
     """The script (for a console command: the scripts/ wrapper of its module) and its arguments;
     <placeholders> become one word, env assignments are dropped."""
     command = re.sub(r"<[^>]*>", "PLACEHOLDER", command.split("#")[0])
-    words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w)]
+    words = [w for w in shlex.split(command) if not re.match(r"^[A-Z_]+=", w) and w != "..."]
     console = next((i for i, w in enumerate(words) if w in CONSOLE), None)
     if console is not None:
         module = CONSOLE[words[console]].split(":")[0]
@@ -87,14 +90,22 @@ def hydra_target(script: Path) -> tuple[Path, str] | None:
 
 
 def check_hydra(config_dir: Path, name: str, args: list[str]) -> None:
-    """Compose the config with the overrides (each value of a -m sweep separately), as Hydra would."""
+    """Compose the config with the overrides (each value of a -m sweep separately), as Hydra would; a
+    command that trains runs (make_results, search) also composes the training config with each row's."""
     overrides = [a for a in args if not a.startswith("-") and a not in ("job", "hydra", "all")]
-    sweeps = [[o] if "[" in o else [f"{o.split('=')[0]}={v}" for v in o.split("=", 1)[1].split(",")]
+    sweeps = [[o] if "[" in o or "{" in o else [f"{o.split('=')[0]}={v}" for v in o.split("=", 1)[1].split(",")]
               if "-m" in args and "=" in o else [o] for o in overrides]
     for k in range(max((len(s) for s in sweeps), default=1)):
         chosen = [s[min(k, len(s) - 1)] for s in sweeps]
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            compose(name, overrides=chosen, return_hydra_config=any(o.startswith("hydra") for o in chosen))
+            cfg = compose(name, overrides=chosen, return_hydra_config=any(o.startswith("hydra") for o in chosen))
+        if Path(config_dir).name == "tools":  # one schema: values outside its choices or ranges too
+            found = problems(OmegaConf.get_type(cfg), {k: v for k, v in plain(cfg).items() if k != "hydra"}, "")
+            assert not found, found
+        if "overrides" in cfg and "rows" in cfg:  # the training runs' overrides: common, grid points, rows
+            common = list(cfg.overrides) + [f"{key}={values[0]}" for key, values in (cfg.get("grid") or {}).items()]
+            for row in list((cfg.rows or {"default": []}).values()):
+                check_hydra(CONFIG_DIR, "train", common + list(row))
 
 
 def check_argparse(script: Path, args: list[str], monkeypatch) -> None:
@@ -116,18 +127,14 @@ def check_command(command: str, monkeypatch) -> None:
     script, args = script_args(command)
     assert script.is_file(), f"README names a missing script: {script}"
     target = hydra_target(script)
-    if script.name == "caption.py":  # image paths first: the command turns them into images=[...]
-        from captioning.commands.caption import hydra_argv
-
-        try:
-            args = hydra_argv(args)
-        except SystemExit as exc:  # an old key=value spelling
-            raise ValueError(str(exc)) from None
-    if script.name == "make_results.py":  # its own flags, then overrides that go to every training run
-        flags = [a for i, a in enumerate(args) if a.startswith("--") or (i and args[i - 1].startswith("--") and "=" not in a)]
-        check_argparse(script, flags, monkeypatch)
-        check_hydra(CONFIG_DIR, "train", [a for a in args if a not in flags])
-    elif target is not None:
+    module = command_module(script)
+    main = getattr(importlib.import_module(module), "main", None) if module else None
+    if hasattr(main, "register"):  # the schemas its yaml extends
+        main.register()
+    rewrite = getattr(main, "rewrite", None)
+    if rewrite is not None:  # the command's own words first: image paths, targets, row=LABEL, old flags named
+        args = rewrite(args)
+    if target is not None:
         check_hydra(*target, args)
     elif args:
         check_argparse(script, args, monkeypatch)
@@ -161,7 +168,8 @@ def test_the_checks_catch_bad_commands(monkeypatch):
     for bad in ("python scripts/train.py cell=transformer", "python scripts/train.py no_such_key=1",
                 "python scripts/train.py -m cell=rnn,elman", "python scripts/caption.py x.png colour=blue",
                 "python scripts/no_such_script.py", "python scripts/prepare_data.py coco2099",
-                "python scripts/compare_runs.py runs/x --no-such-flag", "captioning-caption x.png show_beams=2",
+                "python scripts/compare_runs.py runs/x --no-such-flag", "python scripts/paired.py --a x",
+                "python scripts/make_results.py row=x cell=elman", "python scripts/prepare_data.py shapes --root x", "captioning-caption x.png show_beams=2",
                 "captioning-caption x.png decoding.colour=blue", "captioning-train cell=transformer",
                 "captioning-prepare-data coco2099"):
         with pytest.raises(Exception):

@@ -119,11 +119,10 @@ def test_caption_cli_reports_a_bad_checkpoint_without_a_traceback(tiny_checkpoin
     (tmp_path / "cut.pt").write_bytes(tiny_checkpoint.read_bytes()[:500])
     assert caption_main([str(tmp_path), f"checkpoint={tmp_path / 'cut.pt'}"]) == 2
     assert capsys.readouterr().err.startswith("error: checkpoint ")
-    with pytest.raises(SystemExit, match="decoding.method must be one of"):
-        caption_main([str(tmp_path), f"checkpoint={tiny_checkpoint}", "decoding.method=topk"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit):  # Hydra names the key and the value it could not convert
-        caption_main([str(tmp_path), f"checkpoint={tiny_checkpoint}", "decoding.beam_size=three"])
+    assert caption_main([str(tmp_path), f"checkpoint={tiny_checkpoint}", "decoding.method=topk"]) == 2
+    assert "decoding.method must be one of" in capsys.readouterr().err
+    # Hydra names the key and the value it could not convert
+    assert caption_main([str(tmp_path), f"checkpoint={tiny_checkpoint}", "decoding.beam_size=three"]) == 2
     assert "decoding.beam_size" in capsys.readouterr().err
 
 

@@ -170,7 +170,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     assert calls[2][2] == str(root / "lstm" / "seed1")
     text = out.read_text()
     assert "old table" in text and "<!-- begin:shapes_protocol -->" in text  # the measured tables stay
-    assert "--seeds 2" in text and "mean ± sd over 2 seeds" in text
+    assert "seeds=2" in text and "mean ± sd over 2 seeds" in text
     b4 = metrics["test"]["Bleu_4"]
     assert f"| lstm | test | {metrics['test']['Bleu_1']:.3f} ± 0.000 |" in text
     headline = next(line for line in text.splitlines() if line.startswith("| gru | test | ") and "[" in line)
@@ -185,7 +185,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     assert "relation_strict" in text
     ceiling = next(line for line in text.splitlines() if line.startswith("| ceiling (a reference as the caption) | test |"))
     assert ceiling.split(" | ")[8:10] == ["1.000", "1.000"]  # scene, binding
-    with pytest.raises(ValueError, match="--seeds"):
+    with pytest.raises(ValueError, match="seeds=N"):
         make_results([*TINY, "seed=3"], run_root=str(root), out=str(out))
     # finished runs are read, not trained again: an interrupted make_results continues where it stopped
     (root / "gru" / "seed1" / "metrics.json").unlink()  # as if killed during that run
@@ -198,14 +198,15 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     make_results(TINY, rows={"lstm": ["cell=lstm"], "small": ["cell=gru", "model.hidden_size=8"]},
                  out=str(out), run_root=str(root), seeds=1)
     assert [c[:2] for c in calls] == [("gru", 0)]
-    assert "--row lstm cell=lstm --row small cell=gru model.hidden_size=8" in out.read_text()
+    assert "row=lstm cell=lstm row=small cell=gru model.hidden_size=8" in out.read_text()
     # another section of the same file: its own heading and command; the default section stays as it was
     before = out.read_text().split("<!-- begin:shapes_protocol -->")[1].split("<!-- end:shapes_protocol -->")[0]
     make_results(TINY, rows={"lstm": ["cell=lstm"]}, out=str(out), run_root=str(root), seeds=1,
                  section="models", title="every model")
     text = out.read_text()
     assert before in text and "<!-- begin:models -->" in text and ": every model\n" in text
-    assert "--section models --title 'every model' --row lstm cell=lstm" in text.split("<!-- begin:models -->")[1]
+    section = text.split("<!-- begin:models -->")[1]  # the common overrides come before the rows
+    assert "section=models title='every model' " in section and " row=lstm cell=lstm`" in section
     with pytest.raises(ValueError, match="section"):
         make_results(TINY, rows={"lstm": ["cell=lstm"]}, out=str(out), run_root=str(root), seeds=1, section="a b")
     with pytest.raises(ValueError, match="row labels"):
@@ -213,7 +214,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
 
 
 def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path):
-    """--jobs 2: data and features prepared once in this process, then two real tiny runs in two spawned
+    """jobs=2: data and features prepared once in this process, then two real tiny runs in two spawned
     processes (one thread each); both finish, and the summary holds both seeds."""
     import json
 
@@ -229,7 +230,7 @@ def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path
         assert metrics["_run"]["seed"] == seed and 0 <= metrics["test"]["Bleu_4"] <= 1
     summary = json.loads((root / "summary.json").read_text())
     assert summary["_meta"]["jobs"] == 2 and summary["lstm"]["1"]["_run"]["seed"] == 1
-    assert "--jobs 2" in out.read_text()
+    assert "jobs=2" in out.read_text()
 
 
 def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
@@ -237,14 +238,15 @@ def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
 
     got = {}
     monkeypatch.setattr(command, "make_results", lambda overrides, **kw: got.update(overrides=overrides, **kw))
-    command.main(["--seeds", "2", "--jobs", "2", "schedule=smoke", "--row", "sat", "model=show_attend_tell",
-                  "--row", "tf", "experiment=transformer", "seed_note=x"])
+    assert command.main(["seeds=2", "jobs=2", "schedule=smoke", "row=sat", "model=show_attend_tell",
+                         "row=tf", "experiment=transformer", "seed_note=x"]) == 0
     assert got["overrides"] == ["schedule=smoke"] and got["seeds"] == 2 and got["jobs"] == 2
     assert got["rows"] == {"sat": ["model=show_attend_tell"], "tf": ["experiment=transformer", "seed_note=x"]}
     command.main([])
     assert got["rows"] is None and got["jobs"] == 1 and got["overrides"] == [] and got["section"] == "shapes_protocol"
-    command.main(["--section", "models", "--title", "every model"])
+    command.main(["section=models", "title=every model"])
     assert got["section"] == "models" and got["title"] == "every model"
+    assert command.main(["--seeds", "2"]) == 2  # the old spelling is named, not guessed
 
 
 def test_the_machine_line_says_whether_the_cpu_multiplies_bfloat16():

@@ -61,7 +61,7 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     assert "| lstm | 2e-3 | **0.500** |" in text
     # identical per-image files: the paired difference of the per-image BLEU is zero, said so
     assert "- lstm: lr=2e-3 (Bleu_4 0.500); minus the runner-up lr=1e-3: +0.000 [+0.000, +0.000] (not " in text
-    assert "--grid schedule.stages.cross_entropy.lr=1e-3,2e-3 --row rnn cell=rnn --row lstm cell=lstm" in text
+    assert "schedule.stages.cross_entropy.lr=1e-3,2e-3 row=rnn cell=rnn row=lstm cell=lstm" in text
     summary = json.loads((root / "summary.json").read_text())
     assert summary["_meta"]["overrides"][0] == "data.eval_splits=[val]"
     calls.clear()  # finished runs are read back, and --render redraws without training
@@ -79,7 +79,7 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     assert "<!-- begin:val_search -->" in text and "## An ablation" in text  # both sections kept
     assert "| base | 0.300 ± 0.000 |" in text and "| faster | 0.200 ± 0.000 |" in text
     assert "- faster minus base: Bleu_4 +0.000 [+0.000, +0.000]" in text  # per-image files identical
-    assert "--section val_ablation --title 'An ablation'" in text
+    assert "section=val_ablation title='An ablation'" in text
 
 
 def test_search_can_choose_on_val_novel_but_never_on_a_test_split(tiny_run, tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_search_can_choose_on_val_novel_but_never_on_a_test_split(tiny_run, tmp_
     assert chosen == {"lstm": {"schedule.stages.cross_entropy.lr": "2e-3"}}  # val would have chosen 1e-3
     assert calls == [["val", "val_novel"]] * 2
     text = out.read_text()
-    assert "| val_novel Bleu_4 |" in text and "| lstm | 2e-3 | **0.200** |" in text and "--split val_novel" in text
+    assert "| val_novel Bleu_4 |" in text and "| lstm | 2e-3 | **0.200** |" in text and "split=val_novel" in text
     for sealed in ("test", "test_novel"):
         with pytest.raises(ValueError, match="not a test split|test splits are for make_results"):
             search(keys, {"lstm": ["cell=lstm"]}, {}, run_root=str(tmp_path / "t"), out=str(out), split=sealed)
@@ -129,7 +129,7 @@ def test_search_command_reads_grid_rows_and_common_overrides(monkeypatch, capsys
         return {"rnn": {"model.dropout": "0.1"}}
 
     monkeypatch.setattr(command, "search", fake_search)
-    command.main(["--jobs", "2", "schedule=smoke", "--grid", "model.dropout=0.1,0.2", "--row", "rnn", "cell=rnn"])
+    command.main(["jobs=2", "schedule=smoke", "model.dropout=0.1,0.2", "row=rnn", "cell=rnn"])
     assert got["overrides"] == ["schedule=smoke"] and got["jobs"] == 2 and got["seeds"] == 1
     assert got["section"] == "val_search"
     assert got["grid"] == {"model.dropout": ["0.1", "0.2"]} and got["rows"] == {"rnn": ["cell=rnn"]}

@@ -19,50 +19,28 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
+from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.config import CaptionRunConfig, command_options  # also registers the config schemas with Hydra
-from captioning.utils.memory import keep_freed_memory
+from captioning.commands.cli import UserError, hydra_command, one_line, quoted, split_positional
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # the spellings of the key=value parser this command had before it moved to Hydra
 RENAMED = {"method": "decoding.method", "beam_size": "decoding.beam_size", "length_alpha": "decoding.length_alpha",
            "temperature": "decoding.temperature", "batch_size": "decoding.batch_size", "show_beams": "keep_beams"}
-# Hydra's flags that take the next word as their value (that word is not an image)
-HYDRA_VALUE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-c", "--cfg",
-                     "-p", "--package", "--experimental-rerun"}
-HELP_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}  # of --info
-
-
-def quoted(path: str) -> str:
-    """``path`` as a single-quoted Hydra override value."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
     """Hydra's command line from the caption command's: image paths (arguments that are neither flags nor
     key=value, or existing files whose name holds '=') become one ``images=[...]`` override; a key of the
     old key=value parser is an error naming its new spelling."""
-    out, images, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in HYDRA_VALUE_FLAGS or (arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in HELP_TOPICS):
-            out += argv[i : i + 2]
-            i += 2
-            continue
+    out, images = split_positional(argv)
+    for arg in out:
         key = arg.split("=", 1)[0].lstrip("+~")
-        if arg.startswith("-") or ("=" in arg and not Path(arg).exists()):
-            if key in RENAMED:
-                raise SystemExit(f"error: {key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
-                                 "see captioning-caption --help")
-            out.append(arg)
-        else:
-            images.append(arg)
-        i += 1
+        if "=" in arg and key in RENAMED:
+            raise UserError(f"{key}= is now {RENAMED[key]}= (e.g. {RENAMED[key]}={arg.split('=', 1)[1]}); "
+                            "see captioning-caption --help")
     if images:
         out.append(f"images=[{','.join(quoted(p) for p in images)}]")
     return out
@@ -79,7 +57,7 @@ def image_paths(images: list[str]) -> list[Path]:
     return paths
 
 
-def caption_images(opts: CaptionRunConfig) -> int:
+def caption_images(opts: Any) -> int:
     """Print `path<TAB>caption` per image (and the top beams when asked); 1 if any image failed, 2 if the
     checkpoint cannot be used."""
     import torch
@@ -90,7 +68,7 @@ def caption_images(opts: CaptionRunConfig) -> int:
 
     paths = image_paths(list(opts.images))
     if not paths:
-        raise SystemExit("error: no images given: pass image files or folders")
+        raise UserError("no images given: pass image files or folders")
     d = opts.decoding
     kwargs = {**{k: v for k, v in dataclasses.asdict(d).items() if k != "batch_size"}, "keep_beams": opts.keep_beams,
               "generator": torch.Generator().manual_seed(opts.seed)}
@@ -98,7 +76,7 @@ def caption_images(opts: CaptionRunConfig) -> int:
         captioner = Captioner.from_checkpoint(opts.checkpoint)
         captioner.encoder  # noqa: B018 - build it now: a mismatched encoder is a checkpoint error, not a crash
     except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     failed, strips = 0, []
     for start in range(0, len(paths), d.batch_size):
@@ -108,14 +86,14 @@ def caption_images(opts: CaptionRunConfig) -> int:
                 good.append((p, load_rgb(p)))
             except BadImageError as exc:
                 failed += 1
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {one_line(exc)}", file=sys.stderr)
         if not good:
             continue
         if opts.attention:
             try:
                 attended = captioner.attend([im for _, im in good], **kwargs)
             except CheckpointError as exc:
-                print(f"error: attention={opts.attention}: {exc}", file=sys.stderr)
+                print(f"error: attention={opts.attention}: {one_line(exc)}", file=sys.stderr)
                 return 2
             strips += [(im, words, weights) for (_, im), (_, words, weights) in zip(good, attended)]
             captions = [cap for cap, _, _ in attended]
@@ -132,27 +110,22 @@ def caption_images(opts: CaptionRunConfig) -> int:
     return 1 if failed else 0
 
 
-STATUS: list[int] = []  # the exit status of the last run (a Hydra app returns nothing)
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def app(cfg: DictConfig) -> None:
+def caption(cfg: Any) -> int:
+    """Check the options, then caption the images (the exit status)."""
+    from captioning.config import CaptionRunConfig, command_options
+    from captioning.utils.memory import keep_freed_memory
+
+    opts = command_options(CaptionRunConfig, cfg)  # every bad value named before anything is loaded
     keep_freed_memory()  # the CNN's activation maps reused, not mapped anew (captioning/utils/memory.py)
-    STATUS[:] = [caption_images(command_options(CaptionRunConfig, cfg))]
+    return caption_images(opts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command: ``argv`` (default: the process's arguments) -> exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = hydra_argv(argv)
-    saved, STATUS[:] = sys.argv, [0]
-    sys.argv = [saved[0] if saved else "captioning-caption", *args]
-    try:
-        app()
-    finally:
-        sys.argv = saved
-    return STATUS[0]
-
+main = hydra_command("captioning-caption", CONFIG_PATH, CONFIG_NAME, register, caption, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,40 +1,51 @@
-"""Compare the runs of a sweep: `captioning-compare-runs runs/multirun/<date>/<time>`
-(or `python scripts/compare_runs.py ...`).
+"""Compare the runs of a sweep: `captioning-compare-runs SWEEP_DIR [key=value ...]` (the same as
+`sweep_dir=SWEEP_DIR`; or `python scripts/compare_runs.py ...`).
 
 Reads every run's metrics.json and writes comparison.md (a markdown table that docs/results.md can
 embed), comparison.csv and comparison.png (a bar chart of one metric per split) into the sweep
-directory (or --out), then prints the markdown. A sweep comes from Hydra's multirun, e.g.
+directory (or out=DIR), then prints the markdown. A sweep comes from Hydra's multirun, e.g.
 `captioning-train -m cell=rnn,lstm,gru`.
 """
 
-import argparse
 import logging
 import sys
+from typing import Any
 
-from captioning.evaluation.compare import compare_sweep
+from captioning import CONFIG_DIR
+from captioning.commands.cli import UserError, hydra_command, positional_to, reject_flags
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "compare_runs"
+RENAMED = {"--out": "out", "--name": "name", "--splits": "splits", "--metrics": "metrics",
+           "--chart-metric": "chart_metric"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, write the comparison files and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", help="folder holding the run directories (e.g. runs/multirun/<date>/<time>)")
-    parser.add_argument("--out", default=None, help="where to write the files (default: the sweep directory)")
-    parser.add_argument("--name", default="comparison", help="file name stem (default: comparison)")
-    parser.add_argument("--splits", nargs="+", default=None, help="splits to show (default: every evaluated split)")
-    parser.add_argument("--metrics", nargs="+", default=None,
-                        help="metrics to show, e.g. Bleu_4 CIDEr acc_colour (default: the BLEU/METEOR/ROUGE/CIDEr present)")
-    parser.add_argument("--chart-metric", default="Bleu_4", help="metric drawn in the bar chart (default: Bleu_4)")
-    args = parser.parse_args(argv)
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """A plain path argument is ``sweep_dir=PATH``; an old --flag is an error naming its new spelling."""
+    reject_flags(argv, RENAMED, "captioning-compare-runs")
+    return positional_to(argv, "sweep_dir", many=False)
+
+
+def compare_runs(cfg: Any) -> None:
+    """Write the comparison files and print the table."""
+    from captioning.config import CompareRunsConfig, command_options
+    from captioning.evaluation.compare import compare_sweep
+
+    opts = command_options(CompareRunsConfig, cfg, required=("sweep_dir",))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        out = compare_sweep(args.sweep_dir, args.out, args.name, args.splits, args.metrics, args.chart_metric)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        out = compare_sweep(opts.sweep_dir, opts.out, opts.name, opts.splits, opts.metrics, opts.chart_metric)
+    except ValueError as exc:  # runs that cannot be compared: a metric or split they lack
+        raise UserError(str(exc)) from exc
     print(out["markdown"])
     print(f"wrote {out['md']}, {out['csv']} and {out['png']}", file=sys.stderr)
-    return 0
 
+
+main = hydra_command("captioning-compare-runs", CONFIG_PATH, CONFIG_NAME, register, compare_runs, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,25 +3,31 @@
     captioning-evaluate checkpoint=runs/DATE/TIME split=test_novel decoding.beam_size=5
     captioning-evaluate mode=score results=captions.json annotations=captions_val2014.json
 
-(`python scripts/evaluate.py ...` is the same command.)
+(`python scripts/evaluate.py ...` is the same command; `captioning-evaluate --help` lists every option.)
 """
 
 import json
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+import sys
 
 from captioning import CONFIG_DIR
-from captioning.config import check_evaluate_config  # also registers the config schemas with Hydra
-from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
-from captioning.utils.memory import keep_freed_memory
+from captioning.commands.cli import hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "evaluate"
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def evaluate(cfg) -> None:
+    """Check the options, evaluate (or score) and print the metrics."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from captioning.config import check_evaluate_config
+    from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
+    from captioning.utils.memory import keep_freed_memory
+
     out_dir = HydraConfig.get().runtime.output_dir
     check_evaluate_config(cfg)  # every bad value at once, before any work
     keep_freed_memory()  # captioning/utils/memory.py
@@ -30,5 +36,7 @@ def main(cfg: DictConfig) -> None:
     print(f"written to {out_dir}")
 
 
+main = hydra_command("captioning-evaluate", CONFIG_PATH, CONFIG_NAME, register, evaluate)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Export a run for inference: `captioning-export checkpoint=RUN_DIR_OR_PT [out=FOLDER]`
-(or `python scripts/export.py ...`).
+"""Export a run for inference: `captioning-export RUN_DIR_OR_PT [out=FOLDER]` (the same as
+`captioning-export checkpoint=RUN_DIR_OR_PT [out=FOLDER]`; or `python scripts/export.py ...`).
 
 Writes model.safetensors, encoder.safetensors (a fine-tuned encoder only), config.json and vocab.json
 (captioning/models/export.py), which `Captioner.from_pretrained(FOLDER)` loads without reading any pickle.
@@ -9,31 +9,39 @@ exports its best checkpoint; `out` defaults to RUN_DIR/export for a run director
 
 import sys
 from pathlib import Path
+from typing import Any
 
-from captioning.models.checkpoint import CheckpointError
-from captioning.models.export import export_checkpoint
+from captioning import CONFIG_DIR
+from captioning.commands.cli import UserError, hydra_command, positional_to, reject_flags
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "export"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    opts = dict(arg.split("=", 1) for arg in argv if "=" in arg)
-    unknown = [a for a in argv if "=" not in a or a.split("=", 1)[0] not in ("checkpoint", "out")]
-    if unknown or not opts.get("checkpoint"):
-        raise SystemExit(f"usage: captioning-export checkpoint=<run dir or .pt> [out=<folder>] (got {unknown or argv})")
-    source = Path(opts["checkpoint"])
-    if "out" not in opts and not source.is_dir():
-        raise SystemExit("out=<folder> is required when checkpoint= is a file")
-    try:
-        out = export_checkpoint(source, opts.get("out") or source / "export")
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """A plain path argument is ``checkpoint=PATH``."""
+    reject_flags(argv, {}, "captioning-export")
+    return positional_to(argv, "checkpoint", many=False)
+
+
+def export(cfg: Any) -> None:
+    """Write the export folder and say where."""
+    from captioning.config import ExportRunConfig, command_options
+    from captioning.models.export import export_checkpoint
+
+    opts = command_options(ExportRunConfig, cfg)
+    source = Path(opts.checkpoint)
+    if not opts.out and source.is_file():
+        raise UserError(f"checkpoint={source} is a file: give out=<folder> for the export")
+    out = export_checkpoint(source, opts.out or source / "export")
     print(f"exported to {out}")
-    return 0
 
+
+main = hydra_command("captioning-export", CONFIG_PATH, CONFIG_NAME, register, export, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,21 +7,28 @@ Takes the same options as captioning-train (data, encoder, cache_dir, ...). Exam
 The job that finds every shard of a split finished merges them; training then reuses the cache.
 """
 
-import hydra
-import torch
-from omegaconf import DictConfig
+import sys
 
 from captioning import CONFIG_DIR
-from captioning.config import check_config  # also registers the config schemas with Hydra
-from captioning.features.shards import extract_dataset_shard, parse_shard
-from captioning.pipeline import resolve_device
-from captioning.utils.memory import keep_freed_memory
+from captioning.commands.cli import hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "extract"
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def extract(cfg) -> None:
+    """Check the options and extract this job's shard of every split."""
+    import torch
+
+    from captioning.config import check_config
+    from captioning.features.shards import extract_dataset_shard, parse_shard
+    from captioning.pipeline import resolve_device
+    from captioning.utils.memory import keep_freed_memory
+
     check_config(cfg)  # every bad value at once, before any work
     index, count = parse_shard(cfg.shard)
     cfg.device = resolve_device(cfg.device)
@@ -32,5 +39,7 @@ def main(cfg: DictConfig) -> None:
         print(f"{split}: {state}")
 
 
+main = hydra_command("captioning-extract", CONFIG_PATH, CONFIG_NAME, register, extract)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,53 +1,75 @@
-"""One table for several caption models' runs: `captioning-model-table LABEL=RUN_DIR ... [--out FILE]`
+"""One table for several caption models' runs: `captioning-model-table runs.LABEL=RUN_DIR ... [out=FILE]`
 (or `python scripts/model_table.py ...`).
 
-For each run (a run directory of scripts/train.py, with metrics.json, history.json, eval/results_*.json
+For each run (a run directory of captioning-train, with metrics.json, history.json, eval/results_*.json
 and checkpoints/best.pt) and each evaluated split: BLEU-4, CIDEr (training-reference document
 frequencies), the strict scene scores (scene, binding, relation_strict), colour, the trainable parameters
 of the model, and seconds per cross-entropy and per self-critical epoch (history.json, val decoding
 included). Then, per split, the scene, binding and colour scores by number of objects and by whether the
 scene's description occurs in train (captioning/data/scene_metrics.py: split_breakdown). Prints
-markdown, and writes it to --out when given. Reads only what the runs wrote (and regenerates nothing).
+markdown, and writes it to out=FILE when given. Reads only what the runs wrote (and regenerates nothing).
+
+    captioning-model-table runs.show_tell=runs/a runs.transformer=runs/b out=docs/models.md
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from captioning.data.scene_metrics import split_breakdown
-from captioning.evaluation.cost import epoch_seconds, parameter_count
-from captioning.evaluation.gallery import run_records
-from captioning.evaluation.scoring import load_results
-from captioning.utils.io import atomic_write
+from captioning import CONFIG_DIR
+from captioning.commands.cli import UserError, hydra_command, reject_flags, split_positional
 
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "model_table"
+OWN_KEYS = ("runs", "out")
 MAIN = [("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr"), ("acc_scene", "scene"), ("acc_binding", "binding"),
         ("acc_relation_strict", "relation (strict)"), ("acc_colour", "colour")]
 GROUPS = ("objects=1", "objects=2", "objects=3", "seen_in_train", "unseen_in_train")
 
 
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line as it is; the old spellings (LABEL=RUN_DIR, --out) are errors naming the new ones."""
+    reject_flags(argv, {"--out": "out"}, "captioning-model-table")
+    out, _ = split_positional(argv)
+    for arg in out:
+        key, eq, value = arg.partition("=")
+        if eq and "." not in key and key.lstrip("+~") not in OWN_KEYS and Path(value).is_dir():
+            raise UserError(f"LABEL=RUN_DIR is now runs.LABEL=RUN_DIR (e.g. runs.{key}={value}); "
+                            "see captioning-model-table --help")
+    # ++: the labels are new keys of the runs dict (a plain override may only change existing keys)
+    return [f"++{arg}" if arg.startswith("runs.") and "=" in arg else arg for arg in argv]
+
+
 def seconds_cell(history: dict, stage: str) -> str:
     """Median seconds per epoch of a stage ('-' when it did not run)."""
+    from captioning.evaluation.cost import epoch_seconds
+
     secs = epoch_seconds(history, stage)
     return "-" if secs is None else f"{secs:.0f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    runs = dict(r.split("=", 1) for r in args.runs)
+def model_table(runs: dict[str, str]) -> str:
+    """The markdown of the two tables for ``runs`` (label -> run directory)."""
+    from captioning.data.scene_metrics import split_breakdown
+    from captioning.evaluation.cost import parameter_count
+    from captioning.evaluation.gallery import run_records
+    from captioning.evaluation.scoring import load_results
+    from captioning.utils.files import read_json
+
     head = "| model | split | " + " | ".join(n for _, n in MAIN) + " | parameters | s / XE epoch | s / SCST epoch |"
     lines = ["## Models side by side", "", head, "|" + "---|" * (len(MAIN) + 5)]
     breakdown_lines = ["", "Strict scene / binding / colour score (images) by scene size and by whether the scene's description occurs in train:",
                        "", "| model | split | " + " | ".join(GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 2)]
     for label, run in runs.items():
         run = Path(run)
-        metrics = json.loads((run / "metrics.json").read_text())
-        history = json.loads((run / "history.json").read_text())
+        metrics = read_json(run / "metrics.json", f"runs.{label}: metrics file")
+        history = read_json(run / "history.json", f"runs.{label}: history file")
         params = parameter_count(run)
         splits = [s for s in metrics if not s.startswith("_") and "/" not in s]
         data = run_records(run / "checkpoints" / "best.pt", ["train", *splits])
@@ -62,13 +84,23 @@ def main(argv: list[str] | None = None) -> int:
                    f"({groups[g]['images']:.0f})" if g in groups
                    else "-" for g in GROUPS]
             breakdown_lines.append(f"| {label} | {split} | " + " | ".join(row) + " |")
-    text = "\n".join(lines + breakdown_lines) + "\n"
-    print(text)
-    if args.out:
-        with atomic_write(args.out) as f:
-            f.write(text)
-    return 0
+    return "\n".join(lines + breakdown_lines) + "\n"
 
+
+def command(cfg: Any) -> None:
+    """Print the tables (and write them to ``out``)."""
+    from captioning.config import ModelTableConfig, command_options
+    from captioning.utils.io import atomic_write
+
+    opts = command_options(ModelTableConfig, cfg, required=("runs",))
+    text = model_table(dict(opts.runs))
+    print(text)
+    if opts.out:
+        with atomic_write(opts.out) as f:
+            f.write(text)
+
+
+main = hydra_command("captioning-model-table", CONFIG_PATH, CONFIG_NAME, register, command, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,32 +1,55 @@
 """Prepare datasets for captioning/configs/data/: download the public ones, or generate the synthetic shapes.
 
     captioning-prepare-data shapes                    # offline, ~20 s: data/shapes (default set)
-    captioning-prepare-data shapes --data shapes_tiny
+    captioning-prepare-data shapes data=shapes_tiny
     captioning-prepare-data coco2014 tinyshakespeare  # needs internet and disk space
-    captioning-prepare-data flickr8k --root /big/disk # then train with CAPTIONING_DATA=/big/disk
+    captioning-prepare-data flickr8k root=/big/disk   # then train with CAPTIONING_DATA=/big/disk
 
-(`python scripts/prepare_data.py ...` is the same command.) Files go to <root>/<dataset>/ with root =
---root, else $CAPTIONING_DATA, else ./data, which is where the data configs look. Downloads resume after
-an interruption (finished files are skipped).
+(`python scripts/prepare_data.py ...` is the same command; the targets are the positional arguments, or
+targets=[...].) Files go to <root>/<dataset>/ with root = root=DIR, else $CAPTIONING_DATA, else ./data,
+which is where the data configs look. Downloads resume after an interruption (finished files are skipped).
+The targets (downloads, sizes, layout) are listed below.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.data.download import DATASETS, describe_all, prepare
+from captioning.commands.cli import hydra_command, positional_to, reject_flags
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "prepare_data"
+RENAMED = {"--root": "root", "--data": "data", "--config": "data", "--keep-archives": "keep_archives=true"}
+
+
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The positional arguments are ``targets=[...]``; an old --flag is an error naming its new spelling."""
+    reject_flags(argv, RENAMED, "captioning-prepare-data")
+    return positional_to(argv, "targets")
+
+
+def targets() -> str:
+    """The targets with their downloads, sizes and layout, for the help page."""
+    from captioning.data.download import describe_all
+
+    return ("targets (downloads, sizes, layout):\n" + describe_all()
+            + "\n  shapes           generated offline (about 20 s, 62 MB) from captioning/configs/data/<data>.yaml"
+            + "\n                   -> <root>/<data>/: images/<split>/*.png annotations/captions_<split>.json")
 
 
 def make_shapes(config: str, root: str | None) -> None:
     """Generate the synthetic shapes set of ``captioning/configs/data/<config>.yaml`` and load it once."""
     from hydra import compose, initialize_config_dir
 
-    import captioning.config  # noqa: F401 (registers the schema the data configs extend)
     from captioning.data.datasets import load_dataset
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -38,31 +61,23 @@ def make_shapes(config: str, root: str | None) -> None:
     print(f"shapes ({config}) ready in {time.perf_counter() - start:.1f} s: {counts} images")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        epilog="targets (downloads, sizes, layout):\n" + describe_all()
-        + "\n  shapes           generated offline (about 20 s, 62 MB) from captioning/configs/data/<data>.yaml"
-        + "\n                   -> <root>/<data>/: images/<split>/*.png annotations/captions_<split>.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("targets", nargs="+", choices=[*DATASETS, "shapes"], metavar="TARGET",
-                        help=f"one or more of: shapes, {', '.join(DATASETS)}")  # fmt: skip
-    parser.add_argument("--root", help="data root (default: $CAPTIONING_DATA or ./data)")
-    parser.add_argument("--data", "--config", dest="data", default="shapes",
-                        help="data config for the shapes target, as data=<name> of the training config "
-                             "(default: shapes; --config is the old spelling)")
-    parser.add_argument("--keep-archives", action="store_true", help="keep downloaded zips after extracting")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    root = Path(args.root) if args.root else None
-    for target in args.targets:
-        if target == "shapes":
-            make_shapes(args.data, args.root)
-        else:
-            print(f"{target} ready in {prepare(target, root, args.keep_archives)}")
-    return 0
+def prepare_data(cfg: Any) -> None:
+    """Generate or download each target in turn."""
+    from captioning.config import PrepareDataConfig, command_options
+    from captioning.data.download import prepare
 
+    opts = command_options(PrepareDataConfig, cfg, required=("targets",))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    root = Path(opts.root) if opts.root else None
+    for target in opts.targets:
+        if target == "shapes":
+            make_shapes(opts.data, opts.root)
+        else:
+            print(f"{target} ready in {prepare(target, root, opts.keep_archives)}")
+
+
+main = hydra_command("captioning-prepare-data", CONFIG_PATH, CONFIG_NAME, register, prepare_data, rewrite=hydra_argv,
+                     epilog=targets)
 
 if __name__ == "__main__":
     sys.exit(main())

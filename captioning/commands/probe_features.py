@@ -14,23 +14,29 @@ scored on the objects whose colour-shape pair no training scene has.
 """
 
 import json
-
-import hydra
-import torch
-from omegaconf import DictConfig
+import sys
 
 from captioning import CONFIG_DIR
-from captioning.config import check_config
-from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes
-from captioning.features.prepare import prepare
-from captioning.pipeline import resolve_device
-from captioning.utils.memory import keep_freed_memory
+from captioning.commands.cli import hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "probe"
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def probe_features(cfg) -> None:
+    """Train the probes on the cached features and print their test accuracies."""
+    import torch
+
+    from captioning.config import check_config
+    from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes
+    from captioning.features.prepare import prepare
+    from captioning.pipeline import resolve_device
+    from captioning.utils.memory import keep_freed_memory
+
     check_config(cfg)  # every bad value at once, before any work
     cfg.device = resolve_device(cfg.device)
     if cfg.num_threads:
@@ -59,5 +65,8 @@ def main(cfg: DictConfig) -> None:
                       "results": results}))
 
 
+
+main = hydra_command("captioning-probe", CONFIG_PATH, CONFIG_NAME, register, probe_features)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

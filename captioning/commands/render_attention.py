@@ -1,46 +1,58 @@
-"""Where an attention model looked, word by word: `captioning-render-attention --checkpoint RUN_DIR`
+"""Where an attention model looked, word by word: `captioning-render-attention checkpoint=RUN_DIR [key=value ...]`
 (or `python scripts/render_attention.py ...`).
 
-Writes docs/figures/attention.png (or --out): for --per_split (3) images of each of --splits
-(test,test_novel) of the run's own data, picked by --seed (0) as scripts/render_examples.py picks them,
+Writes docs/figures/attention.png (or out=...): for per_split (3) images of each of splits
+([test,test_novel]) of the run's own data, picked by seed (0) as captioning-render-examples picks them,
 the image and one panel per generated word with the attention weights over the image's regions
 (captioning/evaluation/attention_maps.py). Needs an attention model (model=show_attend_tell or
-model=transformer); decoding: --method (greedy) and --beam_size (3).
+model=transformer); decoding: decoding.method (greedy | beam) and decoding.beam_size (3).
 """
 
-import argparse
 import sys
+from typing import Any
 
-from captioning.captioner import Captioner
-from captioning.data.images import load_rgb
-from captioning.evaluation.attention_maps import render_attention
-from captioning.evaluation.gallery import pick_examples, run_records
+from captioning import CONFIG_DIR
+from captioning.commands.cli import hydra_command, reject_flags
+
+CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "render_attention"
+RENAMED = {"--checkpoint": "checkpoint", "--out": "out", "--splits": "splits", "--per_split": "per_split",
+           "--seed": "seed", "--method": "decoding.method", "--beam_size": "decoding.beam_size"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line as it is (key=value); an old --flag is an error naming its new spelling."""
+    reject_flags(argv, RENAMED, "captioning-render-attention")
+    return argv
+
+
+def render(cfg: Any) -> None:
     """Caption the picked images with their attention weights and draw them."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a run directory or a checkpoint file")
-    parser.add_argument("--out", default="docs/figures/attention.png")
-    parser.add_argument("--splits", default="test,test_novel")
-    parser.add_argument("--per_split", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--method", default="greedy", choices=("greedy", "beam"))
-    parser.add_argument("--beam_size", type=int, default=3)
-    args = parser.parse_args(argv)
-    captioner = Captioner.from_checkpoint(args.checkpoint)
-    records = run_records(args.checkpoint, args.splits.split(","))
+    from captioning.captioner import Captioner
+    from captioning.config import AttentionRunConfig, command_options
+    from captioning.data.images import load_rgb
+    from captioning.evaluation.attention_maps import render_attention
+    from captioning.evaluation.gallery import pick_examples, run_records
+
+    opts = command_options(AttentionRunConfig, cfg)
+    captioner = Captioner.from_checkpoint(opts.checkpoint)
+    records = run_records(opts.checkpoint, list(opts.splits))
     strips = []
     for split, recs in records.items():
-        picked = pick_examples(recs, args.per_split, args.seed)
-        for record, (caption, words, weights) in zip(picked, captioner.attend([r.path for r in picked],
-                                                                                method=args.method,
-                                                                                beam_size=args.beam_size)):
+        picked = pick_examples(recs, opts.per_split, opts.seed)
+        attended = captioner.attend([r.path for r in picked], method=opts.decoding.method,
+                                    beam_size=opts.decoding.beam_size)
+        for record, (caption, words, weights) in zip(picked, attended):
             strips.append((load_rgb(record.path), words, weights))
-    path = render_attention(strips, args.out, title=f"where the model looked, word by word ({', '.join(records)})")
+    path = render_attention(strips, opts.out, title=f"where the model looked, word by word ({', '.join(records)})")
     print(f"wrote {path}")
-    return 0
 
+
+main = hydra_command("captioning-render-attention", CONFIG_PATH, CONFIG_NAME, register, render, rewrite=hydra_argv)
 
 if __name__ == "__main__":
     sys.exit(main())

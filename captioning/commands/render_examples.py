@@ -12,41 +12,42 @@ decoding.num_captions > 1 the first caption is drawn). Declared by GalleryRunCon
 
 import dataclasses
 import sys
-
-import hydra
-from omegaconf import DictConfig
+from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.config import GalleryRunConfig, command_options
+from captioning.commands.cli import hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "render_examples"
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Caption the picked images and write the figure; exit 2 on an unusable checkpoint or option."""
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore."""
+    import captioning.config  # noqa: F401
+
+
+def render_examples(cfg: Any) -> None:
+    """Caption the picked images and write the figure."""
     import torch
 
     from captioning.captioner import Captioner
+    from captioning.config import GalleryRunConfig, command_options
     from captioning.evaluation.gallery import render_gallery, run_records
-    from captioning.models.checkpoint import CheckpointError
+
     opts = command_options(GalleryRunConfig, cfg)
     d = opts.decoding
     decoding = {**{k: v for k, v in dataclasses.asdict(d).items() if k != "batch_size"},
                 "generator": torch.Generator().manual_seed(opts.seed)}
-    try:
-        captioner = Captioner.from_checkpoint(opts.checkpoint)
-        records = run_records(opts.checkpoint, list(opts.splits))
-        gallery = render_gallery(captioner, records, opts.out, per_split=opts.per_split, seed=opts.seed,
-                                 columns=opts.columns or None, title=opts.title, **decoding)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    captioner = Captioner.from_checkpoint(opts.checkpoint)
+    records = run_records(opts.checkpoint, list(opts.splits))
+    gallery = render_gallery(captioner, records, opts.out, per_split=opts.per_split, seed=opts.seed,
+                             columns=opts.columns or None, title=opts.title, **decoding)
     for e in gallery.examples:
         mark = {True: "right", False: "wrong", None: "-"}[e.correct]
         print(f"{e.split}\t{e.image_id}\t{mark}\t{e.caption}")
     print(f"wrote {gallery.path} ({gallery.size[0]}x{gallery.size[1]} px)", file=sys.stderr)
 
 
+main = hydra_command("captioning-render-examples", CONFIG_PATH, CONFIG_NAME, register, render_examples)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

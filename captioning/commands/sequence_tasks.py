@@ -10,24 +10,34 @@
 result.json and model.pt to the run directory.
 """
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+import sys
+from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.sequence.config import register_schemas, run_config
-from captioning.sequence.train import run_task
+from captioning.commands.cli import hydra_command
 
-register_schemas()  # captioning/configs/sequence/*.yaml extend the declared options: store them before Hydra composes
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "sequence"), "sequence"
 
 
+def register() -> None:
+    """captioning/configs/sequence/*.yaml extend the declared options: store them before Hydra composes."""
+    from captioning.sequence.config import register_schemas
+
+    register_schemas()
+
+
 def metrics_line(metrics: dict) -> str:
+    """``name value, ...`` of a metrics dict."""
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def sequence_task(cfg: Any) -> None:
+    """Train the task's model and print it beside its baseline."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from captioning.sequence.config import run_config
+    from captioning.sequence.train import run_task
+
     opts = run_config(cfg)  # every bad value named before any work
     run_dir = HydraConfig.get().runtime.output_dir
     name = opts.task.name + (f" T={opts.task.seq_len}" if opts.task.name == "adding" else "")
@@ -42,5 +52,8 @@ def main(cfg: DictConfig) -> None:
     print(f"  baseline: {metrics_line(result['baseline'])}")
 
 
+
+main = hydra_command("captioning-sequence-tasks", CONFIG_PATH, CONFIG_NAME, register, sequence_task)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

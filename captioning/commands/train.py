@@ -4,25 +4,30 @@
 With no arguments: generates the synthetic shapes data, extracts EfficientNet-Lite0 features, trains
 an LSTM decoder and evaluates it on val (the test splits are sealed: `captioning-make-results` scores
 them, for final configurations). See captioning/configs/train.yaml for every option;
-`captioning-train --help` lists the config groups and their choices; `--config-dir DIR` adds your own.
+`captioning-train --help` lists the config groups and every option; `--config-dir DIR` adds your own.
 """
 
 import os
+import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-import captioning.config  # noqa: F401 (registers the config schemas with Hydra)
 from captioning import CONFIG_DIR
-from captioning.loggers import build_logger
-from captioning.pipeline import run
+from captioning.commands.cli import hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "train"
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def register() -> None:
+    """Store the config schemas in Hydra's ConfigStore (importing them imports torch: not for --help)."""
+    import captioning.config  # noqa: F401
+
+
+def train(cfg) -> None:
+    """Run the whole job: data, features, training, evaluation (captioning/pipeline.py)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from captioning.loggers import build_logger
+    from captioning.pipeline import run
+
     run_dir = HydraConfig.get().runtime.output_dir
     # under torchrun only rank 0 logs (one W&B run per job, not per process)
     logger = build_logger(cfg, run_dir) if int(os.environ.get("RANK", 0)) == 0 else None
@@ -33,5 +38,7 @@ def main(cfg: DictConfig) -> None:
             logger.finish()
 
 
+main = hydra_command("captioning-train", CONFIG_PATH, CONFIG_NAME, register, train)
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

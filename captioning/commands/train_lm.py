@@ -12,30 +12,36 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 # Must run before torch loads OpenMP. On a shared machine, OpenMP threads that spin-wait for a
 # descheduled sibling made each training step 10-20x slower here; sleeping costs little when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
 from captioning import CONFIG_DIR  # noqa: E402
-from captioning.lm.config import register_schemas  # noqa: E402
-from captioning.lm.run import train_from_config  # noqa: E402
+from captioning.commands.cli import hydra_command  # noqa: E402
 
-register_schemas()  # captioning/configs/lm/*.yaml extend the declared options: store them before Hydra composes
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "lm"), "lm"
 
 
-@hydra.main(version_base=None, config_path=CONFIG_PATH, config_name=CONFIG_NAME)
-def main(cfg: DictConfig) -> float:
+def register() -> None:
+    """captioning/configs/lm/*.yaml extend the declared options: store them before Hydra composes."""
+    from captioning.lm.config import register_schemas
+
+    register_schemas()
+
+
+def train_lm(cfg: Any) -> None:
     """Check every option, train, and print the validation loss (nats per character)."""
+    from captioning.lm.run import train_from_config
+
     result = train_from_config(cfg)
     print(f"validation loss {result.val_loss:.4f} nats/char after {result.steps} steps, {result.seconds:.1f} s "
           f"({result.train_chars_per_s:.0f} chars/s); checkpoint {result.checkpoint}")
-    return result.val_loss
 
+
+main = hydra_command("captioning-train-lm", CONFIG_PATH, CONFIG_NAME, register, train_lm)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
                                           metrics_problems, pair_recall_beams, score_files)
 from captioning.features.prepare import prepare
-from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig
 from captioning.utils.io import save_json
 from captioning.utils.precision import PRECISIONS
@@ -63,7 +63,7 @@ def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
         raise ValueError("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
     ckpt = load_checkpoint(cfg.checkpoint)
     if "config" not in ckpt:
-        raise ValueError(f"{ckpt['path']} holds no training config; evaluate it through the Python API instead")
+        raise CheckpointError(f"{ckpt['path']} holds no training config; evaluate it through the Python API instead")
     model, vocab = model_from_checkpoint(ckpt)
     run_cfg = OmegaConf.create(ckpt["config"])
     if cfg.data is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from captioning.utils.files import read_json
 from captioning.utils.io import atomic_write
 from captioning.evaluation.plots import bar_chart_png
 
@@ -67,7 +67,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunResult]:
     runs = []
     for d in sorted(dirs, key=_job_order):
         metrics_file = d / "metrics.json"
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+        metrics = read_json(metrics_file, "metrics file") if metrics_file.is_file() else None
         runs.append(RunResult(d, _read_overrides(d), metrics))
     varying = [k for k in dict.fromkeys(k for r in runs for k in r.overrides)
                if len({r.overrides.get(k) for r in runs}) > 1]
@@ -192,7 +192,7 @@ def load_per_image(run_dir: str | Path, split: str) -> list[dict]:
     path = per_image_file(run_dir, split)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: was split {split!r} evaluated in {run_dir}?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, "per-image scores")
 
 
 def seed_rows(dirs: Sequence[str | Path], split: str, metric: str, order: Sequence | None = None):
@@ -223,7 +223,7 @@ def seed_interval(dirs: Sequence[str | Path], split: str, metric: str, resamples
 
 def _run_seed(run_dir: Path) -> int | None:
     file = run_dir / "metrics.json"
-    info = json.loads(file.read_text(encoding="utf-8")).get("_run", {}) if file.is_file() else {}
+    info = read_json(file, "metrics file").get("_run", {}) if file.is_file() else {}
     if "seed" in info:
         return info["seed"]
     config = run_dir / ".hydra" / "config.yaml"
@@ -237,7 +237,7 @@ def _run_seed(run_dir: Path) -> int | None:
 def _splits_of(run_dir: Path) -> list[str]:
     file = run_dir / "metrics.json"
     if file.is_file():
-        metrics = json.loads(file.read_text(encoding="utf-8"))
+        metrics = read_json(file, "metrics file")
         return [k for k in metrics if "/" not in k and not k.startswith("_")]
     files = [*(run_dir / "eval").glob("per_image_*.json"), *run_dir.glob("per_image_*.json")]
     return sorted({p.stem[len("per_image_"):] for p in files})

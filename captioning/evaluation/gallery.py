@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from captioning.data.datasets import load_dataset
 from captioning.data.scenes import sizeless_references, strict_report
 from captioning.evaluation.failures import thumbnail
-from captioning.models.checkpoint import load_checkpoint
+from captioning.models.checkpoint import CheckpointError, load_checkpoint
 from captioning.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def run_records(checkpoint: str | Path, splits: Sequence[str] = SPLITS) -> dict[
     """The records of ``splits`` under the data config the checkpoint's run was trained with."""
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt or "data" not in (ckpt["config"] or {}):
-        raise ValueError(f"{ckpt['path']} holds no training config, so its data is unknown; caption your own "
-                         "images with scripts/caption.py instead")
+        raise CheckpointError(f"{ckpt['path']} holds no training config, so its data is unknown; caption your "
+                              "own images with captioning-caption instead")  # a ValueError
     return load_dataset(OmegaConf.create(ckpt["config"]).data, list(splits))
 
 

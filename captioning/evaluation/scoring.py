@@ -24,6 +24,7 @@ from captioning.evaluation.measures import (TrainingReference, chair, diversity,
 from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
 from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
+from captioning.utils.files import FileFormatError  # a ValueError: the user's file is named
 from captioning.utils.io import save_json
 from captioning.utils.schema import build, option, plain, problems
 
@@ -218,18 +219,20 @@ def _read_json(path: str | Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+        raise FileFormatError(f"{what} {path} is not valid JSON: {err}") from err
 
 
 def load_results(results_json: str | Path) -> dict[int, str]:
     """A COCO results file (``[{"image_id": ..., "caption": ...}]``) as {image_id: caption}; one per image."""
     data = _read_json(results_json, "results file")
     if not isinstance(data, list) or not all(isinstance(d, dict) and {"image_id", "caption"} <= d.keys() for d in data):
-        raise ValueError(f"{results_json}: expected a COCO results list of {{'image_id': ..., 'caption': ...}} objects")
+        raise FileFormatError(f"{results_json}: expected a COCO results list of "
+                              "{'image_id': ..., 'caption': ...} objects")
     results: dict[int, str] = {}
     for d in data:
         if d["image_id"] in results:
-            raise ValueError(f"{results_json}: image {d['image_id']} has more than one caption; keep one per image")
+            raise FileFormatError(f"{results_json}: image {d['image_id']} has more than one caption; "
+                                  "keep one per image")
         results[d["image_id"]] = str(d["caption"])
     return results
 
@@ -239,7 +242,8 @@ def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
     data = _read_json(annotation_json, "annotation file")
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or not all(isinstance(a, dict) and {"image_id", "caption"} <= a.keys() for a in anns):
-        raise ValueError(f"{annotation_json}: expected a COCO caption file with 'annotations' [{{image_id, caption}}]")
+        raise FileFormatError(f"{annotation_json}: expected a COCO caption file with "
+                              "'annotations' [{image_id, caption}]")
     refs: dict[int, list[str]] = {}
     for a in anns:
         refs.setdefault(a["image_id"], []).append(str(a["caption"]))

@@ -24,7 +24,7 @@ from captioning.lm.model import CharCellConfig, CharModelConfig
 from captioning.lm.train import TrainConfig, schedule_fit_problems
 from captioning.lm.transformer import NAME as TRANSFORMER, TransformerConfig, transformer_problems
 from captioning.nn.cells import BACKENDS, CELLS
-from captioning.utils.schema import build, option, plain, problems
+from captioning.utils.schema import ConfigError, build, option, plain, problems
 
 
 @dataclass
@@ -150,5 +150,5 @@ def check(schema: type, cfg: Any, find: Callable[[Any], list[str]]) -> Any:
     """The typed ``schema`` instance of ``cfg``; ValueError naming every problem ``find`` lists, before any work."""
     found = find(cfg)
     if found:
-        raise ValueError("invalid config:\n  " + "\n  ".join(found))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))  # a ValueError
     return build(schema, cfg)

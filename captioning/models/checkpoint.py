@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from captioning.models.base import CaptionModel, build_model
+from captioning.models.base import CaptionModel, build_model, model_class
 from captioning.text.vocab import Vocabulary
 from captioning.utils.io import atomic_save_torch
 from captioning.utils.schema import plain
@@ -78,10 +78,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         if "global" not in str(exc).lower():  # not a refused class or function: a broken file
             raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({exc}); use another checkpoint "
                                   "(e.g. last.pt instead of best.pt) or retrain") from exc
-        # weights_only refuses to import anything but tensors and plain containers
+        # weights_only refuses to import anything but tensors and plain containers; torch's last line names what
+        refused = [line.strip() for line in str(exc).splitlines() if "global" in line.lower()][-1]
         raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data, which could run "
-                              f"code when loaded; refused ({exc}). Only load checkpoints you trust, and retrain or "
-                              "re-export this one") from exc
+                              f"code when loaded; refused ({refused}). Only load checkpoints you trust, and retrain "
+                              "or re-export this one") from exc
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
                               "use another checkpoint (e.g. last.pt instead of best.pt) or retrain") from exc
@@ -137,6 +138,11 @@ def model_from_checkpoint(ckpt: dict) -> tuple[CaptionModel, Vocabulary]:
     if type(vocab_size) is not int or vocab_size != len(vocab):
         raise CheckpointError(f"{ckpt.get('path')}: vocabulary has {len(vocab)} words but the model was built for "
                               f"{vocab_size}; the file mixes two runs, retrain or use another")
+    try:  # a class that cannot be found is a missing module, not a broken file
+        model_class(str(options.get("name")))
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.get('path')}: the model class it names can't be imported ({exc}); "
+                              "put its module on PYTHONPATH or install its package") from exc
     try:
         model = build_model(options, feature_dim=int(ckpt["feature_dim"]), vocab_size=len(vocab),
                             max_len=int(ckpt["max_len"]))

@@ -23,7 +23,7 @@ from captioning.sequence.experiments import SweepConfig, sweep_fit_problems
 from captioning.sequence.models import SequenceCellConfig
 from captioning.sequence.problems import TASKS, task_config, task_schema
 from captioning.sequence.train import SequenceRunConfig, loop_fit_problems
-from captioning.utils.schema import build, plain, problems
+from captioning.utils.schema import ConfigError, build, plain, problems
 
 
 def register_schemas() -> None:
@@ -62,7 +62,7 @@ def sweep_problems(cfg: Any) -> list[str]:
 
 def _raise(found: list[str]) -> None:
     if found:
-        raise ValueError("invalid config:\n  " + "\n  ".join(found))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))  # a ValueError
 
 
 def run_config(cfg: Any) -> SequenceRunConfig:

@@ -16,6 +16,10 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 
+class ConfigError(ValueError):
+    """A config value that cannot work: the message names every such value and what it may be."""
+
+
 def option(default: Any, doc: str, *, choices: Sequence[Any] | None = None, ge: float | None = None,
            gt: float | None = None, lt: float | None = None, le: float | None = None) -> Any:
     """A dataclass field with its doc and checks (``choices``, or a range ``ge``/``gt``/``le``/``lt``)."""
