@@ -356,7 +356,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
 
     path = Path(run_root) / "summary.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no saved runs to render: {path} is missing; run `python scripts/make_results.py` "
+        raise FileNotFoundError(f"no saved runs to render: {path} is missing; run `captioning-make-results` "
                                 "first (it trains each cell and writes it)")
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta", {})
@@ -406,7 +406,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
     shown = "".join(f" {o}" for o in overrides if o not in SEALED_SPLITS)  # make_results adds them itself
     section, heading = meta.get("section", SECTION), meta.get("title", TITLE)
     named = f" section={section} title='{heading}'" if section != SECTION else ""
-    cmd = f"python scripts/make_results.py seeds={n_seeds}{jobs}{named}{shown}{row_args}"
+    cmd = f"captioning-make-results seeds={n_seeds}{jobs}{named}{shown}{row_args}"
     decoding = cfg.decoding
     beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
     title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
@@ -423,7 +423,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             "Headline metrics; in brackets the 95% bootstrap interval over images of the seed mean "
             f"(captioning/evaluation/stats.py, {resamples} draws; BLEU-4 is corpus BLEU recomputed on each draw). "
             "Whether one model beats another is not read off overlapping intervals: "
-            "`python scripts/paired.py --a runs/results/<A> --b runs/results/<B>` gives the paired interval.\n\n"
+            "`captioning-paired a=runs/results/<A> b=runs/results/<B>` gives the paired interval.\n\n"
             + headline_table(intervals)
             + "\n\nWhat each model costs: trainable parameters, seconds per epoch of each training stage (median over "
             "the run's epochs, val decoding included; mean ± sd over seeds) and minutes per run, as measured by these "
@@ -440,7 +440,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             "are scored against all of them.\n\n"
             + results_table(runs, human, bounds))
     if by_count:
-        body += ("\n\nBy number of objects in the scene (mean over seeds; `python scripts/make_results.py "
+        body += ("\n\nBy number of objects in the scene (mean over seeds; `captioning-make-results "
                  "render=true` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
                  + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "

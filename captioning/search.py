@@ -138,7 +138,7 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
 
     path = Path(run_root) / "summary.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no saved search to render: {path} is missing; run `python scripts/search.py` first")
+        raise FileNotFoundError(f"no saved search to render: {path} is missing; run `captioning-search` first")
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta")
     split, metric, grid, rows = meta["split"], meta["metric"], meta["grid"], meta["rows"]
@@ -189,7 +189,7 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         options += f" section={section} title='{title}'"
     if split != meta.get("val_split", split):
         options += f" split={split}"
-    cmd = f"python scripts/search.py {options}{rest}{grid_args}{row_args}"
+    cmd = f"captioning-search {options}{rest}{grid_args}{row_args}"
     times = [s for v in meta["seconds"].values() for s in v]
     how = (f"the bold point of each row has the highest {split} {metric} (mean over seeds) and is the one the results "
            "tables use" if grid else "each row is one setting, compared with the first row below")
