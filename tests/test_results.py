@@ -92,7 +92,7 @@ def test_render_without_saved_runs_says_what_to_run(tmp_path):
 
     from captioning.results import write_results
 
-    with pytest.raises(FileNotFoundError, match="make_results.py"):
+    with pytest.raises(FileNotFoundError, match="captioning-make-results"):
         write_results(str(tmp_path / "none"), str(tmp_path / "r.md"))
     assert not (tmp_path / "r.md").exists()
 
