@@ -27,7 +27,7 @@ register_lm_schemas()  # the apps' yaml files extend their declared options, as 
 register_sequence_schemas()
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-QUICKSTART = ['pip install -e . && python scripts/train.py', 'pip install -e ".[test]" && python -m pytest -q']
+QUICKSTART = ['pip install -e . && captioning-train', 'pip install -e ".[test]" && python -m pytest -q']
 NOT_RUN = ("pip install", "python -m pytest", "wandb sync", "jupyter", "torchrun")  # install/network/test-suite commands
 CONSOLE = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
 
