@@ -171,6 +171,8 @@ def _failure_report(cfg: Any, split: str, records: Sequence, eval_dir: Path):
     if records and getattr(records[0], "scene", None) is not None:
         from captioning.data.scenes import error_kinds as scene_fn
     ev, metrics = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
+    # each caption's hallucinated objects, where evaluation measured them (CHAIR)
+    named = {r["image_id"]: r["hallucinated"] for r in rows if "hallucinated" in r} or None
     return collect_failures([r for r in records if r.image_id in hyps], hyps, per_image, split=split,
                             rank_by=metrics.rank_by, worst_k=ev.worst_k, random_k=ev.random_k,
-                            seed=metrics.report.seed, scene_fn=scene_fn)
+                            seed=metrics.report.seed, scene_fn=scene_fn, hallucinated=named)
