@@ -60,9 +60,10 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
     info = {"memmap": isinstance(feats, np.memmap), "features_mb": feats.nbytes / 2**20}
     t0 = time.perf_counter()  # the epoch or the evaluation alone, without opening the data and cache
     if stage == "train":
+        from captioning.pipeline import training_options
         from captioning.training.loop import train
 
-        train(cfg, prepared, run_dir)
+        train(training_options(cfg), prepared, run_dir)
     else:
         from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
         from captioning.pipeline import evaluate_all

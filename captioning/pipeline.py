@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from captioning.config import check_config
 from captioning.evaluation import baselines
@@ -22,12 +23,13 @@ from captioning.features.prepare import prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.models.export import export_checkpoint
-from captioning.training.loop import train
+from captioning.training.loop import StageConfig, TrainOptions, train
 from captioning.utils import distributed
 from captioning.utils.io import save_json
 from captioning.utils.memory import keep_freed_memory
 from captioning.nn.decoding import DecodingConfig
-from captioning.utils.schema import ConfigError, build
+from captioning.utils.distributed import TrainerConfig
+from captioning.utils.schema import ConfigError, build, plain
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     t_start = time.time()
     check_config(cfg)
     run_dir = Path(run_dir)
-    cfg.device = resolve_device(cfg.device)
-    dp = distributed.setup(cfg)  # trainer=ddp under torchrun: join the job (rank 0 writes every file)
+    # trainer=ddp under torchrun: join the job (rank 0 writes every file)
+    dp, device = distributed.setup(build(TrainerConfig, cfg.trainer), resolve_device(cfg.device))
+    cfg = OmegaConf.merge(cfg, {"device": device})  # the config this process runs: a new node, the caller's as it was
     logger = logger if dp.is_main else None
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -73,7 +76,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
              {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,
              prepared.encoder_key)
     t_train = time.time()
-    history = train(cfg, prepared, run_dir, logger)
+    history = train(training_options(cfg), prepared, run_dir, logger)
     if not dp.is_main:  # rank 0 evaluates the checkpoint it wrote
         return {}
     training_curve_png(history, run_dir / "training_curve.png")
@@ -101,6 +104,15 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     if logger:
         logger.summary(results)
     return results
+
+
+def training_options(cfg: Any) -> TrainOptions:
+    """The training loop's typed options from a checked run config (``device`` already resolved)."""
+    d = cfg.data
+    return TrainOptions(stages={name: build(StageConfig, node) for name, node in cfg.schedule.stages.items()},
+                        model=plain(cfg.model), seed=cfg.seed, device=str(cfg.device), precision=cfg.precision,
+                        max_len=d.max_caption_len, train_split=d.train_split, val_split=d.val_split,
+                        resume=cfg.resume, init_from=cfg.schedule.init_from, record=plain(cfg))
 
 
 def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
