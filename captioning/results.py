@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
@@ -265,7 +266,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
             cfg = compose_run(keys)
             what = json.dumps([plain(cfg.data), plain(cfg.encoder)], sort_keys=True, default=str)
             if what not in prepared:
-                cfg.device = resolve_device(cfg.device)
+                cfg = OmegaConf.merge(cfg, {"device": resolve_device(cfg.device)})  # a new node
                 splits = [cfg.data.train_split, cfg.data.val_split, *cfg.data.eval_splits]
                 prepare(cfg, splits_needed=list(dict.fromkeys(s for s in splits if s)))
                 prepared.add(what)

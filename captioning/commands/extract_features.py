@@ -23,6 +23,7 @@ def register() -> None:
 def extract(cfg) -> None:
     """Check the options and extract this job's shard of every split."""
     import torch
+    from omegaconf import OmegaConf
 
     from captioning.config import check_config
     from captioning.features.shards import extract_dataset_shard, parse_shard
@@ -31,7 +32,7 @@ def extract(cfg) -> None:
 
     check_config(cfg)  # every bad value at once, before any work
     index, count = parse_shard(cfg.shard)
-    cfg.device = resolve_device(cfg.device)
+    cfg = OmegaConf.merge(cfg, {"device": resolve_device(cfg.device)})  # a new node, Hydra's as it was
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     keep_freed_memory()

@@ -30,6 +30,7 @@ def register() -> None:
 def probe_features(cfg) -> None:
     """Train the probes on the cached features and print their test accuracies."""
     import torch
+    from omegaconf import OmegaConf
 
     from captioning.config import check_config
     from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes
@@ -38,7 +39,7 @@ def probe_features(cfg) -> None:
     from captioning.utils.memory import keep_freed_memory
 
     check_config(cfg)  # every bad value at once, before any work
-    cfg.device = resolve_device(cfg.device)
+    cfg = OmegaConf.merge(cfg, {"device": resolve_device(cfg.device)})  # a new node, Hydra's as it was
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     keep_freed_memory()  # captioning/utils/memory.py
