@@ -65,11 +65,17 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
 
         train(training_options(cfg), prepared, run_dir)
     else:
+        from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
         from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+        from captioning.nn.decoding import DecodingConfig
         from captioning.pipeline import evaluate_all
+        from captioning.utils.schema import build
 
         decoder, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-        evaluate_all(cfg, prepared, decoder, run_dir)  # as the main job does (it decodes on the CPU)
+        d = cfg.data  # as the main job evaluates (it decodes on the CPU)
+        evaluate_all(prepared, decoder, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
+                     build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
+                     build(MetricsConfig, cfg.metrics))
     return {**info, "stage_seconds": time.perf_counter() - t0}
 
 

@@ -91,7 +91,9 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
                                        features={**prepared.features, **tuned.features},
                                        encoder_identity=tuned.encoder_identity)
-    results = evaluate_all(cfg, prepared, model, run_dir)
+    results = evaluate_all(prepared, model, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
+                           build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
+                           build(MetricsConfig, cfg.metrics))
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
     results["_run"] = {"seed": cfg.seed, "best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
@@ -115,21 +117,20 @@ def training_options(cfg: Any) -> TrainOptions:
                         resume=cfg.resume, init_from=cfg.schedule.init_from, record=plain(cfg))
 
 
-def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
-    """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}.
+def evaluate_all(prepared, model, run_dir: Path, splits: list[str], train_split: str, max_len: int,
+                 decoding: DecodingConfig, eval_cfg: EvaluateConfig, metrics_cfg: MetricsConfig) -> dict:
+    """Model and baselines on every split of ``splits``: {split: metrics, f"{baseline}/{split}": metrics}.
 
     ``CIDEr`` is CIDEr-D with the training references' document frequencies, the same scale for every
     split whichever splits are evaluated; ``CIDEr_official`` is pycocoevalcap's per-split CIDEr-D."""
-    eval_cfg, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
-    max_len = cfg.data.max_caption_len
-    train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
+    train_caps = [r.captions for r in prepared.splits[train_split]]
     cider_df = cider_document_frequencies(train_caps) if metrics_cfg.cider else None
-    train_ref = training_reference(prepared.splits[cfg.data.train_split])  # copied captions, unseen pairs
+    train_ref = training_reference(prepared.splits[train_split])  # copied captions, unseen pairs
     results = {}
-    for split in cfg.data.eval_splits:
+    for split in splits:
         records, feats = prepared.splits[split], prepared.features[split]
-        hyps = generate(model, prepared.vocab, records, feats, build(DecodingConfig, cfg.decoding), max_len)
-        beams = pair_recall_beams(model, prepared.vocab, records, feats, cfg.decoding, max_len, metrics_cfg, train_ref)
+        hyps = generate(model, prepared.vocab, records, feats, decoding, max_len)
+        beams = pair_recall_beams(model, prepared.vocab, records, feats, decoding, max_len, metrics_cfg, train_ref)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
                                         worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df,
                                         train=train_ref, beams=beams)
@@ -139,7 +140,7 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
                               run_dir / "eval" / f"attention_{split}.png", split=split)
         for name in eval_cfg.baselines:
             if name == "nearest_neighbour":
-                caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg.nn_k)
+                caps = baselines.nearest_neighbour(prepared.features[train_split], train_caps, feats, k=eval_cfg.nn_k)
             elif name == "most_frequent":
                 caps = [baselines.most_frequent(train_caps)] * len(records)
             else:
