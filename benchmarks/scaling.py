@@ -40,6 +40,7 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
     import numpy as np
 
     from captioning.features.prepare import prepare
+    from captioning.pipeline import data_source
 
     cfg = stage_config(n, work, device, workers, amp)
     run_dir = work / f"scale_run_{n}"
@@ -55,7 +56,7 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
         t0 = time.perf_counter()
         _extract(cfg)
         return {"stage_seconds": time.perf_counter() - t0}
-    prepared = prepare(cfg, splits_needed=["train"])
+    prepared = prepare(data_source(cfg), splits_needed=["train"])
     feats = prepared.features["train"]
     info = {"memmap": isinstance(feats, np.memmap), "features_mb": feats.nbytes / 2**20}
     t0 = time.perf_counter()  # the epoch or the evaluation alone, without opening the data and cache

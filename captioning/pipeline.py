@@ -19,7 +19,7 @@ from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
 from captioning.evaluation.measures import training_reference
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate, pair_recall_beams
-from captioning.features.prepare import prepare
+from captioning.features.prepare import DataSource, prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.models.export import export_checkpoint
@@ -70,8 +70,8 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     d = cfg.data
     needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
     if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
-        extract_dataset_shard(cfg, dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
-    prepared = prepare(cfg, vocab=vocab, splits_needed=needed)
+        extract_dataset_shard(data_source(cfg), dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
+    prepared = prepare(data_source(cfg), vocab=vocab, splits_needed=needed)
     log.info("data: %s; vocabulary %d words; features %d-d (%s)",
              {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,
              prepared.encoder_key)
@@ -87,7 +87,7 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
         nn = "nearest_neighbour" in cfg.evaluate.baselines
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
-        tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
+        tuned = prepare(data_source(cfg), vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
                                        features={**prepared.features, **tuned.features},
                                        encoder_identity=tuned.encoder_identity)
@@ -106,6 +106,11 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     if logger:
         logger.summary(results)
     return results
+
+
+def data_source(cfg: Any) -> DataSource:
+    """What ``prepare`` reads of a checked run config (its ``device`` as given: resolve it first)."""
+    return DataSource(cfg.data, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed)
 
 
 def training_options(cfg: Any) -> TrainOptions:

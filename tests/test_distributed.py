@@ -14,7 +14,7 @@ from captioning import CONFIG_DIR
 from captioning.utils import distributed
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import training_options
+from captioning.pipeline import data_source, training_options
 from captioning.training.loop import train
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.schema import build
@@ -63,7 +63,7 @@ def tiny(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CAPTIONING_DATA", str(root / "data"))
         cfg = tiny_cfg(root)
-        yield root, cfg, prepare(cfg, splits_needed=["train", "val"])
+        yield root, cfg, prepare(data_source(cfg), splits_needed=["train", "val"])
     torch.set_num_threads(threads)
 
 
