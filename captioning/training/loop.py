@@ -14,7 +14,11 @@ and position: stage, epoch, step) and, at the end of every stage but the last,
 ``checkpoints/best_after_<stage>.pt`` (best.pt then: what a schedule ending with that stage would have
 given, e.g. to evaluate and compare with and without the self-critical stage). SIGINT/SIGTERM/SIGUSR1 finish the current step, save ``last`` and exit;
 ``resume=<run dir>`` continues from that step, in any stage (``resume=auto``: from this run directory's
-own last.pt when there is one).
+own last.pt when there is one; reading last.pt back: captioning/training/resume.py).
+
+The loop reads top to bottom: ``train`` runs the stages, ``start_stage`` builds one, ``train_epoch`` runs
+its steps (``cross_entropy_step`` or ``self_critical_step``, then ``optimize``), ``end_epoch`` validates
+and saves. Its options come typed (``TrainOptions``), built by the entry point (captioning/pipeline.py).
 """
 
 from __future__ import annotations
