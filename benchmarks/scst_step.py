@@ -72,7 +72,8 @@ def main(argv: list[str]) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     cfg = OmegaConf.create(ckpt["config"])
     model, vocab = model_from_checkpoint(ckpt)
-    features = prepare(data_source(cfg), vocab=vocab, splits_needed=[cfg.data.train_split]).features[cfg.data.train_split]
+    train = cfg.data.train_split
+    features = prepare(data_source(cfg), vocab=vocab, splits_needed=[train]).features[train]
     bf16 = training_precision(cfg.precision, torch.device("cpu")) == "bf16"
     model.train()
     repeats = "repeats" in inspect.signature(sample_tokens).parameters

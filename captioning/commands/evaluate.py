@@ -24,7 +24,8 @@ def evaluate(cfg) -> None:
     """Check the options, evaluate (or score) and print the metrics."""
     from hydra.core.hydra_config import HydraConfig
 
-    from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint, evaluate_problems, score_results
+    from captioning.evaluation.checkpoint import (EvaluateRunConfig, evaluate_checkpoint, evaluate_problems,
+                                                  score_results)
     from captioning.utils.memory import keep_freed_memory
     from captioning.utils.schema import ConfigError, build
 

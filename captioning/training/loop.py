@@ -525,7 +525,8 @@ def validate(model: CaptionModel, encoder, prepared: Prepared, split: str | None
 def save(path: Path, model: CaptionModel, prepared: Prepared, record: dict, encoder: dict,
          trained: list[nn.Module] = (), **state: Any) -> None:
     """Write a checkpoint: the model, vocabulary, encoder (``encoder``: its cache key, and its weights once
-    fine-tuned), the run config ``record`` and ``state``; never replace a good checkpoint by one with NaN or infinite weights."""
+    fine-tuned), the run config ``record`` and ``state``; never replace a good checkpoint by one with NaN or
+    infinite weights."""
     for module in trained:
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
             raise TrainingDiverged(f"the weights became NaN or infinite: lower the stage's lr or set its clip; "
