@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from benchmarks import DRIVER, PROG  # noqa: E402
 from benchmarks.common import BENCHMARKS_MD, ROOT  # noqa: E402
@@ -72,10 +73,10 @@ def run(seconds: float, overrides: list[str], out: Path) -> dict:
     with initialize_config_dir(config_dir=str(CONFIG_DIR / "lm"), version_base=None):
         cfg = compose("lm", overrides=[f"schedule.max_seconds={seconds}", "schedule.max_steps=100000000",
                                        *overrides, "schedule.final_eval_chars=null"])  # the whole validation text
-        cfg.out_dir = str(out / f"{cfg.cell.name}-{seconds:g}s")
+        cfg = OmegaConf.merge(cfg, {"out_dir": str(out / f"{cfg.cell.name}-{seconds:g}s")})  # a new node
     opts = run_config(cfg)  # every bad value named before any work
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
-    result = train_from_config(cfg)
+    result = train_from_config(opts)
     load_after, cpu_seconds = os.getloadavg()[0], time.process_time() - cpu_before
     model, _ = load_lm(result.checkpoint)
     carried = result.val_loss_carried

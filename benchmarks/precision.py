@@ -22,7 +22,8 @@ from benchmarks import DRIVER, PROG
 from benchmarks.common import ROOT
 from captioning import CONFIG_DIR
 from captioning.config import register_schemas
-from captioning.evaluation.checkpoint import evaluate_checkpoint
+from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint
+from captioning.utils.schema import build
 from captioning.evaluation.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
 
@@ -36,7 +37,7 @@ def evaluate(run_dir: Path, split: str, precision: str, out_dir: Path) -> dict:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"checkpoint={run_dir}", f"split={split}", f"precision={precision}"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    return evaluate_checkpoint(cfg, out_dir)[split]
+    return evaluate_checkpoint(build(EvaluateRunConfig, cfg), out_dir)[split]
 
 
 def agreement(a: Path, b: Path, split: str) -> tuple[int, int]:

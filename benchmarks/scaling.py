@@ -40,6 +40,7 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
     import numpy as np
 
     from captioning.features.prepare import prepare
+    from captioning.pipeline import data_source
 
     cfg = stage_config(n, work, device, workers, amp)
     run_dir = work / f"scale_run_{n}"
@@ -55,20 +56,27 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
         t0 = time.perf_counter()
         _extract(cfg)
         return {"stage_seconds": time.perf_counter() - t0}
-    prepared = prepare(cfg, splits_needed=["train"])
+    prepared = prepare(data_source(cfg), splits_needed=["train"])
     feats = prepared.features["train"]
     info = {"memmap": isinstance(feats, np.memmap), "features_mb": feats.nbytes / 2**20}
     t0 = time.perf_counter()  # the epoch or the evaluation alone, without opening the data and cache
     if stage == "train":
+        from captioning.pipeline import training_options
         from captioning.training.loop import train
 
-        train(cfg, prepared, run_dir)
+        train(training_options(cfg), prepared, run_dir)
     else:
+        from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
         from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
+        from captioning.nn.decoding import DecodingConfig
         from captioning.pipeline import evaluate_all
+        from captioning.utils.schema import build
 
         decoder, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-        evaluate_all(cfg, prepared, decoder, run_dir)  # as the main job does (it decodes on the CPU)
+        d = cfg.data  # as the main job evaluates (it decodes on the CPU)
+        evaluate_all(prepared, decoder, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
+                     build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
+                     build(MetricsConfig, cfg.metrics))
     return {**info, "stage_seconds": time.perf_counter() - t0}
 
 

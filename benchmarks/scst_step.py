@@ -53,6 +53,11 @@ def main(argv: list[str]) -> None:
         use_package(args.package)
     # imported here, once the package to time is chosen
     from captioning.features.prepare import prepare
+    try:
+        from captioning.pipeline import data_source
+    except ImportError:  # a checkout from before DataSource, whose prepare read the run config itself
+        def data_source(cfg):
+            return cfg
     from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
     from captioning.nn.decoding import sample_tokens
     from captioning.utils.precision import training_precision
@@ -67,7 +72,8 @@ def main(argv: list[str]) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     cfg = OmegaConf.create(ckpt["config"])
     model, vocab = model_from_checkpoint(ckpt)
-    features = prepare(cfg, vocab=vocab, splits_needed=[cfg.data.train_split]).features[cfg.data.train_split]
+    train = cfg.data.train_split
+    features = prepare(data_source(cfg), vocab=vocab, splits_needed=[train]).features[train]
     bf16 = training_precision(cfg.precision, torch.device("cpu")) == "bf16"
     model.train()
     repeats = "repeats" in inspect.signature(sample_tokens).parameters

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from captioning.data.datasets import DATA_SCHEMAS, data_problems
 from captioning.data.download import DATASETS
-from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_problems
+from captioning.evaluation.checkpoint import EvaluateRunConfig
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, metrics_problems
 from captioning.features.encoder import EncoderConfig, encoder_problems
 from captioning.features.shards import parse_shard
@@ -39,7 +39,7 @@ from captioning.nn.decoding import DecodingConfig
 from captioning.training.loop import ScheduleConfig, schedule_problems
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.precision import PRECISIONS
-from captioning.utils.schema import ConfigError, build, option, plain, problems
+from captioning.utils.schema import ConfigError, option, plain, problems
 
 BAD_IMAGE_POLICIES = ("fail", "skip")
 
@@ -269,31 +269,6 @@ def config_problems(cfg: Any) -> list[str]:
         except ValueError as exc:
             found.append(str(exc))
     return found
-
-
-def check_run_config(schema: type, cfg: Any, required: Sequence[str] = ()) -> None:
-    """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
-    and every ``required`` option left empty (for the commands whose options are one schema)."""
-    found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
-    if "checkpoint" in cfg and not cfg.checkpoint:
-        found.append("checkpoint=<run dir or .pt file> is required")
-    found += [f"{key}=... is required (see --help)" for key in required if key != "checkpoint" and not cfg.get(key)]
-    if found:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
-
-
-def command_options(schema: type, cfg: Any, required: Sequence[str] = ()) -> Any:
-    """The typed options of a one-schema command (caption, render_examples, ...): ConfigError naming every
-    bad value (and every ``required`` option left empty) at once, before anything is loaded."""
-    check_run_config(schema, cfg, required)
-    return build(schema, cfg)
-
-
-def check_evaluate_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of an evaluate config (see captioning/configs/evaluate.yaml)."""
-    found = evaluate_problems(cfg)
-    if found:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
 register_schemas()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
 from captioning.utils.schema import option, plain, problems
 from captioning.wandb_logger import WandbConfig, WandbLogger
 
@@ -30,11 +31,13 @@ def logger_problems(node: Any) -> list[str]:
     return problems(SCHEMAS[name], values, "logger")
 
 
-def build_logger(cfg: Any, run_dir: str):
-    """The logger the config asks for, or None for `logger=none`."""
-    name = cfg.logger.name
+def build_logger(options: Any, run_dir: str, config: dict | None = None, evaluate: EvaluateConfig | None = None,
+                 metrics: MetricsConfig | None = None):
+    """The logger ``options`` (the ``logger`` node) asks for, or None for `logger=none`. ``config``: the run
+    config stored with the logged run; ``evaluate`` and ``metrics``: how its failure tables are drawn."""
+    name = options.name
     if name == "none":
         return None
     if name == "wandb":
-        return WandbLogger(cfg, run_dir)
+        return WandbLogger(options, run_dir, config or {}, evaluate or EvaluateConfig(), metrics or MetricsConfig())
     raise ValueError(f"Unknown logger {name!r}: choose none or wandb")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from captioning.config import check_config
 from captioning.evaluation import baselines
@@ -18,16 +19,17 @@ from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
 from captioning.evaluation.measures import training_reference
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate, pair_recall_beams
-from captioning.features.prepare import prepare
+from captioning.features.prepare import DataSource, prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.models.export import export_checkpoint
-from captioning.training.loop import train
+from captioning.training.loop import StageConfig, TrainOptions, train
 from captioning.utils import distributed
 from captioning.utils.io import save_json
 from captioning.utils.memory import keep_freed_memory
 from captioning.nn.decoding import DecodingConfig
-from captioning.utils.schema import ConfigError, build
+from captioning.utils.distributed import TrainerConfig
+from captioning.utils.schema import ConfigError, build, plain
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     t_start = time.time()
     check_config(cfg)
     run_dir = Path(run_dir)
-    cfg.device = resolve_device(cfg.device)
-    dp = distributed.setup(cfg)  # trainer=ddp under torchrun: join the job (rank 0 writes every file)
+    # trainer=ddp under torchrun: join the job (rank 0 writes every file)
+    dp, device = distributed.setup(build(TrainerConfig, cfg.trainer), resolve_device(cfg.device))
+    cfg = OmegaConf.merge(cfg, {"device": device})  # the config this process runs: a new node, the caller's as it was
     logger = logger if dp.is_main else None
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -67,13 +70,13 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     d = cfg.data
     needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
     if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
-        extract_dataset_shard(cfg, dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
-    prepared = prepare(cfg, vocab=vocab, splits_needed=needed)
+        extract_dataset_shard(data_source(cfg), dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
+    prepared = prepare(data_source(cfg), vocab=vocab, splits_needed=needed)
     log.info("data: %s; vocabulary %d words; features %d-d (%s)",
              {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,
              prepared.encoder_key)
     t_train = time.time()
-    history = train(cfg, prepared, run_dir, logger)
+    history = train(training_options(cfg), prepared, run_dir, logger)
     if not dp.is_main:  # rank 0 evaluates the checkpoint it wrote
         return {}
     training_curve_png(history, run_dir / "training_curve.png")
@@ -84,11 +87,13 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
         nn = "nearest_neighbour" in cfg.evaluate.baselines
         splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
-        tuned = prepare(cfg, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
+        tuned = prepare(data_source(cfg), vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
                                        features={**prepared.features, **tuned.features},
                                        encoder_identity=tuned.encoder_identity)
-    results = evaluate_all(cfg, prepared, model, run_dir)
+    results = evaluate_all(prepared, model, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
+                           build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
+                           build(MetricsConfig, cfg.metrics))
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
         logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
     results["_run"] = {"seed": cfg.seed, "best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
@@ -103,21 +108,34 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     return results
 
 
-def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
-    """Model and baselines on every evaluation split: {split: metrics, f"{baseline}/{split}": metrics}.
+def data_source(cfg: Any) -> DataSource:
+    """What ``prepare`` reads of a checked run config (its ``device`` as given: resolve it first)."""
+    return DataSource(cfg.data, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed)
+
+
+def training_options(cfg: Any) -> TrainOptions:
+    """The training loop's typed options from a checked run config (``device`` already resolved)."""
+    d = cfg.data
+    return TrainOptions(stages={name: build(StageConfig, node) for name, node in cfg.schedule.stages.items()},
+                        model=plain(cfg.model), seed=cfg.seed, device=str(cfg.device), precision=cfg.precision,
+                        max_len=d.max_caption_len, train_split=d.train_split, val_split=d.val_split,
+                        resume=cfg.resume, init_from=cfg.schedule.init_from, record=plain(cfg))
+
+
+def evaluate_all(prepared, model, run_dir: Path, splits: list[str], train_split: str, max_len: int,
+                 decoding: DecodingConfig, eval_cfg: EvaluateConfig, metrics_cfg: MetricsConfig) -> dict:
+    """Model and baselines on every split of ``splits``: {split: metrics, f"{baseline}/{split}": metrics}.
 
     ``CIDEr`` is CIDEr-D with the training references' document frequencies, the same scale for every
     split whichever splits are evaluated; ``CIDEr_official`` is pycocoevalcap's per-split CIDEr-D."""
-    eval_cfg, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
-    max_len = cfg.data.max_caption_len
-    train_caps = [r.captions for r in prepared.splits[cfg.data.train_split]]
+    train_caps = [r.captions for r in prepared.splits[train_split]]
     cider_df = cider_document_frequencies(train_caps) if metrics_cfg.cider else None
-    train_ref = training_reference(prepared.splits[cfg.data.train_split])  # copied captions, unseen pairs
+    train_ref = training_reference(prepared.splits[train_split])  # copied captions, unseen pairs
     results = {}
-    for split in cfg.data.eval_splits:
+    for split in splits:
         records, feats = prepared.splits[split], prepared.features[split]
-        hyps = generate(model, prepared.vocab, records, feats, build(DecodingConfig, cfg.decoding), max_len)
-        beams = pair_recall_beams(model, prepared.vocab, records, feats, cfg.decoding, max_len, metrics_cfg, train_ref)
+        hyps = generate(model, prepared.vocab, records, feats, decoding, max_len)
+        beams = pair_recall_beams(model, prepared.vocab, records, feats, decoding, max_len, metrics_cfg, train_ref)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
                                         worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df,
                                         train=train_ref, beams=beams)
@@ -127,7 +145,7 @@ def evaluate_all(cfg: Any, prepared, model, run_dir: Path) -> dict:
                               run_dir / "eval" / f"attention_{split}.png", split=split)
         for name in eval_cfg.baselines:
             if name == "nearest_neighbour":
-                caps = baselines.nearest_neighbour(prepared.features[cfg.data.train_split], train_caps, feats, k=eval_cfg.nn_k)
+                caps = baselines.nearest_neighbour(prepared.features[train_split], train_caps, feats, k=eval_cfg.nn_k)
             elif name == "most_frequent":
                 caps = [baselines.most_frequent(train_caps)] * len(records)
             else:

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -237,7 +237,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     again) and return each row's metrics per seed and its run times. The runs of make_results and of the val
     search (captioning/search.py)."""
     from captioning.features.prepare import prepare
-    from captioning.pipeline import resolve_device
+    from captioning.pipeline import data_source, resolve_device
     from captioning.utils.schema import plain
 
     if seeds < 1:
@@ -265,9 +265,9 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
             cfg = compose_run(keys)
             what = json.dumps([plain(cfg.data), plain(cfg.encoder)], sort_keys=True, default=str)
             if what not in prepared:
-                cfg.device = resolve_device(cfg.device)
+                source = replace(data_source(cfg), device=resolve_device(cfg.device))
                 splits = [cfg.data.train_split, cfg.data.val_split, *cfg.data.eval_splits]
-                prepare(cfg, splits_needed=list(dict.fromkeys(s for s in splits if s)))
+                prepare(source, splits_needed=list(dict.fromkeys(s for s in splits if s)))
                 prepared.add(what)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for done in [pool.submit(train_one, [*keys, *threads], target) for keys, target in todo]:

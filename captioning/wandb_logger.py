@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, generate
-from captioning.utils.schema import build, option, plain, problems
+from captioning.utils.schema import build, option, problems
 
 MODES = ("offline", "online", "disabled")
 INSTALL = 'pip install "captioning[wandb]"'
@@ -67,17 +67,18 @@ def _run_name(run_dir: Path) -> str:
 class WandbLogger:
     """One W&B run per training run; ``log``/``summary``/``finish`` plus tables of captions and failures."""
 
-    def __init__(self, cfg: Any, run_dir: str | Path) -> None:
+    def __init__(self, options: Any, run_dir: str | Path, config: dict, evaluate: EvaluateConfig,
+                 metrics: MetricsConfig) -> None:
         wandb = import_wandb()
-        found = problems(WandbConfig, cfg.logger, "logger")
+        found = problems(WandbConfig, options, "logger")
         if found:
             raise ValueError("; ".join(found) + " (mode=offline needs no account)")
-        lc = build(WandbConfig, cfg.logger)
-        self.cfg, self.full_cfg, self.run_dir = lc, cfg, Path(run_dir)
+        lc = build(WandbConfig, options)
+        self.cfg, self.run_dir, self.evaluate, self.metrics = lc, Path(run_dir), evaluate, metrics
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=lc.project, entity=lc.entity, group=lc.group, tags=list(lc.tags),
-            name=lc.run_name or _run_name(self.run_dir), config=plain(cfg), dir=str(self.run_dir),
+            name=lc.run_name or _run_name(self.run_dir), config=config, dir=str(self.run_dir),
             mode=lc.mode, job_type="train", settings=wandb.Settings(**lc.settings),
         )
         # the run summary keeps the best val BLEU-4 (the epoch best.pt holds), not the last epoch's
@@ -111,7 +112,7 @@ class WandbLogger:
         if not self.cfg.log_failures:
             return
         for split, records in records_by_split.items():
-            report = _failure_report(self.full_cfg, split, records, Path(eval_dir))
+            report = _failure_report(self.evaluate, self.metrics, split, records, Path(eval_dir))
             if report is None:
                 continue
             rows = report_rows(report)
@@ -157,7 +158,7 @@ class WandbLogger:
             wandb.teardown()
 
 
-def _failure_report(cfg: Any, split: str, records: Sequence, eval_dir: Path):
+def _failure_report(ev: EvaluateConfig, metrics: MetricsConfig, split: str, records: Sequence, eval_dir: Path):
     """Rebuild the split's failure report from the per-image scores evaluation wrote (None if absent)."""
     from captioning.evaluation.failures import collect_failures
 
@@ -170,7 +171,6 @@ def _failure_report(cfg: Any, split: str, records: Sequence, eval_dir: Path):
     scene_fn = None
     if records and getattr(records[0], "scene", None) is not None:
         from captioning.data.scenes import error_kinds as scene_fn
-    ev, metrics = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
     # each caption's hallucinated objects, where evaluation measured them (CHAIR)
     named = {r["image_id"]: r["hallucinated"] for r in rows if "hallucinated" in r} or None
     return collect_failures([r for r in records if r.image_id in hyps], hyps, per_image, split=split,

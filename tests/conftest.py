@@ -74,9 +74,10 @@ def tiny_run(tiny_root):
 def tiny_prepared(tiny_root):
     """Train and val splits of the tiny set with its vocabulary and features (extracted once, then cached)."""
     from captioning.features.prepare import prepare
+    from captioning.pipeline import data_source
 
     cfg = tiny_cfg(tiny_root)
-    return prepare(cfg, splits_needed=[cfg.data.train_split, cfg.data.val_split])
+    return prepare(data_source(cfg), splits_needed=[cfg.data.train_split, cfg.data.val_split])
 
 
 @pytest.fixture(scope="session")

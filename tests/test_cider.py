@@ -3,7 +3,6 @@
 import random
 
 import pytest
-from omegaconf import OmegaConf
 from pycocoevalcap.cider.cider import Cider
 
 from captioning.data.coco import ImageRecord
@@ -68,14 +67,18 @@ def test_train_df_cider_is_per_image_and_independent_of_what_else_is_scored():
     assert test_cider["CIDEr_official"] != pytest.approx(test_cider["CIDEr"])
 
 
-def _cfg(eval_splits):
-    return OmegaConf.create({
-        "data": {"train_split": "train", "eval_splits": eval_splits, "max_caption_len": 16},
-        "evaluate": {"baselines": ["most_frequent"], "worst_k": 2, "random_k": 2, "nn_k": 1},
-        "metrics": {"cider": True, "rouge": False, "meteor": False, "spice": False, "on_missing": "warn",
-                    "per_image_cider": True, "rank_by": "CIDEr", "report": {"thumb_size": 8, "columns": 2}},
-        "decoding": {},
-    })  # fmt: skip
+def _evaluate_all(prepared, eval_splits, out_dir):
+    """pipeline.evaluate_all with the tiny options: most_frequent baseline, CIDEr only."""
+    import captioning.pipeline as pipeline
+    from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
+    from captioning.nn.decoding import DecodingConfig
+    from captioning.utils.schema import build
+
+    metrics = build(MetricsConfig, {"cider": True, "rouge": False, "meteor": False, "spice": False,
+                                    "on_missing": "warn", "per_image_cider": True, "rank_by": "CIDEr",
+                                    "report": {"thumb_size": 8, "columns": 2}})
+    evaluate = EvaluateConfig(baselines=["most_frequent"], worst_k=2, random_k=2, nn_k=1)
+    return pipeline.evaluate_all(prepared, None, out_dir, eval_splits, "train", 16, DecodingConfig(), evaluate, metrics)
 
 
 def test_main_job_cider_of_a_split_does_not_depend_on_the_other_splits(tmp_path, monkeypatch):
@@ -88,8 +91,8 @@ def test_main_job_cider_of_a_split_does_not_depend_on_the_other_splits(tmp_path,
               "test_novel": records("novel", 20, 2000)}  # fmt: skip
     prepared = SimpleNamespace(splits=splits, features={s: None for s in splits}, vocab=None)
     monkeypatch.setattr(pipeline, "generate", lambda model, vocab, recs, *a: hypotheses(recs, 2))
-    one = pipeline.evaluate_all(_cfg(["test"]), prepared, None, tmp_path / "one")
-    two = pipeline.evaluate_all(_cfg(["test", "test_novel"]), prepared, None, tmp_path / "two")
+    one = _evaluate_all(prepared, ["test"], tmp_path / "one")
+    two = _evaluate_all(prepared, ["test", "test_novel"], tmp_path / "two")
     assert one["test"]["CIDEr"] == two["test"]["CIDEr"] and one["test"]["CIDEr_official"] == two["test"]["CIDEr_official"]
     df = cider_document_frequencies([r.captions for r in splits["train"]])
     refs, hyp_tokens = tokens(splits["test"], hypotheses(splits["test"], 2))

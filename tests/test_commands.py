@@ -15,8 +15,8 @@ from hydra.errors import ConfigCompositionException
 
 from captioning import CONFIG_DIR
 from captioning.commands.caption import hydra_argv
-from captioning.commands.cli import HELP_DIR, UserError
-from captioning.config import CaptionRunConfig, ConfigError, check_run_config
+from captioning.commands.cli import HELP_DIR, UserError, check_run_config
+from captioning.config import CaptionRunConfig, ConfigError
 from captioning.utils.schema import build
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ import torch
 from omegaconf import OmegaConf
 
 import captioning.models  # noqa: F401 (registers the shipped models)
-from captioning.config import CaptionRunConfig, ConfigError, check_run_config, config_problems
+from captioning.commands.cli import check_run_config
+from captioning.config import CaptionRunConfig, ConfigError, config_problems
 from captioning.models.base import MODELS, build_model
 from captioning.nn.decoding import (DecodingConfig, beam_search, decode, decode_batched, sample, sample_tokens,
                                     strip)

@@ -14,7 +14,10 @@ from captioning import CONFIG_DIR
 from captioning.utils import distributed
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint
+from captioning.pipeline import data_source, training_options
 from captioning.training.loop import train
+from captioning.utils.distributed import TrainerConfig
+from captioning.utils.schema import build
 
 CONFIGS = str(CONFIG_DIR)
 # dropout 0: the ranks draw their own dropout masks, so only a dropout-free run can match exactly.
@@ -43,10 +46,10 @@ def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path, name
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dp = distributed.setup(cfg)
+    dp, _ = distributed.setup(build(TrainerConfig, cfg.trainer), cfg.device)
     assert (dp.rank, dp.world_size) == (rank, world)
     try:
-        train(cfg, prepared, root / f"{name}{rank}")
+        train(training_options(cfg), prepared, root / f"{name}{rank}")
     finally:
         distributed.teardown()
 
@@ -60,7 +63,7 @@ def tiny(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CAPTIONING_DATA", str(root / "data"))
         cfg = tiny_cfg(root)
-        yield root, cfg, prepare(cfg, splits_needed=["train", "val"])
+        yield root, cfg, prepare(data_source(cfg), splits_needed=["train", "val"])
     torch.set_num_threads(threads)
 
 
@@ -69,7 +72,7 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     assert all(isinstance(f, np.memmap) for f in prepared.features.values())  # ranks read rows of one cache
     # 320 captions in global batches of 24: 13 full steps and a last one of 8, split 4 + 4
     overrides = ["schedule.stages.cross_entropy.batch_size=24"]
-    single = train(tiny_cfg(root, *overrides), prepared, root / "single")
+    single = train(training_options(tiny_cfg(root, *overrides)), prepared, root / "single")
     # fork, not spawn: a spawned child spends seconds importing torch before it can join
     mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root),
                        nprocs=2, join=True, start_method="fork")
@@ -93,7 +96,7 @@ def test_two_ranks_train_an_attention_model_like_one_process(tiny):
     # describes (Adam scales their float-noise gradients to lr-sized steps, in one process as in two)
     overrides = ["model=show_attend_tell", "model.alpha_c=0", "model.region_dim=0",
                  "schedule.stages.cross_entropy.batch_size=24"]
-    single = train(tiny_cfg(root, *overrides), prepared, root / "sat_single")
+    single = train(training_options(tiny_cfg(root, *overrides)), prepared, root / "sat_single")
     mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root,
                                          "sat_rank"), nprocs=2, join=True, start_method="fork")
     a = load_checkpoint(root / "sat_single" / "checkpoints" / "last.pt")
@@ -127,15 +130,14 @@ def test_every_ranks_rng_is_saved_and_restored_so_resume_with_dropout_is_exact(t
         assert resumed["rank_rng"][rank]["torch"].equal(straight["rank_rng"][rank]["torch"])
 
 
-def test_ddp_without_torchrun_and_single_under_torchrun_fail_clearly(tiny, monkeypatch):
-    root, _, _ = tiny
+def test_ddp_without_torchrun_and_single_under_torchrun_fail_clearly(monkeypatch):
     for key in distributed.TORCHRUN_ENV:
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(ValueError, match="torchrun"):
-        distributed.setup(tiny_cfg(root, "trainer=ddp"))
+        distributed.setup(TrainerConfig(name="ddp"), "cpu")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="trainer=ddp"):
-        distributed.setup(tiny_cfg(root))
+        distributed.setup(TrainerConfig(), "cpu")
 
 
 def test_shards_interleave_and_scale_to_the_global_mean():

@@ -4,13 +4,15 @@ import json
 
 from hydra import compose, initialize_config_dir
 
-from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
+from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint, score_results
+from captioning.utils.schema import build
 from tests.conftest import CONFIGS
 
 
 def eval_cfg(*overrides):
+    """captioning-evaluate's typed options (configs/evaluate.yaml with ``overrides``)."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("evaluate", overrides=["metrics=bleu", *overrides])
+        return build(EvaluateRunConfig, compose("evaluate", overrides=["metrics=bleu", *overrides]))
 
 
 def test_checkpoint_mode_reproduces_the_training_runs_metrics(tiny_run, tmp_path):

@@ -8,7 +8,7 @@ from captioning import CONFIG_DIR
 from captioning.lm.config import register_schemas, run_problems, sample_problems, viz_problems
 from captioning.lm.corpus import Corpus
 from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN, load_lm
-from captioning.lm.run import train_from_config
+from captioning.lm.run import run_config, train_from_config
 from captioning.lm.sample import sample
 from captioning.lm.evaluate import carried_loss, windowed_loss
 from captioning.lm.train import TrainConfig, lr_at, schedule_problems, train_char_lm
@@ -118,7 +118,7 @@ def test_bad_values_fail_before_any_work_each_named_once(tmp_path):
         with pytest.raises(Exception, match="no_such_option"):  # unknown keys fail at composition
             compose("lm", overrides=["schedule.no_such_option=1"])
     with pytest.raises(ValueError) as err:
-        train_from_config(cfg)
+        train_from_config(run_config(cfg))
     lines = str(err.value).splitlines()[1:]
     assert sorted(line.strip().split(" ")[0] for line in lines) == ["cell.dropout", "corpus.language", "schedule.batch_size"]
     assert not (tmp_path / "run").exists()
@@ -131,7 +131,7 @@ def test_smoke_train_from_hydra_config(tmp_path):
     with initialize_config_dir(config_dir=CONFIGS, version_base=None):
         cfg = compose("lm", overrides=["corpus=custom", f"corpus.paths=[{text_file}]", "schedule=smoke",
                                        "cell=gru", "cell.hidden_size=32", f"out_dir={tmp_path / 'run'}", "threads=1"])
-    result = train_from_config(cfg)
+    result = train_from_config(run_config(cfg))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert result.steps == cfg.schedule.max_steps and history[-1]["final"]
     assert [h["step"] for h in history[:-1]] == [10, 20, 30]

@@ -188,7 +188,7 @@ def test_transformer_config_composes_and_trains_from_hydra(tmp_path):
     assert sorted(p.split(" ")[0] for p in run_problems(bad)) == ["cell.dropout", "cell.n_embd"]
     assert run_problems(small_block) == ["schedule.eval_window (64) must be <= cell.block_size (32): the "
                                          "transformer reads no more than its block"]
-    result = train_from_config(cfg)
+    result = train_from_config(run_config(cfg))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert result.steps == cfg.schedule.max_steps and history[-1]["final"]
     assert result.val_loss < history[0]["val_loss"] < 4.0

@@ -23,7 +23,7 @@ def no_wandb(monkeypatch):
 
 def test_logger_wandb_without_wandb_says_how_to_install_it(no_wandb, tmp_path):
     with pytest.raises(WandbUnavailable) as info:
-        build_logger(tiny_cfg(tmp_path, "logger=wandb"), str(tmp_path / "run"))
+        build_logger(tiny_cfg(tmp_path, "logger=wandb").logger, str(tmp_path / "run"))
     message = str(info.value)
     assert "\n" not in message and 'pip install "captioning[wandb]"' in message and "logger=none" in message
     assert isinstance(info.value, ImportError) and info.value.__cause__ is None  # no chained traceback to read
@@ -31,7 +31,7 @@ def test_logger_wandb_without_wandb_says_how_to_install_it(no_wandb, tmp_path):
 
 
 def test_logger_none_needs_no_wandb(no_wandb, tmp_path):
-    assert build_logger(tiny_cfg(tmp_path), str(tmp_path / "run")) is None
+    assert build_logger(tiny_cfg(tmp_path).logger, str(tmp_path / "run")) is None
 
 
 def test_the_package_installs_and_imports_without_wandb():

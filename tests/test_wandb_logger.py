@@ -9,6 +9,8 @@ pytest.importorskip("wandb", reason="the optional wandb extra is not installed: 
 
 from captioning.loggers import build_logger  # noqa: E402 (after the skip)
 from captioning.pipeline import run  # noqa: E402
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig  # noqa: E402
+from captioning.utils.schema import build, plain  # noqa: E402
 from tests.conftest import tiny_cfg  # noqa: E402
 from tests.wandb_offline import _records, read_offline_run  # noqa: E402
 
@@ -24,7 +26,8 @@ def wandb_run(tiny_root, tmp_path_factory):
         cfg = tiny_cfg(tiny_root, "logger=wandb", "logger.samples_per_epoch=3", "logger.log_checkpoint=true",
                        "evaluate.baselines=[]")
         run_dir = tmp_path_factory.mktemp("wandb_run")
-        logger = build_logger(cfg, str(run_dir))
+        logger = build_logger(cfg.logger, str(run_dir), plain(cfg), build(EvaluateConfig, cfg.evaluate),
+                              build(MetricsConfig, cfg.metrics))
         try:
             results = run(cfg, run_dir, logger)
         finally:
@@ -59,7 +62,7 @@ def test_offline_run_records_config_losses_val_bleu_tables_and_summary(wandb_run
 
 def test_bad_mode_and_foreign_files_are_refused(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="logger.mode"):
-        build_logger(tiny_cfg(tiny_root, "logger=wandb", "logger.mode=online_please"), str(tmp_path))
+        build_logger(tiny_cfg(tiny_root, "logger=wandb", "logger.mode=online_please").logger, str(tmp_path))
     with pytest.raises(ValueError, match="W&B"):
         _records(b"not a wandb file")
     with pytest.raises(FileNotFoundError, match="logger=wandb"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, one_line, quoted, split_positional
+from captioning.commands.cli import UserError, command_options, hydra_command, one_line, quoted, split_positional
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "caption"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -117,7 +117,7 @@ def register() -> None:
 
 def caption(cfg: Any) -> int:
     """Check the options, then caption the images (the exit status)."""
-    from captioning.config import CaptionRunConfig, command_options
+    from captioning.config import CaptionRunConfig
     from captioning.utils.memory import keep_freed_memory
 
     opts = command_options(CaptionRunConfig, cfg)  # every bad value named before anything is loaded

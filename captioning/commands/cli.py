@@ -19,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 HELP_DIR = Path(__file__).resolve().parent / "help"
 HELP_FLAGS = ("-h", "--help")
@@ -231,6 +231,28 @@ def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: 
     if axes:
         out.append("++grid={" + ",".join(f"{k}:[{','.join(map(quoted, v))}]" for k, v in axes.items()) + "}")
     return out
+
+
+def check_run_config(schema: type, cfg: Any, required: Sequence[str] = ()) -> None:
+    """Raise ConfigError listing every value of ``cfg`` outside the range or choices ``schema`` declares
+    and every ``required`` option left empty (for the commands whose options are one schema)."""
+    from captioning.utils.schema import ConfigError, problems
+
+    found = [p.removeprefix(".") for p in problems(schema, cfg, "")]
+    if "checkpoint" in cfg and not cfg.checkpoint:
+        found.append("checkpoint=<run dir or .pt file> is required")
+    found += [f"{key}=... is required (see --help)" for key in required if key != "checkpoint" and not cfg.get(key)]
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+def command_options(schema: type, cfg: Any, required: Sequence[str] = ()) -> Any:
+    """The typed options of a one-schema command (caption, render_examples, ...): ConfigError naming every
+    bad value (and every ``required`` option left empty) at once, before anything is loaded."""
+    from captioning.utils.schema import build
+
+    check_run_config(schema, cfg, required)
+    return build(schema, cfg)
 
 
 def wants_help(argv: list[str]) -> bool:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, positional_to, reject_flags
+from captioning.commands.cli import UserError, command_options, hydra_command, positional_to, reject_flags
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "compare_runs"
 RENAMED = {"--out": "out", "--name": "name", "--splits": "splits", "--metrics": "metrics",
@@ -32,7 +32,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def compare_runs(cfg: Any) -> None:
     """Write the comparison files and print the table."""
-    from captioning.config import CompareRunsConfig, command_options
+    from captioning.config import CompareRunsConfig
     from captioning.evaluation.compare import compare_sweep
 
     opts = command_options(CompareRunsConfig, cfg, required=("sweep_dir",))

@@ -24,14 +24,18 @@ def evaluate(cfg) -> None:
     """Check the options, evaluate (or score) and print the metrics."""
     from hydra.core.hydra_config import HydraConfig
 
-    from captioning.config import check_evaluate_config
-    from captioning.evaluation.checkpoint import evaluate_checkpoint, score_results
+    from captioning.evaluation.checkpoint import (EvaluateRunConfig, evaluate_checkpoint, evaluate_problems,
+                                                  score_results)
     from captioning.utils.memory import keep_freed_memory
+    from captioning.utils.schema import ConfigError, build
 
     out_dir = HydraConfig.get().runtime.output_dir
-    check_evaluate_config(cfg)  # every bad value at once, before any work
+    found = evaluate_problems(cfg)  # every bad value at once, before any work
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+    opts = build(EvaluateRunConfig, cfg)
     keep_freed_memory()  # captioning/utils/memory.py
-    metrics = evaluate_checkpoint(cfg, out_dir) if cfg.mode == "checkpoint" else score_results(cfg, out_dir)
+    metrics = evaluate_checkpoint(opts, out_dir) if opts.mode == "checkpoint" else score_results(opts, out_dir)
     print(json.dumps(metrics, indent=2))
     print(f"written to {out_dir}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, positional_to, reject_flags
+from captioning.commands.cli import UserError, command_options, hydra_command, positional_to, reject_flags
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "export"
 
@@ -30,7 +30,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def export(cfg: Any) -> None:
     """Write the export folder and say where."""
-    from captioning.config import ExportRunConfig, command_options
+    from captioning.config import ExportRunConfig
     from captioning.models.export import export_checkpoint
 
     opts = command_options(ExportRunConfig, cfg)

@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import hydra_command, runs_argv
+from captioning.commands.cli import command_options, hydra_command, runs_argv
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "make_results"
 OWN = {"seeds", "jobs", "overrides", "rows", "render", "run_root", "out", "section", "title"}
@@ -48,7 +48,6 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's runs and write the section."""
-    from captioning.config import command_options
     from captioning.results import MakeResultsConfig
 
     opts = command_options(MakeResultsConfig, cfg)

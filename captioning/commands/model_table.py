@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, reject_flags, split_positional
+from captioning.commands.cli import UserError, command_options, hydra_command, reject_flags, split_positional
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "model_table"
 OWN_KEYS = ("runs", "out")
@@ -89,7 +89,7 @@ def model_table(runs: dict[str, str]) -> str:
 
 def command(cfg: Any) -> None:
     """Print the tables (and write them to ``out``)."""
-    from captioning.config import ModelTableConfig, command_options
+    from captioning.config import ModelTableConfig
     from captioning.utils.io import atomic_write
 
     opts = command_options(ModelTableConfig, cfg, required=("runs",))

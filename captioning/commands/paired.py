@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import UserError, hydra_command, quoted, reject_flags
+from captioning.commands.cli import UserError, command_options, hydra_command, quoted, reject_flags
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "paired"
 RENAMED = {"--a": "a", "--b": "b", "--labels": "labels", "--splits": "splits", "--metrics": "metrics",
@@ -42,7 +42,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def paired(cfg: Any) -> None:
     """Compute the paired intervals and print them (as markdown, or json=true)."""
-    from captioning.config import PairedConfig, command_options
+    from captioning.config import PairedConfig
     from captioning.evaluation.compare import paired_comparison, paired_markdown
 
     opts = command_options(PairedConfig, cfg, required=("a", "b"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import hydra_command, positional_to, reject_flags
+from captioning.commands.cli import command_options, hydra_command, positional_to, reject_flags
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "prepare_data"
 RENAMED = {"--root": "root", "--data": "data", "--config": "data", "--keep-archives": "keep_archives=true"}
@@ -63,7 +63,7 @@ def make_shapes(config: str, root: str | None) -> None:
 
 def prepare_data(cfg: Any) -> None:
     """Generate or download each target in turn."""
-    from captioning.config import PrepareDataConfig, command_options
+    from captioning.config import PrepareDataConfig
     from captioning.data.download import prepare
 
     opts = command_options(PrepareDataConfig, cfg, required=("targets",))

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import hydra_command, reject_flags
+from captioning.commands.cli import command_options, hydra_command, reject_flags
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "render_attention"
 RENAMED = {"--checkpoint": "checkpoint", "--out": "out", "--splits": "splits", "--per_split": "per_split",
@@ -33,7 +33,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 def render(cfg: Any) -> None:
     """Caption the picked images with their attention weights and draw them."""
     from captioning.captioner import Captioner
-    from captioning.config import AttentionRunConfig, command_options
+    from captioning.config import AttentionRunConfig
     from captioning.data.images import load_rgb
     from captioning.evaluation.attention_maps import render_attention
     from captioning.evaluation.gallery import pick_examples, run_records

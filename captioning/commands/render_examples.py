@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import hydra_command
+from captioning.commands.cli import command_options, hydra_command
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR), "render_examples"
 
@@ -30,7 +30,7 @@ def render_examples(cfg: Any) -> None:
     import torch
 
     from captioning.captioner import Captioner
-    from captioning.config import GalleryRunConfig, command_options
+    from captioning.config import GalleryRunConfig
     from captioning.evaluation.gallery import render_gallery, run_records
 
     opts = command_options(GalleryRunConfig, cfg)

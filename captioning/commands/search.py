@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from captioning import CONFIG_DIR
-from captioning.commands.cli import hydra_command, runs_argv
+from captioning.commands.cli import command_options, hydra_command, runs_argv
 
 CONFIG_PATH, CONFIG_NAME = str(CONFIG_DIR / "tools"), "search"
 OWN = {"seeds", "jobs", "overrides", "grid", "rows", "metric", "split", "render", "run_root", "out", "section",
@@ -52,7 +52,6 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's grid and print the chosen point of each row."""
-    from captioning.config import command_options
     from captioning.search import SearchConfig
 
     opts = command_options(SearchConfig, cfg)

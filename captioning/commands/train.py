@@ -25,12 +25,17 @@ def train(cfg) -> None:
     """Run the whole job: data, features, training, evaluation (captioning/pipeline.py)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
     from captioning.loggers import build_logger
     from captioning.pipeline import run
+    from captioning.utils.schema import build, plain
 
     run_dir = HydraConfig.get().runtime.output_dir
     # under torchrun only rank 0 logs (one W&B run per job, not per process)
-    logger = build_logger(cfg, run_dir) if int(os.environ.get("RANK", 0)) == 0 else None
+    logger = None
+    if int(os.environ.get("RANK", 0)) == 0:
+        logger = build_logger(cfg.logger, run_dir, plain(cfg), build(EvaluateConfig, cfg.evaluate),
+                              build(MetricsConfig, cfg.metrics))
     try:
         run(cfg, run_dir, logger)
     finally:

@@ -92,12 +92,12 @@ class DataConfigError(ValueError):
     """A data config value that cannot work."""
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
+def _plain(node: Any) -> dict[str, Any]:
     """A resolved plain dict from a DictConfig or a mapping; a missing (???) value is an error."""
-    if not isinstance(cfg, DictConfig):
-        return dict(cfg)
+    if not isinstance(node, DictConfig):
+        return dict(node)
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except MissingMandatoryValue as e:
         raise DataConfigError(f"data.{e.full_key}: no value given; set it on the command line or in the config") from e
 

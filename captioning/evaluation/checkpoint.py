@@ -14,12 +14,12 @@ from captioning.evaluation.measures import training_reference
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
                                           metrics_problems, pair_recall_beams, score_files)
-from captioning.features.prepare import prepare
+from captioning.features.prepare import DataSource, prepare
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import DecodingConfig
 from captioning.utils.io import save_json
 from captioning.utils.precision import PRECISIONS
-from captioning.utils.schema import build, option, problems
+from captioning.utils.schema import build, option, plain, problems
 
 log = logging.getLogger(__name__)
 MODES = ("checkpoint", "score")
@@ -57,49 +57,47 @@ def evaluate_problems(cfg: Any) -> list[str]:
     return found
 
 
-def evaluate_checkpoint(cfg: Any, out_dir: str | Path) -> dict:
-    """Decode ``cfg.split`` with the checkpoint's decoder and write captions, metrics and failures."""
-    if not cfg.checkpoint:
+def evaluate_checkpoint(opts: EvaluateRunConfig, out_dir: str | Path) -> dict:
+    """Decode ``opts.split`` with the checkpoint's decoder and write captions, metrics and failures."""
+    if not opts.checkpoint:
         raise ValueError("checkpoint=<run dir or .pt file> is required for mode=checkpoint")
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = load_checkpoint(opts.checkpoint)
     if "config" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds no training config; evaluate it through the Python API instead")
     model, vocab = model_from_checkpoint(ckpt)
-    run_cfg = OmegaConf.create(ckpt["config"])
-    if cfg.data is not None:
-        run_cfg.data = cfg.data
-    if cfg.cache_dir is not None:
-        run_cfg.cache_dir = cfg.cache_dir
-    if cfg.precision is not None:
-        run_cfg.encoder.precision = cfg.precision
+    run = ckpt["config"]  # the training run's config; this command's data, cache_dir and precision override it
+    data = OmegaConf.create(plain(opts.data) if opts.data is not None else run["data"])
+    encoder = {**run["encoder"], **({"precision": opts.precision} if opts.precision is not None else {})}
+    source = DataSource(data, encoder, opts.cache_dir if opts.cache_dir is not None else run["cache_dir"],
+                        run.get("device", "cpu"), run.get("on_bad_image", "fail"), run.get("seed", 0))
     tuned = ckpt["encoder_state"] if "encoder_state" in ckpt else None
-    prepared = prepare(run_cfg, vocab=vocab, splits_needed=[cfg.split], encoder_state=tuned)
+    prepared = prepare(source, vocab=vocab, splits_needed=[opts.split], encoder_state=tuned)
     prepared.encoder_identity.check(ckpt.get("encoder_key", ""), ckpt.get("encoder_provenance"), ckpt["path"])
-    records = prepared.splits[cfg.split]
-    hyps = generate(model, vocab, records, prepared.features[cfg.split], cfg.decoding, run_cfg.data.max_caption_len)
-    report, metrics_cfg = build(EvaluateConfig, cfg.evaluate), build(MetricsConfig, cfg.metrics)
-    train = run_cfg.data.train_split
-    train_records = load_dataset(run_cfg.data, [train])[train]  # copied captions, unseen pairs, CIDEr's scale
+    records = prepared.splits[opts.split]
+    hyps = generate(model, vocab, records, prepared.features[opts.split], opts.decoding, data.max_caption_len)
+    report, metrics_cfg = build(EvaluateConfig, opts.evaluate), build(MetricsConfig, opts.metrics)
+    train = data.train_split
+    train_records = load_dataset(data, [train])[train]  # copied captions, unseen pairs, CIDEr's scale
     # CIDEr on the main job's scale: the training references' document frequencies
     cider_df = cider_document_frequencies([r.captions for r in train_records]) if metrics_cfg.cider else None
     train_ref = training_reference(train_records)
-    beams = pair_recall_beams(model, vocab, records, prepared.features[cfg.split], cfg.decoding,
-                              run_cfg.data.max_caption_len, metrics_cfg, train_ref)
-    metrics = {cfg.split: evaluate_split(records, hyps, Path(out_dir), cfg.split, metrics_cfg,
+    beams = pair_recall_beams(model, vocab, records, prepared.features[opts.split], opts.decoding,
+                              data.max_caption_len, metrics_cfg, train_ref)
+    metrics = {opts.split: evaluate_split(records, hyps, Path(out_dir), opts.split, metrics_cfg,
                                          worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df,
                                          train=train_ref, beams=beams)}
     # which training run this was (captioning-paired pairs runs by seed)
-    metrics["_run"] = {"seed": run_cfg.get("seed"), "checkpoint": ckpt["path"]}
+    metrics["_run"] = {"seed": run.get("seed"), "checkpoint": ckpt["path"]}
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics
 
 
-def score_results(cfg: Any, out_dir: str | Path) -> dict:
+def score_results(opts: EvaluateRunConfig, out_dir: str | Path) -> dict:
     """Score a COCO results file against a COCO annotation file on the same footing as our models."""
-    if not cfg.results or not cfg.annotations:
+    if not opts.results or not opts.annotations:
         raise ValueError("mode=score needs results=<COCO results json> and annotations=<COCO annotation json>")
-    metrics_cfg = build(MetricsConfig, cfg.metrics)
-    metrics = score_files(cfg.results, cfg.annotations, extra=extra_metrics(metrics_cfg),
+    metrics_cfg = build(MetricsConfig, opts.metrics)
+    metrics = score_files(opts.results, opts.annotations, extra=extra_metrics(metrics_cfg),
                           on_missing=metrics_cfg.on_missing, instances=metrics_cfg.instances)
     save_json(metrics, Path(out_dir) / "metrics.json")
     return metrics

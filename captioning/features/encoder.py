@@ -256,17 +256,17 @@ class Encoder(nn.Module):
                 self._taps.clear()
 
 
-def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
+def build_encoder(enc: Any, state: Mapping[str, torch.Tensor] | None = None) -> Encoder:
     """Build the encoder a ``configs/encoder/*.yaml`` config describes (an EncoderConfig, a dict or a
-    DictConfig; options not given take their declared defaults).
+    DictConfig; enc not given take their declared defaults).
 
     ``state``: the backbone's weights after fine-tuning (a checkpoint's ``encoder_state``), loaded over
     the pretrained ones; the weights id (so the cache key) then names their digest."""
-    cfg = validate_encoder_config(cfg)
-    backbone, weights_id, defaults = build_backbone(cfg.source, cfg.name, cfg.weights, cfg.arch)
-    mean, std, interpolation = default_normalisation(defaults, cfg)
-    transform = ImageTransform(size=cfg.image_size, resize=cfg.resize, interpolation=interpolation, mean=mean, std=std)
-    precision = resolve_precision(cfg.precision)  # features are computed on the CPU first
+    enc = validate_encoder_config(enc)
+    backbone, weights_id, defaults = build_backbone(enc.source, enc.name, enc.weights, enc.arch)
+    mean, std, interpolation = default_normalisation(defaults, enc)
+    transform = ImageTransform(size=enc.image_size, resize=enc.resize, interpolation=interpolation, mean=mean, std=std)
+    precision = resolve_precision(enc.precision)  # features are computed on the CPU first
     if precision == "bf16" and not native_bf16():
         log.warning("encoder precision=bf16 but this CPU has no native bf16 (avx512_bf16/AMX): it will be "
                     "emulated and slower than fp32 on CPU; set encoder.precision=fp32 unless running on a GPU")
@@ -278,14 +278,14 @@ def build_encoder(cfg: Any, state: Mapping[str, torch.Tensor] | None = None) -> 
         try:
             backbone.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {cfg.name!r} ({exc}); "
+            raise ValueError(f"the fine-tuned encoder weights don't fit encoder {enc.name!r} ({exc}); "
                              "use the encoder config the checkpoint was trained with") from exc
         weights_id = _finetuned_id(weights_id, backbone)
         digest = f"{digest}+finetuned:{state_digest(backbone)}"
-    return Encoder(backbone, transform, name=cfg.name, source=cfg.source, weights_id=weights_id, pool=cfg.pool,
-                   grid_size=cfg.grid_size, hypercolumn=cfg.hypercolumn, last_map=cfg.last_map, trainable=cfg.trainable,
-                   channels_last=cfg.channels_last, precision=precision,
-                   arch=cfg.arch if cfg.source == "package" else "", weights_digest=digest)
+    return Encoder(backbone, transform, name=enc.name, source=enc.source, weights_id=weights_id, pool=enc.pool,
+                   grid_size=enc.grid_size, hypercolumn=enc.hypercolumn, last_map=enc.last_map, trainable=enc.trainable,
+                   channels_last=enc.channels_last, precision=precision,
+                   arch=enc.arch if enc.source == "package" else "", weights_digest=digest)
 
 
 def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
@@ -295,17 +295,17 @@ def _finetuned_id(weights_id: str, backbone: nn.Module) -> str:
     return f"{base}+finetuned:{state_digest(backbone)}"
 
 
-def encoder_problems(cfg: Any) -> list[str]:
+def encoder_problems(node: Any) -> list[str]:
     """One line per unknown key or bad value of an encoder config (its schema, EncoderConfig)."""
-    return problems(EncoderConfig, cfg, "encoder")
+    return problems(EncoderConfig, node, "encoder")
 
 
-def validate_encoder_config(cfg: Any) -> EncoderConfig:
-    """The typed EncoderConfig of ``cfg`` (defaults filled in); raises ValueError naming every bad value."""
-    found = encoder_problems(cfg)
+def validate_encoder_config(node: Any) -> EncoderConfig:
+    """The typed EncoderConfig of ``node`` (defaults filled in); raises ValueError naming every bad value."""
+    found = encoder_problems(node)
     if found:
         raise ValueError("bad encoder config: " + "; ".join(found))
-    return build(EncoderConfig, cfg)
+    return build(EncoderConfig, node)
 
 
 def default_normalisation(defaults: dict, cfg: EncoderConfig) -> tuple[tuple, tuple, str]:

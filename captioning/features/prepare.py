@@ -1,6 +1,7 @@
 """What a run reads: the data, its vocabulary and the encoder's (cached) features of every split.
 
-``prepare`` turns a config into ready arrays, the same for training and for evaluating a checkpoint.
+``prepare`` turns a ``DataSource`` (the data and encoder nodes, the feature cache, the device) into ready
+arrays, the same for training and for evaluating a checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,19 @@ from captioning.text.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """What ``prepare`` reads: the ``data`` and ``encoder`` config nodes, the feature cache, the device the
+    encoder runs on, what an unreadable image does, and the seed (random-init encoders agree across shards)."""
+
+    data: Any
+    encoder: Any
+    cache_dir: str
+    device: str = "cpu"
+    on_bad_image: str = "fail"
+    seed: int = 0
+
+
 @dataclass
 class Prepared:
     """Everything training and evaluation read: records, features per split, vocabulary, encoder info."""
@@ -40,27 +54,27 @@ class Prepared:
         return self.encoder_identity.key
 
 
-def prepare(cfg: Any, vocab: Vocabulary | None = None, splits_needed: list[str] | None = None,
+def prepare(source: DataSource, vocab: Vocabulary | None = None, splits_needed: list[str] | None = None,
             encoder_state: dict | None = None) -> Prepared:
     """Load the data, build (or reuse) the vocabulary and extract (or reuse cached) features.
 
     ``encoder_state``: fine-tuned encoder weights (a checkpoint's), used instead of the pretrained ones."""
-    splits = load_dataset(cfg.data, splits_needed)
+    splits = load_dataset(source.data, splits_needed)
     if vocab is None:
-        train = cfg.data.train_split
+        train = source.data.train_split
         if train not in splits:
-            raise ValueError(f"data {cfg.data.name!r} has no split {train!r} to build a vocabulary from")
+            raise ValueError(f"data {source.data.name!r} has no split {train!r} to build a vocabulary from")
         vocab = Vocabulary.build((tokenize(c) for r in splits[train] for c in r.captions),
-                                 min_count=cfg.data.min_word_count)
-    encoder_cfg = validate_encoder_config(cfg.encoder)
-    encoder = build_encoder(encoder_cfg, state=encoder_state).to(cfg.device)
+                                 min_count=source.data.min_word_count)
+    encoder_cfg = validate_encoder_config(source.encoder)
+    encoder = build_encoder(encoder_cfg, state=encoder_state).to(source.device)
     features, bad = {}, 0
     for name, records in splits.items():
-        result = extract_features(encoder, [r.path for r in records], cfg.cache_dir,
-                                  dataset_key=dataset_key(cfg.data, name),
+        result = extract_features(encoder, [r.path for r in records], source.cache_dir,
+                                  dataset_key=dataset_key(source.data, name),
                                   batch_size=encoder_cfg.batch_size,
                                   num_workers=encoder_cfg.num_workers,
-                                  on_bad_image=cfg.on_bad_image)
+                                  on_bad_image=source.on_bad_image)
         feats, kept = result.features, result.kept
         if len(kept) != len(records):
             bad += len(records) - len(kept)

@@ -22,7 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from captioning.data.datasets import dataset_key, load_dataset
 from captioning.features.cache import FeatureSet, FeatureCache, cache_layout, file_signature, extract_features
+from captioning.features.encoder import build_encoder, validate_encoder_config
+from captioning.features.prepare import DataSource
 from captioning.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -130,37 +133,34 @@ def shards_finished(encoder: torch.nn.Module, paths: Sequence[str], cache_root: 
     return all(bad is not None for _, _, bad in shards)
 
 
-def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, splits: list[str] | None = None,
-                          barrier: Callable[[], None] | None = None) -> dict[str, str]:
-    """Shard ``index``/``count`` of the features of ``splits`` (default all) of a train config; merge finished ones.
+def extract_dataset_shard(source: DataSource, index: int, count: int, merge: bool = True,
+                          splits: list[str] | None = None, barrier: Callable[[], None] | None = None) -> dict[str, str]:
+    """Shard ``index``/``count`` of the features of ``splits`` (default all) of ``source``; merge finished ones.
 
     ``barrier`` (DDP: every rank calls this with its rank) makes rank 0 generate the data before the
     others read it, and every rank finish its shard before rank 0 merges. Returns {split: state}.
     """
-    from captioning.data.datasets import dataset_key, load_dataset
-    from captioning.features.encoder import build_encoder, validate_encoder_config
-
     wait = barrier or (lambda: None)
     if index != 0:
         wait()  # rank 0 generates (synthetic) data first; the others then find it finished, not locked
-    records = load_dataset(cfg.data, splits)
+    records = load_dataset(source.data, splits)
     if index == 0:
         wait()
-    seed_everything(cfg.seed)  # random-init encoders (tests) must agree across shards
-    enc_cfg = validate_encoder_config(cfg.encoder)
+    seed_everything(source.seed)  # random-init encoders (tests) must agree across shards
+    enc_cfg = validate_encoder_config(source.encoder)
     encoder = build_encoder(enc_cfg)
-    if str(cfg.device).startswith("cuda"):
-        encoder = encoder.to(cfg.device)
+    if str(source.device).startswith("cuda"):
+        encoder = encoder.to(source.device)
     # a split smaller than the world gets one image per shard, and the ranks beyond it idle
-    lists = {name: ([r.path for r in split], dataset_key(cfg.data, name), min(count, len(split)))
+    lists = {name: ([r.path for r in split], dataset_key(source.data, name), min(count, len(split)))
              for name, split in records.items()}
     states = {}
     for name, (paths, key, n) in lists.items():
-        full = FeatureCache(Path(cfg.cache_dir), key, encoder.cache_key, paths, *cache_layout(encoder))
+        full = FeatureCache(Path(source.cache_dir), key, encoder.cache_key, paths, *cache_layout(encoder))
         if full.reuse([file_signature(p) for p in paths]) is not None:
             states[name] = "cached"
         elif index < n:
-            extract_shard(encoder, paths, cfg.cache_dir, key, index, n, enc_cfg.batch_size,
+            extract_shard(encoder, paths, source.cache_dir, key, index, n, enc_cfg.batch_size,
                           enc_cfg.num_workers)
             states[name] = f"shard {index}/{n} done"
         else:
@@ -168,8 +168,8 @@ def extract_dataset_shard(cfg: Any, index: int, count: int, merge: bool = True, 
     wait()
     if merge and (barrier is None or index == 0):
         for name, (paths, key, n) in lists.items():
-            if states[name] != "cached" and shards_finished(encoder, paths, cfg.cache_dir, key, n):
-                merge_shards(encoder, paths, cfg.cache_dir, key, n, on_bad_image="skip")
+            if states[name] != "cached" and shards_finished(encoder, paths, source.cache_dir, key, n):
+                merge_shards(encoder, paths, source.cache_dir, key, n, on_bad_image="skip")
                 states[name] = "merged"
     wait()
     return states

@@ -28,9 +28,8 @@ def model_from_config(run: LMRunConfig, vocab_size: int) -> LM:
     return CharRNN(vocab_size, run.cell, run.model, backend=run.backend)
 
 
-def train_from_config(cfg: Any) -> TrainResult:
-    """Check every value, then seed, read the corpus, build the model and train it as ``cfg`` says."""
-    run = run_config(cfg)  # every bad value named before any slow work
+def train_from_config(run: LMRunConfig) -> TrainResult:
+    """Seed, read the corpus, build the model and train it as ``run`` (see ``run_config``) says."""
     if run.threads:
         torch.set_num_threads(run.threads)  # for the whole process
     torch.manual_seed(run.seed)

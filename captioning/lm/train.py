@@ -72,9 +72,9 @@ class TrainConfig:
     checkpoint_every: int = option(1000, "steps between checkpoints (one is always written at the end)", ge=1)
 
 
-def schedule_fit_problems(cfg: Any, prefix: str = "schedule") -> list[str]:
+def schedule_fit_problems(schedule: Any, prefix: str = "schedule") -> list[str]:
     """One line per pair of schedule options that cannot work together (the ranges are ``problems``')."""
-    values = {**plain(TrainConfig()), **plain(cfg)}
+    values = {**plain(TrainConfig()), **plain(schedule)}
     found, betas, lr, min_lr = [], values["betas"], values["lr"], values["min_lr"]
     if isinstance(betas, (list, tuple)) and (len(betas) != 2 or not all(
             isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
@@ -85,9 +85,9 @@ def schedule_fit_problems(cfg: Any, prefix: str = "schedule") -> list[str]:
     return found
 
 
-def schedule_problems(cfg: Any, prefix: str = "schedule") -> list[str]:
+def schedule_problems(schedule: Any, prefix: str = "schedule") -> list[str]:
     """One line per bad value of a schedule: declared ranges and choices, and how the options fit together."""
-    return problems(TrainConfig, cfg, prefix) + schedule_fit_problems(cfg, prefix)
+    return problems(TrainConfig, schedule, prefix) + schedule_fit_problems(schedule, prefix)
 
 
 def check_schedule(cfg: TrainConfig) -> None:

@@ -37,9 +37,9 @@ class TransformerConfig:
     tie_weights: bool = option(True, "share the input embedding with the output projection (Press & Wolf 2017)")
 
 
-def transformer_problems(cfg: dict, prefix: str = "cell") -> list[str]:
+def transformer_problems(options: dict, prefix: str = "cell") -> list[str]:
     """Options that cannot work together (the ranges are ``problems``')."""
-    n_head, n_embd = cfg.get("n_head", 4), cfg.get("n_embd", 128)
+    n_head, n_embd = options.get("n_head", 4), options.get("n_embd", 128)
     if all(isinstance(v, int) and v >= 1 for v in (n_head, n_embd)) and n_embd % n_head:
         return [f"{prefix}.n_embd ({n_embd}) must be a multiple of {prefix}.n_head ({n_head})"]
     return []

@@ -14,16 +14,19 @@ and position: stage, epoch, step) and, at the end of every stage but the last,
 ``checkpoints/best_after_<stage>.pt`` (best.pt then: what a schedule ending with that stage would have
 given, e.g. to evaluate and compare with and without the self-critical stage). SIGINT/SIGTERM/SIGUSR1 finish the current step, save ``last`` and exit;
 ``resume=<run dir>`` continues from that step, in any stage (``resume=auto``: from this run directory's
-own last.pt when there is one).
+own last.pt when there is one; reading last.pt back: captioning/training/resume.py).
+
+The loop reads top to bottom: ``train`` runs the stages, ``start_stage`` builds one, ``train_epoch`` runs
+its steps (``cross_entropy_step`` or ``self_critical_step``, then ``optimize``), ``end_epoch`` validates
+and saves. Its options come typed (``TrainOptions``), built by the entry point (captioning/pipeline.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from captioning.data.coco import encode_captions
 from captioning.evaluation.metrics import score
 from captioning.features.prepare import Prepared
 from captioning.models.base import CaptionModel, build_model
-from captioning.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from captioning.models.checkpoint import save_checkpoint
 from captioning.nn.decoding import decode_batched
 from captioning.nn.optim import LR_SCHEDULES
 from captioning.nn.step import NonFiniteLoss, autocast, optimizer_step
@@ -43,14 +46,16 @@ from captioning.text.vocab import END, UNK
 from captioning.training.batching import epoch_order
 from captioning.training.finetune import encode, encoder_state, pixels, trainable_encoder
 from captioning.training.optim import make_optimizer
+from captioning.training.resume import (carry_best, check_same_model, check_same_position, copy_file,
+                                        load_resume_point, restore_rng, starting_point)
 from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
-from captioning.utils.io import atomic_write, save_json
+from captioning.utils.io import save_json
 from captioning.utils.precision import training_precision
 from captioning.utils.progress import progress
 from captioning.utils.schema import build, option, plain
-from captioning.utils.seeding import rng_state, seed_everything, set_rng_state
+from captioning.utils.seeding import rng_state, seed_everything
 
 log = logging.getLogger(__name__)
 LOSSES = ("cross_entropy", "self_critical")
@@ -147,161 +152,309 @@ class TrainData:
         return cls(tokens, image_of, captions_of, prepared.features[split], [r.path for r in records])
 
 
-def train(cfg: Any, prepared: Prepared, run_dir: str | Path, logger=None) -> dict:
-    """Train every stage of ``cfg.schedule`` in order; returns the history (also in history.json)."""
-    run_dir, device, max_len = Path(run_dir), torch.device(cfg.device), cfg.data.max_caption_len
-    ckpt_dir, dp = run_dir / "checkpoints", distributed.current()
-    stages = [(name, build(StageConfig, node)) for name, node in cfg.schedule.stages.items()]
-    stages = [(name, stage) for name, stage in stages if stage.epochs > 0]
+@dataclass(frozen=True)
+class TrainOptions:
+    """What the loop reads of a run config, typed (the entry point builds it: captioning/pipeline.py)."""
+
+    stages: dict[str, StageConfig]  # in training order
+    model: dict  # the ``model`` node (its name and options), built afresh for every stage
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"
+    max_len: int = 16
+    train_split: str = "train"
+    val_split: str | None = "val"
+    resume: str | None = None
+    init_from: str | None = None
+    record: dict = field(default_factory=dict)  # the run config as plain data, written into every checkpoint
+
+
+@dataclass
+class Run:
+    """The parts of a training run that every stage shares: options, data, process group, history."""
+
+    options: TrainOptions
+    prepared: Prepared
+    data: TrainData
+    run_dir: Path
+    dp: distributed.DataParallel
+    device: torch.device
+    precision: str
+    history: dict
+    stop: GracefulStop
+    logger: Any = None
+
+    @property
+    def ckpt_dir(self) -> Path:
+        """Where best.pt, last.pt and best_after_<stage>.pt live."""
+        return self.run_dir / "checkpoints"
+
+
+@dataclass
+class Stage:
+    """One stage being trained: its options, model, encoder, optimizer and where its epochs start."""
+
+    name: str
+    options: StageConfig
+    model: CaptionModel
+    encoder: nn.Module | None  # features from pixels: this stage trains the CNN, or an earlier stage did
+    start: dict | None  # the checkpoint it started from (best so far, init_from, or the resumed last.pt)
+    by_image: bool  # batches of images (self-critical, or from pixels), else of captions
+    steps_per_epoch: int
+    opt: torch.optim.Optimizer
+    lr_schedule: Any
+    net: nn.Module | None = None  # the model, DDP-wrapped when there are several ranks
+    reward: Any = None  # self-critical: the reward function
+    first_epoch: int = 0
+    first_step: int = 0
+    losses: list[float] = field(default_factory=list)  # this epoch's so far
+    rewards: list[float] = field(default_factory=list)
+
+    @property
+    def trained(self) -> list[nn.Module]:
+        """The modules whose weights this stage updates."""
+        return [self.model] + ([self.encoder] if self.options.encoder_lr is not None else [])
+
+
+def train(options: TrainOptions, prepared: Prepared, run_dir: str | Path, logger=None) -> dict:
+    """Train every stage of ``options.stages`` in order; returns the history (also in history.json)."""
+    stages = [(name, stage) for name, stage in options.stages.items() if stage.epochs > 0]
+    dp, device = distributed.current(), torch.device(options.device)
+    refuse_one_process_stages(stages, dp)
+    precision = training_precision(options.precision, device)
+    data = TrainData.of(prepared, options.train_split, options.max_len)
+    resume = load_resume_point(options.resume, Path(run_dir) / "checkpoints", [name for name, _ in stages])
+    history = resume["history"] if resume else {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1, "best_stage": None}
+    with GracefulStop() as stop:
+        run = Run(options, prepared, data, Path(run_dir), dp, device, precision, history, stop, logger)
+        for index, (name, stage_options) in enumerate(stages):
+            if resume and index < resume["stage"]:
+                continue  # finished before the interruption
+            resuming = resume is not None and index == resume["stage"]
+            stage = start_stage(run, index, name, stage_options, resume if resuming else None)
+            for epoch in range(stage.first_epoch, stage_options.epochs):
+                if stage_stopped_early(history, name, stage_options):
+                    log.info("%s: early stopping, no better val BLEU-4 for %d epochs", name,
+                             stage_options.early_stopping)
+                    break
+                seconds = train_epoch(run, stage, epoch)
+                end_epoch(run, stage, epoch, seconds)
+            if dp.is_main and index + 1 < len(stages):  # what a schedule ending here would have given
+                copy_file(run.ckpt_dir / "best.pt", run.ckpt_dir / f"best_after_{name}.pt")
+            resume = None
+    return history
+
+
+def refuse_one_process_stages(stages: list[tuple[str, StageConfig]], dp: distributed.DataParallel) -> None:
+    """Self-critical stages and encoder fine-tuning run in one process: a clear error under DDP."""
     one_process = [n for n, s in stages if s.loss == "self_critical" or s.encoder_lr is not None]
     if dp.world_size > 1 and one_process:
         raise ValueError(f"stages {one_process} (self-critical, or fine-tuning the encoder) run in one process: "
                          f"drop trainer=ddp, or set schedule.stages.{one_process[0]}.epochs=0 here and train them "
                          "in a separate run with schedule.init_from=<this run>")
-    precision = training_precision(cfg.precision, device)
-    data = TrainData.of(prepared, cfg.data.train_split, max_len)
-    resume = load_resume_point(cfg, ckpt_dir, [name for name, _ in stages])
-    history = resume["history"] if resume else {"epochs": [], "best_bleu4": -1.0, "best_epoch": -1, "best_stage": None}
 
-    with GracefulStop() as stop:
-        for index, (name, stage) in enumerate(stages):
-            if resume and index < resume["stage"]:
-                continue  # finished before the interruption
-            resuming = resume is not None and index == resume["stage"]
-            # -- the stage's model, encoder and optimizer, from the best weights so far -------------------
-            seed_everything(cfg.seed)  # whatever ran before, a stage's initial weights depend on the seed alone
-            model = build_model(cfg.model, prepared.feature_dim, len(prepared.vocab), max_len).to(device)
-            start = resume if resuming else starting_point(cfg, index, ckpt_dir)
-            if start is not None:
-                check_same_model(start, model, prepared, "resume" if resuming else "start from (schedule.init_from)")
-                model.load_state_dict(start["weights"])
-            if resuming:  # a run resumed into a new directory starts with the old run's best checkpoint
-                carry_best(Path(resume["path"]).parent / "best.pt", ckpt_dir / "best.pt")
-            tuned = start.get("encoder_state") if start is not None else None
-            encoder = None  # features from pixels: when this stage trains the CNN, or an earlier stage did
-            if stage.encoder_lr is not None or tuned is not None:
-                encoder = trainable_encoder(prepared.encoder_cfg, tuned, prepared.feature_dim, device,
-                                            trainable=stage.encoder_lr is not None)
 
-            def encoder_fields() -> dict:
-                """What a checkpoint records of the encoder: its features' identity and provenance
-                (captioning/features/identity.py), and its weights once fine-tuned."""
-                if stage.encoder_lr is not None:
-                    ident = encoder.finetuned_identity()
-                    return {"encoder_key": ident.key, "encoder_provenance": ident.provenance,
-                            "encoder_state": encoder_state(encoder)}
-                if tuned is not None:
-                    return {"encoder_key": start["encoder_key"], "encoder_state": tuned,
-                            "encoder_provenance": start.get("encoder_provenance", {})}
-                return {"encoder_key": prepared.encoder_key, "encoder_provenance": prepared.encoder_identity.provenance}
-            by_image = stage.loss == "self_critical" or encoder is not None
-            steps_per_epoch = math.ceil((len(data.paths) if by_image else len(data.tokens)) / stage.batch_size)
-            params = [{"params": list(model.parameters())}]
-            if stage.encoder_lr is not None:
-                params.append({"params": list(encoder.parameters()), "lr": stage.encoder_lr})
-            opt, lr_sched = make_optimizer(params, stage, steps_per_epoch)
-            first_epoch, first_step, losses, own_rng = 0, 0, [], False
-            if resuming:
-                check_same_position(resume, cfg, name, stage, steps_per_epoch)
-                opt.load_state_dict(resume["optimizer"])
-                lr_sched.load_state_dict(resume["lr_schedule"])
-                own_rng = restore_rng(resume, dp)
-                first_epoch, first_step, losses = resume["epoch"], resume["step"], list(resume["epoch_losses"])
-                log.info("resumed stage %s at epoch %d step %d", name, first_epoch, first_step)
-            elif start is not None and history["best_bleu4"] < 0:  # schedule.init_from: the weights to beat
-                history["best_bleu4"] = validate(model, encoder, prepared, cfg.data.val_split, stage, max_len)
-                history["best_epoch"], history["best_stage"] = 0, name
-                history["initial_val_bleu4"] = history["best_bleu4"]
-                save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), stage_name=name, epoch=0)
-            net = dp.wrap(model, fold_rank=not own_rng)  # one process, or this rank of a DDP job (utils/distributed.py)
-            reward = make_reward([r.captions for r in prepared.splits[cfg.data.train_split]], stage.reward) \
-                if stage.loss == "self_critical" else None
-            trained = [model] + ([encoder] if stage.encoder_lr is not None else [])
+# -- a stage: its model, encoder and optimizer, from the best weights so far ---------------------------------
 
-            def save_last(epoch: int, step: int, epoch_losses: list[float]) -> None:
-                """last.pt: the weights, and everything that continues the run from (stage, epoch, step)."""
-                rngs = dp.gather(rng_state())  # every rank's generators (every rank calls this)
-                if dp.is_main:
-                    save(ckpt_dir / "last.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
-                         epoch=epoch, step=step, epoch_losses=list(epoch_losses), steps_per_epoch=steps_per_epoch,
-                         optimizer=opt.state_dict(), lr_schedule=lr_sched.state_dict(), rng=rngs[0],
-                         **({"rank_rng": rngs} if dp.world_size > 1 else {}), history=history)
+def start_stage(run: Run, index: int, name: str, options: StageConfig, resume: dict | None) -> Stage:
+    """Stage ``index``'s model (from the best weights so far, ``init_from`` or ``resume``), encoder and
+    optimizer; a resumed stage continues from the saved position, RNGs included."""
+    seed_everything(run.options.seed)  # whatever ran before, a stage's initial weights depend on the seed alone
+    prepared = run.prepared
+    model = build_model(run.options.model, prepared.feature_dim, len(prepared.vocab), run.options.max_len)
+    model = model.to(run.device)
+    start = resume if resume is not None else starting_point(run.options.init_from, index, run.ckpt_dir)
+    if start is not None:
+        check_same_model(start, model, prepared, "resume" if resume is not None else "start from (schedule.init_from)")
+        model.load_state_dict(start["weights"])
+    if resume is not None:  # a run resumed into a new directory starts with the old run's best checkpoint
+        carry_best(Path(resume["path"]).parent / "best.pt", run.ckpt_dir / "best.pt")
+    tuned = start.get("encoder_state") if start is not None else None
+    encoder = None
+    if options.encoder_lr is not None or tuned is not None:
+        encoder = trainable_encoder(prepared.encoder_cfg, tuned, prepared.feature_dim, run.device,
+                                    trainable=options.encoder_lr is not None)
+    by_image = options.loss == "self_critical" or encoder is not None
+    steps_per_epoch = math.ceil((len(run.data.paths) if by_image else len(run.data.tokens)) / options.batch_size)
+    params = [{"params": list(model.parameters())}]
+    if options.encoder_lr is not None:
+        params.append({"params": list(encoder.parameters()), "lr": options.encoder_lr})
+    opt, lr_schedule = make_optimizer(params, options, steps_per_epoch)
+    stage = Stage(name, options, model, encoder, start, by_image, steps_per_epoch, opt, lr_schedule)
+    own_rng = False
+    if resume is not None:
+        own_rng = continue_position(run, stage, resume)
+    elif start is not None and run.history["best_bleu4"] < 0:
+        keep_starting_weights(run, stage)
+    stage.net = run.dp.wrap(model, fold_rank=not own_rng)  # one process, or this rank of a DDP job
+    if options.loss == "self_critical":
+        stage.reward = make_reward([r.captions for r in prepared.splits[run.options.train_split]], options.reward)
+    return stage
 
-            # -- the epochs --------------------------------------------------------------------------------
-            for epoch in range(first_epoch, stage.epochs):
-                if stage_stopped_early(history, name, stage):
-                    log.info("%s: early stopping, no better val BLEU-4 for %d epochs", name, stage.early_stopping)
-                    break
-                t0, rewards = time.time(), []
-                for module in trained:
-                    module.train()
-                if by_image:  # a permutation of the training images
-                    order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-                else:  # of the training captions, optionally bucketed by length
-                    order = epoch_order((data.tokens != 0).sum(1), stage.batch_size, cfg.seed * 100_003 + epoch,
-                                        bucket=stage.bucket_by_length)
-                if epoch > first_epoch:
-                    first_step, losses = 0, []
-                bar = progress(range(first_step, steps_per_epoch), desc=f"{name} {epoch + 1}/{stage.epochs}")
-                for step in bar:
-                    batch = order[step * stage.batch_size : (step + 1) * stage.batch_size]
-                    with autocast(device.type, precision):
-                        if stage.loss == "self_critical":
-                            images = batch.tolist()
-                            feats = features_of(images, data, encoder, device)
-                            loss, mean_reward = self_critical_loss(model, feats, images, reward, prepared.vocab.itos, stage)
-                            rewards.append(mean_reward)
-                        else:
-                            loss = cross_entropy_loss(net, batch, by_image, data, encoder, dp, device,
-                                                      stage.word_dropout)
-                    try:  # backpropagation through time, clipping, AdamW and the schedule (captioning/nn/step.py)
-                        losses.append(optimizer_step(loss, opt, [p for m in trained for p in m.parameters()],
-                                                     stage.clip, lr_sched))
-                    except NonFiniteLoss as e:
-                        raise TrainingDiverged(f"loss is {e.value} in stage {name}, epoch {epoch + 1}, step {step}: lower "
-                                               f"its lr or set its clip; the last good checkpoint is in {ckpt_dir}") from None
-                    if step % stage.log_every == 0:
-                        lr = lr_sched.get_last_lr()[0]
-                        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
-                        if logger:  # steps count on across stages
-                            logger.log({"train/loss": losses[-1], "lr": lr}, step=steps_done(history) + step)
-                    stopping = dp.mean(float(stop.requested)) > 0  # every rank stops after the same step
-                    every = stage.checkpoint_every_steps
-                    if stopping or (every and (epoch * steps_per_epoch + step + 1) % every == 0 and step + 1 < steps_per_epoch):
-                        save_last(epoch, step + 1, losses)  # a kill -9 now loses at most `every` steps
-                    if stopping:
-                        raise interrupted(stop, run_dir, name, epoch, step + 1, steps_per_epoch)
 
-                # -- end of epoch: validate, keep the best, save last ----------------------------------------
-                seconds = time.time() - t0  # the training steps alone, as before the stage schedules
-                bleu4 = dp.on_main(validate, model, encoder, prepared, cfg.data.val_split, stage, max_len)
-                entry = {"stage": name, "epoch": epoch + 1, "train_loss": dp.mean(float(np.mean(losses))),
-                         "val_bleu4": bleu4, "seconds": seconds, "steps": steps_per_epoch}
-                if rewards:
-                    entry["train_reward"] = float(np.mean(rewards))
-                history["epochs"].append(entry)
-                log.info("%s epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)%s", name, epoch + 1, entry["train_loss"],
-                         bleu4, entry["seconds"], f"  mean reward {entry['train_reward']:.4f}" if rewards else "")
-                end_step = steps_done(history)
-                if logger:
-                    logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": len(history["epochs"]),
-                                **({"train/reward": entry["train_reward"]} if rewards else {})}, step=end_step)
-                    if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
-                        logger.log_samples(len(history["epochs"]), end_step, model, prepared, cfg.data.val_split, max_len)
-                if bleu4 > history["best_bleu4"] or (stage.keep == "last" and epoch + 1 == stage.epochs):
-                    history.update(best_bleu4=bleu4, best_epoch=epoch + 1, best_stage=name)
-                    if dp.is_main:
-                        save(ckpt_dir / "best.pt", model, prepared, cfg, encoder_fields(), trained, stage_name=name,
-                             epoch=epoch + 1)
-                save_last(epoch + 1, 0, [])
-                if dp.is_main:
-                    save_json(history, run_dir / "history.json")
-                if dp.mean(float(stop.requested)) > 0:  # the signal came during validation
-                    raise interrupted(stop, run_dir, name, epoch + 1, 0, steps_per_epoch)
-            if dp.is_main and index + 1 < len(stages):  # what a schedule ending here would have given
-                copy_file(ckpt_dir / "best.pt", ckpt_dir / f"best_after_{name}.pt")
-            resume = None
-    return history
+def continue_position(run: Run, stage: Stage, resume: dict) -> bool:
+    """Load a resumed stage's optimizer, schedule, RNGs and position; True when this rank got its own RNGs."""
+    check_same_position(resume, run.options.seed, stage.name, stage.options.batch_size, stage.steps_per_epoch)
+    stage.opt.load_state_dict(resume["optimizer"])
+    stage.lr_schedule.load_state_dict(resume["lr_schedule"])
+    own_rng = restore_rng(resume, run.dp)
+    stage.first_epoch, stage.first_step = resume["epoch"], resume["step"]
+    stage.losses = list(resume["epoch_losses"])
+    log.info("resumed stage %s at epoch %d step %d", stage.name, stage.first_epoch, stage.first_step)
+    return own_rng
+
+
+def keep_starting_weights(run: Run, stage: Stage) -> None:
+    """``schedule.init_from``: its val BLEU-4 is the score to beat, and its weights the best so far."""
+    history, opts = run.history, run.options
+    history["best_bleu4"] = validate(stage.model, stage.encoder, run.prepared, opts.val_split, stage.options,
+                                     opts.max_len)
+    history["best_epoch"], history["best_stage"] = 0, stage.name
+    history["initial_val_bleu4"] = history["best_bleu4"]
+    save(run.ckpt_dir / "best.pt", stage.model, run.prepared, opts.record, encoder_fields(run, stage),
+         stage_name=stage.name, epoch=0)
+
+
+# -- an epoch: its steps, then validation and the checkpoints -------------------------------------------------
+
+def train_epoch(run: Run, stage: Stage, epoch: int) -> float:
+    """The epoch's steps (from ``stage.first_step`` in a resumed epoch), in the order drawn from (seed, epoch);
+    on a signal, saves last.pt and exits. Returns the seconds the steps took."""
+    t0, options = time.time(), stage.options
+    stage.rewards = []
+    for module in stage.trained:
+        module.train()
+    order = epoch_batches(run, stage, epoch)
+    if epoch > stage.first_epoch:
+        stage.first_step, stage.losses = 0, []
+    bar = progress(range(stage.first_step, stage.steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{options.epochs}")
+    for step in bar:
+        batch = order[step * options.batch_size : (step + 1) * options.batch_size]
+        if options.loss == "self_critical":
+            loss = self_critical_step(run, stage, batch)
+        else:
+            loss = cross_entropy_step(run, stage, batch)
+        stage.losses.append(optimize(loss, stage, epoch, step, run.ckpt_dir))
+        if step % options.log_every == 0:
+            log_step(run, stage, bar, step)
+        stopping = run.dp.mean(float(run.stop.requested)) > 0  # every rank stops after the same step
+        every, done = options.checkpoint_every_steps, epoch * stage.steps_per_epoch + step + 1
+        if stopping or (every and done % every == 0 and step + 1 < stage.steps_per_epoch):
+            save_last(run, stage, epoch, step + 1, stage.losses)  # a kill -9 now loses at most `every` steps
+        if stopping:
+            raise interrupted(run.stop, run.run_dir, stage.name, epoch, step + 1, stage.steps_per_epoch)
+    return time.time() - t0  # the training steps alone
+
+
+def epoch_batches(run: Run, stage: Stage, epoch: int) -> torch.Tensor:
+    """The epoch's order, drawn from (seed, epoch) alone: a permutation of the training images, or of the
+    captions (optionally bucketed by length), so a resumed run sees the batches the uninterrupted one would."""
+    seed = run.options.seed * 100_003 + epoch
+    if stage.by_image:
+        return torch.randperm(len(run.data.paths), generator=torch.Generator().manual_seed(seed))
+    return epoch_order((run.data.tokens != 0).sum(1), stage.options.batch_size, seed,
+                       bucket=stage.options.bucket_by_length)
+
+
+def cross_entropy_step(run: Run, stage: Stage, batch: torch.Tensor) -> torch.Tensor:
+    """The teacher-forced loss of one batch of captions (or of images, every caption of each)."""
+    with autocast(run.device.type, run.precision):
+        return cross_entropy_loss(stage.net, batch, stage.by_image, run.data, stage.encoder, run.dp, run.device,
+                                  stage.options.word_dropout)
+
+
+def self_critical_step(run: Run, stage: Stage, batch: torch.Tensor) -> torch.Tensor:
+    """The REINFORCE loss of one batch of images (captioning/training/self_critical.py); keeps its mean reward."""
+    with autocast(run.device.type, run.precision):
+        images = batch.tolist()
+        feats = features_of(images, run.data, stage.encoder, run.device)
+        loss, mean_reward = self_critical_loss(stage.model, feats, images, stage.reward, run.prepared.vocab.itos,
+                                               stage.options)
+    stage.rewards.append(mean_reward)
+    return loss
+
+
+def optimize(loss: torch.Tensor, stage: Stage, epoch: int, step: int, ckpt_dir: Path) -> float:
+    """Backpropagation, clipping, AdamW and the schedule (captioning/nn/step.py); the NaN stop."""
+    try:
+        return optimizer_step(loss, stage.opt, [p for m in stage.trained for p in m.parameters()],
+                              stage.options.clip, stage.lr_schedule)
+    except NonFiniteLoss as e:
+        raise TrainingDiverged(f"loss is {e.value} in stage {stage.name}, epoch {epoch + 1}, step {step}: lower "
+                               f"its lr or set its clip; the last good checkpoint is in {ckpt_dir}") from None
+
+
+def log_step(run: Run, stage: Stage, bar: Any, step: int) -> None:
+    """The latest loss and learning rate on the progress bar and to the logger."""
+    lr = stage.lr_schedule.get_last_lr()[0]
+    bar.set_postfix(loss=f"{stage.losses[-1]:.3f}", lr=f"{lr:.2e}")
+    if run.logger:  # steps count on across stages
+        run.logger.log({"train/loss": stage.losses[-1], "lr": lr}, step=steps_done(run.history) + step)
+
+
+def end_epoch(run: Run, stage: Stage, epoch: int, seconds: float) -> None:
+    """Validate, record the epoch, keep the best weights, save last.pt and history.json; exit on a signal."""
+    opts, dp = run.options, run.dp
+    bleu4 = dp.on_main(validate, stage.model, stage.encoder, run.prepared, opts.val_split, stage.options,
+                       opts.max_len)
+    record_epoch(run, stage, epoch, bleu4, seconds)
+    history = run.history
+    if bleu4 > history["best_bleu4"] or (stage.options.keep == "last" and epoch + 1 == stage.options.epochs):
+        history.update(best_bleu4=bleu4, best_epoch=epoch + 1, best_stage=stage.name)
+        if dp.is_main:
+            save(run.ckpt_dir / "best.pt", stage.model, run.prepared, opts.record, encoder_fields(run, stage),
+                 stage.trained, stage_name=stage.name, epoch=epoch + 1)
+    save_last(run, stage, epoch + 1, 0, [])
+    if dp.is_main:
+        save_json(history, run.run_dir / "history.json")
+    if dp.mean(float(run.stop.requested)) > 0:  # the signal came during validation
+        raise interrupted(run.stop, run.run_dir, stage.name, epoch + 1, 0, stage.steps_per_epoch)
+
+
+def record_epoch(run: Run, stage: Stage, epoch: int, bleu4: float, seconds: float) -> None:
+    """The epoch's entry in the history, the log line and the logger's epoch metrics."""
+    entry = {"stage": stage.name, "epoch": epoch + 1, "train_loss": run.dp.mean(float(np.mean(stage.losses))),
+             "val_bleu4": bleu4, "seconds": seconds, "steps": stage.steps_per_epoch}
+    if stage.rewards:
+        entry["train_reward"] = float(np.mean(stage.rewards))
+    history = run.history
+    history["epochs"].append(entry)
+    log.info("%s epoch %d: loss %.4f  val BLEU-4 %.4f  (%.1fs)%s", stage.name, epoch + 1, entry["train_loss"],
+             bleu4, entry["seconds"], f"  mean reward {entry['train_reward']:.4f}" if stage.rewards else "")
+    end_step, logger = steps_done(history), run.logger
+    if logger:
+        logger.log({"val/Bleu_4": bleu4, "train/epoch_loss": entry["train_loss"], "epoch": len(history["epochs"]),
+                    **({"train/reward": entry["train_reward"]} if stage.rewards else {})}, step=end_step)
+        if hasattr(logger, "log_samples"):  # e.g. W&B: a table of val images and their captions
+            logger.log_samples(len(history["epochs"]), end_step, stage.model, run.prepared, run.options.val_split,
+                               run.options.max_len)
+
+
+def save_last(run: Run, stage: Stage, epoch: int, step: int, epoch_losses: list[float]) -> None:
+    """last.pt: the weights, and everything that continues the run from (stage, epoch, step)."""
+    dp = run.dp
+    rngs = dp.gather(rng_state())  # every rank's generators (every rank calls this)
+    if dp.is_main:
+        save(run.ckpt_dir / "last.pt", stage.model, run.prepared, run.options.record, encoder_fields(run, stage),
+             stage.trained, stage_name=stage.name, epoch=epoch, step=step, epoch_losses=list(epoch_losses),
+             steps_per_epoch=stage.steps_per_epoch, optimizer=stage.opt.state_dict(),
+             lr_schedule=stage.lr_schedule.state_dict(), rng=rngs[0],
+             **({"rank_rng": rngs} if dp.world_size > 1 else {}), history=run.history)
+
+
+def encoder_fields(run: Run, stage: Stage) -> dict:
+    """What a checkpoint records of the encoder: its features' identity and provenance
+    (captioning/features/identity.py), and its weights once fine-tuned."""
+    start = stage.start
+    if stage.options.encoder_lr is not None:
+        ident = stage.encoder.finetuned_identity()
+        return {"encoder_key": ident.key, "encoder_provenance": ident.provenance,
+                "encoder_state": encoder_state(stage.encoder)}
+    if start is not None and start.get("encoder_state") is not None:
+        return {"encoder_key": start["encoder_key"], "encoder_state": start["encoder_state"],
+                "encoder_provenance": start.get("encoder_provenance", {})}
+    prepared = run.prepared
+    return {"encoder_key": prepared.encoder_key, "encoder_provenance": prepared.encoder_identity.provenance}
 
 
 # -- the two losses -------------------------------------------------------------------------------------
@@ -369,92 +522,18 @@ def validate(model: CaptionModel, encoder, prepared: Prepared, split: str | None
     return score({r.image_id: r.captions for r in records}, hyps)["Bleu_4"]
 
 
-def save(path: Path, model: CaptionModel, prepared: Prepared, cfg: Any, encoder: dict,
+def save(path: Path, model: CaptionModel, prepared: Prepared, record: dict, encoder: dict,
          trained: list[nn.Module] = (), **state: Any) -> None:
     """Write a checkpoint: the model, vocabulary, encoder (``encoder``: its cache key, and its weights once
-    fine-tuned) and ``state``; never replace a good checkpoint by one with NaN or infinite weights."""
+    fine-tuned), the run config ``record`` and ``state``; never replace a good checkpoint by one with NaN or
+    infinite weights."""
     for module in trained:
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
             raise TrainingDiverged(f"the weights became NaN or infinite: lower the stage's lr or set its clip; "
                                    f"the last good checkpoint is kept in {path.parent}")
     fields = dict(encoder)
     save_checkpoint(path, model, prepared.vocab, prepared.encoder_cfg, fields.pop("encoder_key"),
-                    config=plain(cfg), **fields, **state)
-
-
-def starting_point(cfg: Any, index: int, ckpt_dir: Path) -> dict | None:
-    """The checkpoint a stage starts from: the best so far, or for the first stage ``schedule.init_from``."""
-    if index > 0 and (ckpt_dir / "best.pt").is_file():
-        return load_checkpoint(ckpt_dir / "best.pt")
-    if cfg.schedule.init_from:
-        return load_checkpoint(cfg.schedule.init_from)
-    return None
-
-
-def check_same_model(ckpt: dict, model: CaptionModel, prepared: Prepared, action: str) -> None:
-    """Refuse weights of another model, vocabulary or encoder than this config builds (``action``: what
-    the run was asked to do with them: 'resume' or 'start from')."""
-    if ckpt["model"] != model.hyperparameters() or ckpt["vocab"] != prepared.vocab.state_dict():
-        raise CheckpointError(f"cannot {action} {ckpt['path']}: it holds model {ckpt['model']} but this config "
-                              f"builds {model.hyperparameters()} (or the vocabularies differ); {action} it with the "
-                              "run's own model, cell and data settings")
-    if "encoder_state" not in ckpt and not prepared.encoder_identity.matches(ckpt.get("encoder_key", "")):
-        raise CheckpointError(f"{ckpt['path']} was trained on {ckpt['encoder_key']!r} features, this run reads "
-                              f"{prepared.encoder_key!r}: use the same encoder")
-
-
-def load_resume_point(cfg: Any, ckpt_dir: Path, stages: list[str]) -> dict | None:
-    """``resume=<run dir or last.pt>`` (or ``auto``: this run's own, if any): the last checkpoint, with its
-    position (``stage`` as an index of ``stages``, epoch, step); None for a fresh start."""
-    if not cfg.resume:
-        return None
-    p = Path(cfg.resume)
-    if cfg.resume == "auto":  # this run directory's own last.pt (e.g. a requeued SLURM job), else a fresh start
-        if not (ckpt_dir / "last.pt").is_file():
-            return None
-        p = ckpt_dir / "last.pt"
-    ckpt = load_checkpoint(p / "checkpoints" / "last.pt" if (p / "checkpoints" / "last.pt").is_file() else p)
-    if "optimizer" not in ckpt or "stage_name" not in ckpt:
-        raise CheckpointError(f"{ckpt['path']} holds no training state (optimizer, position): resume from a "
-                              "run directory or its checkpoints/last.pt")
-    if ckpt["stage_name"] not in stages:
-        raise CheckpointError(f"{ckpt['path']} stopped in stage {ckpt['stage_name']!r}, which this schedule does not "
-                              f"train (its stages: {stages}); resume with the run's own schedule")
-    return {**ckpt, "stage": stages.index(ckpt["stage_name"])}
-
-
-def restore_rng(ckpt: dict, dp) -> bool:
-    """Restore this rank's own RNG states from a last.pt saved by as many ranks (True), else rank 0's (False:
-    the ranks' streams are then told apart again by ``DataParallel.wrap``)."""
-    ranks = ckpt.get("rank_rng") or []
-    own = len(ranks) == dp.world_size > 1 and (dp.device.type != "cuda" or "cuda" in ranks[dp.rank])
-    set_rng_state(ranks[dp.rank] if own else ckpt["rng"])
-    return own
-
-
-def check_same_position(ckpt: dict, cfg: Any, name: str, stage: StageConfig, steps_per_epoch: int) -> None:
-    """A run stopped mid-epoch continues exactly only with the same seed, batch size and data."""
-    old = ckpt.get("config") or {}
-    old_stage = ((old.get("schedule") or {}).get("stages") or {}).get(name) or {}
-    was = (old.get("seed"), old_stage.get("batch_size"), ckpt.get("steps_per_epoch"))
-    now = (cfg.seed, stage.batch_size, steps_per_epoch)
-    if ckpt["step"] and was != now:
-        raise CheckpointError(f"{ckpt['path']} stopped mid-epoch (step {ckpt['step']}); continuing it exactly needs "
-                              f"the same seed, batch size and training data: (seed, batch_size, steps per epoch) "
-                              f"was {was}, this config gives {now}")
-
-
-def carry_best(source: Path, target: Path) -> None:
-    """A run resumed into a new directory starts with the old run's best checkpoint."""
-    if source.is_file() and not target.exists() and source.resolve() != target.resolve():
-        copy_file(source, target)
-
-
-def copy_file(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` atomically (a reader never sees half a checkpoint)."""
-    if source.is_file():
-        with open(source, "rb") as src, atomic_write(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+                    config=record, **fields, **state)
 
 
 def steps_done(history: dict) -> int:

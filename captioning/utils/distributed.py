@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from captioning.utils.schema import build, option
+from captioning.utils.schema import option
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,9 +126,9 @@ def current() -> DataParallel:
     return DataParallel(dist.get_rank(), dist.get_world_size(), device)
 
 
-def setup(cfg: Any) -> DataParallel:
-    """Join torchrun's process group when ``cfg.trainer.name`` is ddp (sets ``cfg.device`` to this rank's GPU)."""
-    trainer = build(TrainerConfig, cfg.trainer)
+def setup(trainer: TrainerConfig, device: str) -> tuple[DataParallel, str]:
+    """Join torchrun's process group when ``trainer.name`` is ddp; returns this process's place in the job and
+    the device it runs on (``device``, or under DDP with cuda this rank's GPU)."""
     name = trainer.name
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}: choose one of {TRAINERS}")
@@ -137,17 +137,17 @@ def setup(cfg: Any) -> DataParallel:
         if world > 1:
             raise ValueError(f"this process is one of {world} started by torchrun, but trainer=single would make "
                              f"each train alone: add trainer=ddp")
-        return DataParallel()
+        return DataParallel(), device
+    cuda = str(device).startswith("cuda")
     if dist.is_initialized():
-        return current()
+        return current(), f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else device
     _export_submitit_env()
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
         raise ValueError(f"trainer=ddp needs the process-group variables {missing} that torchrun sets: {LAUNCH_HINT}")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = str(cfg.device).startswith("cuda")
+    device = f"cuda:{local_rank}" if cuda else device
     if cuda:
-        cfg.device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
     backend = ("nccl" if cuda else "gloo") if trainer.backend == "auto" else trainer.backend
     timeout = datetime.timedelta(seconds=trainer.timeout_s)
@@ -156,7 +156,7 @@ def setup(cfg: Any) -> DataParallel:
     if dist.get_rank() != 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
     log.info("DDP: %d processes, backend %s", dist.get_world_size(), backend)
-    return current()
+    return current(), device
 
 
 def _export_submitit_env() -> None:
