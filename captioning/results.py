@@ -343,36 +343,28 @@ def _saved_runs(summary: dict, run_root: Path) -> tuple[dict[str, list[dict]], d
     return results, dirs
 
 
-def write_results(run_root: str = "runs/results", out: str = "docs/results.md", resamples: int = 10_000) -> str:
-    """Render the results section from the runs ``make_results`` saved (no training): the headline
-    metrics with their intervals, the main table with the chance and ceiling lines and the references'
-    leave-one-out agreement, and attribute accuracy by number of objects."""
-    from captioning.data.datasets import load_dataset
-    from captioning.data.scene_metrics import split_breakdown, unseen_pair_colours
-    from captioning.data.scenes import attribute_accuracy
-    from captioning.evaluation.compare import seed_interval
-    from captioning.evaluation.metrics import human_agreement
-    from captioning.evaluation.scoring import load_results
-
+def load_summary(run_root: str) -> tuple[dict, dict[str, list[dict]], dict[str, list[Path]], dict[str, list[float]]]:
+    """What make_results saved in ``<run_root>/summary.json``: its meta, each row's per-seed results, run
+    directories and run times (seconds)."""
     path = Path(run_root) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no saved runs to render: {path} is missing; run `captioning-make-results` "
                                 "first (it trains each cell and writes it)")
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta", {})
-    overrides = meta.get("overrides", [])
     runs, dirs = _saved_runs(summary, Path(run_root))
-    n_seeds = max(len(v) for v in runs.values())
     seconds = meta.get("seconds") or {c: [m.get("_run", {}).get("seconds_total", 0.0) for m in ms]
                                       for c, ms in runs.items()}
     seconds = {c: s if isinstance(s, list) else [s] for c, s in seconds.items()}
-    cfg = compose_run(overrides)
-    train_split, eval_splits = cfg.data.train_split, list(cfg.data.eval_splits)
-    loaded = load_dataset(cfg.data, list(dict.fromkeys([train_split, *eval_splits])))
-    data = {s: loaded[s] for s in eval_splits}
-    human = {s: human_agreement({r.image_id: r.captions for r in recs}) for s, recs in data.items()}
-    synthetic = all(recs and recs[0].scene is not None for recs in loaded.values())
-    bounds = chance_and_ceiling(loaded[train_split], data) if synthetic else []
+    return meta, runs, dirs, seconds
+
+
+def seed_intervals(runs: dict[str, list[dict]], dirs: dict[str, list[Path]], eval_splits: list[str],
+                   resamples: int) -> dict:
+    """``headline_table``'s input: per row, split and headline metric, the per-seed values and the bootstrap
+    interval over images of their mean (skipped where a seed lacks the metric or its per-image values)."""
+    from captioning.evaluation.compare import seed_interval
+
     intervals: dict = {}
     for cell, ds in dirs.items():
         intervals[cell] = {}
@@ -386,49 +378,86 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
                     intervals[cell][split][metric] = (values, seed_interval(ds, split, metric, resamples))
                 except (KeyError, FileNotFoundError):  # per-image values not saved (runs from before)
                     continue
+    return intervals
+
+
+def scene_breakdowns(dirs: dict[str, list[Path]], data: dict[str, list], train: list) -> tuple[dict, dict, dict]:
+    """Per row and split, from the saved captions of the synthetic scenes: attribute accuracy by number of
+    objects and the novelty groups (both averaged over seeds), and the unseen pairs' outcomes per seed."""
+    from captioning.data.scene_metrics import split_breakdown, unseen_pair_colours
+    from captioning.data.scenes import attribute_accuracy
+    from captioning.evaluation.scoring import load_results
+
     by_count, novelty, pairs = {}, {}, {}
-    if synthetic:
-        for cell, ds in dirs.items():
-            by_count[cell], novelty[cell], pairs[cell] = {}, {}, {}
-            for s, recs in data.items():
-                hyps = [load_results(d / "eval" / f"results_{s}.json") for d in ds]
-                accs = [attribute_accuracy(recs, h, per_count=True) for h in hyps]
-                by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
-                parts = [split_breakdown(recs, h, loaded[train_split]) for h in hyps]
-                novelty[cell][s] = {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]}
-                                    for g in parts[0]}
-                named = [unseen_pair_colours(recs, h, loaded[train_split]) for h in hyps]
-                if named[0]["objects"]:
-                    pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
+    for cell, ds in dirs.items():
+        by_count[cell], novelty[cell], pairs[cell] = {}, {}, {}
+        for s, recs in data.items():
+            hyps = [load_results(d / "eval" / f"results_{s}.json") for d in ds]
+            accs = [attribute_accuracy(recs, h, per_count=True) for h in hyps]
+            by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
+            parts = [split_breakdown(recs, h, train) for h in hyps]
+            novelty[cell][s] = {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]}
+                                for g in parts[0]}
+            named = [unseen_pair_colours(recs, h, train) for h in hyps]
+            if named[0]["objects"]:
+                pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
+    return by_count, novelty, pairs
+
+
+def results_command(meta: dict, n_seeds: int) -> str:
+    """The captioning-make-results command line that made the saved runs (the sealed splits it adds itself left out)."""
     rows = meta.get("rows") or CELL_ROWS
-    row_args = "" if rows == CELL_ROWS else "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
+    row_args = "" if rows == CELL_ROWS else "".join(f" row={label} {' '.join(keys)}".rstrip()
+                                                    for label, keys in rows.items())
     jobs = f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else ""
-    shown = "".join(f" {o}" for o in overrides if o not in SEALED_SPLITS)  # make_results adds them itself
+    shown = "".join(f" {o}" for o in meta.get("overrides", []) if o not in SEALED_SPLITS)
     section, heading = meta.get("section", SECTION), meta.get("title", TITLE)
     named = f" section={section} title='{heading}'" if section != SECTION else ""
-    cmd = f"captioning-make-results seeds={n_seeds}{jobs}{named}{shown}{row_args}"
-    decoding = cfg.decoding
-    beam = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
-    title = "Synthetic shapes" if cfg.data.name == "shapes" else f"Data `{cfg.data.name}`"
-    times = ", ".join(f"{c} {sum(s) / len(s) / 60:.1f} min" for c, s in seconds.items() if s)
+    return f"captioning-make-results seeds={n_seeds}{jobs}{named}{shown}{row_args}".strip()
+
+
+@dataclass
+class ResultsReport:
+    """Everything the results section shows, gathered from the saved runs."""
+
+    meta: dict
+    runs: dict[str, list[dict]]
+    dirs: dict[str, list[Path]]
+    seconds: dict[str, list[float]]
+    data_name: str
+    decoding: str  # how the captions were decoded, in words
+    intervals: dict
+    human: dict[str, dict]
+    bounds: list[tuple[str, str, dict]]
+    by_count: dict
+    novelty: dict
+    pairs: dict
+    resamples: int
+
+
+def results_markdown(report: ResultsReport) -> str:
+    """The results section's markdown: prose around the headline, cost, main, by-count, novelty and pair tables."""
+    meta, n_seeds = report.meta, max(len(v) for v in report.runs.values())
+    title = "Synthetic shapes" if report.data_name == "shapes" else f"Data `{report.data_name}`"
+    times = ", ".join(f"{c} {sum(s) / len(s) / 60:.1f} min" for c, s in report.seconds.items() if s)
     spread = (f"mean ± sd over {n_seeds} seeds (0..{n_seeds - 1}; sample sd)" if n_seeds > 1
               else "one seed (0): no sd")
-    body = (f"## {title}: {heading}\n\n"
+    body = (f"## {title}: {meta.get('title', TITLE)}\n\n"
             f"Machine: {meta.get('machine') or machine_line()}"
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
-            f"Command: `{cmd.strip()}` (run time per model and seed, evaluation included: {times}; the first "
-            "run also extracts the features unless they are cached; the others read them from the cache)\n\n"
-            f"Captions by {beam}; every model cell is {spread}. `test_novel` holds colour-shape pairs never "
+            f"Command: `{results_command(meta, n_seeds)}` (run time per model and seed, evaluation included: {times}; "
+            "the first run also extracts the features unless they are cached; the others read them from the cache)\n\n"
+            f"Captions by {report.decoding}; every model cell is {spread}. `test_novel` holds colour-shape pairs never "
             "seen in training.\n\n"
             "Headline metrics; in brackets the 95% bootstrap interval over images of the seed mean "
-            f"(captioning/evaluation/stats.py, {resamples} draws; BLEU-4 is corpus BLEU recomputed on each draw). "
-            "Whether one model beats another is not read off overlapping intervals: "
+            f"(captioning/evaluation/stats.py, {report.resamples} draws; BLEU-4 is corpus BLEU recomputed on each "
+            "draw). Whether one model beats another is not read off overlapping intervals: "
             "`captioning-paired a=runs/results/<A> b=runs/results/<B>` gives the paired interval.\n\n"
-            + headline_table(intervals)
+            + headline_table(report.intervals)
             + "\n\nWhat each model costs: trainable parameters, seconds per epoch of each training stage (median over "
             "the run's epochs, val decoding included; mean ± sd over seeds) and minutes per run, as measured by these "
             "runs on the machine above (two at a time when the command has jobs=2, one thread each):\n\n"
-            + cost_table(dirs, seconds)
+            + cost_table(report.dirs, report.seconds)
             + "\n\nEvery metric. CIDEr is CIDEr-D with the training references' document frequencies, one scale "
             "for every split; CIDEr (split df) is the official per-split CIDEr-D papers report. Attribute columns: "
             "the fraction of captions that get that attribute of the scene right (captioning/data/scenes.py; "
@@ -438,19 +467,47 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
             "scores one reference per image as the caption, with the same judge. The human row scores each "
             "reference against the others (leave-one-out BLEU): how far the phrasings themselves agree; models "
             "are scored against all of them.\n\n"
-            + results_table(runs, human, bounds))
-    if by_count:
+            + results_table(report.runs, report.human, report.bounds))
+    if report.by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `captioning-make-results "
-                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(by_count)
+                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(report.by_count)
                  + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "
-                 "over seeds):\n\n" + novelty_table(novelty))
-    if any(pairs.values()):
+                 "over seeds):\n\n" + novelty_table(report.novelty))
+    if any(report.pairs.values()):
         body += ("\n\nWhat the captions call the objects whose colour-shape pair no training scene has "
                  "(captioning/data/scene_metrics.py, unseen_pair_colours; mean ± sd over seeds): composed = that "
                  "shape named in the object's own colour; recalled = named only in colours training pairs with that "
                  "shape; other = another colour or none; not described = that shape not named for it.\n\n"
-                 + pair_table(pairs))
-    update_section(out, section, body, title="Results")
+                 + pair_table(report.pairs))
+    return body
+
+
+def write_results(run_root: str = "runs/results", out: str = "docs/results.md", resamples: int = 10_000) -> str:
+    """Render the results section from the runs ``make_results`` saved (no training): the headline
+    metrics with their intervals, the main table with the chance and ceiling lines and the references'
+    leave-one-out agreement, and attribute accuracy by number of objects."""
+    from captioning.data.datasets import load_dataset
+    from captioning.evaluation.metrics import human_agreement
+
+    meta, runs, dirs, seconds = load_summary(run_root)
+    cfg = compose_run(meta.get("overrides", []))
+    train_split, eval_splits = cfg.data.train_split, list(cfg.data.eval_splits)
+    loaded = load_dataset(cfg.data, list(dict.fromkeys([train_split, *eval_splits])))
+    data = {s: loaded[s] for s in eval_splits}
+    synthetic = all(recs and recs[0].scene is not None for recs in loaded.values())
+    decoding = cfg.decoding
+    method = f"beam search (beam {decoding.beam_size})" if decoding.method == "beam" else f"{decoding.method} decoding"
+    report = ResultsReport(
+        meta=meta, runs=runs, dirs=dirs, seconds=seconds, data_name=cfg.data.name,
+        decoding=method,
+        intervals=seed_intervals(runs, dirs, eval_splits, resamples),
+        human={s: human_agreement({r.image_id: r.captions for r in recs}) for s, recs in data.items()},
+        bounds=chance_and_ceiling(loaded[train_split], data) if synthetic else [],
+        by_count={}, novelty={}, pairs={}, resamples=resamples)
+    if synthetic:
+        report.by_count, report.novelty, report.pairs = scene_breakdowns(dirs, data, loaded[train_split])
+    body = results_markdown(report)
+    update_section(out, meta.get("section", SECTION), body, title="Results")
     return body

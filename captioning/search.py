@@ -133,17 +133,23 @@ def choose(summary: dict, row: str, points: list[tuple[str, list[str]]], split: 
 def write_search(run_root: str = "runs/search", out: str = "docs/results.md", resamples: int = 10_000) -> dict:
     """Render the search's section of ``out`` from ``<run_root>/summary.json`` (no training); returns the
     chosen overrides per row (with a grid) or {} (rows only)."""
-    from captioning.evaluation.compare import paired_comparison
-    from captioning.evaluation.stats import mean_sd
-
     path = Path(run_root) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no saved search to render: {path} is missing; run `captioning-search` first")
     summary = json.loads(path.read_text())
     meta = summary.pop("_meta")
+    lines, chosen, verdicts = search_table(summary, meta, run_root, resamples)
+    body = search_markdown(meta, lines, verdicts)
+    update_section(out, meta.get("section", SECTION), body, title="Results")
+    return chosen
+
+
+def search_table(summary: dict, meta: dict, run_root: str, resamples: int) -> tuple[list[str], dict, list[str]]:
+    """The search table's markdown lines (one per row and grid point, the chosen point in bold), the chosen
+    overrides per row (with a grid) and the paired verdicts: best minus runner-up per row, or each row minus
+    the first (rows only)."""
     split, metric, grid, rows = meta["split"], meta["metric"], meta["grid"], meta["rows"]
-    points, short, n_seeds = grid_points(grid), [k.rsplit(".", 1)[-1] for k in grid], len(meta["seeds"])
-    dirs = lambda label: [Path(run_root) / label / f"seed{s}" for s in summary[label]]  # noqa: E731
+    points, short = grid_points(grid), [k.rsplit(".", 1)[-1] for k in grid]
     lines = ["| row | " + "".join(f"{k} | " for k in short) + " | ".join(f"{split} {m}" for m in SHOWN)
              + " | best epoch | min |", "|---|" + "---|" * len(short) + "---:|" * (len(SHOWN) + 2)]
     chosen, verdicts = {}, []
@@ -152,36 +158,69 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         best = ranked[0][1] if grid else None
         if grid:
             chosen[row] = dict(zip(grid, [k.split("=", 1)[1] for k in ranked[0][2]]))
-        for point, keys in points:
-            label = run_label(row, point)
-            per_seed = list(summary[label].values())
-            cells = []
-            for k in SHOWN:
-                if not all(k in m[split] for m in per_seed):
-                    cells.append("")
-                    continue
-                mean, sd = mean_sd([m[split][k] for m in per_seed])
-                text = f"{mean:.3f}" + (f" ± {sd:.3f}" if n_seeds > 1 else "")
-                cells.append(f"**{text}**" if point == best else text)
-            epochs = [_best_epoch(d) for d in dirs(label)]
-            minutes = sum(meta["seconds"][label]) / len(meta["seconds"][label]) / 60
-            lines.append(f"| {row} | " + "".join(f"{k.split('=', 1)[1]} | " for k in keys) + " | ".join(cells)
-                         + f" | {'/'.join(epochs)} | {minutes:.1f} |")
+        lines += [search_line(summary, meta, run_root, row, point, keys, best) for point, keys in points]
         if grid and len(ranked) > 1:
-            diff = paired_comparison(dirs(run_label(row, best)), dirs(run_label(row, ranked[1][1])), [split], [metric],
-                                     resamples=resamples)[0]
-            verdicts.append(f"- {row}: {best} ({metric} {ranked[0][0]:.3f}); minus the runner-up {ranked[1][1]}: "
-                            f"{diff['difference']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
-                            + ("" if diff["excludes_zero"] else " (not distinguishable from it)"))
-    first = next(iter(rows))
-    for row in list(rows)[1:] if not grid else []:
-        found = paired_comparison(dirs(row), dirs(first), [split], resamples=resamples)
+            verdicts.append(runner_up_verdict(summary, meta, run_root, row, ranked, resamples))
+    if not grid:
+        verdicts += rows_verdicts(summary, meta, run_root, resamples)
+    return lines, chosen, verdicts
+
+
+def search_line(summary: dict, meta: dict, run_root: str, row: str, point: str, keys: list[str],
+                best: str | None) -> str:
+    """One line of the search table: the point's values, the shown metrics (mean ± sd over seeds; bold at
+    ``best``), each seed's best epoch and the minutes per run."""
+    from captioning.evaluation.stats import mean_sd
+
+    split, n_seeds, label = meta["split"], len(meta["seeds"]), run_label(row, point)
+    per_seed = list(summary[label].values())
+    cells = []
+    for k in SHOWN:
+        if not all(k in m[split] for m in per_seed):
+            cells.append("")
+            continue
+        mean, sd = mean_sd([m[split][k] for m in per_seed])
+        text = f"{mean:.3f}" + (f" ± {sd:.3f}" if n_seeds > 1 else "")
+        cells.append(f"**{text}**" if point == best else text)
+    epochs = [_best_epoch(d) for d in _seed_dirs(summary, run_root, label)]
+    minutes = sum(meta["seconds"][label]) / len(meta["seconds"][label]) / 60
+    return (f"| {row} | " + "".join(f"{k.split('=', 1)[1]} | " for k in keys) + " | ".join(cells)
+            + f" | {'/'.join(epochs)} | {minutes:.1f} |")
+
+
+def runner_up_verdict(summary: dict, meta: dict, run_root: str, row: str, ranked: list, resamples: int) -> str:
+    """A grid row's verdict line: its best point minus the runner-up on the choosing metric, paired interval."""
+    from captioning.evaluation.compare import paired_comparison
+
+    split, metric, best = meta["split"], meta["metric"], ranked[0][1]
+    diff = paired_comparison(_seed_dirs(summary, run_root, run_label(row, best)),
+                             _seed_dirs(summary, run_root, run_label(row, ranked[1][1])), [split], [metric],
+                             resamples=resamples)[0]
+    return (f"- {row}: {best} ({metric} {ranked[0][0]:.3f}); minus the runner-up {ranked[1][1]}: "
+            f"{diff['difference']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+            + ("" if diff["excludes_zero"] else " (not distinguishable from it)"))
+
+
+def rows_verdicts(summary: dict, meta: dict, run_root: str, resamples: int) -> list[str]:
+    """Without a grid: each row after the first minus the first, every metric, paired intervals."""
+    from captioning.evaluation.compare import paired_comparison
+
+    first, verdicts = next(iter(meta["rows"])), []
+    for row in list(meta["rows"])[1:]:
+        found = paired_comparison(_seed_dirs(summary, run_root, row), _seed_dirs(summary, run_root, first),
+                                  [meta["split"]], resamples=resamples)
         verdicts.append(f"- {row} minus {first}: " + "; ".join(
             f"{d['metric']} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in found))
+    return verdicts
+
+
+def search_command(meta: dict) -> str:
+    """The captioning-search command line that made the saved runs."""
+    split, grid, rows = meta["split"], meta["grid"], meta["rows"]
     grid_args = "".join(f" {k}={','.join(v)}" for k, v in grid.items())  # several values: an axis of the grid
     row_args = "".join(f" row={label} {' '.join(keys)}".rstrip() for label, keys in rows.items())
     rest = "".join(f" {o}" for o in meta["overrides"] if not o.startswith("data.eval_splits="))
-    options = f"seeds={n_seeds}" + (f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
+    options = f"seeds={len(meta['seeds'])}" + (f" jobs={meta['jobs']}" if meta.get("jobs", 1) > 1 else "")
     section, title = meta.get("section", SECTION), meta.get("title", TITLE)
     if meta.get("run_root", "runs/search") != "runs/search":
         options += f" run_root={meta['run_root']}"
@@ -189,24 +228,32 @@ def write_search(run_root: str = "runs/search", out: str = "docs/results.md", re
         options += f" section={section} title='{title}'"
     if split != meta.get("val_split", split):
         options += f" split={split}"
-    cmd = f"captioning-search {options}{rest}{grid_args}{row_args}"
+    return " ".join(f"captioning-search {options}{rest}{grid_args}{row_args}".split())
+
+
+def search_markdown(meta: dict, lines: list[str], verdicts: list[str]) -> str:
+    """The search section's markdown: machine, command, protocol prose, the table and the paired verdicts."""
+    split, metric, grid, n_seeds = meta["split"], meta["metric"], meta["grid"], len(meta["seeds"])
     times = [s for v in meta["seconds"].values() for s in v]
     how = (f"the bold point of each row has the highest {split} {metric} (mean over seeds) and is the one the results "
            "tables use" if grid else "each row is one setting, compared with the first row below")
     spread = f"mean ± sd over seeds 0..{n_seeds - 1}" if n_seeds > 1 else "one seed (0)"
-    intro = (f"Best minus runner-up on {split} {metric}" if grid else f"Each row minus {first}") + (
+    intro = (f"Best minus runner-up on {split} {metric}" if grid else f"Each row minus {next(iter(meta['rows']))}") + (
         f", paired 95% bootstrap interval over the {split} images (same seeds, same images):")
-    body = (f"## {title}\n\n"
+    return (f"## {meta.get('title', TITLE)}\n\n"
             f"Machine: {meta.get('machine') or machine_line()}"
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
-            f"Command: `{' '.join(cmd.split())}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
+            f"Command: `{search_command(meta)}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
             f"Every run is scored on `{'` and `'.join(dict.fromkeys([meta.get('val_split', split), split]))}` only "
             f"({spread}; captioning/search.py); {how}. Best epoch: the epoch "
             "whose greedy val BLEU-4 (the split's first `val_max_images` images) picked the checkpoint, per seed; "
             "min: minutes per run, evaluation included.\n\n"
             + "\n".join(lines) + f"\n\n{intro}\n\n" + "\n".join(verdicts))
-    update_section(out, section, body, title="Results")
-    return chosen
+
+
+def _seed_dirs(summary: dict, run_root: str, label: str) -> list[Path]:
+    """The run directories of one (row, point) label, one per saved seed."""
+    return [Path(run_root) / label / f"seed{s}" for s in summary[label]]
 
 
 def _best_epoch(run_dir: Path) -> str:

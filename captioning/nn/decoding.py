@@ -302,6 +302,90 @@ def pick_groups(scores: Tensor, logprobs: Tensor, done: Tensor, logp: Tensor, gr
 
 
 @torch.no_grad()
+@dataclass
+class Beams:
+    """A beam search's bookkeeping for B images x K beams, kept between steps.
+
+    ``scores`` rank the beams inside the search (with the diversity penalty), ``logprobs`` are their own
+    log-probabilities; ``active`` are the images still searched (the decoder state holds their K rows each,
+    in this order); ``parents`` and ``words`` record per step [B, K] the beam each hypothesis extends and its
+    new word; ``history`` holds the beams' words when words are forbidden (n-grams, endings)."""
+
+    scores: Tensor
+    logprobs: Tensor
+    finished: Tensor
+    lengths: Tensor
+    active: Tensor
+    stay: Tensor  # a frozen image's step: every beam its own parent
+    history: Tensor
+    parents: list[Tensor]
+    words: list[Tensor]
+
+
+def start_beams(B: int, K: int, G: int, device: torch.device) -> Beams:
+    """The search before its first step: only the first beam of each group is live, so a group's beams don't
+    all repeat the same words."""
+    scores = torch.full((B, G, K // G), float("-inf"), dtype=torch.float64, device=device)
+    scores[:, :, 0] = 0.0
+    scores = scores.view(B, K)
+    return Beams(scores=scores, logprobs=scores.clone(), finished=torch.zeros(B, K, dtype=torch.bool, device=device),
+                 lengths=torch.zeros(B, K, dtype=torch.float64, device=device), active=torch.arange(B, device=device),
+                 stay=torch.arange(K, device=device).expand(B, K),
+                 history=torch.empty(B, K, 0, dtype=torch.long, device=device), parents=[], words=[])
+
+
+def extend_beams(beams: Beams, logp: Tensor, G: int, diversity: float,
+                 constrained: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of bookkeeping on the active images' [A, K, V] log-probabilities: choose each beam's parent and
+    word, update ``beams`` in place; returns (parent, word, done), each [A, K]."""
+    active, K = beams.active, beams.stay.size(1)
+    scores, done = beams.scores[active], beams.finished[active]
+    if G == 1:
+        new_scores, parent, word2d = pick(scores, done, logp, K)
+        new_logprobs = new_scores
+    else:
+        new_scores, parent, word2d, new_logprobs = pick_groups(scores, beams.logprobs[active], done, logp, G, diversity)
+    was_finished = done.gather(1, parent)
+    beams.scores[active] = new_scores
+    beams.logprobs[active] = new_logprobs
+    beams.lengths[active] = beams.lengths[active].gather(1, parent) + (~was_finished).double()
+    done = was_finished | (word2d == END)
+    beams.finished[active] = done
+    beams.parents.append(beams.stay.index_put((active,), parent))
+    beams.words.append(torch.full_like(beams.stay, PAD).index_put((active,), word2d))
+    if constrained:  # the active images' beams' words, reordered along their parents
+        history, (B, _, steps) = beams.history, beams.history.shape
+        grown = torch.full((B, K, steps + 1), PAD, dtype=torch.long, device=history.device)
+        past = history[active].gather(1, parent[..., None].expand(-1, -1, steps))
+        grown[active] = torch.cat([past, word2d[..., None]], dim=2)
+        beams.history = grown
+    return parent, word2d, done
+
+
+def ranked_beams(beams: Beams, max_len: int, length_alpha: float, keep_beams: int, num_captions: int) -> Decoded:
+    """Each final beam's words read back along its parents, ranked per image by log-probability / length**alpha."""
+    B, K = beams.stay.shape
+    beam = torch.arange(K, device=beams.stay.device).expand(B, K)
+    back = []
+    for parent, word2d in zip(reversed(beams.parents), reversed(beams.words)):
+        back.append(word2d.gather(1, beam))
+        beam = parent.gather(1, beam)
+    back = torch.stack(back[::-1], dim=2)  # [B, K, steps]
+    logprobs = beams.logprobs
+    final = logprobs / beams.lengths.clamp(min=1).pow(length_alpha) if length_alpha else logprobs.clone()
+    final = torch.where(torch.isfinite(logprobs), final, torch.full_like(final, float("-inf")))
+    order = final.argsort(dim=1, descending=True)
+    hist, raw = back.tolist(), logprobs.tolist()
+    tokens, scores, kept, captions = [], [], [], []
+    for b in range(B):
+        ranked = [(strip(hist[b][k])[:max_len], raw[b][k]) for k in order[b].tolist()]
+        tokens.append(ranked[0][0])
+        scores.append(ranked[0][1])
+        kept.append(ranked[:keep_beams])
+        captions.append(ranked[:num_captions])
+    return Decoded(tokens, scores, kept if keep_beams else None, captions if num_captions > 1 else None)
+
+
 def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0, groups: int = 1, diversity: float = 0.0,
                 block_ngram: int = 0, bad_endings: Tensor | None = None, num_captions: int = 1) -> Decoded:
@@ -321,49 +405,19 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if groups < 1 or beam_size % groups:
         raise ValueError(f"groups={groups} must divide beam_size={beam_size}")
-    B, K, G, dev = features.size(0), beam_size, groups, features.device
-    W = K // G  # beams per group
+    B, K, dev = features.size(0), beam_size, features.device
     rows = torch.arange(B, device=dev).repeat_interleave(K)  # each image's state K times, beams together
     state = decoder.select_state(decoder.init_state(features), rows)
-    # only the first beam of each group is live at the start, so its beams don't all repeat the same words
-    beam_scores = torch.full((B, G, W), float("-inf"), dtype=torch.float64, device=dev)
-    beam_scores[:, :, 0] = 0.0
-    beam_scores = beam_scores.view(B, K)
-    logprobs = beam_scores.clone()  # each beam's own log-probability (= beam_scores without a penalty)
+    beams = start_beams(B, K, groups, dev)
     word = torch.full((B * K,), START, dtype=torch.long, device=dev)
-    finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
-    lengths = torch.zeros(B, K, dtype=torch.float64, device=dev)
-    # the images still searched: those with a live beam; the state holds their K rows each, in this order
-    active = torch.arange(B, device=dev)
-    stay = torch.arange(K, device=dev).expand(B, K)  # a frozen image's step: every beam its own parent
-    parents, words = [], []  # per step [B, K]: the beam each hypothesis extends, and its new word
     constrained = block_ngram > 0 or (bad_endings is not None and len(bad_endings) > 0)
-    history = torch.empty(B, K, 0, dtype=torch.long, device=dev)  # the beams' words (when constrained)
     for _ in range(max_len + 1):
         logp, state = decoder.step(word, state)
-        A = len(active)
+        A = len(beams.active)
         if constrained:
-            logp = forbid(logp, word, history[active].reshape(A * K, history.size(2)), block_ngram, bad_endings)
-        logp = logp.view(A, K, -1)
-        scores, done = beam_scores[active], finished[active]
-        if G == 1:
-            new_scores, parent, word2d = pick(scores, done, logp, K)
-            new_logprobs = new_scores
-        else:
-            new_scores, parent, word2d, new_logprobs = pick_groups(scores, logprobs[active], done, logp, G, diversity)
-        was_finished = done.gather(1, parent)
-        beam_scores[active] = new_scores
-        logprobs[active] = new_logprobs
-        lengths[active] = lengths[active].gather(1, parent) + (~was_finished).double()
-        done = was_finished | (word2d == END)
-        finished[active] = done
-        parents.append(stay.index_put((active,), parent))
-        words.append(torch.full_like(stay, PAD).index_put((active,), word2d))
-        if constrained:  # the active images' beams' words, reordered along their parents
-            grown = torch.full((B, K, history.size(2) + 1), PAD, dtype=torch.long, device=dev)
-            past = history[active].gather(1, parent[..., None].expand(-1, -1, history.size(2)))
-            grown[active] = torch.cat([past, word2d[..., None]], dim=2)
-            history = grown
+            past = beams.history[beams.active].reshape(A * K, beams.history.size(2))
+            logp = forbid(logp, word, past, block_ngram, bad_endings)
+        parent, word2d, done = extend_beams(beams, logp.view(A, K, -1), groups, diversity, constrained)
         index = parent + torch.arange(A, device=dev)[:, None] * K  # rows of the state, in the [A*K] batch
         # an image whose K beams have all finished only ever continues them with PAD at no cost (the
         # search above would give it that step), so it leaves the batch: the model steps only live images
@@ -371,28 +425,10 @@ def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len:
         if not live.any():
             break
         if not live.all():
-            active, index, word2d = active[live], index[live], word2d[live]
+            beams.active, index, word2d = beams.active[live], index[live], word2d[live]
         state = decoder.select_state(state, index.view(-1))
         word = word2d.reshape(-1)
-    # the words of each final beam, read back along its parents
-    beam = torch.arange(K, device=dev).expand(B, K)
-    back = []
-    for parent, word2d in zip(reversed(parents), reversed(words)):
-        back.append(word2d.gather(1, beam))
-        beam = parent.gather(1, beam)
-    back = torch.stack(back[::-1], dim=2)  # [B, K, steps]
-    final = logprobs / lengths.clamp(min=1).pow(length_alpha) if length_alpha else logprobs.clone()
-    final = torch.where(torch.isfinite(logprobs), final, torch.full_like(final, float("-inf")))
-    order = final.argsort(dim=1, descending=True)
-    hist, raw = back.tolist(), logprobs.tolist()
-    tokens, scores, beams, captions = [], [], [], []
-    for b in range(B):
-        ranked = [(strip(hist[b][k])[:max_len], raw[b][k]) for k in order[b].tolist()]
-        tokens.append(ranked[0][0])
-        scores.append(ranked[0][1])
-        beams.append(ranked[:keep_beams])
-        captions.append(ranked[:num_captions])
-    return Decoded(tokens, scores, beams if keep_beams else None, captions if num_captions > 1 else None)
+    return ranked_beams(beams, max_len, length_alpha, keep_beams, num_captions)
 
 
 def ending_ids(bad_endings: Sequence[str | int], vocab: Vocabulary | None) -> Tensor | None:
