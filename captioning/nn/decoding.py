@@ -301,7 +301,6 @@ def pick_groups(scores: Tensor, logprobs: Tensor, done: Tensor, logp: Tensor, gr
     return tuple(torch.cat(p, dim=1) for p in zip(*parts))  # type: ignore[return-value]
 
 
-@torch.no_grad()
 @dataclass
 class Beams:
     """A beam search's bookkeeping for B images x K beams, kept between steps.
@@ -386,6 +385,7 @@ def ranked_beams(beams: Beams, max_len: int, length_alpha: float, keep_beams: in
     return Decoded(tokens, scores, kept if keep_beams else None, captions if num_captions > 1 else None)
 
 
+@torch.no_grad()
 def beam_search(decoder: Decoder, features: Tensor, beam_size: int = 3, max_len: int = 16,
                 length_alpha: float = 0.0, keep_beams: int = 0, groups: int = 1, diversity: float = 0.0,
                 block_ngram: int = 0, bad_endings: Tensor | None = None, num_captions: int = 1) -> Decoded:
