@@ -38,9 +38,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from benchmarks import DRIVER, PROG  # noqa: E402
 from benchmarks.common import BENCHMARKS_MD, ROOT  # noqa: E402
 from captioning import CONFIG_DIR  # noqa: E402
-from captioning.lm.config import register_schemas  # noqa: E402
+from captioning.lm.config import LMRunConfig, check, register_schemas  # noqa: E402
 from captioning.lm.model import load_lm  # noqa: E402
-from captioning.lm.run import run_config, train_from_config  # noqa: E402
+from captioning.lm.run import train_from_config  # noqa: E402
 from captioning.lm.transformer import TransformerConfig  # noqa: E402
 from captioning.utils.io import save_json  # noqa: E402
 from captioning.utils.report import update_section  # noqa: E402
@@ -74,7 +74,7 @@ def run(seconds: float, overrides: list[str], out: Path) -> dict:
         cfg = compose("lm", overrides=[f"schedule.max_seconds={seconds}", "schedule.max_steps=100000000",
                                        *overrides, "schedule.final_eval_chars=null"])  # the whole validation text
         cfg = OmegaConf.merge(cfg, {"out_dir": str(out / f"{cfg.cell.name}-{seconds:g}s")})  # a new node
-    opts = run_config(cfg)  # every bad value named before any work
+    opts = check(LMRunConfig, cfg)  # every bad value named before any work
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
     result = train_from_config(opts)
     load_after, cpu_seconds = os.getloadavg()[0], time.process_time() - cpu_before

@@ -28,8 +28,7 @@ from omegaconf import OmegaConf
 
 from benchmarks import DRIVER, PROG
 from benchmarks.common import BENCHMARKS_MD, ROOT, short_rev, write_report
-from captioning.features.prepare import prepare
-from captioning.pipeline import data_source
+from captioning.features.prepare import DataSource, prepare
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn import decoding
 from captioning.training import self_critical
@@ -71,7 +70,8 @@ def main(argv: list[str]) -> None:
     cfg = OmegaConf.create(ckpt["config"])
     model, vocab = model_from_checkpoint(ckpt)
     data_cfg = cfg.data
-    prepared = prepare(data_source(cfg), vocab=vocab, splits_needed=[data_cfg.train_split, args.split])
+    source = DataSource(data_cfg, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed)
+    prepared = prepare(source, vocab=vocab, splits_needed=[data_cfg.train_split, args.split])
     max_len = data_cfg.max_caption_len
 
     # (1) greedy and beam captions of the split, both versions alternating, in evaluation's batches

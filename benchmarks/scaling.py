@@ -40,7 +40,7 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
     import numpy as np
 
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source
+    from captioning.pipeline import run_options
 
     cfg = stage_config(n, work, device, workers, amp)
     run_dir = work / f"scale_run_{n}"
@@ -56,27 +56,23 @@ def run_stage(stage: str, n: int, work: Path, device: str, workers: int, amp: st
         t0 = time.perf_counter()
         _extract(cfg)
         return {"stage_seconds": time.perf_counter() - t0}
-    prepared = prepare(data_source(cfg), splits_needed=["train"])
+    opts = run_options(cfg)
+    prepared = prepare(opts.source, splits_needed=["train"])
     feats = prepared.features["train"]
     info = {"memmap": isinstance(feats, np.memmap), "features_mb": feats.nbytes / 2**20}
     t0 = time.perf_counter()  # the epoch or the evaluation alone, without opening the data and cache
     if stage == "train":
-        from captioning.pipeline import training_options
         from captioning.training.loop import train
 
-        train(training_options(cfg), prepared, run_dir)
+        train(opts.training, prepared, run_dir)
     else:
-        from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
         from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
-        from captioning.nn.decoding import DecodingConfig
         from captioning.pipeline import evaluate_all
-        from captioning.utils.schema import build
 
         decoder, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-        d = cfg.data  # as the main job evaluates (it decodes on the CPU)
-        evaluate_all(prepared, decoder, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
-                     build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
-                     build(MetricsConfig, cfg.metrics))
+        t = opts.training  # as the main job evaluates (it decodes on the CPU)
+        evaluate_all(prepared, decoder, run_dir, opts.eval_splits, t.train_split, t.max_len, opts.decoding,
+                     opts.evaluate, opts.metrics)
     return {**info, "stage_seconds": time.perf_counter() - t0}
 
 

@@ -54,7 +54,10 @@ def main(argv: list[str]) -> None:
     # imported here, once the package to time is chosen
     from captioning.features.prepare import prepare
     try:
-        from captioning.pipeline import data_source
+        from captioning.features.prepare import DataSource
+
+        def data_source(cfg):
+            return DataSource(cfg.data, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed)
     except ImportError:  # a checkout from before DataSource, whose prepare read the run config itself
         def data_source(cfg):
             return cfg

@@ -14,7 +14,8 @@ has each command. ``register_schemas`` stores them in Hydra's ConfigStore, where
 captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown
 key or a wrong type fails at composition, and a yaml states only what differs from the declared defaults.
-``check_config`` then names every value outside its range or choices at once.
+``config_problems`` then names every value outside its range or choices at once (``pipeline.run_options``
+raises with them).
 """
 
 from __future__ import annotations
@@ -240,13 +241,6 @@ def register_schemas() -> None:
     store.store(group="schema/trainer", name="trainer", node=TrainerConfig)
     for name in MODELS:
         store.store(group="schema/model", name=name, node=model_schema(name))
-
-
-def check_config(cfg: Any) -> None:
-    """Raise ConfigError listing every impossible value of a train config (see captioning/configs/train.yaml)."""
-    found = config_problems(cfg)
-    if found:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
 def config_problems(cfg: Any) -> list[str]:

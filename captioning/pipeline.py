@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
-from captioning.config import check_config
+from captioning.config import config_problems
 from captioning.evaluation import baselines
 from captioning.evaluation.attention_maps import failure_attention, has_attention
 from captioning.evaluation.metrics import cider_document_frequencies
@@ -47,36 +47,76 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
-    """Train on ``cfg`` in ``run_dir`` and evaluate; returns {split: metrics}."""
+@dataclass
+class RunOptions:
+    """The main job's typed options, each component's from its own node (built by ``run_options``)."""
+
+    source: DataSource  # data, encoder, feature cache and device (as given: ``run`` resolves it)
+    training: TrainOptions
+    trainer: TrainerConfig
+    decoding: DecodingConfig
+    evaluate: EvaluateConfig
+    metrics: MetricsConfig
+    eval_splits: list[str]
+    num_threads: int = 0
+
+
+def run_options(cfg: Any) -> RunOptions:
+    """Check a composed run config (captioning/configs/train.yaml; every impossible value at once, as a
+    ConfigError) and build each component's typed options from its node: the one function of the main job
+    that reads the whole config."""
+    found = config_problems(cfg)
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+    d = cfg.data
+    training = TrainOptions(stages={name: build(StageConfig, node) for name, node in cfg.schedule.stages.items()},
+                            model=plain(cfg.model), seed=cfg.seed, device=str(cfg.device), precision=cfg.precision,
+                            max_len=d.max_caption_len, train_split=d.train_split, val_split=d.val_split,
+                            resume=cfg.resume, init_from=cfg.schedule.init_from, record=plain(cfg))
+    return RunOptions(source=DataSource(d, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed),
+                      training=training, trainer=build(TrainerConfig, cfg.trainer),
+                      decoding=build(DecodingConfig, cfg.decoding), evaluate=build(EvaluateConfig, cfg.evaluate),
+                      metrics=build(MetricsConfig, cfg.metrics), eval_splits=list(d.eval_splits),
+                      num_threads=cfg.num_threads or 0)
+
+
+def on_device(opts: RunOptions, device: str) -> RunOptions:
+    """``opts`` with the device this process runs on (the checkpoints record it too): new options, these as
+    they were."""
+    training = dataclasses.replace(opts.training, device=device, record={**opts.training.record, "device": device})
+    return dataclasses.replace(opts, source=dataclasses.replace(opts.source, device=device), training=training)
+
+
+def run(opts: RunOptions, run_dir: str | Path, logger=None) -> dict:
+    """Train with ``opts`` (``run_options``) in ``run_dir`` and evaluate; returns {split: metrics}."""
     t_start = time.time()
-    check_config(cfg)
     run_dir = Path(run_dir)
     # trainer=ddp under torchrun: join the job (rank 0 writes every file)
-    dp, device = distributed.setup(build(TrainerConfig, cfg.trainer), resolve_device(cfg.device))
-    cfg = OmegaConf.merge(cfg, {"device": device})  # the config this process runs: a new node, the caller's as it was
+    dp, device = distributed.setup(opts.trainer, resolve_device(opts.source.device))
+    opts = on_device(opts, device)
+    train_opts, source = opts.training, opts.source
     logger = logger if dp.is_main else None
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    if opts.num_threads:
+        torch.set_num_threads(opts.num_threads)
     keep_freed_memory()  # the CNN's activation maps reused, not mapped anew (captioning/utils/memory.py)
-    seed_everything(cfg.seed)
+    seed_everything(train_opts.seed)
     vocab = None
-    resume = cfg.resume
+    resume = train_opts.resume
     if resume == "auto":  # this run directory's own last.pt, if any (captioning/training/loop.py)
         resume = run_dir / "checkpoints" / "last.pt" if (run_dir / "checkpoints" / "last.pt").is_file() else None
-    start = resume or cfg.schedule.init_from
+    start = resume or train_opts.init_from
     if start:  # the vocabulary is part of the model: reuse the run's own
         vocab = model_from_checkpoint(load_checkpoint(start))[1]
-    d = cfg.data
-    needed = list(dict.fromkeys([d.train_split, *([d.val_split] if d.val_split else []), *d.eval_splits]))
+    train_split, val_split = train_opts.train_split, train_opts.val_split
+    needed = list(dict.fromkeys([train_split, *([val_split] if val_split else []), *opts.eval_splits]))
     if dp.world_size > 1:  # every rank extracts its shard of the features, rank 0 merges them
-        extract_dataset_shard(data_source(cfg), dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
-    prepared = prepare(data_source(cfg), vocab=vocab, splits_needed=needed)
+        extract_dataset_shard(source, dp.rank, dp.world_size, splits=needed, barrier=dp.barrier)
+    prepared = prepare(source, vocab=vocab, splits_needed=needed)
     log.info("data: %s; vocabulary %d words; features %d-d (%s)",
              {k: len(v) for k, v in prepared.splits.items()}, len(prepared.vocab), prepared.feature_dim,
              prepared.encoder_key)
     t_train = time.time()
-    history = train(training_options(cfg), prepared, run_dir, logger)
+    history = train(train_opts, prepared, run_dir, logger)
     if not dp.is_main:  # rank 0 evaluates the checkpoint it wrote
         return {}
     training_curve_png(history, run_dir / "training_curve.png")
@@ -85,18 +125,18 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     model, vocab = model_from_checkpoint(best)
     export_checkpoint(best, run_dir / "export")  # safetensors + JSON: Captioner.from_pretrained(run_dir / "export")
     if "encoder_state" in best:  # a fine-tuned encoder: the evaluated splits (and train for nearest-neighbour)
-        nn = "nearest_neighbour" in cfg.evaluate.baselines
-        splits = list(dict.fromkeys([*([d.train_split] if nn else []), *d.eval_splits]))
-        tuned = prepare(data_source(cfg), vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
+        nn = "nearest_neighbour" in opts.evaluate.baselines
+        splits = list(dict.fromkeys([*([train_split] if nn else []), *opts.eval_splits]))
+        tuned = prepare(source, vocab=vocab, splits_needed=splits, encoder_state=best["encoder_state"])
         prepared = dataclasses.replace(prepared, splits={**prepared.splits, **tuned.splits},
                                        features={**prepared.features, **tuned.features},
                                        encoder_identity=tuned.encoder_identity)
-    results = evaluate_all(prepared, model, run_dir, list(d.eval_splits), d.train_split, d.max_caption_len,
-                           build(DecodingConfig, cfg.decoding), build(EvaluateConfig, cfg.evaluate),
-                           build(MetricsConfig, cfg.metrics))
+    results = evaluate_all(prepared, model, run_dir, opts.eval_splits, train_split, train_opts.max_len,
+                           opts.decoding, opts.evaluate, opts.metrics)
     if logger and hasattr(logger, "log_failures"):  # e.g. W&B: the failure cases as tables with images
-        logger.log_failures({s: prepared.splits[s] for s in cfg.data.eval_splits}, run_dir / "eval")
-    results["_run"] = {"seed": cfg.seed, "best_epoch": history["best_epoch"], "val_bleu4": history["best_bleu4"],
+        logger.log_failures({s: prepared.splits[s] for s in opts.eval_splits}, run_dir / "eval")
+    results["_run"] = {"seed": train_opts.seed, "best_epoch": history["best_epoch"],
+                       "val_bleu4": history["best_bleu4"],
                        "bad_images": prepared.bad_images, "seconds_prepare": t_train - t_start,
                        "seconds_train": t_eval - t_train, "seconds_evaluate": time.time() - t_eval,
                        "seconds_total": time.time() - t_start}
@@ -106,20 +146,6 @@ def run(cfg: Any, run_dir: str | Path, logger=None) -> dict:
     if logger:
         logger.summary(results)
     return results
-
-
-def data_source(cfg: Any) -> DataSource:
-    """What ``prepare`` reads of a checked run config (its ``device`` as given: resolve it first)."""
-    return DataSource(cfg.data, cfg.encoder, cfg.cache_dir, str(cfg.device), cfg.on_bad_image, cfg.seed)
-
-
-def training_options(cfg: Any) -> TrainOptions:
-    """The training loop's typed options from a checked run config (``device`` already resolved)."""
-    d = cfg.data
-    return TrainOptions(stages={name: build(StageConfig, node) for name, node in cfg.schedule.stages.items()},
-                        model=plain(cfg.model), seed=cfg.seed, device=str(cfg.device), precision=cfg.precision,
-                        max_len=d.max_caption_len, train_split=d.train_split, val_split=d.val_split,
-                        resume=cfg.resume, init_from=cfg.schedule.init_from, record=plain(cfg))
 
 
 def evaluate_all(prepared, model, run_dir: Path, splits: list[str], train_split: str, max_len: int,

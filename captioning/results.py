@@ -237,7 +237,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     again) and return each row's metrics per seed and its run times. The runs of make_results and of the val
     search (captioning/search.py)."""
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source, resolve_device
+    from captioning.pipeline import resolve_device, run_options
     from captioning.utils.schema import plain
 
     if seeds < 1:
@@ -265,7 +265,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
             cfg = compose_run(keys)
             what = json.dumps([plain(cfg.data), plain(cfg.encoder)], sort_keys=True, default=str)
             if what not in prepared:
-                source = replace(data_source(cfg), device=resolve_device(cfg.device))
+                source = replace(run_options(cfg).source, device=resolve_device(cfg.device))
                 splits = [cfg.data.train_split, cfg.data.val_split, *cfg.data.eval_splits]
                 prepare(source, splits_needed=list(dict.fromkeys(s for s in splits if s)))
                 prepared.add(what)
@@ -293,9 +293,9 @@ def sealed_splits(overrides: list[str]) -> list[str]:
 def train_one(keys: list[str], target: Path) -> dict:
     """One make_results run: the main job on ``keys`` in ``target``, which then records the keys (so a later
     make_results knows the run is finished and what it was)."""
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
 
-    results = run(compose_run(keys), target)
+    results = run(run_options(compose_run(keys)), target)
     save_json({"overrides": [k for k in keys if not k.startswith("num_threads=")]}, target / "make_results.json")
     return results
 

@@ -14,7 +14,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from captioning.sequence.config import register_schemas, sweep_config
+from captioning.sequence.config import check, register_schemas
+from captioning.sequence.experiments import SweepConfig
 from captioning.sequence.experiments import length_sweep, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def _row(r: dict) -> None:
 
 @hydra.main(config_path="../captioning/configs/sequence", config_name="long_term_dependency", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    opts = sweep_config(cfg)  # every bad value named before any work
+    opts = check(SweepConfig, cfg)  # every bad value named before any work
     if opts.threads:
         torch.set_num_threads(opts.threads)
     hc = HydraConfig.get()

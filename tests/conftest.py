@@ -40,15 +40,15 @@ def straight_and_resumed(tmp_root: Path, name: str, *overrides: str, stage: str 
     stopped after that stage's first epoch (its schedule unchanged otherwise) and resumed: equal weights
     mean resume is exact."""
     from captioning.models.checkpoint import load_checkpoint
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
 
     two = [*overrides, f"schedule.stages.{stage}.epochs=2"]
     straight, part = tmp_root / f"{name}_straight", tmp_root / f"{name}_part"
-    run(tiny_cfg(tmp_root, *two), straight)
+    run(run_options(tiny_cfg(tmp_root, *two)), straight)
     cfg = tiny_cfg(tmp_root, *two)
     cfg.schedule.stages[stage].epochs = 1
-    run(cfg, part)
-    run(tiny_cfg(tmp_root, *two, f"resume={part}"), part)
+    run(run_options(cfg), part)
+    run(run_options(tiny_cfg(tmp_root, *two, f"resume={part}")), part)
     return tuple(load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
 
 
@@ -63,10 +63,10 @@ def tiny_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tiny_root):
     """(run_dir, results) of one tiny training run shared by the tests that only read it."""
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
 
     run_dir = tiny_root / "run"
-    results = run(tiny_cfg(tiny_root), run_dir)
+    results = run(run_options(tiny_cfg(tiny_root)), run_dir)
     return run_dir, results
 
 
@@ -74,10 +74,10 @@ def tiny_run(tiny_root):
 def tiny_prepared(tiny_root):
     """Train and val splits of the tiny set with its vocabulary and features (extracted once, then cached)."""
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source
+    from captioning.pipeline import run_options
 
     cfg = tiny_cfg(tiny_root)
-    return prepare(data_source(cfg), splits_needed=[cfg.data.train_split, cfg.data.val_split])
+    return prepare(run_options(cfg).source, splits_needed=[cfg.data.train_split, cfg.data.val_split])
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from pycocoevalcap.cider.cider import Cider
 
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from captioning.text.tokenizer import tokenize
 from captioning.training.self_critical import SentenceBleu, SentenceCider, make_reward
 from tests.conftest import tiny_cfg
@@ -70,9 +70,9 @@ def test_make_reward_builds_the_stages_reward():
 def test_self_critical_stage_trains_with_the_cider_reward(tiny_root, tiny_run):
     xe_dir, _ = tiny_run
     run_dir = tiny_root / "scst_cider"
-    run(tiny_cfg(tiny_root, "schedule=scst", f"{STAGE}.epochs=1", f"{STAGE}.batch_size=16", f"{STAGE}.samples=3",
+    run(run_options(tiny_cfg(tiny_root, "schedule=scst", f"{STAGE}.epochs=1", f"{STAGE}.batch_size=16", f"{STAGE}.samples=3",
                  f"{STAGE}.lr=0.001", f"{STAGE}.val_max_images=16", f"{STAGE}.reward=CIDEr",
-                 f"schedule.init_from={xe_dir}"), run_dir)
+                 f"schedule.init_from={xe_dir}")), run_dir)
     history = json.loads((run_dir / "history.json").read_text())
     assert [e["stage"] for e in history["epochs"]] == ["self_critical"]
     assert history["epochs"][0]["train_reward"] > 0.0  # CIDEr-D is not bounded by 1

@@ -79,11 +79,11 @@ def test_script_prints_the_table_and_refuses_bad_dirs(sweep, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_gru_run(tiny_root):
     """A second tiny run, the GRU cell, on the same images as tiny_run."""
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
     from tests.conftest import tiny_cfg
 
     run_dir = tiny_root / "run_gru"
-    return run_dir, run(tiny_cfg(tiny_root, "cell=gru"), run_dir)
+    return run_dir, run(run_options(tiny_cfg(tiny_root, "cell=gru")), run_dir)
 
 
 def test_paired_comparison_of_two_tiny_runs(tiny_run, tiny_gru_run, tmp_path):

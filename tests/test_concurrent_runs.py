@@ -21,7 +21,7 @@ def child_run(cfg, log_file: str, go) -> None:
     import torch
 
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source
+    from captioning.pipeline import run_options
 
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
@@ -29,7 +29,7 @@ def child_run(cfg, log_file: str, go) -> None:
     logging.getLogger("captioning").setLevel(logging.INFO)
     go.wait()
     torch.manual_seed(0)  # a random-init encoder, seeded alike in both runs, has one cache key
-    prepared = prepare(data_source(cfg), splits_needed=["train", "val"])
+    prepared = prepare(run_options(cfg).source, splits_needed=["train", "val"])
     handler.stream.write(f"ROWS {({name: len(f) for name, f in prepared.features.items()})}\n")
     handler.close()
 

@@ -14,7 +14,7 @@ from captioning import CONFIG_DIR
 from captioning.utils import distributed
 from captioning.features.prepare import prepare
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import data_source, training_options
+from captioning.pipeline import run_options
 from captioning.training.loop import train
 from captioning.utils.distributed import TrainerConfig
 from captioning.utils.schema import build
@@ -49,7 +49,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, prepared, root: Path, name
     dp, _ = distributed.setup(build(TrainerConfig, cfg.trainer), cfg.device)
     assert (dp.rank, dp.world_size) == (rank, world)
     try:
-        train(training_options(cfg), prepared, root / f"{name}{rank}")
+        train(run_options(cfg).training, prepared, root / f"{name}{rank}")
     finally:
         distributed.teardown()
 
@@ -63,7 +63,7 @@ def tiny(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CAPTIONING_DATA", str(root / "data"))
         cfg = tiny_cfg(root)
-        yield root, cfg, prepare(data_source(cfg), splits_needed=["train", "val"])
+        yield root, cfg, prepare(run_options(cfg).source, splits_needed=["train", "val"])
     torch.set_num_threads(threads)
 
 
@@ -72,7 +72,7 @@ def test_two_ranks_train_the_weights_of_one_process(tiny):
     assert all(isinstance(f, np.memmap) for f in prepared.features.values())  # ranks read rows of one cache
     # 320 captions in global batches of 24: 13 full steps and a last one of 8, split 4 + 4
     overrides = ["schedule.stages.cross_entropy.batch_size=24"]
-    single = train(training_options(tiny_cfg(root, *overrides)), prepared, root / "single")
+    single = train(run_options(tiny_cfg(root, *overrides)).training, prepared, root / "single")
     # fork, not spawn: a spawned child spends seconds importing torch before it can join
     mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root),
                        nprocs=2, join=True, start_method="fork")
@@ -96,7 +96,7 @@ def test_two_ranks_train_an_attention_model_like_one_process(tiny):
     # describes (Adam scales their float-noise gradients to lr-sized steps, in one process as in two)
     overrides = ["model=show_attend_tell", "model.alpha_c=0", "model.region_dim=0",
                  "schedule.stages.cross_entropy.batch_size=24"]
-    single = train(training_options(tiny_cfg(root, *overrides)), prepared, root / "sat_single")
+    single = train(run_options(tiny_cfg(root, *overrides)).training, prepared, root / "sat_single")
     mp.start_processes(_rank_main, args=(2, _free_port(), tiny_cfg(root, "trainer=ddp", *overrides), prepared, root,
                                          "sat_rank"), nprocs=2, join=True, start_method="fork")
     a = load_checkpoint(root / "sat_single" / "checkpoints" / "last.pt")

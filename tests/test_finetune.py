@@ -11,7 +11,7 @@ from captioning.features.encoder import build_encoder
 from captioning.training.finetune import encode
 from captioning.captioner import Captioner
 from captioning.models.checkpoint import CheckpointError, load_checkpoint
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from tests.conftest import straight_and_resumed, tiny_cfg
 
 # the finetune schedule, shrunk: 64 images in 4 steps of 16, a visible CNN learning rate
@@ -24,7 +24,7 @@ FT = ["schedule=finetune", "schedule.stages.finetune.epochs=1", "schedule.stages
 def finetuned(tiny_root, tiny_run):
     frozen_dir, _ = tiny_run
     run_dir = tiny_root / "finetuned"
-    results = run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}"), run_dir)
+    results = run(run_options(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}")), run_dir)
     return frozen_dir, run_dir, results
 
 
@@ -81,20 +81,20 @@ def test_finetuning_resumes_exactly(tiny_root, tiny_run):
 def test_init_from_a_different_decoder_fails_clearly(tiny_root, tiny_run):
     frozen_dir, _ = tiny_run
     with pytest.raises(CheckpointError, match="init_from"):
-        run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}", "model.hidden_size=32"), tiny_root / "bad")
+        run(run_options(tiny_cfg(tiny_root, *FT, f"schedule.init_from={frozen_dir}", "model.hidden_size=32")), tiny_root / "bad")
 
 
 def test_finetune_needs_an_encoder_learning_rate(tiny_root):
     with pytest.raises(ValueError, match="encoder_lr"):
-        run(tiny_cfg(tiny_root, *FT, "schedule.stages.finetune.encoder_lr=0"), tiny_root / "never")
+        run(run_options(tiny_cfg(tiny_root, *FT, "schedule.stages.finetune.encoder_lr=0")), tiny_root / "never")
 
 
 def test_finetuning_then_self_critical_training_in_one_run(tiny_root, tiny_run):
     """Stages combine: fine-tune the CNN, then train self-critically on features of the fine-tuned CNN."""
     sc = "schedule.stages.self_critical"
     run_dir = tiny_root / "ft_scst"
-    run(tiny_cfg(tiny_root, *FT, f"schedule.init_from={tiny_run[0]}", f"{sc}.epochs=1", f"{sc}.samples=2",
-                 f"{sc}.batch_size=16", f"{sc}.val_max_images=16"), run_dir)
+    run(run_options(tiny_cfg(tiny_root, *FT, f"schedule.init_from={tiny_run[0]}", f"{sc}.epochs=1", f"{sc}.samples=2",
+                 f"{sc}.batch_size=16", f"{sc}.val_max_images=16")), run_dir)
     history = json.loads((run_dir / "history.json").read_text())
     assert [e["stage"] for e in history["epochs"]] == ["finetune", "self_critical"]
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")

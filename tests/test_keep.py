@@ -11,14 +11,14 @@ from tests.conftest import tiny_cfg
 @pytest.mark.parametrize("keep, epoch", [("best", 1), ("last", 3)])
 def test_the_stage_keeps_the_best_or_the_last_epoch(tiny_root, monkeypatch, keep, epoch):
     from captioning.models.checkpoint import load_checkpoint
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
     from captioning.training import loop
 
     falling = iter([0.5, 0.4, 0.3])  # val BLEU-4 after epochs 1, 2, 3: the first is the best
     monkeypatch.setattr(loop, "validate", lambda *args, **kwargs: next(falling))
     stage = "schedule.stages.cross_entropy"
     run_dir = tiny_root / f"keep_{keep}"
-    run(tiny_cfg(tiny_root, f"{stage}.epochs=3", f"{stage}.keep={keep}", "data.eval_splits=[]"), run_dir)
+    run(run_options(tiny_cfg(tiny_root, f"{stage}.epochs=3", f"{stage}.keep={keep}", "data.eval_splits=[]")), run_dir)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert best["epoch"] == epoch

@@ -5,10 +5,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from captioning import CONFIG_DIR
-from captioning.lm.config import register_schemas, run_problems, sample_problems, viz_problems
+from captioning.lm.config import LMRunConfig, SampleConfig, VizConfig, check, register_schemas
 from captioning.lm.corpus import Corpus
 from captioning.lm.model import CharCellConfig, CharModelConfig, CharRNN, load_lm
-from captioning.lm.run import run_config, train_from_config
+from captioning.lm.run import train_from_config
+from captioning.utils.schema import ConfigError
 from captioning.lm.sample import sample
 from captioning.lm.evaluate import carried_loss, windowed_loss
 from captioning.lm.train import TrainConfig, lr_at, schedule_problems, train_char_lm
@@ -16,6 +17,15 @@ from captioning.utils.precision import native_bf16, training_precision
 
 CONFIGS = str(CONFIG_DIR / "lm")
 register_schemas()  # captioning/configs/lm/*.yaml extend the declared options
+
+
+def problems_of(schema: type, cfg) -> list[str]:
+    """The problems ``check`` names for ``cfg`` ([] when it passes)."""
+    try:
+        check(schema, cfg)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -105,7 +115,7 @@ def test_configs_compose(corpus, cell, schedule):
         cfg = compose("lm", overrides=[f"corpus={corpus}", f"cell={cell}", f"schedule={schedule}"])
     assert cfg.cell.name == cell and cfg.corpus.name == corpus and cfg.out_dir == f"outputs/lm/{corpus}-{cell}"
     TrainConfig(**{k: v for k, v in cfg.schedule.items()})  # every schedule key is a TrainConfig field
-    assert run_problems(cfg) == ([] if corpus != "latex" else  # latex has no default path: the command line gives it
+    assert problems_of(LMRunConfig, cfg) == ([] if corpus != "latex" else  # latex has no default path: the command line gives it
                                  ["corpus.paths is empty: set it to files, folders or globs, e.g. 'corpus.paths=[my_text.txt]'"])
 
 
@@ -118,11 +128,11 @@ def test_bad_values_fail_before_any_work_each_named_once(tmp_path):
         with pytest.raises(Exception, match="no_such_option"):  # unknown keys fail at composition
             compose("lm", overrides=["schedule.no_such_option=1"])
     with pytest.raises(ValueError) as err:
-        train_from_config(run_config(cfg))
+        train_from_config(check(LMRunConfig, cfg))
     lines = str(err.value).splitlines()[1:]
     assert sorted(line.strip().split(" ")[0] for line in lines) == ["cell.dropout", "corpus.language", "schedule.batch_size"]
     assert not (tmp_path / "run").exists()
-    assert len(sample_problems(sample_cfg)) == 3 and len(viz_problems(viz_cfg)) == 3
+    assert len(problems_of(SampleConfig, sample_cfg)) == 3 and len(problems_of(VizConfig, viz_cfg)) == 3
 
 
 def test_smoke_train_from_hydra_config(tmp_path):
@@ -131,7 +141,7 @@ def test_smoke_train_from_hydra_config(tmp_path):
     with initialize_config_dir(config_dir=CONFIGS, version_base=None):
         cfg = compose("lm", overrides=["corpus=custom", f"corpus.paths=[{text_file}]", "schedule=smoke",
                                        "cell=gru", "cell.hidden_size=32", f"out_dir={tmp_path / 'run'}", "threads=1"])
-    result = train_from_config(run_config(cfg))
+    result = train_from_config(check(LMRunConfig, cfg))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert result.steps == cfg.schedule.max_steps and history[-1]["final"]
     assert [h["step"] for h in history[:-1]] == [10, 20, 30]

@@ -9,11 +9,12 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from captioning import CONFIG_DIR
-from captioning.lm.config import register_schemas, run_problems
+from captioning.lm.config import LMRunConfig, check, register_schemas
 from captioning.lm.corpus import Corpus, random_windows
 from captioning.lm.evaluate import evaluate, windowed_loss
 from captioning.lm.model import load_lm
-from captioning.lm.run import run_config, train_from_config
+from captioning.lm.run import train_from_config
+from captioning.utils.schema import ConfigError
 from captioning.lm.sample import sample
 from captioning.lm.train import TrainConfig, train_char_lm
 from captioning.lm.transformer import CharTransformer, TransformerConfig
@@ -21,6 +22,15 @@ from captioning.lm.vocab import CharVocab
 
 CONFIGS = str(CONFIG_DIR / "lm")
 register_schemas()  # configs/lm/*.yaml extend the declared options
+
+
+def problems_of(schema: type, cfg) -> list[str]:
+    """The problems ``check`` names for ``cfg`` ([] when it passes)."""
+    try:
+        check(schema, cfg)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def tiny(vocab_size: int = 11, **kw) -> CharTransformer:
@@ -181,14 +191,14 @@ def test_transformer_config_composes_and_trains_from_hydra(tmp_path):
         cfg = compose("lm", overrides=["corpus=custom", f"corpus.paths=[{text_file}]", "schedule=smoke",
                                        "cell=transformer", "cell.n_embd=32", "cell.block_size=64",
                                        f"out_dir={tmp_path / 'run'}", "threads=1"])
-    assert default.out_dir == "outputs/lm/shakespeare-transformer" and run_problems(default) == []
-    opts = run_config(default)
+    assert default.out_dir == "outputs/lm/shakespeare-transformer" and problems_of(LMRunConfig, default) == []
+    opts = check(LMRunConfig, default)
     assert isinstance(opts.cell, TransformerConfig) and opts.cell.block_size == 64 == opts.schedule.eval_window
     assert opts.schedule.optimizer == "adamw"
-    assert sorted(p.split(" ")[0] for p in run_problems(bad)) == ["cell.dropout", "cell.n_embd"]
-    assert run_problems(small_block) == ["schedule.eval_window (64) must be <= cell.block_size (32): the "
+    assert sorted(p.split(" ")[0] for p in problems_of(LMRunConfig, bad)) == ["cell.dropout", "cell.n_embd"]
+    assert problems_of(LMRunConfig, small_block) == ["schedule.eval_window (64) must be <= cell.block_size (32): the "
                                          "transformer reads no more than its block"]
-    result = train_from_config(run_config(cfg))
+    result = train_from_config(check(LMRunConfig, cfg))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert result.steps == cfg.schedule.max_steps and history[-1]["final"]
     assert result.val_loss < history[0]["val_loss"] < 4.0

@@ -18,7 +18,7 @@ from captioning.evaluation.checkpoint import evaluate_checkpoint
 from captioning.models.base import CaptionModel, State
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import beam_search, greedy
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from captioning.utils.schema import option
 from tests.conftest import CONFIGS, TINY
 
@@ -76,7 +76,7 @@ def test_a_model_outside_the_package_goes_through_every_entry_point(tiny_root, u
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run_dir = tmp_path / "run"
-    results = run(cfg, run_dir)  # cross-entropy (smoke), then a self-critical epoch, then evaluation
+    results = run(run_options(cfg), run_dir)  # cross-entropy (smoke), then a self-critical epoch, then evaluation
     history = json.loads((run_dir / "history.json").read_text())
     assert [e["stage"] for e in history["epochs"]] == ["cross_entropy", "cross_entropy", "self_critical"]
     # the best weights when the cross-entropy stage ended are kept (a schedule without the second stage)

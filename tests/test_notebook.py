@@ -48,12 +48,12 @@ def test_notebook_shows_an_attention_models_maps(tiny_root, tmp_path, monkeypatc
     where the model looked."""
     from nbclient import NotebookClient
 
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
     from tests.conftest import tiny_cfg
 
     run_dir = tmp_path / "sat"
-    run(tiny_cfg(tiny_root, "model=show_attend_tell", "encoder.pool=regions", "encoder.grid_size=2",
-                 "model.hidden_size=32", "model.embed_dim=16", "evaluate.baselines=[]"), run_dir)
+    run(run_options(tiny_cfg(tiny_root, "model=show_attend_tell", "encoder.pool=regions", "encoder.grid_size=2",
+                 "model.hidden_size=32", "model.embed_dim=16", "evaluate.baselines=[]")), run_dir)
     monkeypatch.setenv("CAPTION_DEMO_CHECKPOINT", str(run_dir))
     monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -7,7 +7,7 @@ import torch
 
 from captioning.captioner import Captioner
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from tests.conftest import tiny_cfg
 
 
@@ -35,9 +35,9 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tiny_root, tiny_run
     straight_dir, _ = tiny_run
     part_dir = tiny_root / "part"
     # stop after one epoch (resume=auto in a new run directory: a fresh start) ...
-    run(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1", "resume=auto"), part_dir)
+    run(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1", "resume=auto")), part_dir)
     # ... then continue the same run to two epochs (resume=auto: its own checkpoints/last.pt)
-    run(tiny_cfg(tiny_root, "resume=auto"), part_dir)
+    run(run_options(tiny_cfg(tiny_root, "resume=auto")), part_dir)
     a = load_checkpoint(straight_dir / "checkpoints" / "last.pt")["weights"]
     b = load_checkpoint(part_dir / "checkpoints" / "last.pt")["weights"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -66,7 +66,7 @@ def test_captioner_api_and_cli_caption_images(tiny_run, tiny_root, capsys):
 
 def test_impossible_config_values_fail_before_any_work(tiny_root):
     with pytest.raises(ValueError, match="beam_size"):
-        run(tiny_cfg(tiny_root, "decoding.beam_size=0"), tiny_root / "never")
+        run(run_options(tiny_cfg(tiny_root, "decoding.beam_size=0")), tiny_root / "never")
     with pytest.raises(ValueError, match="hidden_size"):
-        run(tiny_cfg(tiny_root, "model.hidden_size=-4"), tiny_root / "never")
+        run(run_options(tiny_cfg(tiny_root, "model.hidden_size=-4")), tiny_root / "never")
     assert not (tiny_root / "never").exists()

@@ -6,7 +6,7 @@ import torch
 
 from captioning.config import config_problems
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from captioning.utils.precision import native_bf16, resolve_precision
 from tests.conftest import tiny_cfg
 
@@ -17,7 +17,7 @@ needs_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no nativ
 @needs_bf16
 def test_bf16_training_runs_and_keeps_fp32_weights(tiny_root):
     runs = {p: tiny_root / f"precision_{p}" for p in ("bf16", "fp32")}
-    results = {p: run(tiny_cfg(tiny_root, f"precision={p}"), d) for p, d in runs.items()}
+    results = {p: run(run_options(tiny_cfg(tiny_root, f"precision={p}")), d) for p, d in runs.items()}
     ckpt = load_checkpoint(runs["bf16"] / "checkpoints" / "last.pt")
     assert all(v.dtype == torch.float32 for v in ckpt["weights"].values() if v.is_floating_point())
     # same data, seed and schedule: the bf16 run's losses follow the fp32 run's, not exactly
@@ -56,4 +56,4 @@ def test_auto_precision_is_bf16_only_where_native():
 @pytest.mark.skipif(native_bf16(), reason="this CPU multiplies bfloat16 natively")
 def test_bf16_without_native_support_is_a_clear_error(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="no native bfloat16"):
-        run(tiny_cfg(tiny_root, "precision=bf16"), tmp_path / "run")
+        run(run_options(tiny_cfg(tiny_root, "precision=bf16")), tmp_path / "run")

@@ -113,11 +113,11 @@ def test_attribute_probes_on_the_pipelines_records_and_features(tiny_root):
     """On the tiny shapes data's real records and cached features: every object of test_novel is an unseen
     pair (the split is drawn from the held-out pairs), none of val's, and each count's accuracies are fractions."""
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source
+    from captioning.pipeline import run_options
     from tests.conftest import tiny_cfg
 
     cfg = tiny_cfg(tiny_root)
-    p = prepare(data_source(cfg), splits_needed=["train", "val", "test_novel"])
+    p = prepare(run_options(cfg).source, splits_needed=["train", "val", "test_novel"])
     for split, all_unseen in (("test_novel", True), ("val", False)):
         records = p.splits[split]
         results = probe_attributes(p.splits["train"], p.features["train"], records, p.features[split], epochs=2)

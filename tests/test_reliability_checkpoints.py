@@ -11,7 +11,7 @@ import torch
 from captioning.commands.caption import main as caption_main
 from captioning.captioner import Captioner
 from captioning.models.checkpoint import CheckpointError, model_from_checkpoint, load_checkpoint
-from captioning.pipeline import training_options
+from captioning.pipeline import run_options
 from captioning.training.loop import train
 from tests.conftest import tiny_cfg
 
@@ -131,33 +131,33 @@ def test_caption_cli_reports_a_bad_checkpoint_without_a_traceback(tiny_checkpoin
 def lstm_run(tiny_root, tiny_prepared):
     """A one-epoch LSTM run of the tiny set (last.pt and best.pt)."""
     run_dir = tiny_root / "reliability_lstm"
-    train(training_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1")).training, tiny_prepared, run_dir)
     return run_dir
 
 
 @pytest.mark.parametrize("override", ["cell=gru", "model.hidden_size=64", "cell.num_layers=2"])
 def test_resume_with_another_decoder_is_refused(tiny_root, tiny_prepared, lstm_run, override):
     with pytest.raises(CheckpointError, match="cannot resume .* resume it with the run's own model"):
-        train(training_options(tiny_cfg(tiny_root, f"resume={lstm_run}", override)), tiny_prepared, tiny_root / "never")
+        train(run_options(tiny_cfg(tiny_root, f"resume={lstm_run}", override)).training, tiny_prepared, tiny_root / "never")
     assert not (tiny_root / "never").exists()
 
 
 def test_mid_epoch_resume_with_another_batch_order_is_refused(tiny_root, tiny_prepared, lstm_run, tmp_path):
     mid = _retarget(lstm_run / "checkpoints" / "last.pt", tmp_path / "mid.pt", epoch=0, step=3)
     with pytest.raises(CheckpointError, match="stopped mid-epoch"):
-        train(training_options(tiny_cfg(tiny_root, f"resume={mid}", "schedule.stages.cross_entropy.batch_size=8")),
+        train(run_options(tiny_cfg(tiny_root, f"resume={mid}", "schedule.stages.cross_entropy.batch_size=8")).training,
               tiny_prepared, tmp_path / "run")
     with pytest.raises(CheckpointError, match="stopped mid-epoch"):
-        train(training_options(tiny_cfg(tiny_root, f"resume={mid}", "seed=1")), tiny_prepared, tmp_path / "run")
+        train(run_options(tiny_cfg(tiny_root, f"resume={mid}", "seed=1")).training, tiny_prepared, tmp_path / "run")
 
 
 def test_resume_needs_training_state(tiny_root, tiny_prepared, tiny_checkpoint):
     with pytest.raises(CheckpointError, match="holds no training state"):
-        train(training_options(tiny_cfg(tiny_root, f"resume={tiny_checkpoint}")), tiny_prepared, tiny_root / "never")
+        train(run_options(tiny_cfg(tiny_root, f"resume={tiny_checkpoint}")).training, tiny_prepared, tiny_root / "never")
 
 
 def test_resume_into_a_new_directory_brings_the_best_checkpoint(tiny_root, tiny_prepared, lstm_run, tmp_path):
-    train(training_options(tiny_cfg(tiny_root, f"resume={lstm_run}", "schedule.stages.cross_entropy.epochs=1")),
+    train(run_options(tiny_cfg(tiny_root, f"resume={lstm_run}", "schedule.stages.cross_entropy.epochs=1")).training,
           tiny_prepared, tmp_path / "new")
     assert (tmp_path / "new" / "checkpoints" / "best.pt").read_bytes() == (
         lstm_run / "checkpoints" / "best.pt").read_bytes()

@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import captioning.pipeline as pipeline
-from captioning.config import ConfigError, check_config
+from captioning.config import ConfigError
+from captioning.pipeline import run_options
 from tests.conftest import CONFIGS, tiny_cfg
 
 
@@ -45,7 +46,7 @@ def test_unknown_keys_and_group_choices_fail_with_hydras_message(override, messa
                                     "data=flickr8k", "encoder=efficientnet_lite0_grid", "metrics=full",
                                     "logger=wandb", "trainer=ddp", "experiment=quick"])
 def test_every_shipped_choice_passes(choice):
-    check_config(_compose(choice))
+    run_options(_compose(choice))
 
 
 XE = "schedule.stages.cross_entropy"
@@ -113,30 +114,30 @@ def no_work(monkeypatch):
 def test_impossible_values_fail_before_any_work(override, message, tiny_root, no_work):
     run_dir = tiny_root / "never"
     with pytest.raises(ConfigError) as info:
-        pipeline.run(tiny_cfg(tiny_root, *override.split()), run_dir)
+        pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, *override.split())), run_dir)
     assert message in str(info.value)
     assert not run_dir.exists()
 
 
 def test_every_problem_is_reported_at_once(tiny_root, no_work):
     with pytest.raises(ConfigError) as info:
-        pipeline.run(tiny_cfg(tiny_root, f"{XE}.epochs=-1", "cell.name=lstn", "decoding.method=topk"), "never")
+        pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, f"{XE}.epochs=-1", "cell.name=lstn", "decoding.method=topk")), "never")
     assert str(info.value).count("\n  ") == 3
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_fails_before_any_work(tiny_root, no_work):
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        pipeline.run(tiny_cfg(tiny_root, "device=cuda"), tiny_root / "never")
+        pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, "device=cuda")), tiny_root / "never")
 
 
 def test_resume_from_a_missing_run_fails_before_any_work(tiny_root, no_work):
     from captioning.models.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
-        pipeline.run(tiny_cfg(tiny_root, f"resume={Path(tiny_root) / 'no_such_run'}"), tiny_root / "never")
+        pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, f"resume={Path(tiny_root) / 'no_such_run'}")), tiny_root / "never")
 
 
 def test_a_schedule_that_trains_nothing_is_refused(tiny_root, no_work):
     with pytest.raises(ConfigError, match="no stage has epochs > 0"):
-        pipeline.run(tiny_cfg(tiny_root, f"{XE}.epochs=0"), tiny_root / "never")
+        pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, f"{XE}.epochs=0")), tiny_root / "never")

@@ -5,7 +5,7 @@ import torch
 
 import captioning.training.loop as train_mod
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import training_options
+from captioning.pipeline import run_options
 from captioning.training.loop import TrainingDiverged, train
 from tests.conftest import tiny_cfg
 
@@ -35,23 +35,23 @@ def _finite(state: dict) -> bool:
 def test_huge_learning_rate_stops_with_a_message(tiny_root, tiny_prepared):
     run_dir = tiny_root / "reliability_lr1e30"
     with pytest.raises(TrainingDiverged, match=r"lower its lr"):
-        train(training_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.lr=1e30")), tiny_prepared, run_dir)
+        train(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.lr=1e30")).training, tiny_prepared, run_dir)
     assert not (run_dir / "checkpoints" / "last.pt").exists()  # nothing diverged was ever saved
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint_which_resumes_exactly(tiny_root, tiny_prepared, monkeypatch):
     straight = tiny_root / "reliability_nan_straight"
-    train(training_options(tiny_cfg(tiny_root)), tiny_prepared, straight)
+    train(run_options(tiny_cfg(tiny_root)).training, tiny_prepared, straight)
     run_dir = tiny_root / "reliability_nan"
     _poison_at(monkeypatch, 8, "nan_loss")
     with pytest.raises(TrainingDiverged, match="loss is nan in stage cross_entropy, epoch 1, step 7"):
-        train(training_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.checkpoint_every_steps=3")),
+        train(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.checkpoint_every_steps=3")).training,
               tiny_prepared, run_dir)
     kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert (kept["epoch"], kept["step"]) == (0, 6) and _finite(kept["weights"])
     # the kept checkpoint is a real training state: resuming it ends exactly where the straight run did
     monkeypatch.undo()
-    train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["weights"] for d in (straight, run_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -60,7 +60,7 @@ def test_infinite_gradient_with_a_finite_loss_is_never_checkpointed(tiny_root, t
     run_dir = tiny_root / "reliability_inf_grad"
     _poison_at(monkeypatch, 5, "inf_grad")
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
-        train(training_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.checkpoint_every_steps=1")),
+        train(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.checkpoint_every_steps=1")).training,
               tiny_prepared, run_dir)
     kept = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert (kept["epoch"], kept["step"]) == (0, 4) and _finite(kept["weights"])

@@ -100,16 +100,16 @@ def zoo_data(tiny_root, tiny_prepared, tmp_path_factory):
 
 
 def test_main_job_fails_listing_bad_images_or_skips_and_counts_them(tiny_root, zoo_data):
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
     from tests.conftest import tiny_cfg
 
     overrides, bad = zoo_data
     with pytest.raises(BadImagesError) as info:
-        run(tiny_cfg(tiny_root, *overrides), tiny_root / "zoo_fail")
+        run(run_options(tiny_cfg(tiny_root, *overrides)), tiny_root / "zoo_fail")
     assert set(info.value.bad) == set(bad)
     assert not (tiny_root / "zoo_fail" / "checkpoints").exists()  # stopped before training
 
-    run(tiny_cfg(tiny_root, *overrides, "on_bad_image=skip"), tiny_root / "zoo_skip")
+    run(run_options(tiny_cfg(tiny_root, *overrides, "on_bad_image=skip")), tiny_root / "zoo_skip")
     metrics = json.loads((tiny_root / "zoo_skip" / "metrics.json").read_text())
     assert metrics["_run"]["bad_images"] == len(bad) and "Bleu_4" in metrics["test"]
 

@@ -20,7 +20,7 @@ import torch
 import captioning.training.loop as train_mod
 from captioning.utils.interrupts import Interrupted
 from captioning.models.checkpoint import load_checkpoint
-from captioning.pipeline import training_options
+from captioning.pipeline import run_options
 from captioning.training.loop import train
 from tests.conftest import TINY, tiny_cfg
 
@@ -67,7 +67,7 @@ def position(run_dir: Path) -> tuple[int, int]:
 def straight(tiny_root, tiny_prepared):
     """(run dir, history, steps per epoch) of the uninterrupted 2-epoch tiny run every test compares with."""
     run_dir = tiny_root / "reliability_straight"
-    history = train(training_options(tiny_cfg(tiny_root)), tiny_prepared, run_dir)
+    history = train(run_options(tiny_cfg(tiny_root)).training, tiny_prepared, run_dir)
     n_captions = sum(len(r.captions) for r in tiny_prepared.splits["train"])
     return run_dir, history, math.ceil(n_captions / tiny_cfg(tiny_root).schedule.stages.cross_entropy.batch_size)
 
@@ -105,7 +105,7 @@ def test_sigterm_saves_the_exact_position_and_resume_is_bitwise_identical(tiny_r
     assert position(run_dir) == (1, 3)  # the step under way when the signal came was finished and saved
     assert not (run_dir / "metrics.json").exists()  # no evaluation of a half-trained model
 
-    history = train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+    history = train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     assert identical(weights(run_dir), weights(straight_dir))
     # the interrupted epoch's mean loss counts the steps from before the interruption too
     assert [e["train_loss"] for e in history["epochs"]] == [e["train_loss"] for e in straight_history["epochs"]]
@@ -121,7 +121,7 @@ def test_kill_9_loses_at_most_checkpoint_every_steps(tiny_root, tiny_prepared, s
     assert child.returncode == -signal.SIGKILL
     done = epoch * steps + step
     assert epoch == 1 and 0 < step and hold_at - 1 - every < done <= hold_at - 1
-    train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     assert identical(weights(run_dir), weights(straight_dir))
 
 
@@ -149,22 +149,22 @@ def test_ctrl_c_in_process_stops_after_the_step_and_restores_the_handlers(tiny_r
     run_dir, before = tiny_root / "reliability_sigint", signal.getsignal(signal.SIGINT)
     _signal_at(monkeypatch, 5, signal.SIGINT)
     with pytest.raises(Interrupted) as info:
-        train(training_options(tiny_cfg(tiny_root)), tiny_prepared, run_dir)
+        train(run_options(tiny_cfg(tiny_root)).training, tiny_prepared, run_dir)
     assert info.value.code == 130 and f"resume={run_dir}" in str(info.value)
     assert signal.getsignal(signal.SIGINT) is before and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert position(run_dir) == (0, 5)
     monkeypatch.undo()
-    train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     assert identical(weights(run_dir), weights(straight_dir))
 
 
 def test_a_second_ctrl_c_aborts_at_once_and_keeps_the_last_checkpoint(tiny_root, tiny_prepared, monkeypatch):
     run_dir = tiny_root / "reliability_double_sigint"
-    train(training_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1")).training, tiny_prepared, run_dir)
     saved = (run_dir / "checkpoints" / "last.pt").read_bytes()
     _signal_at(monkeypatch, 3, signal.SIGINT, times=2)
     with pytest.raises(KeyboardInterrupt):
-        train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+        train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == saved
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
@@ -180,11 +180,11 @@ def test_a_signal_during_validation_stops_at_the_epoch_boundary(tiny_root, tiny_
 
     monkeypatch.setattr(train_mod, "validate", validate)
     with pytest.raises(Interrupted) as info:
-        train(training_options(tiny_cfg(tiny_root)), tiny_prepared, run_dir)
+        train(run_options(tiny_cfg(tiny_root)).training, tiny_prepared, run_dir)
     assert info.value.code == 143 and position(run_dir) == (1, 0)
     assert json.loads((run_dir / "history.json").read_text())["epochs"][0]["epoch"] == 1
     monkeypatch.undo()
-    train(training_options(tiny_cfg(tiny_root, f"resume={run_dir}")), tiny_prepared, run_dir)
+    train(run_options(tiny_cfg(tiny_root, f"resume={run_dir}")).training, tiny_prepared, run_dir)
     assert identical(weights(run_dir), weights(straight_dir))
 
 
@@ -195,13 +195,13 @@ def test_sigusr1_before_a_time_limit_saves_and_resume_auto_continues_exactly(tin
     run_dir, before = tiny_root / "reliability_sigusr1", signal.getsignal(signal.SIGUSR1)
     _signal_at(monkeypatch, steps + 2, signal.SIGUSR1)
     with pytest.raises(Interrupted) as info:
-        train(training_options(tiny_cfg(tiny_root, "resume=auto")),
+        train(run_options(tiny_cfg(tiny_root, "resume=auto")).training,
               tiny_prepared, run_dir)  # no last.pt yet: a fresh start
     assert info.value.code == 128 + signal.SIGUSR1 and f"resume={run_dir}" in str(info.value)
     assert signal.getsignal(signal.SIGUSR1) is before
     assert position(run_dir) == (1, 2)
     monkeypatch.undo()
-    train(training_options(tiny_cfg(tiny_root, "resume=auto")),
+    train(run_options(tiny_cfg(tiny_root, "resume=auto")).training,
           tiny_prepared, run_dir)  # the same command again picks it up
     assert identical(weights(run_dir), weights(straight_dir))
 

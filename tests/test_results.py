@@ -153,8 +153,8 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     run_dir, metrics = tiny_run
     calls = []
 
-    def fake_run(cfg, target):
-        calls.append((cfg.model.cell.name, cfg.seed, str(target)))
+    def fake_run(opts, target):
+        calls.append((opts.training.model["cell"]["name"], opts.training.seed, str(target)))
         shutil.copytree(run_dir / "eval", target / "eval")
         (target / "checkpoints").mkdir(exist_ok=True)
         shutil.copy(run_dir / "checkpoints" / "best.pt", target / "checkpoints" / "best.pt")

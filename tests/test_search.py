@@ -34,12 +34,12 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     calls = []
     score = {("rnn", 1e-3): 0.30, ("rnn", 2e-3): 0.20, ("lstm", 1e-3): 0.40, ("lstm", 2e-3): 0.50}
 
-    def fake_run(cfg, target):
-        lr = cfg.schedule.stages.cross_entropy.lr
-        calls.append((cfg.model.cell.name, lr, list(cfg.data.eval_splits)))
+    def fake_run(opts, target):
+        lr = opts.training.stages["cross_entropy"].lr
+        calls.append((opts.training.model["cell"]["name"], lr, list(opts.eval_splits)))
         (target / "eval").mkdir(parents=True)
         shutil.copy(run_dir / "eval" / "per_image_test.json", target / "eval" / "per_image_val.json")
-        out = {"val": {**metrics["test"], "Bleu_4": score.get((cfg.model.cell.name, lr), 0.30)}}
+        out = {"val": {**metrics["test"], "Bleu_4": score.get((opts.training.model["cell"]["name"], lr), 0.30)}}
         save_json(out, target / "metrics.json")
         save_json({"best_epoch": 2, "best_stage": "cross_entropy"}, target / "history.json")
         return out
@@ -94,9 +94,9 @@ def test_search_can_choose_on_val_novel_but_never_on_a_test_split(tiny_run, tmp_
     val = {"1e-3": 0.50, "2e-3": 0.40}
     novel = {"1e-3": 0.10, "2e-3": 0.20}
 
-    def fake_run(cfg, target):
-        lr = f"{cfg.schedule.stages.cross_entropy.lr:.0e}".replace("e-0", "e-")
-        calls.append(list(cfg.data.eval_splits))
+    def fake_run(opts, target):
+        lr = f"{opts.training.stages['cross_entropy'].lr:.0e}".replace("e-0", "e-")
+        calls.append(list(opts.eval_splits))
         (target / "eval").mkdir(parents=True)
         for split in ("val", "val_novel"):
             shutil.copy(run_dir / "eval" / "per_image_test.json", target / "eval" / f"per_image_{split}.json")

@@ -13,7 +13,7 @@ from captioning.config import config_problems
 from captioning.evaluation.metrics import per_image_scores
 from captioning.models.checkpoint import load_checkpoint
 from captioning.nn.decoding import sample_tokens
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from captioning.text.vocab import END, PAD, START
 from captioning.training.self_critical import SentenceBleu
 from tests.conftest import show_tell, straight_and_resumed, tiny_cfg
@@ -87,7 +87,7 @@ def test_sampled_log_probability_is_the_decoders_likelihood_of_the_caption():
 def scst_run(tiny_root, tiny_run):
     xe_dir, _ = tiny_run
     run_dir = tiny_root / "scst"
-    results = run(tiny_cfg(tiny_root, *SCST, f"schedule.init_from={xe_dir}"), run_dir)
+    results = run(run_options(tiny_cfg(tiny_root, *SCST, f"schedule.init_from={xe_dir}")), run_dir)
     return xe_dir, run_dir, results
 
 
@@ -119,7 +119,7 @@ def test_scst_resumes_exactly(tiny_root, tiny_run):
 
 def test_mean_baseline_needs_two_samples(tiny_root, tiny_run):
     with pytest.raises(ValueError, match=f"{STAGE}.samples"):
-        run(tiny_cfg(tiny_root, *SCST, f"{STAGE}.samples=1", f"schedule.init_from={tiny_run[0]}"), tiny_root / "never")
+        run(run_options(tiny_cfg(tiny_root, *SCST, f"{STAGE}.samples=1", f"schedule.init_from={tiny_run[0]}")), tiny_root / "never")
 
 
 # the two-stage default, shrunk: the smoke schedule's cross-entropy epochs, then self-critical ones
@@ -128,7 +128,7 @@ TWO = [f"{STAGE}.epochs=1", f"{STAGE}.samples=3", f"{STAGE}.lr=0.001"]
 
 def test_two_stages_leave_the_final_model_in_the_run_directory(tiny_root):
     run_dir = tiny_root / "two"
-    results = run(tiny_cfg(tiny_root, *TWO), run_dir)
+    results = run(run_options(tiny_cfg(tiny_root, *TWO)), run_dir)
     history = json.loads((run_dir / "history.json").read_text())
     xe = [e for e in history["epochs"] if e["stage"] == "cross_entropy"]
     sc = [e for e in history["epochs"] if e["stage"] == "self_critical"]
@@ -141,12 +141,12 @@ def test_two_stages_leave_the_final_model_in_the_run_directory(tiny_root):
 
 def test_two_stages_resume_in_either_stage(tiny_root):
     straight = tiny_root / "two_straight"
-    run(tiny_cfg(tiny_root, *TWO, f"{STAGE}.epochs=2"), straight)
+    run(run_options(tiny_cfg(tiny_root, *TWO, f"{STAGE}.epochs=2")), straight)
     # stopped after stage 1's first epoch, then after stage 2's first epoch
     part = tiny_root / "two_part"
-    run(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1"), part)
-    run(tiny_cfg(tiny_root, *TWO, f"resume={part}"), part)
-    run(tiny_cfg(tiny_root, *TWO, f"{STAGE}.epochs=2", f"resume={part}"), part)
+    run(run_options(tiny_cfg(tiny_root, "schedule.stages.cross_entropy.epochs=1")), part)
+    run(run_options(tiny_cfg(tiny_root, *TWO, f"resume={part}")), part)
+    run(run_options(tiny_cfg(tiny_root, *TWO, f"{STAGE}.epochs=2", f"resume={part}")), part)
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, part))
     assert b["stage_name"] == "self_critical" and b["epoch"] == 2
     assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])

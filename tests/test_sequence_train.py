@@ -5,12 +5,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from captioning import CONFIG_DIR
-from captioning.sequence.config import register_schemas, run_config, run_problems
+from captioning.sequence.config import check, register_schemas
 from captioning.sequence.models import SequenceCellConfig as Cell
 from captioning.sequence.models import SequenceModelConfig as Sizes
 from captioning.sequence.problems import (AddingTask, CaptionColourTask, ParaphraseTask, ReverseTask, build_problem,
                                           seeded_generator, task_config)
-from captioning.sequence.train import SequenceTrainConfig as Loop
+from captioning.sequence.train import SequenceRunConfig, SequenceTrainConfig as Loop
 from captioning.sequence.train import reached, run_task, train_sequence_model
 
 CONFIGS = str(CONFIG_DIR / "sequence")
@@ -71,11 +71,11 @@ def test_configs_compose_for_every_task_and_cell_and_run_task_saves_its_outputs(
         for task in ("adding", "reverse", "caption_colour", "paraphrase"):
             for cell in ("rnn", "lstm", "gru"):
                 cfg = compose("sequence", overrides=[f"task={task}", f"cell={cell}", "seq_len=12"])
-                assert cfg.task.name == task and cfg.cell.name == cell and run_problems(cfg) == []
+                assert cfg.task.name == task and cfg.cell.name == cell and check(SequenceRunConfig, cfg) is not None
         cfg = compose("sequence", overrides=["task=reverse", "cell=lstm", "task.n_test=8", "model.hidden_size=8",
                                              "train.max_steps=2", "train.eval_every=1", "examples=2",
                                              f"out_dir={tmp_path}"])
-    opts = run_config(cfg)
+    opts = check(SequenceRunConfig, cfg)
     assert isinstance(opts.task, ReverseTask) and opts.task.n_test == 8 and opts.cell.lstm_init == "chrono"
     result = run_task(opts, tmp_path)
     assert result["steps"] == 2 and len(result["examples"]) == 2
@@ -90,7 +90,7 @@ def test_bad_values_fail_before_any_work_each_named_once(tmp_path):
         with pytest.raises(Exception, match="no_such_option"):  # unknown keys fail at composition
             compose("sequence", overrides=["task=adding", "task.no_such_option=1"])
     with pytest.raises(ValueError) as err:
-        run_config(cfg)
+        check(SequenceRunConfig, cfg)
     lines = [line.strip() for line in str(err.value).splitlines()[1:]]
     assert sorted(line.split(" ")[0] for line in lines) == ["cell.lstm_init", "task.min_len", "train.lr"], lines
     assert not (tmp_path / "run").exists()

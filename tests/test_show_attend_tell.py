@@ -12,7 +12,7 @@ from captioning.features.encoder import build_encoder
 from captioning.models.base import build_model
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
 from captioning.nn.decoding import beam_search, greedy
-from captioning.pipeline import run
+from captioning.pipeline import run, run_options
 from tests.conftest import straight_and_resumed, tiny_cfg
 
 LITE0 = {"image_size": 128, "precision": "fp32", "batch_size": 4, "num_workers": 0}
@@ -128,7 +128,7 @@ def test_model_yaml_selects_region_features(tiny_root):
 
 def test_tiny_run_trains_checkpoints_and_resumes_exactly(tiny_root):
     run_dir = tiny_root / "sat_run"
-    results = run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS), run_dir)
+    results = run(run_options(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS)), run_dir)
     assert "Bleu_4" in results["test"]
     model, vocab = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"))
     assert type(model).__name__ == "ShowAttendTell"
@@ -139,8 +139,8 @@ def test_tiny_run_trains_checkpoints_and_resumes_exactly(tiny_root):
 
 
 def test_self_critical_stage_runs(tiny_root):
-    results = run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS, "schedule.stages.self_critical.epochs=1",
-                           "schedule.stages.self_critical.samples=2", "schedule.stages.cross_entropy.epochs=1"),
+    results = run(run_options(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS, "schedule.stages.self_critical.epochs=1",
+                           "schedule.stages.self_critical.samples=2", "schedule.stages.cross_entropy.epochs=1")),
                   tiny_root / "sat_scst")
     assert np.isfinite(results["test"]["Bleu_4"])
 
@@ -154,7 +154,7 @@ def test_attention_maps_of_a_run(tiny_root, tmp_path):
 
     run_dir = tiny_root / "sat_run"
     if not (run_dir / "checkpoints" / "best.pt").exists():
-        run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS), run_dir)
+        run(run_options(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS)), run_dir)
     assert (run_dir / "eval" / "attention_test.png").stat().st_size > 0
     captioner = Captioner.from_checkpoint(run_dir)
     records = [p for p in sorted((tiny_root / "data").rglob("*.png"))][:2]
@@ -181,7 +181,7 @@ def test_caption_command_draws_attention(tiny_root, tmp_path, capsys):
 
     run_dir = tiny_root / "sat_run"
     if not (run_dir / "checkpoints" / "best.pt").exists():
-        run(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS), run_dir)
+        run(run_options(tiny_cfg(tiny_root, "model=show_attend_tell", *REGIONS)), run_dir)
     images = sorted((tiny_root / "data").rglob("*.png"))[:2]
     out = tmp_path / "att.png"
     assert main([*map(str, images), f"checkpoint={run_dir}", "decoding.method=greedy", f"attention={out}"]) == 0

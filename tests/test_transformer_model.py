@@ -307,10 +307,10 @@ def test_hypercolumn_regions_train_evaluate_and_caption_from_the_export(tiny_roo
     """A Transformer on hypercolumn regions (encoder.hypercolumn): the run trains on the cached [N, R, 1280 + 40]
     features, and the checkpoint and its export rebuild the same encoder (same cache key) and caption alike."""
     from captioning.captioner import Captioner
-    from captioning.pipeline import run
+    from captioning.pipeline import run, run_options
 
     run_dir = tiny_root / "transformer_hypercolumn"
-    run(tiny_cfg(tiny_root, *TINY_TF, "encoder.hypercolumn=[blocks.2]", f"{STAGE}.epochs=0"), run_dir)
+    run(run_options(tiny_cfg(tiny_root, *TINY_TF, "encoder.hypercolumn=[blocks.2]", f"{STAGE}.epochs=0")), run_dir)
     ckpt = load_checkpoint(run_dir)
     assert list(ckpt["encoder_cfg"]["hypercolumn"]) == ["blocks.2"] and "hypercolumn=blocks.2" in ckpt["encoder_key"]
     images = sorted((tiny_root / "data" / "shapes_tiny" / "images" / "test").glob("*.png"))[:3]

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("wandb", reason="the optional wandb extra is not installed: pip install -e \".[wandb]\"")
 
 from captioning.loggers import build_logger  # noqa: E402 (after the skip)
-from captioning.pipeline import run  # noqa: E402
+from captioning.pipeline import run, run_options  # noqa: E402
 from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig  # noqa: E402
 from captioning.utils.schema import build, plain  # noqa: E402
 from tests.conftest import tiny_cfg  # noqa: E402
@@ -29,7 +29,7 @@ def wandb_run(tiny_root, tmp_path_factory):
         logger = build_logger(cfg.logger, str(run_dir), plain(cfg), build(EvaluateConfig, cfg.evaluate),
                               build(MetricsConfig, cfg.metrics))
         try:
-            results = run(cfg, run_dir, logger)
+            results = run(run_options(cfg), run_dir, logger)
         finally:
             logger.finish()
             logger.finish()  # closing twice is harmless

@@ -26,17 +26,16 @@ def extract(cfg) -> None:
 
     import torch
 
-    from captioning.config import check_config
     from captioning.features.shards import extract_dataset_shard, parse_shard
-    from captioning.pipeline import data_source, resolve_device
+    from captioning.pipeline import resolve_device, run_options
     from captioning.utils.memory import keep_freed_memory
 
-    check_config(cfg)  # every bad value at once, before any work
+    opts = run_options(cfg)  # every bad value at once, before any work
     index, count = parse_shard(cfg.shard)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     keep_freed_memory()
-    source = dataclasses.replace(data_source(cfg), device=resolve_device(cfg.device))
+    source = dataclasses.replace(opts.source, device=resolve_device(cfg.device))
     for split, state in extract_dataset_shard(source, index, count, merge=cfg.merge).items():
         print(f"{split}: {state}")
 

@@ -33,18 +33,17 @@ def probe_features(cfg) -> None:
 
     import torch
 
-    from captioning.config import check_config
     from captioning.evaluation.probes import channel_span, probe_attributes, probe_scenes
     from captioning.features.prepare import prepare
-    from captioning.pipeline import data_source, resolve_device
+    from captioning.pipeline import resolve_device, run_options
     from captioning.utils.memory import keep_freed_memory
 
-    check_config(cfg)  # every bad value at once, before any work
+    opts = run_options(cfg)  # every bad value at once, before any work
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     keep_freed_memory()  # captioning/utils/memory.py
     train, test = cfg.data.train_split, cfg.probe.split
-    source = dataclasses.replace(data_source(cfg), device=resolve_device(cfg.device))
+    source = dataclasses.replace(opts.source, device=resolve_device(cfg.device))
     p = prepare(source, splits_needed=[train, test])
     hidden = cfg.probe.hidden
     probe = probe_attributes if cfg.probe.target == "attributes" else probe_scenes

@@ -31,11 +31,11 @@ def register() -> None:
 
 def sample_lm(cfg: Any) -> None:
     """Print the prime followed by ``length`` sampled characters."""
-    from captioning.lm.config import SampleConfig, check, sample_problems
+    from captioning.lm.config import SampleConfig, check
     from captioning.lm.model import load_lm
     from captioning.lm.sample import sample
 
-    opts: SampleConfig = check(SampleConfig, cfg, sample_problems)  # every bad value named before loading
+    opts: SampleConfig = check(SampleConfig, cfg)  # every bad value named before loading
     model, vocab = load_lm(opts.checkpoint)
     text = sample(model, vocab, opts.length, opts.prime, opts.temperature, opts.seed, opts.top_k)
     print(opts.prime + text)

@@ -35,10 +35,11 @@ def sequence_task(cfg: Any) -> None:
     """Train the task's model and print it beside its baseline."""
     from hydra.core.hydra_config import HydraConfig
 
-    from captioning.sequence.config import run_config
+    from captioning.sequence.config import check
+    from captioning.sequence.train import SequenceRunConfig
     from captioning.sequence.train import run_task
 
-    opts = run_config(cfg)  # every bad value named before any work
+    opts = check(SequenceRunConfig, cfg)  # every bad value named before any work
     run_dir = HydraConfig.get().runtime.output_dir
     name = opts.task.name + (f" T={opts.task.seq_len}" if opts.task.name == "adding" else "")
     print(f"{name}, cell {opts.cell.name}: training (run dir {run_dir})")

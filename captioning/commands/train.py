@@ -25,19 +25,18 @@ def train(cfg) -> None:
     """Run the whole job: data, features, training, evaluation (captioning/pipeline.py)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig
     from captioning.loggers import build_logger
-    from captioning.pipeline import run
-    from captioning.utils.schema import build, plain
+    from captioning.pipeline import run, run_options
+    from captioning.utils.schema import plain
 
+    opts = run_options(cfg)  # every bad value at once, before any work
     run_dir = HydraConfig.get().runtime.output_dir
     # under torchrun only rank 0 logs (one W&B run per job, not per process)
     logger = None
     if int(os.environ.get("RANK", 0)) == 0:
-        logger = build_logger(cfg.logger, run_dir, plain(cfg), build(EvaluateConfig, cfg.evaluate),
-                              build(MetricsConfig, cfg.metrics))
+        logger = build_logger(cfg.logger, run_dir, plain(cfg), opts.evaluate, opts.metrics)
     try:
-        run(cfg, run_dir, logger)
+        run(opts, run_dir, logger)
     finally:
         if logger:
             logger.finish()

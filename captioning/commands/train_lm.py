@@ -34,9 +34,10 @@ def register() -> None:
 
 def train_lm(cfg: Any) -> None:
     """Check every option, train, and print the validation loss (nats per character)."""
-    from captioning.lm.run import run_config, train_from_config
+    from captioning.lm.config import LMRunConfig, check
+    from captioning.lm.run import train_from_config
 
-    result = train_from_config(run_config(cfg))  # every bad value named before any slow work
+    result = train_from_config(check(LMRunConfig, cfg))  # every bad value named before any slow work
     print(f"validation loss {result.val_loss:.4f} nats/char after {result.steps} steps, {result.seconds:.1f} s "
           f"({result.train_chars_per_s:.0f} chars/s); checkpoint {result.checkpoint}")
 

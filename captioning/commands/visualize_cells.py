@@ -48,11 +48,11 @@ def read_text(opts: Any) -> str:
 
 def visualize_cells(cfg: Any) -> None:
     """Write the report and print the best cell for each signal."""
-    from captioning.lm.config import VizConfig, check, viz_problems
+    from captioning.lm.config import VizConfig, check
     from captioning.lm.model import load_lm
     from captioning.lm.visualize import visualize_lm
 
-    opts: VizConfig = check(VizConfig, cfg, viz_problems)  # every bad value named before loading
+    opts: VizConfig = check(VizConfig, cfg)  # every bad value named before loading
     model, vocab = load_lm(opts.checkpoint, backend="fused")
     best = visualize_lm(model, vocab, read_text(opts), opts.out_dir, opts.corpus.language, opts.top_k,
                         list(opts.cells), opts.html_chars, opts.png_chars)

@@ -14,8 +14,8 @@ every value outside its range or choices at once; ``check`` raises with all of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -24,7 +24,7 @@ from captioning.lm.model import CharCellConfig, CharModelConfig
 from captioning.lm.train import TrainConfig, schedule_fit_problems
 from captioning.lm.transformer import NAME as TRANSFORMER, TransformerConfig, transformer_problems
 from captioning.nn.cells import BACKENDS, CELLS
-from captioning.utils.schema import ConfigError, build, option, plain, problems
+from captioning.utils.schema import build, option, plain, problems, refuse
 
 
 @dataclass
@@ -114,41 +114,37 @@ def cell_config(cell: Any) -> CharCellConfig | TransformerConfig:
     return build(CELL_SCHEMAS[values.get("name", CharCellConfig.name)], values)
 
 
-def run_problems(cfg: Any) -> list[str]:
-    """One line per bad value of a training config (configs/lm/lm.yaml and its groups)."""
-    found = [p.removeprefix(".") for p in problems(LMRunConfig, cfg, "")]
+def window_problems(schedule: dict, cell: Any) -> list[str]:
+    """The transformer's evaluation window must fit in its block (checked once both nodes are valid)."""
+    if (plain(cell) or {}).get("name") != TRANSFORMER:
+        return []
+    window, block = {**plain(TrainConfig()), **schedule}["eval_window"], cell_config(cell).block_size
+    return [f"schedule.eval_window ({window}) must be <= cell.block_size ({block}): the transformer "
+            "reads no more than its block"] if window > block else []
+
+
+def prime_problems(prime: Any) -> list[str]:
+    """A sample's prime starts the text: it needs a character."""
+    return ["prime must hold at least one character (e.g. a newline) to start from"] if prime == "" else []
+
+
+def check(schema: type, cfg: Any) -> Any:
+    """The typed ``schema`` instance of a composed char-LM config (LMRunConfig: configs/lm/lm.yaml, its ``cell``
+    typed by its choice; SampleConfig: sample.yaml; VizConfig: viz.yaml); a ConfigError naming every bad value,
+    before any work. The app's one reader of a whole config: each node's own checks get that node."""
     values = plain(cfg)
-    found += cell_problems(values.get("cell"))
-    found += corpus_problems(values["corpus"] if "corpus" in values else {})
-    schedule = values["schedule"] if "schedule" in values else {}
-    found += schedule_fit_problems(schedule, "schedule")
-    if not found and (values.get("cell") or {}).get("name") == TRANSFORMER:
-        window, block = {**plain(TrainConfig()), **schedule}["eval_window"], cell_config(values["cell"]).block_size
-        if window > block:
-            found.append(f"schedule.eval_window ({window}) must be <= cell.block_size ({block}): the transformer "
-                         "reads no more than its block")
-    return found
-
-
-def sample_problems(cfg: Any) -> list[str]:
-    """One line per bad value of a sampling config (configs/lm/sample.yaml)."""
-    found = [p.removeprefix(".") for p in problems(SampleConfig, cfg, "")]
-    values = plain(cfg)
-    if "prime" in values and values["prime"] == "":
-        found.append("prime must hold at least one character (e.g. a newline) to start from")
-    return found
-
-
-def viz_problems(cfg: Any) -> list[str]:
-    """One line per bad value of a cell-report config (configs/lm/viz.yaml)."""
-    found = [p.removeprefix(".") for p in problems(VizConfig, cfg, "")]
-    values = {**plain(VizConfig()), **plain(cfg)}
-    return found + ([] if values["text_file"] else corpus_problems(values["corpus"]))
-
-
-def check(schema: type, cfg: Any, find: Callable[[Any], list[str]]) -> Any:
-    """The typed ``schema`` instance of ``cfg``; ValueError naming every problem ``find`` lists, before any work."""
-    found = find(cfg)
-    if found:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(found))  # a ValueError
-    return build(schema, cfg)
+    found = [p.removeprefix(".") for p in problems(schema, values, "")]
+    if schema is LMRunConfig:
+        schedule = values["schedule"] if "schedule" in values else {}
+        found += cell_problems(values.get("cell"))
+        found += corpus_problems(values["corpus"] if "corpus" in values else {})
+        found += schedule_fit_problems(schedule, "schedule")
+        found += window_problems(schedule, values.get("cell")) if not found else []
+    elif schema is SampleConfig:
+        found += prime_problems(values.get("prime"))
+    elif schema is VizConfig:
+        merged = {**plain(VizConfig()), **values}
+        found += [] if merged["text_file"] else corpus_problems(merged["corpus"])
+    refuse(found)
+    typed = build(schema, cfg)
+    return replace(typed, cell=cell_config(typed.cell)) if schema is LMRunConfig else typed

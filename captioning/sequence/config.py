@@ -7,9 +7,8 @@ and a whole run of scripts/sequence_tasks.py (``SequenceTrainConfig``, ``Sequenc
 the long-term-dependency sweep of scripts/long_term_dependency.py (``SweepConfig``: experiments.py).
 ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in configs/sequence extend
 them (``defaults: [/schema/sequence/<group>/<name>@...]``), so an unknown key or a wrong type fails at
-composition and a yaml states only what differs from the declared defaults. ``run_problems`` and
-``sweep_problems`` then name every value outside its range or choices at once; ``run_config`` and
-``sweep_config`` raise with all of them, or return the typed config.
+composition and a yaml states only what differs from the declared defaults. ``check`` then names every
+value outside its range or choices at once (a ConfigError), or returns the typed config.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from captioning.sequence.experiments import SweepConfig, sweep_fit_problems
 from captioning.sequence.models import SequenceCellConfig
 from captioning.sequence.problems import TASKS, task_config, task_schema
 from captioning.sequence.train import SequenceRunConfig, loop_fit_problems
-from captioning.utils.schema import ConfigError, build, plain, problems
+from captioning.utils.schema import build, plain, problems, refuse
 
 
 def register_schemas() -> None:
@@ -37,42 +36,31 @@ def register_schemas() -> None:
         store.store(group="schema/sequence/task", name=name, node=schema)
 
 
-def run_problems(cfg: Any) -> list[str]:
-    """One line per bad value of configs/sequence/sequence.yaml (the task's own options included)."""
-    values = plain(cfg)
-    found = [p.removeprefix(".") for p in problems(SequenceRunConfig, values, "")]
-    task = values["task"] if "task" in values else None
+def task_problems(task: Any) -> list[str]:
+    """One line per bad value of the ``task`` node, checked against the schema its ``name`` chooses."""
     try:
-        found += problems(task_schema(task if isinstance(task, dict) else {}), task, "task")
+        found = problems(task_schema(task if isinstance(task, dict) else {}), task, "task")
     except ValueError as exc:  # no task, or an unknown one
-        found.append(f"task: {exc}")
-    else:
-        lengths = {**plain(TASKS[task["name"]]()), **task}
-        if task["name"] == "reverse" and all(isinstance(lengths[k], int) for k in ("min_len", "max_len")) \
-                and lengths["min_len"] > lengths["max_len"]:
-            found.append(f"task.min_len must be <= task.max_len ({lengths['max_len']}), got {lengths['min_len']}")
-    return found + loop_fit_problems(values["train"] if "train" in values else {}, "train")
+        return [f"task: {exc}"]
+    lengths = {**plain(TASKS[task["name"]]()), **task}
+    if task["name"] == "reverse" and all(isinstance(lengths[k], int) for k in ("min_len", "max_len")) \
+            and lengths["min_len"] > lengths["max_len"]:
+        found.append(f"task.min_len must be <= task.max_len ({lengths['max_len']}), got {lengths['min_len']}")
+    return found
 
 
-def sweep_problems(cfg: Any) -> list[str]:
-    """One line per bad value of configs/sequence/long_term_dependency.yaml."""
+def check(schema: type, cfg: Any) -> SequenceRunConfig | SweepConfig:
+    """The typed ``schema`` instance of a composed config (SequenceRunConfig: configs/sequence/sequence.yaml, its
+    task typed too; SweepConfig: long_term_dependency.yaml); a ConfigError naming every bad value, before any
+    work. The app's one reader of a whole config: each node's own checks get that node."""
     values = plain(cfg)
-    return [p.removeprefix(".") for p in problems(SweepConfig, values, "")] + sweep_fit_problems(values)
-
-
-def _raise(found: list[str]) -> None:
-    if found:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(found))  # a ValueError
-
-
-def run_config(cfg: Any) -> SequenceRunConfig:
-    """The typed run config (its task typed too); ValueError naming every bad value, before any work."""
-    _raise(run_problems(cfg))
-    run = build(SequenceRunConfig, cfg)
-    return dataclasses.replace(run, task=task_config(run.task))
-
-
-def sweep_config(cfg: Any) -> SweepConfig:
-    """The typed sweep config; ValueError naming every bad value, before any work."""
-    _raise(sweep_problems(cfg))
-    return build(SweepConfig, cfg)
+    found = [p.removeprefix(".") for p in problems(schema, values, "")]
+    if schema is SequenceRunConfig:
+        found += task_problems(values["task"] if "task" in values else None)
+        found += loop_fit_problems(values["train"] if "train" in values else {}, "train")
+    else:
+        merged = {**plain(SweepConfig()), **values}
+        found += sweep_fit_problems(merged["train"], merged["lengths"], merged["variants"], merged["probe"])
+    refuse(found)
+    typed = build(schema, cfg)
+    return dataclasses.replace(typed, task=task_config(typed.task)) if schema is SequenceRunConfig else typed

@@ -20,7 +20,7 @@ from torch import nn
 
 from captioning.nn.cells import BACKENDS, CELLS, LSTM_INITS
 from captioning.utils.io import atomic_save_bytes, atomic_write, save_json
-from captioning.utils.schema import option, plain, problems
+from captioning.utils.schema import option, plain, problems, refuse
 from captioning.sequence import tasks
 from captioning.sequence.gradients import model_gradient_norms
 from captioning.sequence.models import SequenceCellConfig, SequenceModelConfig
@@ -80,11 +80,10 @@ class SweepConfig:
     out_dir: str = option("runs/long_term_dependency", "the run directory (the yaml adds a time stamp)")
 
 
-def sweep_fit_problems(cfg: Any) -> list[str]:
-    """One line per sweep value that does not fit the others (each variant's own options included)."""
-    values = {**plain(SweepConfig()), **plain(cfg)}
-    train = values["train"] if isinstance(values["train"], dict) else {}
-    found, lengths, variants = loop_fit_problems(train), values["lengths"], values["variants"]
+def sweep_fit_problems(train: Any, lengths: Any, variants: Any, probe: Any) -> list[str]:
+    """One line per sweep value that does not fit the others (each variant's own options included), from a
+    sweep config's ``train``, ``lengths``, ``variants`` and ``probe`` nodes (plain values, defaults filled in)."""
+    found = loop_fit_problems(train if isinstance(train, dict) else {})
     for i, v in enumerate(variants if isinstance(variants, list) else []):
         found += problems(VariantConfig, v, f"variants.{i}") if isinstance(v, dict) else [
             f"variants.{i} must be a mapping like {{name: lstm-chrono, cell: lstm, lstm_init: chrono}}, got {v!r}"]
@@ -95,7 +94,7 @@ def sweep_fit_problems(cfg: Any) -> list[str]:
         short = [T for T in lengths if not isinstance(T, int) or T < 4]
         if short:
             found.append(f"lengths must all be integers >= 4, got {short}")
-        probe = {**plain(ProbeConfig()), **(values["probe"] if isinstance(values["probe"], dict) else {})}
+        probe = {**plain(ProbeConfig()), **(probe if isinstance(probe, dict) else {})}
         if probe["train_len"] not in lengths:
             found.append(f"probe.train_len {probe['train_len']} must be one of lengths {lengths}")
     return found
@@ -136,9 +135,9 @@ def length_sweep(cfg: SweepConfig, progress: Callable[[dict], None] | None = Non
 
     Every bad value is named (ValueError) before the first run.
     """
-    found = [p.removeprefix(".") for p in problems(SweepConfig, cfg, "")] + sweep_fit_problems(cfg)
-    if found:
-        raise ValueError("invalid config:\n  " + "\n  ".join(found))
+    values = plain(cfg)
+    found = [p.removeprefix(".") for p in problems(SweepConfig, values, "")]
+    refuse(found + sweep_fit_problems(values["train"], values["lengths"], values["variants"], values["probe"]))
     rows, curves = [], {}
     for variant in cfg.variants:
         for seq_len in cfg.lengths:

@@ -109,7 +109,7 @@ def run_task(cfg: SequenceRunConfig, run_dir: str | Path | None = None,
              on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Build ``cfg.task`` and a ``cfg.cell`` model, train it, and (if ``run_dir``) save result + weights.
 
-    ``cfg`` is the typed configs/sequence/sequence.yaml (``captioning.sequence.config.run_config`` checks and
+    ``cfg`` is the typed configs/sequence/sequence.yaml (``captioning.sequence.config.check`` checks and
     builds it). Returns ``train_sequence_model``'s result with the config and, for seq2seq tasks, a few
     decoded test examples.
     """

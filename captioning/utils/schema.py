@@ -17,7 +17,18 @@ from omegaconf import OmegaConf
 
 
 class ConfigError(ValueError):
-    """A config value that cannot work: the message names every such value and what it may be."""
+    """A config value that cannot work: the message names every such value and what it may be (``problems``:
+    one line each, when the error is a whole config's check)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def refuse(found: Sequence[str]) -> None:
+    """Raise a ConfigError naming every problem of ``found`` at once (none: nothing happens)."""
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found), found)
 
 
 def option(default: Any, doc: str, *, choices: Sequence[Any] | None = None, ge: float | None = None,
