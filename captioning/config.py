@@ -9,7 +9,7 @@ the metrics (``MetricsConfig``), the logger (``NoLoggerConfig``, ``WandbConfig``
 (``TrainerConfig``) and the runs themselves: ``RunConfig`` below (captioning-train), its extensions for
 captioning-probe and captioning-extract, ``EvaluateRunConfig`` (captioning-evaluate), ``CaptionRunConfig``
 (captioning-caption), ``GalleryRunConfig`` (captioning-render-examples) and the research tools' (``TOOL_SCHEMAS``;
-make_results' and the search's live beside their code, captioning/results.py and search.py); captioning/commands/
+make_results' and the search's live beside their code, captioning/experiments/results.py and search.py); captioning/commands/
 has each command. ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in
 captioning/configs/ extend them
 (``defaults: [/schema/<group>/<name>@_here_]``; the roots: ``/schema/run@_here_: train``), so an unknown

@@ -1,7 +1,7 @@
 """The docs/results.md table lists every model per split, then the baselines once per split."""
 
 from captioning.utils.report import update_section
-from captioning.results import results_table
+from captioning.experiments.results import results_table
 
 
 def test_results_table_rows_and_values(tmp_path):
@@ -30,7 +30,7 @@ def test_results_table_adds_the_human_rows_last():
 
 
 def test_by_count_table_lists_each_object_count():
-    from captioning.results import by_count_table
+    from captioning.experiments.results import by_count_table
 
     acc = {"colour": 0.5, "colour@1": 1.0, "colour@2": 0.25, "relation@2": 0.75, "position@1": 0.9}
     rows = by_count_table({"lstm": {"test": acc}}).splitlines()
@@ -44,7 +44,7 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
     import json
     import shutil
 
-    from captioning.results import write_results
+    from captioning.experiments.results import write_results
     from tests.conftest import TINY
 
     run_dir, metrics = tiny_run
@@ -63,7 +63,7 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
     from captioning.data.datasets import load_dataset
     from captioning.data.scene_metrics import split_breakdown
     from captioning.evaluation.scoring import load_results
-    from captioning.results import compose_run
+    from captioning.experiments.results import compose_run
 
     cfg = compose_run(TINY)
     data = load_dataset(cfg.data, ["train", "test"])
@@ -90,7 +90,7 @@ def test_write_results_renders_saved_runs(tiny_run, tmp_path):
 def test_render_without_saved_runs_says_what_to_run(tmp_path):
     import pytest
 
-    from captioning.results import write_results
+    from captioning.experiments.results import write_results
 
     with pytest.raises(FileNotFoundError, match="captioning-make-results"):
         write_results(str(tmp_path / "none"), str(tmp_path / "r.md"))
@@ -116,7 +116,7 @@ def test_chance_and_ceiling_rows_are_computed_from_the_data():
     from captioning.data.scene_metrics import chance_accuracy
     from captioning.data.shape_captions import describe
     from captioning.data.shapes import sample_scene
-    from captioning.results import chance_and_ceiling
+    from captioning.experiments.results import chance_and_ceiling
 
     pairs = [(c, s) for c in ("red", "green", "blue") for s in ("circle", "square", "star")]
 
@@ -146,7 +146,7 @@ def test_make_results_runs_every_cell_at_every_seed_and_renders_intervals(tiny_r
     import pytest
 
     import captioning.pipeline as pipeline
-    from captioning.results import make_results
+    from captioning.experiments.results import make_results
     from captioning.utils.io import save_json
     from tests.conftest import TINY
 
@@ -218,7 +218,7 @@ def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path
     processes (one thread each); both finish, and the summary holds both seeds."""
     import json
 
-    from captioning.results import make_results
+    from captioning.experiments.results import make_results
     from tests.conftest import TINY
 
     root, out = tmp_path / "results", tmp_path / "results.md"

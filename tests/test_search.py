@@ -1,11 +1,11 @@
-"""The val search (captioning/search.py): the grid, val-only runs, the choice and its table."""
+"""The val search (captioning/experiments/search.py): the grid, val-only runs, the choice and its table."""
 
 import json
 import shutil
 
 import pytest
 
-from captioning.search import grid_points, parse_grid
+from captioning.experiments.search import grid_points, parse_grid
 
 
 def test_grid_points_are_every_combination_in_order_with_short_labels():
@@ -26,7 +26,7 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
     evaluated on val alone, the best point per row is chosen and bold, the paired line is written, a
     finished search is read back, and test splits cannot be asked for."""
     import captioning.pipeline as pipeline
-    from captioning.search import search, write_search
+    from captioning.experiments.search import search, write_search
     from captioning.utils.io import save_json
     from tests.conftest import TINY
 
@@ -85,7 +85,7 @@ def test_search_runs_every_row_and_point_on_val_only_and_bolds_the_best(tiny_run
 def test_search_can_choose_on_val_novel_but_never_on_a_test_split(tiny_run, tmp_path, monkeypatch):
     """split=val_novel: the runs evaluate val and val_novel, and val_novel's metric chooses (here against val's)."""
     import captioning.pipeline as pipeline
-    from captioning.search import search
+    from captioning.experiments.search import search
     from captioning.utils.io import save_json
     from tests.conftest import TINY
 
@@ -141,7 +141,7 @@ def test_search_command_reads_grid_rows_and_common_overrides(monkeypatch, capsys
 def test_the_shapes_main_job_evaluates_val_and_make_results_adds_the_test_splits():
     """The protocol's seal: the default config scores val only; make_results (final configurations) asks
     for test and test_novel, unless its overrides name the splits."""
-    from captioning.results import compose_run, sealed_splits
+    from captioning.experiments.results import compose_run, sealed_splits
 
     assert list(compose_run([]).data.eval_splits) == ["val"]
     assert sealed_splits(["cell=gru"]) == ["data.eval_splits=[test,test_novel]", "cell=gru"]

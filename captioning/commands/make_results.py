@@ -33,10 +33,10 @@ RENAMED = {"--seeds": "seeds", "--jobs": "jobs", "--row": "row", "--render": "re
 
 
 def register() -> None:
-    """Store the command's schema (captioning/results.py) in Hydra's ConfigStore."""
+    """Store the command's schema (captioning/experiments/results.py) in Hydra's ConfigStore."""
     from hydra.core.config_store import ConfigStore
 
-    from captioning.results import MakeResultsConfig
+    from captioning.experiments.results import MakeResultsConfig
 
     ConfigStore.instance().store(group="schema/run", name="make_results", node=MakeResultsConfig)
 
@@ -48,7 +48,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's runs and write the section."""
-    from captioning.results import MakeResultsConfig
+    from captioning.experiments.results import MakeResultsConfig
 
     opts = command_options(MakeResultsConfig, cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -61,15 +61,15 @@ def command(cfg: Any) -> None:
 
 
 def make_results(*args: Any, **kwargs: Any) -> Any:
-    """captioning.results.make_results (imported when called: it is not needed for --help)."""
-    from captioning.results import make_results as run
+    """captioning.experiments.results.make_results (imported when called: it is not needed for --help)."""
+    from captioning.experiments.results import make_results as run
 
     return run(*args, **kwargs)
 
 
 def write_results(*args: Any, **kwargs: Any) -> Any:
-    """captioning.results.write_results (imported when called)."""
-    from captioning.results import write_results as run
+    """captioning.experiments.results.write_results (imported when called)."""
+    from captioning.experiments.results import write_results as run
 
     return run(*args, **kwargs)
 

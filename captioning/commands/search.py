@@ -37,10 +37,10 @@ RENAMED = {"--seeds": "seeds", "--jobs": "jobs", "--row": "row", "--grid": "KEY=
 
 
 def register() -> None:
-    """Store the command's schema (captioning/search.py) in Hydra's ConfigStore."""
+    """Store the command's schema (captioning/experiments/search.py) in Hydra's ConfigStore."""
     from hydra.core.config_store import ConfigStore
 
-    from captioning.search import SearchConfig
+    from captioning.experiments.search import SearchConfig
 
     ConfigStore.instance().store(group="schema/run", name="search", node=SearchConfig)
 
@@ -52,7 +52,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 def command(cfg: Any) -> None:
     """Train (or read) every row's grid and print the chosen point of each row."""
-    from captioning.search import SearchConfig
+    from captioning.experiments.search import SearchConfig
 
     opts = command_options(SearchConfig, cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -69,15 +69,15 @@ def command(cfg: Any) -> None:
 
 
 def search(*args: Any, **kwargs: Any) -> Any:
-    """captioning.search.search (imported when called: it is not needed for --help)."""
-    from captioning.search import search as run
+    """captioning.experiments.search.search (imported when called: it is not needed for --help)."""
+    from captioning.experiments.search import search as run
 
     return run(*args, **kwargs)
 
 
 def write_search(*args: Any, **kwargs: Any) -> Any:
-    """captioning.search.write_search (imported when called)."""
-    from captioning.search import write_search as run
+    """captioning.experiments.search.write_search (imported when called)."""
+    from captioning.experiments.search import write_search as run
 
     return run(*args, **kwargs)
 

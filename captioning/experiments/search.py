@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from captioning.results import compose_run, git_commit, train_rows
+from captioning.experiments.results import compose_run, git_commit, train_rows
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
 from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
@@ -245,7 +245,7 @@ def search_markdown(meta: dict, lines: list[str], verdicts: list[str]) -> str:
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
             f"Command: `{search_command(meta)}` ({len(times)} runs, {sum(times) / 3600:.1f} h of run time in all)\n\n"
             f"Every run is scored on `{'` and `'.join(dict.fromkeys([meta.get('val_split', split), split]))}` only "
-            f"({spread}; captioning/search.py); {how}. Best epoch: the epoch "
+            f"({spread}; captioning/experiments/search.py); {how}. Best epoch: the epoch "
             "whose greedy val BLEU-4 (the split's first `val_max_images` images) picked the checkpoint, per seed; "
             "min: minutes per run, evaluation included.\n\n"
             + "\n".join(lines) + f"\n\n{intro}\n\n" + "\n".join(verdicts))

@@ -235,7 +235,7 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
                run_root: str) -> tuple[dict[str, dict[str, dict]], dict[str, list[float]]]:
     """Train each row at seeds 0..seeds-1 into ``<run_root>/<row>/seed<k>`` (finished runs are read, not trained
     again) and return each row's metrics per seed and its run times. The runs of make_results and of the val
-    search (captioning/search.py)."""
+    search (captioning/experiments/search.py)."""
     from captioning.features.prepare import prepare
     from captioning.pipeline import resolve_device, run_options
     from captioning.utils.schema import plain
