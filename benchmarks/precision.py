@@ -5,7 +5,7 @@ For each run, captioning-evaluate decodes the split twice with the run's best ch
 image features computed in bf16 and once in fp32 (`precision=bf16|fp32`; each extracted once, then
 cached), with the run's own decoding settings. It reports how many captions are word for word the same,
 and the bf16 - fp32 difference of BLEU-4 and of the strict scene score with its paired bootstrap interval
-over images (captioning/evaluation/compare.py). A model's features carry their precision as provenance,
+over images (captioning/experiments/compare.py). A model's features carry their precision as provenance,
 not identity (captioning/features/identity.py): this is the figure behind that choice. Writes the
 `precision` section of docs/results.md with the machine and this command.
 """
@@ -24,7 +24,7 @@ from captioning import CONFIG_DIR
 from captioning.config import register_schemas
 from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint
 from captioning.utils.schema import build
-from captioning.evaluation.compare import paired_comparison
+from captioning.experiments.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
 
 PRECISIONS = ("bf16", "fp32")

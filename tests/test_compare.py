@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from captioning.evaluation.compare import comparison_table, compare_sweep, load_runs, to_markdown
+from captioning.experiments.compare import comparison_table, compare_sweep, load_runs, to_markdown
 
 BASE = ["data=shapes_tiny", "schedule=smoke"]
 
@@ -89,7 +89,7 @@ def tiny_gru_run(tiny_root):
 def test_paired_comparison_of_two_tiny_runs(tiny_run, tiny_gru_run, tmp_path):
     import shutil
 
-    from captioning.evaluation.compare import paired_comparison, paired_markdown
+    from captioning.experiments.compare import paired_comparison, paired_markdown
 
     (lstm, m_lstm), (gru, m_gru) = tiny_run, tiny_gru_run
     rows = paired_comparison([lstm], [gru], resamples=2000)
@@ -136,7 +136,7 @@ def _per_image_run(root, name, scene, ids):
 
 
 def test_paired_verdict_when_the_interval_excludes_zero(tmp_path):
-    from captioning.evaluation.compare import paired_comparison, paired_markdown
+    from captioning.experiments.compare import paired_comparison, paired_markdown
 
     a = _per_image_run(tmp_path, "a", [1.0] * 8, range(8))
     b = _per_image_run(tmp_path, "b", [1.0, 0.0] * 4, range(8))
@@ -150,7 +150,7 @@ def test_paired_verdict_when_the_interval_excludes_zero(tmp_path):
 
 
 def test_paired_markdown_names_each_splits_own_number_of_images():
-    from captioning.evaluation.compare import paired_markdown
+    from captioning.experiments.compare import paired_markdown
 
     row = {"metric": "Bleu_4", "A": 0.5, "B": 0.4, "difference": 0.1, "low": 0.05, "high": 0.15, "level": 0.95,
            "excludes_zero": True, "seeds": (2, 2)}

@@ -28,7 +28,7 @@ def test_checkpoint_mode_reproduces_the_training_runs_metrics(tiny_run, tmp_path
     captions = json.loads((tmp_path / "results_test_novel.json").read_text())
     assert {"image_id", "caption"} == set(captions[0])
     # an evaluation's folder pairs with runs: captioning-paired reads it and knows the run's seed
-    from captioning.evaluation.compare import paired_comparison, run_dirs
+    from captioning.experiments.compare import paired_comparison, run_dirs
 
     assert out["_run"]["seed"] == 0 and run_dirs([tmp_path]) == [tmp_path]
     rows = paired_comparison([tmp_path], [run_dir], splits=["test_novel"], metrics=["Bleu_4"], resamples=200)

@@ -33,7 +33,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 def compare_runs(cfg: Any) -> None:
     """Write the comparison files and print the table."""
     from captioning.config import CompareRunsConfig
-    from captioning.evaluation.compare import compare_sweep
+    from captioning.experiments.compare import compare_sweep
 
     opts = command_options(CompareRunsConfig, cfg, required=("sweep_dir",))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

@@ -43,7 +43,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
 def paired(cfg: Any) -> None:
     """Compute the paired intervals and print them (as markdown, or json=true)."""
     from captioning.config import PairedConfig
-    from captioning.evaluation.compare import paired_comparison, paired_markdown
+    from captioning.experiments.compare import paired_comparison, paired_markdown
 
     opts = command_options(PairedConfig, cfg, required=("a", "b"))
     if len(opts.labels) != 2:

@@ -1,6 +1,6 @@
 """What a training run cost, read from what it wrote: the model's trainable parameters (its best
 checkpoint) and the seconds per epoch of each stage (history.json, val decoding included). Used by the
-model table (captioning/commands/model_table.py) and the results section (captioning/experiments/results.py)."""
+model table (captioning/experiments/model_table.py) and the results section (captioning/experiments/results.py)."""
 
 from __future__ import annotations
 

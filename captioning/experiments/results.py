@@ -363,7 +363,7 @@ def seed_intervals(runs: dict[str, list[dict]], dirs: dict[str, list[Path]], eva
                    resamples: int) -> dict:
     """``headline_table``'s input: per row, split and headline metric, the per-seed values and the bootstrap
     interval over images of their mean (skipped where a seed lacks the metric or its per-image values)."""
-    from captioning.evaluation.compare import seed_interval
+    from captioning.experiments.compare import seed_interval
 
     intervals: dict = {}
     for cell, ds in dirs.items():

@@ -190,7 +190,7 @@ def search_line(summary: dict, meta: dict, run_root: str, row: str, point: str, 
 
 def runner_up_verdict(summary: dict, meta: dict, run_root: str, row: str, ranked: list, resamples: int) -> str:
     """A grid row's verdict line: its best point minus the runner-up on the choosing metric, paired interval."""
-    from captioning.evaluation.compare import paired_comparison
+    from captioning.experiments.compare import paired_comparison
 
     split, metric, best = meta["split"], meta["metric"], ranked[0][1]
     diff = paired_comparison(_seed_dirs(summary, run_root, run_label(row, best)),
@@ -203,7 +203,7 @@ def runner_up_verdict(summary: dict, meta: dict, run_root: str, row: str, ranked
 
 def rows_verdicts(summary: dict, meta: dict, run_root: str, resamples: int) -> list[str]:
     """Without a grid: each row after the first minus the first, every metric, paired intervals."""
-    from captioning.evaluation.compare import paired_comparison
+    from captioning.experiments.compare import paired_comparison
 
     first, verdicts = next(iter(meta["rows"])), []
     for row in list(meta["rows"])[1:]:
