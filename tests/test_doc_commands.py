@@ -297,11 +297,12 @@ def check_hydra_command(module_name: str, argv: list[str]) -> None:
         found = config_checker(module.CONFIG_PATH, module.CONFIG_NAME)(cfg)
         found = [p for p in found if "is required" not in p]  # a required value elided in prose (`a=<runs>`)
         assert not found, f"values outside the declared options: {found}"
-        if "overrides" in cfg and "rows" in cfg:  # search / make_results: each training run's config
+        if "overrides" in cfg and "rows" in cfg:  # search / make_results: the training runs' configs
             grid = cfg.get("grid") or {}
+            rows = list((cfg.rows or {"default": []}).values())
             for k in range(max((len(v) for v in grid.values()), default=1)):
                 common = list(cfg.overrides) + [f"{key}={vals[min(k, len(vals) - 1)]}" for key, vals in grid.items()]
-                for row in (cfg.rows or {"default": []}).values():
+                for row in rows if k == 0 else rows[:1]:  # every row once, every grid value once
                     check_hydra_command("captioning.commands.train", common + list(row))
         COMPOSED[(module_name, tuple(args))] = None
 
