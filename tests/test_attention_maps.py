@@ -29,24 +29,28 @@ def test_every_word_of_a_long_caption_gets_a_panel_on_wrapped_rows():
     rows = {round(ax.get_position().y0, 3) for ax in panels[: len(long)]}
     assert len(rows) == 3  # 2 * WORDS_PER_ROW + 4 panels wrap onto three rows
     assert [ax.get_title() for ax in fig.axes if len(ax.get_images()) == 1] == ["test", "test_novel"]
-    assert fig.get_suptitle() == "t"
+    assert fig.get_suptitle().splitlines()[0] == "t"
 
 
-def test_the_weights_are_a_heat_map_over_the_image():
+def test_the_weights_are_a_heat_map_over_the_image_on_one_scale():
     image, words, weights = strip(["red", "circle"], regions=4)
     weights[0] = [0.7, 0.1, 0.1, 0.1]  # "red": the top-left region
-    fig = attention_figure([(image, words, weights)])
-    picture, overlay = word_panels(fig)[0].get_images()
-    assert overlay.get_cmap().name == HEAT_MAP and 0 < overlay.get_alpha() < 1
-    values = np.asarray(overlay.get_array())
-    assert values.shape == (64, 64) and values.max() == pytest.approx(1.0)
-    assert values[:16, :16].mean() > values[48:, 48:].mean()  # hottest where the weight is
+    weights[1] = [0.25, 0.25, 0.25, 0.25]  # "circle": everywhere alike
+    fig = attention_figure([(image, words, weights)], title="t")
+    (picture, red), (_, circle) = (ax.get_images() for ax in word_panels(fig))
+    assert red.get_cmap().name == HEAT_MAP and 0 < red.get_alpha() < 1
+    assert red.get_clim() == circle.get_clim() == (0.0, pytest.approx(0.7))  # one scale: the largest weight
+    values = np.asarray(red.get_array())
+    assert values.shape == (64, 64) and values[:16, :16].mean() > values[48:, 48:].mean()  # hot where it looked
+    np.testing.assert_allclose(np.asarray(circle.get_array()), 0.25, rtol=1e-5)  # flat: no false peak
     np.testing.assert_array_equal(np.asarray(picture.get_array()), np.asarray(image))
+    assert fig.get_suptitle().splitlines() == ["t", "colour: attention weight, 0 (blue) to 0.70 (red) in every "
+                                               "panel; looking everywhere alike would be 1/4 = 0.25"]
 
 
-def test_heat_scales_each_grid_to_its_maximum():
+def test_heat_keeps_the_weights():
     up = heat(np.array([[0.1, 0.2], [0.2, 0.5]]), 8, 8)
-    assert up.shape == (8, 8) and up.max() == pytest.approx(1.0) and up.min() >= 0
+    assert up.shape == (8, 8) and 0.1 <= up.min() and up.max() <= 0.5 and up[-1, -1] == pytest.approx(0.5)
 
 
 def test_a_grid_that_is_not_square_is_refused():

@@ -52,8 +52,7 @@ def render(cfg: Any) -> None:
             labels.append(split)
     decoding = "greedy" if opts.decoding.method == "greedy" else f"{opts.decoding.method} {opts.decoding.beam_size}"
     model = model_description(load_checkpoint(opts.checkpoint)["config"], strips[0][2].shape[1] if strips else None)
-    title = (f"Where {model} looked for each word\n{' and '.join(records)} images; {decoding} captions, "
-             f"heat: attention weight (red: most, per word)")
+    title = f"Where {model} looked for each word\n{' and '.join(records)} images, {decoding} captions"
     path = render_attention(strips, opts.out, title=title, labels=labels)
     print(f"wrote {path}")
 

@@ -4,7 +4,7 @@ A model that attends (``model=show_attend_tell``, ``model=transformer``) has ``a
 -> weights [B, T, R] while reading ``tokens`` (which start with <start>): row t is where it looked to
 predict word t+1. ``caption_attention`` runs it over generated captions; ``attention_figure`` draws one
 strip per image: the image, then one panel per word of the whole caption (wrapped after WORDS_PER_ROW
-words) with the g x g weights upsampled over the image as a heat map (red where the model looked most);
+words) with the g x g weights upsampled over the image as a heat map (one scale for the whole figure);
 ``render_attention`` writes it atomically; ``model_description`` names the model and the regions it reads
 for a figure's title. Show and Tell has no such maps: it reads the image once, through h0.
 """
@@ -56,43 +56,48 @@ def caption_attention(model: Any, features: torch.Tensor, captions: Sequence[Seq
 
 
 def heat(grid: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A g x g grid of weights upsampled (bilinear) to ``height`` x ``width`` and scaled to [0, 1] by its
-    maximum: each word's panel shows where it looked most, whatever the spread of its weights."""
-    up = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
-    return up / max(float(up.max()), 1e-12)
+    """A g x g grid of weights upsampled (bilinear) to ``height`` x ``width``, values kept."""
+    return np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
 
 
 def attention_figure(strips: Sequence[tuple[Image.Image, Sequence[str], np.ndarray]], title: str = "",
                      labels: Sequence[str] | None = None) -> Figure:
     """One strip per (image, words, weights [>= len(words), R]): the image (titled by ``labels[i]``, e.g. its
     split), then a panel per word, WORDS_PER_ROW to a row, with the weights of a square grid of R regions as
-    a heat map over the image."""
+    a heat map over the image, on one colour scale for every panel (0 to the largest weight drawn, which the
+    title states beside the uniform weight 1/R): a word that looks everywhere stays blue."""
     rows = [max(1, math.ceil(len(words) / WORDS_PER_ROW)) for _, words, _ in strips]
     columns = 1 + min(WORDS_PER_ROW, max((len(w) for _, w, _ in strips), default=0))
+    drawn = [w[: len(words)] for _, words, w in strips if len(words)]
+    top = max((float(w.max()) for w in drawn), default=1.0)
+    if drawn:
+        scale = (f"colour: attention weight, 0 (blue) to {top:.2f} (red) in every panel; "
+                 f"looking everywhere alike would be 1/{drawn[0].shape[1]} = {1 / drawn[0].shape[1]:.2f}")
+        title = f"{title}\n{scale}" if title else scale
     head = 0.22 * (title.count("\n") + 1) + 0.1 if title else 0.1  # inches for the title
     fig = Figure(figsize=(PANEL * columns, PANEL * sum(rows) + head), dpi=100)
     if title:
         fig.suptitle(title, fontsize=11)
     grid = fig.add_gridspec(max(sum(rows), 1), columns)
-    top = 0
+    first = 0
     for i, ((image, words, weights), n) in enumerate(zip(strips, rows)):
         side = math.isqrt(weights.shape[1])
         if side * side != weights.shape[1]:
             raise ValueError(f"{weights.shape[1]} regions are not a square grid")
         pixels = np.asarray(image.convert("RGB"))
-        ax = fig.add_subplot(grid[top, 0])
+        ax = fig.add_subplot(grid[first, 0])
         ax.imshow(pixels)
         if labels:
             ax.set_title(labels[i], fontsize=10, fontweight="bold")
         ax.set_axis_off()
         for k, word in enumerate(words):
-            ax = fig.add_subplot(grid[top + k // WORDS_PER_ROW, 1 + k % WORDS_PER_ROW])
+            ax = fig.add_subplot(grid[first + k // WORDS_PER_ROW, 1 + k % WORDS_PER_ROW])
             ax.imshow(pixels)
             ax.imshow(heat(weights[k].reshape(side, side), *pixels.shape[:2]), cmap=HEAT_MAP, alpha=HEAT_ALPHA,
-                      vmin=0.0, vmax=1.0)
+                      vmin=0.0, vmax=top)
             ax.set_title(word, fontsize=10)
             ax.set_axis_off()
-        top += n
+        first += n
     fig.tight_layout()  # makes room for the suptitle too
     return fig
 
