@@ -6,13 +6,14 @@ compose it, without running it: a console command through its own ``main`` (the 
 captioning/commands/cli.py: its rewrite of positional and row=LABEL arguments, its config, ``--config-dir``)
 with Hydra's ``--cfg job``, in-process; then every value is checked against the declared options (range,
 choices, the model's own options), as the command checks it before any work; a command that trains runs
-(search, make_results) also composes the training config with each row's overrides at each grid value. A
+(search, make_results) also composes the training config of each row and of each grid value (once each). A
 script with no console command (the benchmark driver, render_notebook) parses its arguments (argparse, stopped
 after parsing) or, for a Hydra script, composes with ``--cfg job`` too.
 
 Placeholders in the docs (``<run dir>``, ``runs/DATE/TIME``, ``RUN_DIR``, ``seed<k>``, ``...``) are values, never
 keys: a value that names a placeholder is replaced by a sample of the key's type (a path stays a string), so
-every key is still checked. Sweeps (``-m key=a,b``) are composed one value at a time (``--cfg`` does not take
+every key is still checked (a placeholder group choice, ``model=<name>``, and a placeholder ``--config-dir`` are
+the reader's own: left out). Sweeps (``-m key=a,b``) are composed one value at a time (``--cfg`` does not take
 ``-m``). Overrides of a Hydra plugin that is not installed are left out, listed in ``PLUGINS`` with the reason.
 """
 
