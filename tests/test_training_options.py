@@ -50,7 +50,8 @@ def test_label_smoothing_matches_a_hand_computed_loss_and_padding_stays_masked()
 
 def test_label_smoothing_is_refused_out_of_range_and_in_a_self_critical_stage(tiny_root):
     for value in (-0.1, 1.0):
-        assert any("label_smoothing" in p for p in config_problems(tiny_cfg(tiny_root, f"{XE}.label_smoothing={value}")))
+        problems = config_problems(tiny_cfg(tiny_root, f"{XE}.label_smoothing={value}"))
+        assert any("label_smoothing" in p for p in problems)
     sc = "schedule.stages.self_critical"
     assert any(f"{sc}.label_smoothing" in p
                for p in config_problems(tiny_cfg(tiny_root, f"{sc}.epochs=1", f"{sc}.label_smoothing=0.1")))
@@ -124,7 +125,8 @@ def reference_inputs(model, feats, inputs, p, seed):
 def train_data(tokens, feats):
     """A TrainData of one caption per image."""
     n = len(tokens)
-    return TrainData(tokens, torch.arange(n), [np.array([i]) for i in range(n)], feats.numpy(), [str(i) for i in range(n)])
+    return TrainData(tokens, torch.arange(n), [np.array([i]) for i in range(n)], feats.numpy(),
+                     [str(i) for i in range(n)])
 
 
 def test_p_0_gives_exactly_todays_loss(tiny_model):

@@ -1,8 +1,9 @@
 """Training a caption model: the schedule's stages, in order, in one loop.
 
 A schedule is a list of stages (``schedule.stages``, configs/schedule/*.yaml), each a ``StageConfig``:
-its loss (teacher-forced cross-entropy, or self-critical REINFORCE), epochs, learning rates and whether
-the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
+its loss (teacher-forced cross-entropy, optionally with word dropout, label smoothing and scheduled
+sampling; or self-critical REINFORCE with one metric or a weighted mixture as the reward), epochs, learning
+rates and whether the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
 weights so far (the first from ``schedule.init_from``, if given), and keeps them as ``best`` until one
 of its epochs beats them on val (or, with ``keep: last``, until its final epoch, whose weights it keeps). One epoch visits every training caption (cross-entropy on cached
 features) or every training image (self-critical, or with the encoder from pixels) once, in an order
@@ -109,9 +110,10 @@ class StageConfig:
     label_smoothing: float = option(0.0, "cross_entropy: the target of each real word is (1 - this) on the true "
                                     "word plus this spread evenly over the vocabulary (Szegedy et al. 2016); "
                                     "padding stays masked; 0 = off", ge=0, lt=1)
-    scheduled_sampling: ScheduledSampling = option(ScheduledSampling(), "cross_entropy: feed the model's own "
-                                                   "words with a probability rising over the stage (start, end, ramp; "
-                                                   "captioning/training/loop.py, scheduled_inputs)")
+    scheduled_sampling: ScheduledSampling = option(ScheduledSampling(), "cross_entropy: each input word after "
+                                                   "<start> is, with probability p, a word sampled from the model's "
+                                                   "own distribution given the words before it (Bengio et al. 2015); "
+                                                   "p goes from start to end over ramp epochs")
     samples: int = option(5, "self_critical: captions sampled per image", ge=1)
     reward: Any = option("Bleu_4", "self_critical: each sampled caption's reward against its image's "
                          "references: Bleu_1..Bleu_4 (sentence BLEU) | CIDEr (CIDEr-D with document "
