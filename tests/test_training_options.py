@@ -4,6 +4,9 @@ metrics with weights; each against a hand-computed reference, with resume exact 
 
 import copy
 import math
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -12,13 +15,15 @@ import torch
 import captioning.models  # noqa: F401 (registers the shipped models)
 from captioning.config import config_problems
 from captioning.models.base import MODELS, build_model
-from captioning.pipeline import run
+import captioning.training.loop as loop
+from captioning.pipeline import run, training_options
 from captioning.text.vocab import END, PAD, START
 from captioning.training.loop import (Sampling, ScheduledSampling, TrainData, caption_loss, cross_entropy_loss,
-                                      sample_word, sampling_probability, sampling_seed, scheduled_inputs)
+                                      sample_word, sampling_probability, sampling_seed, scheduled_inputs, train)
 from captioning.training.self_critical import (MixedReward, SentenceBleu, SentenceCider, make_reward,
                                                reward_problems, score, self_critical_loss)
 from captioning.utils import distributed
+from captioning.utils.interrupts import Interrupted
 from tests.conftest import straight_and_resumed, tiny_cfg
 from tests.test_cider_reward import training_set
 
@@ -177,11 +182,37 @@ def test_scheduled_sampling_is_refused_in_a_self_critical_stage(tiny_root):
                for p in config_problems(tiny_cfg(tiny_root, f"{XE}.scheduled_sampling.end=1.5")))
 
 
-def test_training_with_both_options_changes_the_weights_and_resumes_exactly(tiny_root):
+def test_training_with_both_options_changes_the_weights_and_resumes_exactly(tiny_root, tiny_prepared, monkeypatch):
     options = [f"{XE}.label_smoothing=0.1", f"{XE}.scheduled_sampling.start=0.2", f"{XE}.scheduled_sampling.end=0.6",
                f"{XE}.scheduled_sampling.ramp=1.5"]
     a, b = straight_and_resumed(tiny_root, "train_options", *options)
     assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+    # stopped mid-way through epoch 2, while p is still rising (Ctrl-C during step steps + 3), and resumed
+    cfg = tiny_cfg(tiny_root, *options, f"{XE}.epochs=2")
+    n_captions = sum(len(r.captions) for r in tiny_prepared.splits["train"])
+    steps = math.ceil(n_captions / cfg.schedule.stages.cross_entropy.batch_size)
+    mid_dir = tiny_root / "train_options_mid"
+    real, calls = loop.caption_loss, [0]
+
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == steps + 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            stop = signal.getsignal(signal.SIGINT).__self__  # the run's GracefulStop
+            deadline = time.monotonic() + 10
+            while not stop.requested and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "caption_loss", loss)
+    with pytest.raises(Interrupted):
+        train(training_options(cfg), tiny_prepared, mid_dir)
+    monkeypatch.undo()
+    assert (torch.load(mid_dir / "checkpoints" / "last.pt", weights_only=False)["step"]) == 3
+    resumed = tiny_cfg(tiny_root, *options, f"{XE}.epochs=2", f"resume={mid_dir}")
+    train(training_options(resumed), tiny_prepared, mid_dir)
+    mid = torch.load(mid_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert all(torch.equal(a["weights"][k], mid["weights"][k]) for k in a["weights"])
     plain_dir = tiny_root / "train_options_plain"
     run(tiny_cfg(tiny_root, f"{XE}.epochs=2"), plain_dir)
     plain = torch.load(plain_dir / "checkpoints" / "last.pt", weights_only=False)
