@@ -65,9 +65,10 @@ KEEP = ("best", "last")
 
 @dataclass
 class ScheduledSampling:
-    """Scheduled sampling (Bengio et al. 2015) in a cross-entropy stage: each input word after <start> is the
-    model's own prediction instead of the true one with probability p, which rises linearly from ``start`` at
-    the stage's first step to ``end`` after ``ramp`` epochs (counted in steps, so per step), then stays."""
+    """Scheduled sampling (Bengio et al. 2015) in a cross-entropy stage: each input word after <start> is, with
+    probability p, a word sampled from the model's own distribution instead of the true one; p rises linearly
+    from ``start`` at the stage's first step to ``end`` after ``ramp`` epochs (counted in steps, so it rises
+    every step), then stays."""
 
     start: float = option(0.0, "p at the stage's first step (start = end = 0: off, the plain teacher forcing)",
                           ge=0, le=1)
@@ -494,7 +495,7 @@ def encoder_fields(run: Run, stage: Stage) -> dict:
 
 def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data: TrainData, encoder, dp,
                        device: torch.device, word_dropout: float = 0.0, label_smoothing: float = 0.0,
-                       sampling: "Sampling | None" = None) -> torch.Tensor:
+                       sampling: Sampling | None = None) -> torch.Tensor:
     """Masked cross-entropy of a teacher-forced batch: ``batch`` holds caption rows (on cached features) or
     image rows (every caption of each image, its features computed once from pixels). With ``word_dropout``
     each input word is <unk> with that probability (the targets stay the true words); with ``sampling`` (a
