@@ -220,3 +220,13 @@ def test_the_runs_commands_split_their_own_options_from_the_training_overrides()
         "jobs=2", "overrides=['data.eval_splits=[val,val_novel]']", "++grid={model.dropout:['0.1','0.2']}"]
     with pytest.raises(UserError, match="goes before the first row="):
         search.hydra_argv(["row=a", "model.dropout=0.1,0.2"])
+
+
+def test_a_title_is_text_even_with_commas_and_brackets(capsys):
+    from captioning.commands import search
+
+    title = "bf16 steps vs fp32, on val (3 seeds)"
+    assert search.hydra_argv([f"title={title}", "row=a"])[0] == f"title='{title}'"
+    assert search.hydra_argv(["title='already quoted'"])[0] == "title='already quoted'"
+    assert search.main(["--cfg", "job", f"title={title}", "row=a"]) == 0
+    assert f"title: {title}" in capsys.readouterr().out

@@ -16,10 +16,10 @@ def test_notebook_is_stored_without_outputs():
 
 def test_notebook_executes_top_to_bottom(tiny_root, tmp_path, monkeypatch):
     """Run from a folder outside the project, as after a plain install: it writes only into its working
-    folder there (the session's tiny data aside, reused for speed) and finds the configs in the package."""
+    folder there (the test run's tiny data aside, reused for speed) and finds the configs in the package."""
     from nbclient import NotebookClient
 
-    # the kernel inherits this environment: a tiny model, the session's tiny data
+    # the kernel inherits this environment: a tiny model, the test run's tiny data
     monkeypatch.setenv("CAPTION_DEMO_FAST", "1")
     monkeypatch.setenv("CAPTIONING_DATA", str(tiny_root / "data"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -59,7 +59,7 @@ BAD = [
     (f"{XE}.log_every=0", f"{XE}.log_every must be >= 1"),
     (f"{XE}.checkpoint_every_steps=-1", f"{XE}.checkpoint_every_steps must be >= 0"),
     (f"{XE}.clip=-1", f"{XE}.clip must be >= 0"),
-    ("schedule.stages.self_critical.reward=METEOR", "schedule.stages.self_critical.reward must be one of"),
+    ("schedule.stages.self_critical.reward=METEOR", "schedule.stages.self_critical.reward: Unknown reward 'METEOR'"),
     ("model.hidden_size=-4", "model.hidden_size must be >= 1, got -4"),
     ("model.embed_dim=0", "model.embed_dim must be >= 1"),
     ("model.dropout=1.0", "model.dropout must be >= 0 and < 1, got 1.0"),

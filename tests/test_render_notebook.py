@@ -64,3 +64,68 @@ def test_write_markdown_saves_images_beside_it(tmp_path):
     with Image.open(out.parent / "demo_3_2.png") as image:
         assert image.size == (4, 3) and image.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
     assert "![output](demo_3_1.png)" in out.read_text()
+
+
+def noise_png(width: int, height: int) -> bytes:
+    """A PNG of random pixels: no lossless compression makes it small."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_images_are_compressed_to_the_limit():
+    script = load_script()
+    small = base64.b64decode(png_b64("red"))
+    assert script.compress_image(small) == (small, ".png")  # fits: untouched
+    big = noise_png(600, 400)
+    assert len(big) > 200_000
+    data, ext = script.compress_image(big, limit=200_000)
+    assert ext == ".jpg" and len(data) <= 200_000
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (600, 400)
+    wide = io.BytesIO()
+    Image.new("RGB", (3000, 1000), "white").save(wide, format="PNG")
+    data, ext = script.compress_image(wide.getvalue(), limit=100)  # too wide and over the limit
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.width == script.MAX_IMAGE_WIDTH
+
+
+def test_a_large_image_output_is_written_as_a_jpeg_and_linked(tmp_path):
+    script = load_script()
+    big = base64.b64encode(noise_png(600, 400)).decode("ascii")
+    nb = new_notebook(cells=[new_code_cell("plot()", outputs=[
+        new_output("display_data", data={"image/png": big, "text/plain": "<Figure>"})])])
+    out = script.write_markdown(nb, tmp_path / "demo.md")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.md", "demo_0_1.jpg"]
+    assert "![output](demo_0_1.jpg)" in out.read_text()
+    assert (tmp_path / "demo_0_1.jpg").stat().st_size <= script.MAX_IMAGE_BYTES
+
+
+def test_machine_paths_become_placeholders(tmp_path):
+    script = load_script()
+    run_dir = tmp_path / "runs" / "2026-12-06" / "10-00-00"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    paths = script.machine_paths(str(run_dir / "checkpoints" / "best.pt"), script.NOTEBOOK)
+    nb = new_notebook(cells=[new_code_cell("print(WORK)", outputs=[new_output("stream", name="stdout", text=(
+        f"working folder {script.NOTEBOOK.parent / 'caption-demo'}\nconfigs {script.ROOT / 'captioning/configs'}\n"
+        f"checkpoint {run_dir / 'checkpoints' / 'best.pt'}\nreport {run_dir / 'eval' / 'failures_val.html'}\n"
+        f"home {Path.home() / 'x'}\n"))])])
+    text, _ = script.notebook_markdown(nb, "demo", paths)
+    assert ("working folder notebooks/caption-demo\nconfigs ./captioning/configs\n"
+            "checkpoint <run dir>/checkpoints/best.pt\nreport <run dir>/eval/failures_val.html\nhome ~/x\n") in text
+    assert str(tmp_path) not in text and str(script.ROOT) not in text
+
+
+def test_the_page_says_how_it_was_rendered(tmp_path):
+    script = load_script()
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- experiment=show_attend_tell\n")
+    header = script.render_header(str(run_dir))
+    assert "`python scripts/render_notebook.py --checkpoint <run dir>` at commit" in header
+    assert "`<run dir>` is a run of `captioning-train experiment=show_attend_tell`" in header
+    text, _ = script.notebook_markdown(executed_notebook(), "demo", header=header)
+    assert text.startswith(header + "\n\n# Title")

@@ -1,5 +1,4 @@
-"""Caption images: `captioning-caption IMAGE_OR_FOLDER ... checkpoint=RUN_DIR_OR_PT [key=value ...]`
-(or `python scripts/caption.py ...`).
+"""Caption images: `captioning-caption IMAGE_OR_FOLDER ... checkpoint=RUN_DIR_OR_PT [key=value ...]`.
 
 Options (Hydra overrides of captioning/configs/caption.yaml, declared by CaptionRunConfig in
 captioning/config.py): checkpoint (required: a run directory or a .pt file), the same decoding.* keys as

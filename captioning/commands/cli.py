@@ -29,6 +29,8 @@ HYDRA_VALUE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--c
 HYDRA_FLAGS = HYDRA_VALUE_FLAGS | {"-m", "--multirun", "-i", "--info", "--resolve", "-r", "--run", "-sc",
                                    "--shell-completion", "--hydra-help", "--version", *HELP_FLAGS}
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}  # of --info
+# options whose value is prose (a section's title): passed to Hydra quoted, so commas and brackets stay text
+FREE_TEXT = {"title"}
 # set with HYDRA_FULL_ERROR by the boundary itself (not by the user): processes it starts still give one line
 SET_BY_BOUNDARY = "CAPTIONING_BOUNDARY_FULL_ERROR"
 
@@ -211,7 +213,9 @@ def runs_argv(argv: list[str], own: set[str], renamed: dict[str, str], command: 
         raise UserError(f"{command} takes key=value arguments; not {positional[0]!r} (a row is row=LABEL)")
     for arg in flags:
         key, eq, value = arg.partition("=")
-        if not eq or arg.startswith("-") or key.lstrip("+~") in own:
+        if eq and key.lstrip("+~") in FREE_TEXT & own and not value.startswith(("'", '"')):
+            out.append(f"{key}={quoted(value)}")
+        elif not eq or arg.startswith("-") or key.lstrip("+~") in own:
             out.append(arg)
         elif key == "row":
             row = rows.setdefault(value, [])

@@ -1,5 +1,5 @@
 """Compare the runs of a sweep: `captioning-compare-runs SWEEP_DIR [key=value ...]` (the same as
-`sweep_dir=SWEEP_DIR`; or `python scripts/compare_runs.py ...`).
+`sweep_dir=SWEEP_DIR`).
 
 Reads every run's metrics.json and writes comparison.md (a markdown table that docs/results.md can
 embed), comparison.csv and comparison.png (a bar chart of one metric per split) into the sweep

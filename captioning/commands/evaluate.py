@@ -3,7 +3,7 @@
     captioning-evaluate checkpoint=runs/DATE/TIME split=test_novel decoding.beam_size=5
     captioning-evaluate mode=score results=captions.json annotations=captions_val2014.json
 
-(`python scripts/evaluate.py ...` is the same command; `captioning-evaluate --help` lists every option.)
+(`captioning-evaluate --help` lists every option.)
 """
 
 import json

@@ -1,5 +1,5 @@
 """Export a run for inference: `captioning-export RUN_DIR_OR_PT [out=FOLDER]` (the same as
-`captioning-export checkpoint=RUN_DIR_OR_PT [out=FOLDER]`; or `python scripts/export.py ...`).
+`captioning-export checkpoint=RUN_DIR_OR_PT [out=FOLDER]`).
 
 Writes model.safetensors, encoder.safetensors (a fine-tuned encoder only), config.json and vocab.json
 (captioning/models/export.py), which `Captioner.from_pretrained(FOLDER)` loads without reading any pickle.

@@ -1,5 +1,4 @@
-"""Extract (a shard of) the encoder features of a dataset: `captioning-extract [shard=i/n]`
-(or `python scripts/extract_features.py ...`).
+"""Extract (a shard of) the encoder features of a dataset: `captioning-extract [shard=i/n]`.
 
 Takes the same options as captioning-train (data, encoder, cache_dir, ...). Examples:
     captioning-extract data=coco2014                                  # everything, one process

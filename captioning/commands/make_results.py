@@ -5,7 +5,7 @@
     captioning-make-results render=true                  # redraw the section from runs/results
     captioning-make-results section=models title="every model" row=...   # another section of the file
 
-(`python scripts/make_results.py ...` is the same command; paths are relative to the working directory.)
+(paths are relative to the working directory.)
 Trains one model per row and seed (seeds 0..N-1, default 3; features are extracted once and shared
 through the cache) with the default config; the rows are the three cells (rnn, lstm, gru), each at the
 settings `captioning-search` chose for it on val (configs/experiment/shapes_rnn.yaml, shapes_gru.yaml; the

@@ -1,5 +1,4 @@
-"""One table for several caption models' runs: `captioning-model-table runs.LABEL=RUN_DIR ... [out=FILE]`
-(or `python scripts/model_table.py ...`).
+"""One table for several caption models' runs: `captioning-model-table runs.LABEL=RUN_DIR ... [out=FILE]`.
 
 For each run (a run directory of captioning-train, with metrics.json, history.json, eval/results_*.json
 and checkpoints/best.pt) and each evaluated split: BLEU-4, CIDEr (training-reference document

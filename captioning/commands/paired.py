@@ -1,4 +1,4 @@
-"""Is A better than B? `captioning-paired a=RUNS_OF_A b=RUNS_OF_B [key=value ...]` (or `python scripts/paired.py ...`).
+"""Is A better than B? `captioning-paired a=RUNS_OF_A b=RUNS_OF_B [key=value ...]`.
 
 Each side is one or more run directories (or folders of them, e.g. `runs/results/lstm` holding one run
 per seed; `a=[DIR1,DIR2]` for several), all scored on the same images: the same seeds on both sides,

@@ -5,7 +5,7 @@
     captioning-prepare-data coco2014 tinyshakespeare  # needs internet and disk space
     captioning-prepare-data flickr8k root=/big/disk   # then train with CAPTIONING_DATA=/big/disk
 
-(`python scripts/prepare_data.py ...` is the same command; the targets are the positional arguments, or
+(the targets are the positional arguments, or
 targets=[...].) Files go to <root>/<dataset>/ with root = root=DIR, else $CAPTIONING_DATA, else ./data,
 which is where the data configs look. Downloads resume after an interruption (finished files are skipped).
 The targets (downloads, sizes, layout) are listed below.

@@ -1,6 +1,6 @@
 """Probe the frozen encoder features of the synthetic shapes: what a decoder could read from them.
 
-    captioning-probe                                   # the default encoder (or python scripts/probe_features.py)
+    captioning-probe                                   # the default encoder
     captioning-probe encoder=efficientnet_lite0_grid   # + the 2x2 grid
     captioning-probe probe.hidden=1024                 # an MLP probe instead of a linear one
     captioning-probe probe.target=attributes probe.split=val_novel   # colour and shape apart, on unseen pairs

@@ -1,5 +1,4 @@
-"""Draw a run's captions on its test images: `captioning-render-examples checkpoint=RUN_DIR [key=value ...]`
-(or `python scripts/render_examples.py ...`).
+"""Draw a run's captions on its test images: `captioning-render-examples checkpoint=RUN_DIR [key=value ...]`.
 
 Writes docs/figures/examples.png (or out=...): per_split (6) images of each split in splits
 ([test,test_novel]) of the run's own data, picked by seed (0) with 1-, 2- and 3-object scenes mixed,

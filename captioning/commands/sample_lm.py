@@ -3,7 +3,7 @@
     captioning-sample-lm checkpoint=outputs/lm/shakespeare-lstm/ckpt.pt temperature=0.8 prime="ROMEO:"
     captioning-sample-lm checkpoint=... temperature=0     # argmax (greedy)
 
-(`python scripts/sample_lm.py ...` is the same command; options: captioning/configs/lm/sample.yaml.)
+(options: captioning/configs/lm/sample.yaml.)
 """
 
 from __future__ import annotations

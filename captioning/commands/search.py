@@ -8,7 +8,7 @@
         row=default row=torch_init model.lstm_init=torch    # no grid: each row one setting, vs the first
     captioning-search render=true                        # redraw the section from runs/search
 
-(`python scripts/search.py ...` is the same command; paths are relative to the working directory.)
+(paths are relative to the working directory.)
 Every key=value that is not an option of this command is a training override: before the first row=
 it goes to every run, and one with several values (key=v1,v2, as in Hydra's sweeps) is an axis of the
 grid; after row=LABEL it belongs to that row. Every run evaluates the val split only (with

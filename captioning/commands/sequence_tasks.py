@@ -5,7 +5,7 @@
     captioning-sequence-tasks task=caption_colour cell=rnn
     captioning-sequence-tasks task=paraphrase cell=lstm train.beam_size=5
 
-(`python scripts/sequence_tasks.py ...` is the same command.) Tasks and options: captioning/configs/sequence/
+Tasks and options: captioning/configs/sequence/
 (declared in captioning/sequence/config.py's schemas). Every bad value is named before any work. Writes
 result.json and model.pt to the run directory.
 """

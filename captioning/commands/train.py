@@ -1,5 +1,4 @@
-"""Train a caption decoder and evaluate it: `captioning-train [group=choice ...] [key=value ...]`
-(or `python scripts/train.py ...`).
+"""Train a caption decoder and evaluate it: `captioning-train [group=choice ...] [key=value ...]`.
 
 With no arguments: generates the synthetic shapes data, extracts EfficientNet-Lite0 features, trains
 an LSTM decoder and evaluates it on val (the test splits are sealed: `captioning-make-results` scores

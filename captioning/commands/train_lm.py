@@ -6,7 +6,7 @@
     captioning-train-lm resume=true                      # continue from ${out_dir}/ckpt.pt
     OMP_WAIT_POLICY=ACTIVE captioning-train-lm           # on an idle machine: ~20% more steps/s
 
-(`python scripts/train_lm.py ...` is the same command; options: captioning/configs/lm/lm.yaml.)
+(options: captioning/configs/lm/lm.yaml.)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 Writes ranking.json, cells.html, best_<signal>.png, heatmap.png and saturation.png to out_dir.
 The model is trained on the fused backend; recording runs the scratch backend on the same weights.
-(`python scripts/visualize_cells.py ...` is the same command; options: captioning/configs/lm/viz.yaml.)
+(options: captioning/configs/lm/viz.yaml.)
 """
 
 from __future__ import annotations

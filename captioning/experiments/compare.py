@@ -1,6 +1,6 @@
 """Compare the runs of a sweep: their metrics.json side by side as markdown, CSV and a bar chart.
 
-A sweep directory is what `python scripts/train.py -m cell=rnn,lstm,gru` writes
+A sweep directory is what `captioning-train -m cell=rnn,lstm,gru` writes
 (`runs/multirun/<date>/<time>/<job>_<overrides>/`); any folder holding run directories works. Each run
 is labelled by the Hydra overrides that differ between the runs (e.g. ``cell=gru``), read from its
 ``.hydra/overrides.yaml``.

@@ -6,7 +6,7 @@ images recorded). ``merge_shards`` then writes the cache that ``extract_features
 for the whole list, so a later run finds it valid and extracts nothing. Shards may run in any order,
 on any machines that share ``cache_dir``; a shard job that finds every shard finished merges them.
 
-    python scripts/extract_features.py shard=0/4   # ... shard=3/4, e.g. a SLURM array or a -m sweep
+    captioning-extract shard=0/4   # ... shard=3/4, e.g. a SLURM array or a -m sweep
 """
 
 from __future__ import annotations

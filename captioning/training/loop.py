@@ -1,8 +1,9 @@
 """Training a caption model: the schedule's stages, in order, in one loop.
 
 A schedule is a list of stages (``schedule.stages``, configs/schedule/*.yaml), each a ``StageConfig``:
-its loss (teacher-forced cross-entropy, or self-critical REINFORCE), epochs, learning rates and whether
-the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
+its loss (teacher-forced cross-entropy, optionally with word dropout, label smoothing and scheduled
+sampling; or self-critical REINFORCE with one metric or a weighted mixture as the reward), epochs, learning
+rates and whether the encoder is fine-tuned (``encoder_lr``). Every stage starts from freshly seeded RNGs and the best
 weights so far (the first from ``schedule.init_from``, if given), and keeps them as ``best`` until one
 of its epochs beats them on val (or, with ``keep: last``, until its final epoch, whose weights it keeps). One epoch visits every training caption (cross-entropy on cached
 features) or every training image (self-critical, or with the encoder from pixels) once, in an order
@@ -48,7 +49,7 @@ from captioning.training.finetune import encode, encoder_state, pixels, trainabl
 from captioning.training.optim import make_optimizer
 from captioning.training.resume import (carry_best, check_same_model, check_same_position, copy_file,
                                         load_resume_point, restore_rng, starting_point)
-from captioning.training.self_critical import BASELINES, REWARDS, make_reward, self_critical_loss
+from captioning.training.self_critical import BASELINES, make_reward, reward_problems, self_critical_loss
 from captioning.utils import distributed
 from captioning.utils.interrupts import GracefulStop, Interrupted
 from captioning.utils.io import save_json
@@ -60,6 +61,20 @@ from captioning.utils.seeding import rng_state, seed_everything
 log = logging.getLogger(__name__)
 LOSSES = ("cross_entropy", "self_critical")
 KEEP = ("best", "last")
+
+
+@dataclass
+class ScheduledSampling:
+    """Scheduled sampling (Bengio et al. 2015) in a cross-entropy stage: each input word after <start> is, with
+    probability p, a word sampled from the model's own distribution instead of the true one; p rises linearly
+    from ``start`` at the stage's first step to ``end`` after ``ramp`` epochs (counted in steps, so it rises
+    every step), then stays."""
+
+    start: float = option(0.0, "p at the stage's first step (start = end = 0: off, the plain teacher forcing)",
+                          ge=0, le=1)
+    end: float = option(0.0, "p from the end of the ramp on", ge=0, le=1)
+    ramp: float = option(1.0, "epochs (fractions allowed) over which p rises linearly, step by step, from "
+                         "start to end; 0 = end from the first step", ge=0)
 
 
 @dataclass
@@ -93,10 +108,18 @@ class StageConfig:
     word_dropout: float = option(0.0, "cross_entropy: each input word (after <start>) is replaced by <unk> with "
                                  "this probability, so the next word must be read off the image more and off the "
                                  "words before it less (word dropout, Bowman et al. 2016); 0 = off", ge=0, lt=1)
+    label_smoothing: float = option(0.0, "cross_entropy: the target of each real word is (1 - this) on the true "
+                                    "word plus this spread evenly over the vocabulary (Szegedy et al. 2016); "
+                                    "padding stays masked; 0 = off", ge=0, lt=1)
+    scheduled_sampling: ScheduledSampling = option(ScheduledSampling(), "cross_entropy: each input word after "
+                                                   "<start> is, with probability p, a word sampled from the model's "
+                                                   "own distribution given the words before it (Bengio et al. 2015); "
+                                                   "p goes from start to end over ramp epochs")
     samples: int = option(5, "self_critical: captions sampled per image", ge=1)
-    reward: str = option("Bleu_4", "self_critical: each sampled caption's reward against its image's "
+    reward: Any = option("Bleu_4", "self_critical: each sampled caption's reward against its image's "
                          "references: Bleu_1..Bleu_4 (sentence BLEU) | CIDEr (CIDEr-D with document "
-                         "frequencies from the training references, fixed for the stage)", choices=REWARDS)
+                         "frequencies from the training references, fixed for the stage), or a weighted mixture "
+                         "{metric: weight, ...} (weights >= 0, one > 0; the reward is the weighted sum)")
     baseline: str = option("mean", "self_critical: mean (the image's other samples, Luo 2020) | greedy "
                            "(its greedy caption, Rennie et al.)", choices=BASELINES)
     temperature: float = option(1.0, "self_critical: sampling temperature", gt=0)
@@ -124,9 +147,15 @@ def schedule_problems(schedule: Any) -> list[str]:
             out.append(f"schedule.stages.{name}.keep=last keeps the final epoch's weights, but early_stopping="
                        f"{stage.get('early_stopping')} may end the stage before it: set one of them back "
                        "(keep=best or early_stopping=0)")
-        if stage.get("loss") == "self_critical" and stage.get("word_dropout", 0):
-            out.append(f"schedule.stages.{name}.word_dropout applies to cross_entropy stages (teacher forcing); "
-                       "a self_critical stage reads its own sampled words: set it to 0 there")
+        for key in ("word_dropout", "label_smoothing"):
+            if stage.get("loss") == "self_critical" and stage.get(key, 0):
+                out.append(f"schedule.stages.{name}.{key} applies to cross_entropy stages (teacher forcing); "
+                           "a self_critical stage reads its own sampled words: set it to 0 there")
+        sampling = stage.get("scheduled_sampling") or {}
+        if stage.get("loss") == "self_critical" and (sampling.get("start", 0) or sampling.get("end", 0)):
+            out.append(f"schedule.stages.{name}.scheduled_sampling applies to cross_entropy stages; a self_critical "
+                       "stage reads only its own sampled words: set its start and end to 0 there")
+        out += [f"schedule.stages.{name}.reward: {p}" for p in reward_problems(stage.get("reward", "Bleu_4"))]
     if not any(s.get("epochs", 1) for s in plain(schedule.stages).values()):
         out.append("schedule.stages: no stage has epochs > 0, so nothing would be trained")
     return out
@@ -207,6 +236,7 @@ class Stage:
     reward: Any = None  # self-critical: the reward function
     first_epoch: int = 0
     first_step: int = 0
+    index: int = 0  # its place in the schedule (scheduled sampling's draws are seeded with it)
     losses: list[float] = field(default_factory=list)  # this epoch's so far
     rewards: list[float] = field(default_factory=list)
 
@@ -280,7 +310,7 @@ def start_stage(run: Run, index: int, name: str, options: StageConfig, resume: d
     if options.encoder_lr is not None:
         params.append({"params": list(encoder.parameters()), "lr": options.encoder_lr})
     opt, lr_schedule = make_optimizer(params, options, steps_per_epoch)
-    stage = Stage(name, options, model, encoder, start, by_image, steps_per_epoch, opt, lr_schedule)
+    stage = Stage(name, options, model, encoder, start, by_image, steps_per_epoch, opt, lr_schedule, index=index)
     own_rng = False
     if resume is not None:
         own_rng = continue_position(run, stage, resume)
@@ -333,7 +363,7 @@ def train_epoch(run: Run, stage: Stage, epoch: int) -> float:
         if options.loss == "self_critical":
             loss = self_critical_step(run, stage, batch)
         else:
-            loss = cross_entropy_step(run, stage, batch)
+            loss = cross_entropy_step(run, stage, batch, epoch, step)
         stage.losses.append(optimize(loss, stage, epoch, step, run.ckpt_dir))
         if step % options.log_every == 0:
             log_step(run, stage, bar, step)
@@ -356,11 +386,15 @@ def epoch_batches(run: Run, stage: Stage, epoch: int) -> torch.Tensor:
                        bucket=stage.options.bucket_by_length)
 
 
-def cross_entropy_step(run: Run, stage: Stage, batch: torch.Tensor) -> torch.Tensor:
+def cross_entropy_step(run: Run, stage: Stage, batch: torch.Tensor, epoch: int = 0, step: int = 0) -> torch.Tensor:
     """The teacher-forced loss of one batch of captions (or of images, every caption of each)."""
+    options = stage.options
+    sampling = Sampling(sampling_probability(options.scheduled_sampling, epoch * stage.steps_per_epoch + step,
+                                             stage.steps_per_epoch),
+                        sampling_seed(run.options.seed, stage.index, epoch, step, run.dp.rank))
     with autocast(run.device.type, run.precision):
         return cross_entropy_loss(stage.net, batch, stage.by_image, run.data, stage.encoder, run.dp, run.device,
-                                  stage.options.word_dropout)
+                                  options.word_dropout, options.label_smoothing, sampling)
 
 
 def self_critical_step(run: Run, stage: Stage, batch: torch.Tensor) -> torch.Tensor:
@@ -460,10 +494,13 @@ def encoder_fields(run: Run, stage: Stage) -> dict:
 # -- the two losses -------------------------------------------------------------------------------------
 
 def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data: TrainData, encoder, dp,
-                       device: torch.device, word_dropout: float = 0.0) -> torch.Tensor:
+                       device: torch.device, word_dropout: float = 0.0, label_smoothing: float = 0.0,
+                       sampling: Sampling | None = None) -> torch.Tensor:
     """Masked cross-entropy of a teacher-forced batch: ``batch`` holds caption rows (on cached features) or
     image rows (every caption of each image, its features computed once from pixels). With ``word_dropout``
-    each input word is <unk> with that probability (the targets stay the true words)."""
+    each input word is <unk> with that probability (the targets stay the true words); with ``sampling`` (a
+    probability > 0) input words are the model's own (scheduled sampling, ``scheduled_inputs``); with
+    ``label_smoothing`` the targets are smoothed over the vocabulary."""
     if by_image:
         images = batch.tolist()
         rows = [data.captions_of[i] for i in images]
@@ -475,8 +512,11 @@ def cross_entropy_loss(net: nn.Module, batch: torch.Tensor, by_image: bool, data
         tokens = data.tokens[idx]
         feats = features_of(data.image_of[idx].tolist(), data, None, device)
     tokens = tokens[:, : int((tokens != 0).sum(1).max())].to(device)  # padding shared by the whole batch trimmed
-    logits = net(feats, drop_words(tokens[:, :-1], word_dropout))
-    loss = caption_loss(logits, tokens[:, 1:])
+    inputs = drop_words(tokens[:, :-1], word_dropout)
+    if sampling is not None and sampling.p > 0:  # p == 0: the inputs (and every RNG draw) as without the option
+        inputs = scheduled_inputs(getattr(net, "module", net), feats, inputs, sampling.p, sampling.seed)
+    logits = net(feats, inputs)
+    loss = caption_loss(logits, tokens[:, 1:], label_smoothing=label_smoothing)
     extra = getattr(net, "module", net).auxiliary_loss()  # e.g. the attention penalty (DDP wraps the model)
     return (loss if extra is None else loss + extra) * scale
 
@@ -490,9 +530,66 @@ def drop_words(inputs: torch.Tensor, p: float) -> torch.Tensor:
     return inputs.masked_fill(hit, UNK)
 
 
-def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
-    """Cross-entropy over real words only: padding positions are masked out of the mean."""
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=pad_id)
+def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = 0,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over real words only: padding positions are masked out of the mean. With
+    ``label_smoothing`` = e each real word's target is (1 - e) on the word plus e / V on every word."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=pad_id,
+                                       label_smoothing=label_smoothing)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Scheduled sampling at one step: the probability of feeding the model's own word, and the seed of the
+    generator that draws which words and which of the model's words (derived from the position alone, so a
+    resumed run draws what the uninterrupted one would)."""
+
+    p: float
+    seed: int
+
+
+def sampling_probability(options: ScheduledSampling, done: int, steps_per_epoch: int) -> float:
+    """p after ``done`` steps of the stage: from ``start`` linearly to ``end`` over ``ramp`` epochs, then ``end``."""
+    ramp = options.ramp * steps_per_epoch
+    if ramp <= 0 or done >= ramp:
+        return float(options.end)
+    return float(options.start + (options.end - options.start) * done / ramp)
+
+
+def sampling_seed(seed: int, stage: int, epoch: int, step: int, rank: int = 0) -> int:
+    """The scheduled-sampling generator's seed at one step of one rank: a function of the position alone."""
+    return (((seed * 1_000_003 + stage) * 100_003 + epoch) * 1_000_003 + step) * 1_009 + rank
+
+
+def scheduled_inputs(model: CaptionModel, features: torch.Tensor, inputs: torch.Tensor, p: float,
+                     seed: int) -> torch.Tensor:
+    """Scheduled sampling (Bengio et al. 2015): the input rows [B, T] where each word after <start> (not
+    padding) is, with probability ``p``, replaced by a word sampled from the model's own distribution given the
+    (mixed) words before it, as self-critical.pytorch does. The words are chosen step by step through the model
+    contract (init_state, step) without gradient, since none flows through a chosen word; the loss is then the
+    model's ordinary teacher-forced forward on the mixed inputs, so every model (and its auxiliary loss) trains
+    as with plain teacher forcing. Draws come from a generator seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    replace = (torch.rand(inputs.shape, generator=gen) < p).to(inputs.device) & (inputs != 0)
+    replace[:, 0] = False  # <start> stays
+    uniform = 1 - torch.rand(inputs.shape, generator=gen, dtype=torch.float64).to(inputs.device)  # in (0, 1]
+    mixed = inputs.clone()
+    with torch.no_grad():
+        state = model.init_state(features)
+        for t in range(1, inputs.size(1)):
+            if not replace[:, t:].any():
+                break  # the rest stay the true words
+            log_prob, state = model.step(mixed[:, t - 1], state)
+            mixed[:, t] = torch.where(replace[:, t], sample_word(log_prob, uniform[:, t]), inputs[:, t])
+    return mixed
+
+
+def sample_word(log_prob: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One word per row of log-probabilities [B, V], drawn by inverting the cumulative distribution at
+    ``uniform`` [B] (the same on every device, given the uniforms)."""
+    cdf = log_prob.double().exp().cumsum(-1)
+    index = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+    return index.clamp_max(log_prob.size(-1) - 1)
 
 
 def features_of(images: list[int], data: TrainData, encoder, device: torch.device) -> torch.Tensor:

@@ -5,7 +5,8 @@ words (teacher forcing); at test time it reads its own words and is judged by BL
 training (Rennie et al. 2017) closes that gap with REINFORCE: for each image sample ``samples``
 captions from the decoder, score each against the image's references (``reward``: a sentence BLEU, the
 metric module's own, or CIDEr-D with the training references' document frequencies, the evaluation
-module's ``CIDEr`` as Rennie et al. optimise it), and raise the log-probability of the captions that beat
+module's ``CIDEr`` as Rennie et al. optimise it, or a weighted sum of them such as ``{CIDEr: 1.0,
+Bleu_4: 0.5}``), and raise the log-probability of the captions that beat
 a baseline:
 
     loss = - mean_i (r(w_i) - b_i) * sum_t log p(w_i,t | w_i,<t, image)
@@ -19,8 +20,9 @@ weights stay ``best`` unless a self-critical epoch beats them on val (captioning
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -120,10 +122,53 @@ class SentenceCider(MemoisedReward):
         return self.cider.score_vectors(self.cider.vector(words), self.ref_vectors[image])
 
 
-def make_reward(references: Sequence[Sequence[str]], metric: str) -> Reward:
-    """The ``reward`` of a self-critical stage over these references (one list per training image)."""
-    if metric not in REWARDS:
-        raise ValueError(f"Unknown reward {metric!r}: choose one of {', '.join(REWARDS)}")
+class MixedReward:
+    """A weighted sum of single rewards (``reward: {CIDEr: 1.0, Bleu_4: 0.5}``): each part memoises its own
+    scores, so the mixture costs what its parts cost."""
+
+    def __init__(self, parts: Sequence[tuple[float, Reward]]) -> None:
+        self.parts = list(parts)
+
+    def __call__(self, image: int, words: Sequence[str]) -> float:
+        return sum(weight * reward(image, words) for weight, reward in self.parts)
+
+
+def reward_weights(reward: Any) -> dict[str, float]:
+    """A stage's ``reward`` as {metric: weight}: a metric name (weight 1), a list of names (1 each) or a
+    mapping of names to weights."""
+    if isinstance(reward, str):
+        return {reward: 1.0}
+    if isinstance(reward, (list, tuple)):
+        return {name: 1.0 for name in reward}
+    return dict(reward)
+
+
+def reward_problems(reward: Any) -> list[str]:
+    """What is wrong with a stage's ``reward`` (empty when it is a known metric or a valid mixture)."""
+    if not isinstance(reward, (str, list, tuple, dict)) or not reward:
+        return [f"must be a metric name or a mapping {{metric: weight}}, got {reward!r}"]
+    weights = reward_weights(reward)
+    unknown = [k for k in weights if k not in REWARDS]
+    if unknown:
+        return [f"Unknown reward {', '.join(map(repr, unknown))}: choose from {', '.join(REWARDS)}"]
+    bad = {k: w for k, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float))
+           or not math.isfinite(w) or w < 0}
+    if bad:
+        return [f"weights must be finite numbers >= 0, got {bad}"]
+    if not any(w > 0 for w in weights.values()):
+        return [f"at least one weight must be > 0, got {weights}"]
+    return []
+
+
+def make_reward(references: Sequence[Sequence[str]], metric: Any) -> Reward:
+    """The ``reward`` of a self-critical stage over these references (one list per training image): one metric
+    by name, or a weighted mixture ({metric: weight}, or a list of names with weight 1 each)."""
+    problems = reward_problems(metric)
+    if problems:
+        raise ValueError(f"{problems[0]} (reward {metric!r})")
+    if not isinstance(metric, str):
+        weights = reward_weights(metric)
+        return MixedReward([(float(w), make_reward(references, name)) for name, w in weights.items() if w > 0])
     if metric == "CIDEr":
         return SentenceCider(references)
     return SentenceBleu(references, metric)

@@ -1,7 +1,7 @@
 """Data-parallel training over processes that torchrun starts (gloo on CPU, NCCL on GPU).
 
     torchrun --standalone --nproc_per_node=2 scripts/train.py trainer=ddp
-    python scripts/train.py -m hydra/launcher=slurm hydra.launcher.tasks_per_node=4 trainer=ddp  # docs/cluster.md
+    captioning-train -m hydra/launcher=slurm hydra.launcher.tasks_per_node=4 trainer=ddp  # docs/cluster.md
 
 Every rank runs the same job. The same seed gives every rank the same caption order each epoch;
 ``schedule.batch_size`` is the *global* batch, and rank r takes captions r, r + N, r + 2N, ... of it
