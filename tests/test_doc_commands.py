@@ -214,13 +214,25 @@ def config_checker(config_path: str, config_name: str) -> Callable[[Any], list[s
     from captioning.evaluation.checkpoint import evaluate_problems
     from captioning.lm import config as lm_config
     from captioning.sequence import config as sequence_config
-    from captioning.utils.schema import plain, problems
+    from captioning.sequence.experiments import SweepConfig
+    from captioning.sequence.train import SequenceRunConfig
+    from captioning.utils.schema import ConfigError, plain, problems
+
+    def found_by(check: Callable[[type, Any], Any], schema: type) -> Callable[[Any], list[str]]:
+        def find(cfg: Any) -> list[str]:
+            try:
+                check(schema, cfg)
+            except ConfigError as exc:
+                return exc.problems
+            return []
+        return find
 
     by_name = {("", "train"): config_problems, ("", "extract"): config_problems, ("", "probe"): config_problems,
-               ("", "evaluate"): evaluate_problems, ("lm", "lm"): lm_config.run_problems,
-               ("lm", "sample"): lm_config.sample_problems, ("lm", "viz"): lm_config.viz_problems,
-               ("sequence", "sequence"): sequence_config.run_problems,
-               ("sequence", "long_term_dependency"): sequence_config.sweep_problems}
+               ("", "evaluate"): evaluate_problems, ("lm", "lm"): found_by(lm_config.check, lm_config.LMRunConfig),
+               ("lm", "sample"): found_by(lm_config.check, lm_config.SampleConfig),
+               ("lm", "viz"): found_by(lm_config.check, lm_config.VizConfig),
+               ("sequence", "sequence"): found_by(sequence_config.check, SequenceRunConfig),
+               ("sequence", "long_term_dependency"): found_by(sequence_config.check, SweepConfig)}
     folder = Path(config_path).name if Path(config_path).name != "configs" else ""
     if (folder, config_name) in by_name:
         return by_name[(folder, config_name)]

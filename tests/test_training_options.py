@@ -16,7 +16,7 @@ import captioning.models  # noqa: F401 (registers the shipped models)
 from captioning.config import config_problems
 from captioning.models.base import MODELS, build_model
 import captioning.training.loop as loop
-from captioning.pipeline import run, training_options
+from captioning.pipeline import run, run_options
 from captioning.text.vocab import END, PAD, START
 from captioning.training.loop import (Sampling, ScheduledSampling, TrainData, caption_loss, cross_entropy_loss,
                                       sample_word, sampling_probability, sampling_seed, scheduled_inputs, train)
@@ -206,15 +206,15 @@ def test_training_with_both_options_changes_the_weights_and_resumes_exactly(tiny
 
     monkeypatch.setattr(loop, "caption_loss", loss)
     with pytest.raises(Interrupted):
-        train(training_options(cfg), tiny_prepared, mid_dir)
+        train(run_options(cfg).training, tiny_prepared, mid_dir)
     monkeypatch.undo()
     assert (torch.load(mid_dir / "checkpoints" / "last.pt", weights_only=False)["step"]) == 3
     resumed = tiny_cfg(tiny_root, *options, f"{XE}.epochs=2", f"resume={mid_dir}")
-    train(training_options(resumed), tiny_prepared, mid_dir)
+    train(run_options(resumed).training, tiny_prepared, mid_dir)
     mid = torch.load(mid_dir / "checkpoints" / "last.pt", weights_only=False)
     assert all(torch.equal(a["weights"][k], mid["weights"][k]) for k in a["weights"])
     plain_dir = tiny_root / "train_options_plain"
-    run(tiny_cfg(tiny_root, f"{XE}.epochs=2"), plain_dir)
+    run(run_options(tiny_cfg(tiny_root, f"{XE}.epochs=2")), plain_dir)
     plain = torch.load(plain_dir / "checkpoints" / "last.pt", weights_only=False)
     assert any(not torch.equal(a["weights"][k], plain["weights"][k]) for k in a["weights"])
 
