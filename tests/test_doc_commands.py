@@ -365,11 +365,28 @@ def parse_then_stop(self: argparse.ArgumentParser, args: Any = None, namespace: 
     raise Parsed
 
 
+def forget_modules_under(folders: list[Path]) -> None:
+    """Drop modules imported from ``folders`` (a doc's PYTHONPATH exports) from sys.modules, so that other tests
+    in this process see them as unimportable again, as they are without that path."""
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if any(origin.startswith(str(folder) + "/") for folder in folders):
+            del sys.modules[name]
+
+
 def check(command: DocCommand, monkeypatch) -> None:
     """The whole check of one doc command (AssertionError naming what is wrong)."""
     monkeypatch.chdir(ROOT)  # the docs' relative paths (--config-dir examples/...) start at the checkout
     for folder in command.exports:
         monkeypatch.syspath_prepend(str(ROOT / folder))
+    try:
+        check_command(command, monkeypatch)
+    finally:
+        forget_modules_under([ROOT / folder for folder in command.exports])
+
+
+def check_command(command: DocCommand, monkeypatch) -> None:
+    """check's body, with the doc's PYTHONPATH in place."""
     args = [a for a in command.args if a != "..."]
     if command.program in CONSOLE:
         check_hydra_command(CONSOLE[command.program].split(":")[0], args)
