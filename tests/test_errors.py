@@ -88,9 +88,9 @@ CASES = [
     ("captioning-evaluate", ["checkpoint={untrusted}"], ["{untrusted}", "other than tensors"]),
     ("captioning-evaluate", ["checkpoint={tiny}"], ["{tiny}", "no training config"]),
     ("captioning-evaluate", ["mode=score", "results={notjson}", "annotations={annotations}"],
-     ["{notjson}", "not valid JSON"]),
+     ["{notjson}", "not valid json"]),
     ("captioning-evaluate", ["mode=score", "results={results}", "annotations={notjson}"],
-     ["{notjson}", "not valid JSON"]),
+     ["{notjson}", "not valid json"]),
     ("captioning-evaluate", ["mode=score", "results={missing}", "annotations={annotations}"], ["{missing}"]),
     ("captioning-evaluate", ["checkpoint={tiny}", "decoding.beam_size=0"], ["decoding.beam_size must be >= 1"]),
     # captioning-caption: bad checkpoints, a bad image, a bad value, an old spelling

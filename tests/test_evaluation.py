@@ -109,7 +109,7 @@ def test_score_files_rejects_bad_files(tmp_path):
     with pytest.raises(ValueError, match="no captions in"):
         score_files(res, ann)
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="not valid json"):
         score_files(tmp_path / "bad.json", ann)
-    with pytest.raises(FileNotFoundError, match="results file not found"):
+    with pytest.raises(FileNotFoundError, match="results file .*nope.json not found"):
         score_files(tmp_path / "nope.json", ann)

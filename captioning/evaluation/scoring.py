@@ -7,7 +7,6 @@ by other codebases are compared on the same footing.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from captioning.evaluation.measures import (TrainingReference, chair, diversity,
 from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
 from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
-from captioning.utils.files import FileFormatError  # a ValueError: the user's file is named
+from captioning.utils.files import FileFormatError, read_json  # a ValueError: the user's file is named
 from captioning.utils.io import save_json
 from captioning.utils.schema import build, option, plain, problems
 
@@ -212,19 +211,9 @@ def _hallucination_entry(found: tuple[int, Sequence[str]] | None) -> dict[str, A
     return {"objects_mentioned": mentioned, "hallucinated": list(names), "CHAIR_s": float(bool(names))}
 
 
-def _read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{what} {path} is not valid JSON: {err}") from err
-
-
 def load_results(results_json: str | Path) -> dict[int, str]:
     """A COCO results file (``[{"image_id": ..., "caption": ...}]``) as {image_id: caption}; one per image."""
-    data = _read_json(results_json, "results file")
+    data = read_json(results_json, "results file")
     if not isinstance(data, list) or not all(isinstance(d, dict) and {"image_id", "caption"} <= d.keys() for d in data):
         raise FileFormatError(f"{results_json}: expected a COCO results list of "
                               "{'image_id': ..., 'caption': ...} objects")
@@ -239,7 +228,7 @@ def load_results(results_json: str | Path) -> dict[int, str]:
 
 def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
     """Reference captions per image id from a COCO caption annotation file."""
-    data = _read_json(annotation_json, "annotation file")
+    data = read_json(annotation_json, "annotation file")
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or not all(isinstance(a, dict) and {"image_id", "caption"} <= a.keys() for a in anns):
         raise FileFormatError(f"{annotation_json}: expected a COCO caption file with "
@@ -252,7 +241,7 @@ def load_references(annotation_json: str | Path) -> dict[int, list[str]]:
 
 def load_scenes(annotation_json: str | Path) -> dict[int, dict]:
     """The ``scenes`` of a synthetic-shapes annotation file by image id ({} for other COCO files)."""
-    data = _read_json(annotation_json, "annotation file")
+    data = read_json(annotation_json, "annotation file")
     scenes = data.get("scenes") if isinstance(data, dict) else None
     return {int(i): s for i, s in scenes.items()} if isinstance(scenes, dict) else {}
 
