@@ -61,9 +61,10 @@ def test_two_runs_at_once_generate_and_extract_once(tmp_path, monkeypatch):
     assert logs.count("generated 20 shapes images") == 1, logs
     assert logs.count("extracted the features of 16 images of shapes_tiny-") == 1, logs
     assert logs.count("extracted the features of 4 images of shapes_tiny-") == 1, logs
-    # one run waited on the lock beside the data folder or in a cache directory, and said which
+    # a run that found the lock held said which lock it waited on (when the first run finishes before the second
+    # reaches a lock, the second reuses without waiting: the counts above are the guarantee, not the wait)
     waited = [line for line in logs.splitlines() if "waiting for" in line]
-    assert waited and all("shapes_tiny.lock" in line or "features.lock" in line for line in waited), logs
+    assert all("shapes_tiny.lock" in line or "features.lock" in line for line in waited), logs
     assert (tmp_path / "data" / "shapes_tiny.lock").exists()
 
 
