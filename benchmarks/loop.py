@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
     b, a = (statistics.median(times[v]) for v in ("before", "after"))
     table = "\n".join(["| version | epoch seconds (median) | each |", "| --- | --- | --- |",
                        f"| before ({rev}) | {b:.1f} | {', '.join(f'{t:.1f}' for t in times['before'])} |",
-                       f"| after (this checkout) | {a:.1f} | {', '.join(f'{t:.1f}' for t in times['after'])} |"])
+                       f"| after ({short_rev('HEAD', ROOT)}) | {a:.1f} | {', '.join(f'{t:.1f}' for t in times['after'])} |"])
     command = f"{DRIVER} loop --before {args.before} --repeats {args.repeats} {' '.join(args.overrides)}"
     write_report(args.report, "loop", "Training loop: one epoch before and after", command,
                  f"One cross-entropy epoch of the default config (cached features), the two versions alternating. "

@@ -92,7 +92,7 @@ class Captioner:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                         revision: str | None = None) -> "Captioner":
-        """Build from an export folder (``run_dir/export``, ``save_pretrained``'s, ``scripts/export.py``'s),
+        """Build from an export folder (``run_dir/export``, ``save_pretrained``'s, ``captioning-export``'s),
         read offline, or else from a Hugging Face Hub repo id (a str "user/name" that names no folder here,
         at ``revision``), downloaded once into the Hub's cache (and read from it offline). Safetensors and JSON only: no pickle is read (captioning/models/export.py)."""
         path = resolve_pretrained(name_or_path, revision)

@@ -75,7 +75,7 @@ class RunConfig:
 
 @dataclass
 class ProbeConfig:
-    """Probes of the frozen features (scripts/probe_features.py, captioning/evaluation/probes.py)."""
+    """Probes of the frozen features (captioning-probe, captioning/evaluation/probes.py)."""
 
     hidden: int = option(0, "0 = a linear probe; > 0 = a perceptron with one hidden layer of this width", ge=0)
     split: str = option("test", "where the probes are scored (they train on data.train_split)")

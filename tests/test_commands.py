@@ -1,5 +1,5 @@
-"""The commands: every console entry point of pyproject is a main in captioning/commands with a scripts/
-wrapper; they find the configs shipped in the package from any directory, and take a user's own config
+"""The commands: every console entry point of pyproject is a main in captioning/commands, with no scripts/
+wrapper beside it; they find the configs shipped in the package from any directory, and take a user's own config
 folder with --config-dir; the caption command's Hydra config has evaluation's decoding.* keys; every one
 takes key=value options, names an old --flag's new spelling, and answers --help from a page of its declared
 options without importing torch."""
@@ -41,14 +41,14 @@ def test_the_expected_commands_exist():
 
 
 @pytest.mark.parametrize("name", sorted(CONSOLE))
-def test_every_console_command_is_a_main_in_the_package_with_a_script_wrapper(name):
+def test_every_console_command_is_a_main_in_the_package_and_spelled_one_way(name):
     import importlib
 
     module, func = CONSOLE[name].split(":")
     assert module.startswith("captioning.commands.") and func == "main"
     assert callable(importlib.import_module(module).main)
     wrapper = ROOT / "scripts" / f"{module.rsplit('.', 1)[-1]}.py"
-    assert f"from {module} import main" in wrapper.read_text(encoding="utf-8"), f"{wrapper} does not wrap {module}"
+    assert not wrapper.exists(), f"{wrapper} repeats {name}: a command has one spelling, the console command"
 
 
 def test_every_yaml_is_package_data():

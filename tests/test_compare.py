@@ -62,7 +62,7 @@ def test_compare_sweep_writes_markdown_csv_and_chart(sweep, tmp_path):
 
 
 def test_script_prints_the_table_and_refuses_bad_dirs(sweep, tmp_path, capsys):
-    from scripts.compare_runs import main
+    from captioning.commands.compare_runs import main
 
     assert main([str(sweep), "metrics=[Bleu_4]"]) == 0
     assert "| cell=gru,seed=- | 0.300 | 0.150 |" in capsys.readouterr().out
@@ -73,7 +73,7 @@ def test_script_prints_the_table_and_refuses_bad_dirs(sweep, tmp_path, capsys):
     assert main([str(tmp_path / "empty")]) == 2
 
 
-# --- paired comparison over images (scripts/paired.py) -------------------------------------------------
+# --- paired comparison over images (captioning-paired) -------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_paired_comparison_of_two_tiny_runs(tiny_run, tiny_gru_run, tmp_path):
 
 
 def test_paired_script_prints_the_verdict_and_refuses_bad_input(tiny_run, tiny_gru_run, tmp_path, capsys):
-    from scripts.paired import main
+    from captioning.commands.paired import main
 
     assert main([f"a={tiny_run[0]}", f"b={tiny_gru_run[0]}", "labels=[lstm,gru]", "splits=[test]",
                  "resamples=500"]) == 0

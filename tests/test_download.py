@@ -15,7 +15,6 @@ import pytest
 from captioning.data import download
 from captioning.data.download import Dataset, DownloadError, Remote, extract, fetch, prepare, read_record
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
 BODY = bytes(range(256)) * 1000  # 256,000 bytes, several read chunks of the handler
 FAST = {"backoff": 0, "timeout": 5}
 
@@ -123,15 +122,15 @@ def test_prepare_lays_out_a_dataset_once(tmp_path, monkeypatch):
 
 
 def test_script_help_lists_targets_and_sizes():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "captioning.commands.prepare_data", "--help"], capture_output=True,
+                         text=True, check=True).stdout
     for word in ("coco2014", "coco2017", "flickr8k", "flickr30k", "tinyshakespeare", "shapes", "13.5 GB"):
         assert word in out
 
 
 def test_script_generates_shapes(tmp_path, capsys):
-    import runpy
+    from captioning.commands.prepare_data import main
 
-    main = runpy.run_path(str(SCRIPT))["main"]
     assert main(["shapes", "data=shapes_tiny", f"root={tmp_path}"]) == 0
     assert "train 64, val 16, test 16, test_novel 16, val_novel 16" in capsys.readouterr().out
     assert (tmp_path / "shapes_tiny" / "annotations" / "captions_test_novel.json").exists()

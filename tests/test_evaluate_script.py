@@ -1,4 +1,4 @@
-"""scripts/evaluate.py's two modes: a checkpoint on a split, and a results file against annotations."""
+"""captioning-evaluate's two modes: a checkpoint on a split, and a results file against annotations."""
 
 import json
 

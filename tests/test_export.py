@@ -83,10 +83,10 @@ def test_loading_an_export_runs_no_training_code_and_no_pickle(tiny_run, tiny_ro
 
 def test_export_script_matches_the_runs_own_export(tiny_run, tmp_path, monkeypatch, capsys):
     run_dir, _ = tiny_run
-    monkeypatch.setattr(sys, "argv", ["scripts/export.py", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}",
+    monkeypatch.setattr(sys, "argv", ["captioning-export", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}",
                                       f"out={tmp_path / 'out'}"])
     with pytest.raises(SystemExit) as info:
-        runpy.run_path(str(REPO / "scripts" / "export.py"), run_name="__main__")
+        runpy.run_module("captioning.commands.export", run_name="__main__")
     assert info.value.code == 0 and "exported to" in capsys.readouterr().out
     for name in ("config.json", "model.safetensors", "vocab.json", "README.md"):
         assert (tmp_path / "out" / name).read_bytes() == (run_dir / "export" / name).read_bytes(), name

@@ -62,11 +62,11 @@ def test_gallery_of_the_tiny_run(tiny_run, tmp_path):
 def test_script_writes_the_figure(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "examples.png"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_examples.py"), f"checkpoint={run_dir}",
+    done = subprocess.run([sys.executable, "-m", "captioning.commands.render_examples", f"checkpoint={run_dir}",
                            f"out={out}", "per_split=2", "decoding.method=greedy"], capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert out.is_file() and len(done.stdout.strip().splitlines()) == 4
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_examples.py"), f"checkpoint={run_dir}",
+    bad = subprocess.run([sys.executable, "-m", "captioning.commands.render_examples", f"checkpoint={run_dir}",
                           "colour=red"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "Key 'colour' not in 'GalleryRunConfig'" in bad.stderr

@@ -28,8 +28,8 @@ def test_file_folder_and_glob(tmp_path):
 
 
 def test_missing_corpus_names_paths_and_hint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.txt.*prepare_data"):
-        resolve_source([str(tmp_path / "nowhere.txt")], hint="run scripts/prepare_data.py")
+    with pytest.raises(FileNotFoundError, match="nowhere.txt.*prepare-data"):
+        resolve_source([str(tmp_path / "nowhere.txt")], hint="run captioning-prepare-data")
     with pytest.raises(FileNotFoundError, match="no files"):
         list_files(str(tmp_path / "*.tex"))
 

@@ -1,7 +1,7 @@
 """Interrupted training loses nothing: SIGINT/SIGTERM finish the step and save the exact position, a kill -9
 costs at most `checkpoint_every_steps` steps, and resuming gives bitwise the weights of an uninterrupted run.
 
-The killed runs are real `scripts/train.py` processes; the test holds the child at a chosen step (it waits
+The killed runs are real `captioning-train` processes; the test holds the child at a chosen step (it waits
 while a marker file exists) so that the signal lands exactly where the test wants it, however busy the CPU.
 """
 
@@ -44,8 +44,8 @@ def loss(*args, **kwargs):
     return real(*args, **kwargs)
 
 t.caption_loss = loss
-sys.argv = ["scripts/train.py", *{args!r}]
-runpy.run_path({script!r}, run_name="__main__")
+sys.argv = ["captioning-train", *{args!r}]
+runpy.run_module("captioning.commands.train", run_name="__main__")
 """
 
 
@@ -74,13 +74,13 @@ def straight(tiny_root, tiny_prepared):
 
 def start_child(tiny_root: Path, prepared, run_dir: Path, hold_at: int,
                 *overrides: str) -> tuple[subprocess.Popen, Path]:
-    """scripts/train.py on the tiny set in a subprocess, held at training step ``hold_at``."""
+    """captioning-train on the tiny set in a subprocess, held at training step ``hold_at``."""
     mark = run_dir.parent / f"{run_dir.name}.held"
     # the very images (and so the cached features) of ``prepared``, whatever CAPTIONING_DATA says by now
     data_root = Path(prepared.splits["train"][0].path).parents[2]
     args = [*TINY, "data.eval_splits=[]", "num_threads=1",
             f"data.root={data_root}", f"cache_dir={tiny_root / 'cache'}", f"hydra.run.dir={run_dir}", *overrides]
-    code = CHILD.format(mark=str(mark), hold_at=hold_at, args=args, script=str(REPO / "scripts" / "train.py"))
+    code = CHILD.format(mark=str(mark), hold_at=hold_at, args=args)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)

@@ -162,7 +162,7 @@ def test_attention_maps_of_a_run(tiny_root, tmp_path):
     assert words == caption.text.split() + ["<end>"] and weights.shape == (len(words), 4)
     np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
     out = tmp_path / "attention.png"
-    done = subprocess.run([sys.executable, "scripts/render_attention.py", f"checkpoint={run_dir}", f"out={out}",
+    done = subprocess.run([sys.executable, "-m", "captioning.commands.render_attention", f"checkpoint={run_dir}", f"out={out}",
                            "per_split=1"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size[0] > 100

@@ -54,7 +54,7 @@ def read_json(path: str | os.PathLike) -> Any:
     """Parse a json file, turning a missing or malformed file into a DataError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"annotation file not found: {path} (see scripts/prepare_data.py --help)")
+        raise DataError(f"annotation file not found: {path} (see captioning-prepare-data --help)")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -137,7 +137,7 @@ def check_image_files(
     more = f"\n  ... and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
     raise MissingImagesError(
         f"{source}: {len(missing)} of {len(records)} image files are missing:\n  {shown}{more}\n"
-        "Check the image directory (download with scripts/prepare_data.py), "
+        "Check the image directory (download with captioning-prepare-data), "
         "or set on_missing=skip to drop them."
     )
 

@@ -27,7 +27,7 @@ MODES = ("checkpoint", "score")
 
 @dataclass
 class EvaluateRunConfig:
-    """configs/evaluate.yaml (scripts/evaluate.py): a checkpoint on a split, or a COCO results file scored."""
+    """configs/evaluate.yaml (captioning-evaluate): a checkpoint on a split, or a COCO results file scored."""
 
     mode: str = option("checkpoint", "checkpoint: decode a split with a trained checkpoint | score: score a COCO "
                        "results file against COCO annotations", choices=MODES)

@@ -29,7 +29,7 @@ def load_history(path: str | Path) -> dict:
     if path.is_dir():
         path = path / "history.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no training history at {path}: pass a run directory written by scripts/train.py")
+        raise FileNotFoundError(f"no training history at {path}: pass a run directory written by captioning-train")
     history = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
         raise ValueError(f"{path} is not a training history (expected {{'epochs': [...]}})")

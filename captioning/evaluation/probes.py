@@ -6,7 +6,7 @@ trained on the train split's features predicts every slot at once; on the test s
 per-slot accuracy and how often all ``n`` slots are right. This is the binding a caption like "a red
 circle left of a blue square" needs: a pooled vector can hold which colours and shapes are present
 and still lose which goes with which, and where. ``hidden=0`` is a linear probe, ``hidden>0`` a
-one-hidden-layer perceptron (``scripts/probe_features.py``).
+one-hidden-layer perceptron (``captioning-probe``).
 
 ``probe_attributes`` asks the compositional question instead: colour and shape predicted apart, and scored on
 the objects whose colour-shape pair no training scene has (the shapes data's ``val_novel``/``test_novel``).

@@ -63,7 +63,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunResult]:
         raise FileNotFoundError(f"sweep directory {root} does not exist: pass e.g. runs/multirun/<date>/<time>")
     dirs = {p.parent for p in root.rglob("metrics.json")} | {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
     if not dirs:
-        raise FileNotFoundError(f"no runs under {root}: expected folders with metrics.json (from scripts/train.py)")
+        raise FileNotFoundError(f"no runs under {root}: expected folders with metrics.json (from captioning-train)")
     runs = []
     for d in sorted(dirs, key=_job_order):
         metrics_file = d / "metrics.json"

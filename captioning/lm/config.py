@@ -4,8 +4,8 @@ Each part declares its options once, as a dataclass beside its code: the corpus 
 captioning/lm/corpus.py), the cell and the layers around it (``CharCellConfig``, ``CharModelConfig``,
 captioning/lm/model.py), the transformer that the `cell` group also offers (``TransformerConfig``,
 captioning/lm/transformer.py) and the schedule (``TrainConfig``, captioning/lm/train.py). The three scripts'
-own options are below: ``LMRunConfig`` (scripts/train_lm.py, configs/lm/lm.yaml), ``SampleConfig``
-(scripts/sample_lm.py) and ``VizConfig`` (scripts/visualize_cells.py). ``register_schemas`` stores them
+own options are below: ``LMRunConfig`` (captioning-train-lm, configs/lm/lm.yaml), ``SampleConfig``
+(captioning-sample-lm) and ``VizConfig`` (captioning-visualize-cells). ``register_schemas`` stores them
 in Hydra's ConfigStore, where the yaml files in configs/lm extend them
 (``defaults: [/schema/lm/<group>/<name>@_here_]``), so an unknown key or a wrong type fails at composition
 and a yaml states only what differs from the declared defaults. The ``*_problems`` functions then name
@@ -29,7 +29,7 @@ from captioning.utils.schema import build, option, plain, problems, refuse
 
 @dataclass
 class LMRunConfig:
-    """configs/lm/lm.yaml: a training run of the character model (scripts/train_lm.py)."""
+    """configs/lm/lm.yaml: a training run of the character model (captioning-train-lm)."""
 
     seed: int = option(1337, "seeds the weights, the dropout and the sampling", ge=0)
     threads: int | None = option(None, "torch CPU threads for the whole process; null = torch's default", ge=1)
@@ -48,9 +48,9 @@ class LMRunConfig:
 
 @dataclass
 class SampleConfig:
-    """configs/lm/sample.yaml: sampling text from a trained model (scripts/sample_lm.py)."""
+    """configs/lm/sample.yaml: sampling text from a trained model (captioning-sample-lm)."""
 
-    checkpoint: str = option("outputs/lm/shakespeare-lstm/ckpt.pt", "a checkpoint written by scripts/train_lm.py")
+    checkpoint: str = option("outputs/lm/shakespeare-lstm/ckpt.pt", "a checkpoint written by captioning-train-lm")
     length: int = option(1000, "characters generated after the prime", ge=0)
     prime: str = option("\n", "text the model reads first: at least one character, each one seen in training")
     temperature: float = option(1.0, "divides the logits: below 1 safer and more repetitive, above 1 more varied; "
@@ -61,9 +61,9 @@ class SampleConfig:
 
 @dataclass
 class VizConfig:
-    """configs/lm/viz.yaml: rank and render the cells of a trained model (scripts/visualize_cells.py)."""
+    """configs/lm/viz.yaml: rank and render the cells of a trained model (captioning-visualize-cells)."""
 
-    checkpoint: str = option("outputs/lm/${corpus.name}-lstm/ckpt.pt", "a checkpoint written by scripts/train_lm.py")
+    checkpoint: str = option("outputs/lm/${corpus.name}-lstm/ckpt.pt", "a checkpoint written by captioning-train-lm")
     text_file: str | None = option(None, "read this file; null = the start of the corpus's validation text")
     chars: int = option(20_000, "characters recorded (more: steadier correlations, a slower scratch run)", ge=1)
     top_k: int = option(3, "cells shown per signal", ge=1)

@@ -97,12 +97,12 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by captioning.lm.train.train_char_lm (clear error if it is missing)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found: train first (scripts/train_lm.py) or fix the path")
+        raise FileNotFoundError(f"checkpoint {path} not found: train first (captioning-train-lm) or fix the path")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise LMCheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
-                                "retrain (scripts/train_lm.py) or use another checkpoint") from exc
+                                "retrain (captioning-train-lm) or use another checkpoint") from exc
 
 
 def load_lm(path: str | Path, backend: str = "fused") -> tuple[LM, CharVocab]:

@@ -1,4 +1,4 @@
-"""The whole cell-inspection report for a character model: record, search, render (scripts/visualize_cells.py)."""
+"""The whole cell-inspection report for a character model: record, search, render (captioning-visualize-cells)."""
 
 from __future__ import annotations
 

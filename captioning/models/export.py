@@ -22,7 +22,7 @@ Format 1 is the only one: exports written before the model card and the ``traini
 README.md) load unchanged.
 
 ``Captioner.from_pretrained(<export dir or Hub repo id>)`` loads one, ``Captioner.save_pretrained(dir)``
-writes one; ``scripts/export.py`` exports an older run.
+writes one; ``captioning-export`` exports an older run.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def load_export(path: str | os.PathLike) -> dict:
     if not (path / CONFIG_FILE).is_file():
         what = "does not exist" if not path.exists() else f"has no {CONFIG_FILE}"
         raise CheckpointError(f"export {path} {what}: pass a folder written by the training run (run_dir/export) or "
-                              "by scripts/export.py checkpoint=<run dir or .pt> out=<folder>")
+                              "by captioning-export checkpoint=<run dir or .pt> out=<folder>")
     try:
         config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

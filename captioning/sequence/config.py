@@ -3,7 +3,7 @@
 Each part declares its options once, as a dataclass beside its code: the cell and the sizes
 (``SequenceCellConfig``, ``SequenceModelConfig``: captioning/sequence/models.py), the four tasks
 (``AddingTask``, ``ReverseTask``, ``CaptionColourTask``, ``ParaphraseTask``: problems.py), the training loop
-and a whole run of scripts/sequence_tasks.py (``SequenceTrainConfig``, ``SequenceRunConfig``: train.py) and
+and a whole run of captioning-sequence-tasks (``SequenceTrainConfig``, ``SequenceRunConfig``: train.py) and
 the long-term-dependency sweep of scripts/long_term_dependency.py (``SweepConfig``: experiments.py).
 ``register_schemas`` stores them in Hydra's ConfigStore, where the yaml files in configs/sequence extend
 them (``defaults: [/schema/sequence/<group>/<name>@...]``), so an unknown key or a wrong type fails at

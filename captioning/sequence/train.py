@@ -2,7 +2,7 @@
 optimizer and the step are every app's: captioning/nn/optim.py, captioning/nn/step.py).
 
 ``SequenceTrainConfig`` is the loop's declared options (the `train` section of configs/sequence/*.yaml);
-``SequenceRunConfig`` the whole of configs/sequence/sequence.yaml (scripts/sequence_tasks.py).
+``SequenceRunConfig`` the whole of configs/sequence/sequence.yaml (captioning-sequence-tasks).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class SequenceTrainConfig:
 
 @dataclass
 class SequenceRunConfig:
-    """configs/sequence/sequence.yaml: one task, one cell (scripts/sequence_tasks.py)."""
+    """configs/sequence/sequence.yaml: one task, one cell (captioning-sequence-tasks)."""
 
     seed: int = option(0, "seeds the data, the weights and the batch order", ge=0)
     threads: int | None = option(None, "torch CPU threads for the whole process; null = torch's default", ge=1)

@@ -1,6 +1,6 @@
 """Data-parallel training over processes that torchrun starts (gloo on CPU, NCCL on GPU).
 
-    torchrun --standalone --nproc_per_node=2 scripts/train.py trainer=ddp
+    torchrun --standalone --nproc_per_node=2 -m captioning.commands.train trainer=ddp
     captioning-train -m hydra/launcher=slurm hydra.launcher.tasks_per_node=4 trainer=ddp  # docs/cluster.md
 
 Every rank runs the same job. The same seed gives every rank the same caption order each epoch;
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRAINERS = ("single", "ddp")
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-LAUNCH_HINT = "start it with torchrun, e.g. torchrun --standalone --nproc_per_node=2 scripts/train.py trainer=ddp"
+LAUNCH_HINT = "start it with torchrun, e.g. torchrun --standalone --nproc_per_node=2 -m captioning.commands.train trainer=ddp"
 BACKENDS = ("auto", "gloo", "nccl")
 
 
