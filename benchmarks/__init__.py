@@ -18,5 +18,7 @@ BENCHMARKS = {  # name -> what it measures and where it writes; each is benchmar
     "transformer_cache": "beam search with the Transformer's key/value cache against re-running the prefix "
                          "(prints)",
     "lm": "the character-level LSTM and Transformer at equal wall time (docs/benchmarks.md: char-lm)",
+    "decoding": "each decoding option against plain beam search under trained models, on val (docs/options.md: "
+                "decoding; docs/figures/decoding_tradeoff.png)",
     "precision": "bf16 against fp32 encoder features under trained models (docs/results.md: precision)",
 }

@@ -136,3 +136,19 @@ def write_report(path: str | os.PathLike, name: str, title: str, command: str, b
     update_section(path, name, text)
     print(text)
     return text
+
+
+def evaluate_run(run_dir: Path, overrides: list[str], out_dir: Path) -> dict:
+    """``captioning-evaluate checkpoint=<run_dir> <overrides>``, written to ``out_dir``; its metrics."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from captioning.config import register_schemas
+    from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint
+    from captioning.utils.schema import build
+
+    register_schemas()  # the yaml files build on the declared schemas, as the command's import registers them
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose("evaluate", overrides=[f"checkpoint={run_dir}", *overrides])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return evaluate_checkpoint(build(EvaluateRunConfig, cfg), out_dir)

@@ -16,14 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 from benchmarks import DRIVER, PROG
-from benchmarks.common import ROOT
-from captioning import CONFIG_DIR
-from captioning.config import register_schemas
-from captioning.evaluation.checkpoint import EvaluateRunConfig, evaluate_checkpoint
-from captioning.utils.schema import build
+from benchmarks.common import ROOT, evaluate_run
 from captioning.experiments.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
 
@@ -33,11 +27,7 @@ METRICS = ("Bleu_4", "acc_scene")
 
 def evaluate(run_dir: Path, split: str, precision: str, out_dir: Path) -> dict:
     """captioning-evaluate checkpoint=<run_dir> split=<split> precision=<precision>, written to ``out_dir``."""
-    register_schemas()  # the yaml files build on the declared schemas, as the command's import registers them
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[f"checkpoint={run_dir}", f"split={split}", f"precision={precision}"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return evaluate_checkpoint(build(EvaluateRunConfig, cfg), out_dir)[split]
+    return evaluate_run(run_dir, [f"split={split}", f"precision={precision}"], out_dir)[split]
 
 
 def agreement(a: Path, b: Path, split: str) -> tuple[int, int]:
