@@ -35,7 +35,7 @@ def test_every_data_config_is_valid(name, monkeypatch, tmp_path):
     monkeypatch.setenv("CAPTIONING_DATA", str(tmp_path))
     cfg = data_config(name)
     if name == "custom":  # its paths must come from the user
-        with pytest.raises(DataConfigError, match="data.root: no value given"):
+        with pytest.raises(DataConfigError, match=r"^data\.root: no value given"):
             validate_data_config(cfg)
         return
     data = validate_data_config(cfg)

@@ -78,6 +78,7 @@ CASES = [
     ("captioning-train", ["resume={truncated}", "data=shapes_tiny", "data.root={root}/shapes"],
      ["{truncated}", "truncated"]),
     ("captioning-train", ["data=coco2014", "data.root={missing}"], ["{missing}", "not found"]),
+    ("captioning-train", ["data=custom"], ["invalid config: data.root: no value given"]),
     ("captioning-train", ["data=custom", "data.root={custom}", "data.val_split=null", "data.eval_splits=[train]",
                           "data.splits.train={{annotations:train.json,images:images}}",
                           "~data.splits.val", "~data.splits.test"],

@@ -92,6 +92,12 @@ class DataConfigError(ValueError):
     """A data config value that cannot work."""
 
 
+def data_key(key: str) -> str:
+    """A key of the data config as the command line spells it (``data.root``), whether ``key`` was read from the
+    data node itself (``root``) or from the whole run config (``data.root``)."""
+    return key if key.startswith("data.") else f"data.{key}"
+
+
 def _plain(node: Any) -> dict[str, Any]:
     """A resolved plain dict from a DictConfig or a mapping; a missing (???) value is an error."""
     if not isinstance(node, DictConfig):
@@ -99,7 +105,7 @@ def _plain(node: Any) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except MissingMandatoryValue as e:
-        raise DataConfigError(f"data.{e.full_key}: no value given; set it on the command line or in the config") from e
+        raise DataConfigError(f"{data_key(e.full_key)}: no value given; set it on the command line or in the config") from e
 
 
 def _absolute(path: str) -> str:
@@ -170,7 +176,7 @@ def _build(cfg: Mapping[str, Any]) -> DataConfig:
     try:
         return build(DATA_SCHEMAS[_kind(cfg)], cfg)
     except MissingMandatoryValue as e:
-        raise DataConfigError(f"data.{e.full_key}: no value given; set it on the command line or in the config") from e
+        raise DataConfigError(f"{data_key(e.full_key)}: no value given; set it on the command line or in the config") from e
 
 
 def generator_params(data: ShapesDataConfig) -> dict[str, Any]:
