@@ -8,8 +8,9 @@ left of) and the order of mention drawn at random.
 
 Scenes of 4 or 5 objects (the ``long`` hard split, captioning/data/hard_scenes.py) are listed in order
 as three-object ones are, by ``LONG`` templates that name no count: the training captions have no count
-word beyond "three", and every word of a ``LONG`` caption occurs in them. Such captions are longer than
-16 tokens (4 objects: 18 or more, 5 objects: 22 or more), which is the point of that split.
+word beyond "three", and every word of a ``LONG`` caption occurs in them. Such captions run past the
+training ones (at most 16 tokens, commas not counted): 15-20 tokens for 4 objects, 18-23 for 5, so a
+decoder stopped at 16 words can say a whole 5-object scene in no phrasing.
 """
 
 from __future__ import annotations
