@@ -114,7 +114,8 @@ def test_each_hard_split_is_deterministic_and_its_own(tmp_path, hard):
 def _inside_and_apart(scene: dict, size: int) -> bool:
     objs = scene["objects"]
     inside = all(o["r"] <= o["x"] <= size - o["r"] and o["r"] <= o["y"] <= size - o["r"] for o in objs)
-    apart = all(np.hypot(a["x"] - b["x"], a["y"] - b["y"]) > a["r"] + b["r"] for i, a in enumerate(objs) for b in objs[i + 1:])
+    apart = all(np.hypot(a["x"] - b["x"], a["y"] - b["y"]) > a["r"] + b["r"]
+                for i, a in enumerate(objs) for b in objs[i + 1:])
     return inside and apart
 
 
@@ -144,7 +145,8 @@ def test_hard_scenes_have_the_promised_structure(hard):
             repeated = [pair for pair in set(pairs) if pairs.count(pair) > 1]
             assert len(repeated) == (1 if kind == "twins" else 0), (split, s)
             if kind == "twins":
-                assert sorted(o["size"] for o in s["objects"] if (o["colour"], o["shape"]) == repeated[0]) == ["large", "small"]
+                twins = [o["size"] for o in s["objects"] if (o["colour"], o["shape"]) == repeated[0]]
+                assert sorted(twins) == ["large", "small"]
             assert ("style" in s) == (kind == "shifted")
         if kind == "shifted":
             assert {s["style"]["kind"] for s in scenes} == set(SHIFT_STYLES)

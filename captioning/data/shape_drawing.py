@@ -115,8 +115,8 @@ def _stripes(draw: ImageDraw.ImageDraw, side: int, style: Mapping[str, Any], bas
     period, width = style["period"] * k, max(1, style["period"] * k // 2)
     colour = tuple(min(255, c + style["contrast"]) for c in base)
     for offset in range(-side, 2 * side, period):  # lines at 45 degrees, one way or the other
-        start, end = ((offset, 0), (offset + side, side)) if style["direction"] > 0 else ((offset, side), (offset + side, 0))
-        draw.line([start, end], fill=colour, width=width)
+        ends = [(offset, 0), (offset + side, side)] if style["direction"] > 0 else [(offset, side), (offset + side, 0)]
+        draw.line(ends, fill=colour, width=width)
 
 
 def _noisy(img: Image.Image, style: Mapping[str, Any]) -> Image.Image:
@@ -138,7 +138,9 @@ def render(scene: Mapping[str, Any], size: int) -> Image.Image:
     for o in scene["objects"]:
         x, y, r, fill = o["x"] * k, o["y"] * k, o["r"] * k, tuple(o["rgb"])
         # a light rim of the object's own hue (half way to white): the object keeps its extent and colour word
-        extra = {"outline": tuple((c + 255) // 2 for c in fill), "width": style["width"] * k} if kind == "outline" else {}
+        extra = {}
+        if kind == "outline":
+            extra = {"outline": tuple((c + 255) // 2 for c in fill), "width": style["width"] * k}
         if o["shape"] == "circle":
             draw.ellipse((x - r, y - r, x + r, y + r), fill=fill, **extra)
             continue
