@@ -170,6 +170,14 @@ def test_held_out_structure_is_absent_from_training(train, hard):
     # why triples need a held-out pair: every seen colour-shape-size triple is a training one
     seen = {(c, s) for c in DEFAULTS["colours"] for s in DEFAULTS["shapes"]} - NOVEL
     assert triples == {(c, s, z) for c, s in seen for z in ("small", "large")}
+    # and why the held-out relation is between twins: every shape stands before every shape on both axes
+    related = set()
+    for s in scenes:
+        if s["relation"]:
+            ordered = [s["objects"][i]["shape"] for i in s["relation"]["order"]]
+            related |= {(a, s["relation"]["axis"], b) for a, b in zip(ordered, ordered[1:])}
+    shapes = DEFAULTS["shapes"]
+    assert related == {(a, axis, b) for a in shapes for b in shapes for axis in ("horizontal", "vertical")}
 
 
 def test_long_captions_name_no_count_and_outrun_training(train, hard):

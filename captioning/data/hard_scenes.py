@@ -5,7 +5,8 @@ pair at most once per scene, drawn as in captioning/data/shape_drawing.py), so t
 the default data can be scored on it:
 
 - ``long`` (productivity): 4 or 5 objects in a row or a column; the caption is longer than any in
-  training and uses no count word (training has none beyond "three").
+  training and uses no count word (training has none beyond "three"). As many objects are large as fit
+  the 128-pixel row (at most 2 of 4, 1 of 5), so most are small.
 - ``triples``: 2 or 3 objects, one of them of a held-out colour-shape pair (so its colour-shape-size
   triple never occurs in training), beside objects of seen pairs.
 - ``twins``: 2 or 3 objects, two of them of one colour and shape, one small and one large; training
@@ -13,7 +14,7 @@ the default data can be scored on it:
 - ``shifted``: scenes drawn exactly as the test split's, then drawn with one of ``SHIFT_STYLES``.
 
 With the default training set every seen colour-shape-size triple and every (shape, axis, shape)
-relation occurs there (tests/test_hard_splits.py measures it), so a held-out triple needs a held-out
+relation occurs there (tests/test_hard_splits.py checks both), so a held-out triple needs a held-out
 pair, and a held-out relation one between objects the training scenes never pair: a twin.
 """
 
