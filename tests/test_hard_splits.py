@@ -19,6 +19,7 @@ from captioning.text.tokenizer import tokenize
 
 DEFAULT_SPLITS = ("train", "val", "test", "test_novel", "val_novel")
 HARD = {f"{prefix}_{kind}": kind for kind in HARD_KINDS for prefix in ("val", "test")}
+SHIFTED_FROM = {"val_shifted": "val", "test_shifted": "test"}  # as in configs/data/shapes_hard.yaml
 NOVEL = {tuple(pair) for pair in DEFAULTS["novel_pairs"]}
 # Computed with the generator of commit 326fe51 (before the hard splits): the parameter hashes of
 # data=shapes and data=shapes_tiny, and per default split a digest of the first 40 scenes, their
@@ -54,8 +55,9 @@ def train():
 
 @pytest.fixture(scope="module")
 def hard():
-    """200 scenes of each hard split, with the default data's parameters otherwise."""
-    p = resolve_params(splits={"train": 0, **{s: 200 for s in HARD}}, hard_splits=HARD, novel_splits=[])
+    """200 scenes of each hard split, as data=shapes_hard draws them."""
+    p = resolve_params(splits={"train": 0, "val": 0, "test": 0, **{s: 200 for s in HARD}}, hard_splits=HARD,
+                       novel_splits=[], shifted_from=SHIFTED_FROM)
     return p, {s: split_scenes(p, s) for s in HARD}
 
 
@@ -77,8 +79,9 @@ def test_shapes_hard_config_extends_the_default_data():
     assert {s: hard["splits"][s] for s in DEFAULT_SPLITS} == default["splits"]
     assert list(hard["splits"])[: len(DEFAULT_SPLITS)] == list(DEFAULT_SPLITS)  # so the same image ids
     assert hard["hard_splits"] == HARD and set(HARD) <= set(hard["splits"])
-    assert {k: v for k, v in hard.items() if k not in ("splits", "hard_splits")} == \
-        {k: v for k, v in default.items() if k not in ("splits", "hard_splits")}
+    assert hard["shifted_from"] == {"val_shifted": "val", "test_shifted": "test"}
+    own = ("splits", "hard_splits", "shifted_from")
+    assert {k: v for k, v in hard.items() if k not in own} == {k: v for k, v in default.items() if k not in own}
     assert params_hash(hard) != params_hash(default)  # its own folder and feature cache
 
 
@@ -91,12 +94,27 @@ def test_adding_hard_splits_leaves_every_other_file_as_it_was(tmp_path):
         if path.is_file() and path.name != MARKER:
             assert path.read_bytes() == (tmp_path / "hard" / path.relative_to(tmp_path / "plain")).read_bytes(), path
     marker = json.loads((tmp_path / "plain" / MARKER).read_text())
-    assert "hard_splits" not in marker["params"] and "shift_styles" not in marker["params"]
+    assert not {"hard_splits", "shift_styles", "shifted_from"} & set(marker["params"])
+
+
+def test_a_shifted_split_redraws_its_source_image_for_image():
+    p = resolve_params(splits={"train": 0, "test": 30, "test_shifted": 30, "val_novel": 0, "test_novel": 0, "val": 0},
+                       hard_splits={"test_shifted": "shifted"}, shifted_from={"test_shifted": "test"})
+    (plain, plain_caps), (shifted, shifted_caps) = split_scenes(p, "test"), split_scenes(p, "test_shifted")
+    assert shifted_caps == plain_caps and {s["style"]["kind"] for s in shifted} == set(SHIFT_STYLES)
+    for a, b in zip(plain, shifted):
+        geometry = ("x", "y", "angle")  # only the rotated style turns the scene
+        if b["style"]["kind"] != "rotated":
+            assert {k: v for k, v in b.items() if k != "style"} == a
+        assert [{k: v for k, v in o.items() if k not in geometry} for o in a["objects"]] == \
+            [{k: v for k, v in o.items() if k not in geometry} for o in b["objects"]]
+        assert _ordered(b) and _inside_and_apart(b, p["image_size"])
 
 
 def test_each_hard_split_is_deterministic_and_its_own(tmp_path, hard):
     p, drawn = hard
-    again = resolve_params(splits={"train": 0, **{s: 5 for s in HARD}}, hard_splits=HARD, novel_splits=[])
+    again = resolve_params(splits={"train": 0, "val": 0, "test": 0, **{s: 5 for s in HARD}}, hard_splits=HARD,
+                           novel_splits=[], shifted_from=SHIFTED_FROM)
     for split in HARD:
         assert split_scenes(again, split) == (drawn[split][0][:5], drawn[split][1][:5]), split
     for kind in HARD_KINDS:  # the val twin holds other scenes of the same kind
@@ -235,6 +253,9 @@ def test_hard_split_images_through_the_loader(tmp_path):
     ({"hard_splits": {"test_novel": "long"}}, "either novel"),
     ({"shift_styles": ["blur"]}, "shift_styles"),
     ({"shift_styles": []}, "shift_styles"),
+    ({"shifted_from": {"test": "val"}}, r"shifted_from.test: 'test' is not a shifted split"),
+    ({"splits": {**DEFAULTS["splits"], "x": 2}, "hard_splits": {"x": "shifted"}, "shifted_from": {"x": "nope"}},
+     r"shifted_from.x: 'nope' must be one of the splits that are not hard"),
 ])  # fmt: skip
 def test_bad_hard_split_parameters_fail_before_any_work(tmp_path, override, match):
     with pytest.raises(ValueError, match=match):

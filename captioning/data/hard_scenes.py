@@ -11,7 +11,9 @@ the default data can be scored on it:
   triple never occurs in training), beside objects of seen pairs.
 - ``twins``: 2 or 3 objects, two of them of one colour and shape, one small and one large; training
   states relations only between objects of different colour-shape pairs.
-- ``shifted``: scenes drawn exactly as the test split's, then drawn with one of ``SHIFT_STYLES``.
+- ``shifted``: scenes of the test split's kind drawn with one of ``SHIFT_STYLES``; with ``shifted_from``
+  (captioning/data/shapes.py) the very scenes and captions of another split, image for image, so that
+  the style's effect is a paired difference on the same scenes.
 
 With the default training set every seen colour-shape-size triple and every (shape, axis, shape)
 relation occurs there (tests/test_hard_splits.py checks both), so a held-out triple needs a held-out
@@ -58,7 +60,7 @@ def sample_hard_scene(kind: str, rng: random.Random, seen: Sequence[tuple[str, s
         return _row_scene(rng, [pair for pair, _ in items], [z for _, z in items], size)
     if kind == "shifted":
         scene = sample_scene(rng, seen, count_probs, size)
-        return {**scene, "style": _style(rng, scene, styles, size)}
+        return {**scene, "style": shift_style(rng, scene, styles, size)}
     raise ValueError(f"unknown hard split kind {kind!r}; known: {HARD_KINDS}")
 
 
@@ -99,7 +101,7 @@ def _long_scene(rng: random.Random, seen: Sequence[tuple[str, str]], size: int) 
             "background": background(rng)}  # fmt: skip
 
 
-def _style(rng: random.Random, scene: dict, styles: Sequence[str], size: int) -> dict:
+def shift_style(rng: random.Random, scene: dict, styles: Sequence[str], size: int) -> dict:
     """One of ``styles`` with its drawn settings; "rotated" turns the scene's geometry here, in place."""
     kind = rng.choice(list(styles))
     if kind == "noise":

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from captioning.data.hard_scenes import HARD_KINDS, LONG_COUNTS, SMALL_COUNTS, sample_hard_scene
+from captioning.data.hard_scenes import HARD_KINDS, LONG_COUNTS, SMALL_COUNTS, sample_hard_scene, shift_style
 from captioning.data.scenes import SHAPES
 from captioning.data.shape_captions import describe
 from captioning.data.shape_drawing import PALETTE, SHIFT_STYLES, render, sample_scene
@@ -49,7 +49,7 @@ GENERATOR_VERSION = 1  # bump whenever drawing or captions change, so old sets a
 MARKER = "finished.json"
 # Options read by the hard splits only: left out of the parameter hash while no split is hard, so that a set
 # without hard splits keeps the hash (folder check, feature-cache key) it had before these options existed.
-HARD_OPTIONS = ("hard_splits", "shift_styles")
+HARD_OPTIONS = ("hard_splits", "shift_styles", "shifted_from")
 
 
 @dataclass
@@ -79,6 +79,8 @@ class GeneratorParams:
         f"{' | '.join(HARD_KINDS)}; {{}} = none (configs/data/shapes_hard.yaml has them)")
     shift_styles: list[str] = option(list(SHIFT_STYLES), "how the 'shifted' splits' images depart from training's",
                                      choices=SHIFT_STYLES)
+    shifted_from: dict[str, str] = option({}, "shifted split -> the split whose scenes and captions it redraws, "
+                                          "image for image; a shifted split not named draws scenes of its own")
 
 
 @dataclass
@@ -161,6 +163,11 @@ def _check_hard(p: Mapping[str, Any], seen: Sequence, novel: Sequence) -> None:
         _check(len(seen) >= most, key, f"a {kind} scene needs {most} seen colour-shape pairs, there are {len(seen)}")
         _check(kind != "triples" or bool(novel), key, "a triples scene needs a held-out pair (novel_pairs)")
     _check(_distinct(p["shift_styles"]), "shift_styles", f"must be distinct names from {list(SHIFT_STYLES)}")
+    for name, source in p["shifted_from"].items():
+        key = f"shifted_from.{name}"
+        _check(p["hard_splits"].get(name) == "shifted", key, f"{name!r} is not a shifted split (hard_splits)")
+        plain = [s for s in p["splits"] if s not in p["hard_splits"]]
+        _check(source in plain, key, f"{source!r} must be one of the splits that are not hard {plain}")
 
 
 def _check(ok: bool, key: str, what: str) -> None:
@@ -201,12 +208,17 @@ def split_scenes(p: Mapping[str, Any], split: str) -> tuple[list[dict], list[lis
     """Scenes and captions of one split of resolved parameters ``p``; each image's RNG depends only on
     (seed, split, index)."""
     seen, novel = _pairs(p)
-    pool = novel if split in p["novel_splits"] else seen
-    kind = p["hard_splits"].get(split)
+    kind, source = p["hard_splits"].get(split), p["shifted_from"].get(split)
+    pool = novel if (source or split) in p["novel_splits"] else seen
     scenes, captions = [], []
     for i in range(p["splits"][split]):
         rng = random.Random(f"{p['seed']}/{split}/{i}")
-        if kind is None:
+        if source is not None:  # the source split's image i, its captions too, then this split's style
+            scene_rng = random.Random(f"{p['seed']}/{source}/{i}")
+            scene = sample_scene(scene_rng, pool, p["count_probs"], p["image_size"])
+            scene["style"] = shift_style(rng, scene, p["shift_styles"], p["image_size"])
+            rng = scene_rng
+        elif kind is None:
             scene = sample_scene(rng, pool, p["count_probs"], p["image_size"])
         else:
             scene = sample_hard_scene(kind, rng, seen, novel, p["count_probs"], p["image_size"], p["shift_styles"])
