@@ -5,8 +5,8 @@ pair at most once per scene, drawn as in captioning/data/shape_drawing.py), so t
 the default data can be scored on it:
 
 - ``long`` (productivity): 4 or 5 objects in a row or a column; the caption is longer than any in
-  training and uses no count word (training has none beyond "three"). As many objects are large as fit
-  the 128-pixel row (at most 2 of 4, 1 of 5), so most are small.
+  training and uses no count word (training has none beyond "three"). Sizes are drawn again until
+  the row fits the canvas (at most 2 large objects of 4, 1 of 5), so most objects are small.
 - ``triples``: 2 or 3 objects, one of them of a held-out colour-shape pair (so its colour-shape-size
   triple never occurs in training), beside objects of seen pairs.
 - ``twins``: 2 or 3 objects, two of them of one colour and shape, one small and one large; training
@@ -30,7 +30,7 @@ from captioning.data.shape_drawing import (MARGIN, RADIUS, RADIUS_JITTER, SHIFT_
                                            sample_scene, scene_object)
 
 HARD_KINDS = ("long", "triples", "twins", "shifted")
-LONG_COUNTS = (4, 5)  # 6 objects no longer fit a 128-pixel row at these sizes
+LONG_COUNTS = (4, 5)  # a row of 6 would fit only if every object were small
 SMALL_COUNTS = (2, 3)  # triples and twins: objects per scene
 GAP = 0.02  # least space between neighbours in a long row, as a fraction of the canvas
 ROTATION = (6.0, 12.0)  # degrees the whole scene turns in the "rotated" style: order and positions stay clear
