@@ -43,3 +43,17 @@ def test_score_mode_scores_any_results_file(tiny_run, tiny_root, tmp_path):
     assert out["Bleu_4"] == results["test"]["Bleu_4"]
     for key in ("CHAIR_i", "CHAIR_s", "distinct_1", "vocab_used"):  # CHAIR from the annotation file's scenes
         assert out[key] == results["test"][key]
+
+
+def test_a_run_on_the_default_data_is_scored_on_the_hard_splits(tiny_run, tmp_path):
+    """+data=shapes_hard_tiny holds shapes_tiny's splits image for image, plus the hard ones: the tiny run's
+    checkpoint is scored there, and its report breaks the scene accuracy down by object count and style."""
+    run_dir, _ = tiny_run
+    for split in ("test_long", "test_shifted"):
+        out = evaluate_checkpoint(eval_cfg(f"checkpoint={run_dir}", "+data=shapes_hard_tiny", f"split={split}"),
+                                  tmp_path / split)
+        assert 0.0 <= out[split]["acc_scene"] <= 1.0 and "Bleu_4" in out[split]
+        page = (tmp_path / split / f"failures_{split}.html").read_text()
+        assert "Scene accuracy by group" in page and "place=1" in page
+    assert "objects=4" in (tmp_path / "test_long" / "failures_test_long.html").read_text()
+    assert "style=" in (tmp_path / "test_shifted" / "failures_test_shifted.html").read_text()

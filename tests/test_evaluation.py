@@ -113,3 +113,17 @@ def test_score_files_rejects_bad_files(tmp_path):
         score_files(tmp_path / "bad.json", ann)
     with pytest.raises(FileNotFoundError, match="results file .*nope.json not found"):
         score_files(tmp_path / "nope.json", ann)
+
+
+def test_failure_report_breaks_scene_accuracy_down(tmp_path):
+    """On scenes the report has accuracy per group of scenes (object count, style) and per object by place."""
+    Image.new("RGB", (16, 16)).save(tmp_path / "0.png")
+    big = {"colour": "red", "shape": "circle", "size": "large"}
+    small = {"colour": "blue", "shape": "square", "size": "small"}
+    scene = {"objects": [big, small], "position": None, "relation": {"axis": "horizontal", "order": [0, 1]},
+             "style": {"kind": "texture"}}
+    records = [ImageRecord(7, str(tmp_path / "0.png"), ["a large red circle left of a small blue square"], scene)]
+    evaluate_split(records, {7: "a large red circle"}, tmp_path / "eval", "test_long", metrics_cfg=BLEU_ONLY)
+    page = (tmp_path / "eval" / "failures_test_long.html").read_text()
+    assert "Scene accuracy by group" in page and "style=texture" in page and "objects=2" in page
+    assert "Objects by kind" in page and "place=2" in page

@@ -7,7 +7,8 @@ from fractions import Fraction
 import pytest
 
 from captioning.data.coco import ImageRecord
-from captioning.data.scene_metrics import chance_accuracy, scene_description, split_breakdown, unseen_pair_colours
+from captioning.data.scene_metrics import (chance_accuracy, group_breakdown, object_breakdown, scene_description,
+                                           split_breakdown, unseen_pair_colours)
 from captioning.data.scenes import (COLOURS, SHAPES, attribute_accuracy, attribute_report, bound_objects,
                                     sizeless_references, strict_report)
 from captioning.data.shape_captions import PAIR, RELATION_WORDS, ROW, SINGLE, SIZE_SYNONYMS, describe
@@ -346,3 +347,44 @@ def test_unseen_pair_colours_tell_composed_from_recalled():
     assert out["other"] == pytest.approx(1 / 6) and out["not_described"] == pytest.approx(2 / 6)
     # a split with no unseen pair (test, by construction) has nothing to report
     assert unseen_pair_colours([ImageRecord(20, "", [], ONE)], {20: "a red circle"}, train) == {"objects": 0.0}
+
+
+# --- where the hard splits break: groups of scenes, kinds of objects ------------------------------------
+
+
+def _row(*objects, axis="horizontal", **extra):
+    return {"objects": list(objects), "position": None, "relation": {"axis": axis, "order": list(range(len(objects)))},
+            **extra}
+
+
+LONG = _row(obj("red", "circle"), obj("blue", "square", "small"), obj("green", "star"), obj("yellow", "cross", "small"))
+TWINS = _row(obj("red", "circle", "small"), obj("red", "circle"))  # small red circle left of a large one
+HELD = _row(obj("red", "square", "small"), obj("blue", "circle"), style={"kind": "noise"})
+
+
+def test_group_and_object_breakdown_say_where_captions_break():
+    records = [ImageRecord(1, "", [], LONG), ImageRecord(2, "", [], TWINS), ImageRecord(3, "", [], HELD)]
+    hyps = {1: "from left to right , large red circle , small blue square and large green star",  # stops at 3
+            2: "a large red circle left of a small red circle",  # both twins named, their order swapped
+            3: "a small red square left of a large blue circle"}
+    seen = {("red", "circle"), ("blue", "square"), ("green", "star"), ("yellow", "cross"), ("blue", "circle")}
+    groups = group_breakdown(records, hyps, seen)
+    assert list(groups) == ["held_out_pair", "objects=2", "objects=4", "style=noise", "twins"]
+    assert groups["objects=4"]["images"] == 1 and groups["objects=4"]["scene"] == 0.0
+    assert groups["objects=4"]["binding"] == 0.75 and groups["objects=4"]["count"] == 0.0
+    assert groups["twins"]["binding"] == 1.0 and groups["twins"]["relation_strict"] == 0.0  # bound, misplaced
+    assert groups["held_out_pair"]["scene"] == 1.0 and groups["style=noise"]["images"] == 1
+    assert groups["objects=2"]["images"] == 2 and groups["objects=2"]["scene"] == 0.5
+    assert group_breakdown(records, hyps)["objects=2"] == groups["objects=2"] and "held_out_pair" not in \
+        group_breakdown(records, hyps)
+    objects = object_breakdown(records, hyps, seen)
+    assert list(objects)[0] == "all" and objects["all"]["objects"] == 8
+    assert objects["place=4"] == {"objects": 1.0, "bound": 0.0, "colour": 0.0, "shape": 0.0, "size": 0.0}
+    assert objects["place=3"]["bound"] == 1.0 and objects["place=1"]["objects"] == 3
+    assert objects["twin"] == {"objects": 2.0, "bound": 1.0, "colour": 1.0, "shape": 1.0, "size": 1.0}
+    assert objects["held_out_pair"]["objects"] == 1 and objects["held_out_pair"]["bound"] == 1.0
+    assert objects["seen_pair"]["objects"] == 7 and objects["all"]["bound"] == 7 / 8
+    wrong_size = object_breakdown([records[2]], {3: "a large red square left of a large blue circle"}, seen)
+    assert wrong_size["held_out_pair"] == {"objects": 1.0, "bound": 0.0, "colour": 1.0, "shape": 1.0, "size": 0.0}
+    with pytest.raises(ValueError, match="no hypothesis for image 3"):
+        object_breakdown(records, {1: "", 2: ""})

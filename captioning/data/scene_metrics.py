@@ -3,8 +3,10 @@
 ``chance_accuracy`` says what each ``acc_*`` would be for a blind guesser that knows only the training
 distribution; ``split_breakdown`` scores a split's captions separately by object count and by whether
 the scene's description occurs in training; ``unseen_pair_colours`` says what colour the captions give
-the objects whose colour-shape pair no training scene has (composed, or recalled from training). All are
-pure functions of records (``ImageRecord``-like:
+the objects whose colour-shape pair no training scene has (composed, or recalled from training);
+``group_breakdown`` and ``object_breakdown`` say where captions break on the hard splits (by object count,
+drawing style, twins, held-out pairs; per object by its place in the row and by attribute). All are pure
+functions of records (``ImageRecord``-like:
 ``image_id``, ``captions``, ``scene``) and are not wired into the pipeline.
 
 ``scene_hallucinations`` (which objects a caption names that its scene does not have, the per-caption
@@ -18,7 +20,8 @@ import math
 from collections import Counter
 from typing import Any, Hashable, Mapping, Sequence
 
-from captioning.data.scenes import OBJECT_ATTRIBUTES, attribute_accuracy, parse_caption
+from captioning.data.scenes import (OBJECT_ATTRIBUTES, attribute_accuracy, binding_matching, object_bound,
+                                     parse_caption)
 
 GUESSES = ("sample", "majority")
 CHANCE_KEYS = ("count", "colour", "shape", "size", "position", "relation", "binding", "relation_strict", "scene")
@@ -236,3 +239,70 @@ def names_pair(caption: str, colour: str, shape: str) -> bool:
 def scene_pairs(scene: Mapping[str, Any]) -> set[tuple[str, str]]:
     """The (colour, shape) pairs of a scene's objects."""
     return {(o["colour"], o["shape"]) for o in scene["objects"]}
+
+
+def scene_groups(scene: Mapping[str, Any], seen_pairs: frozenset | set | None = None) -> list[str]:
+    """The groups ``group_breakdown`` reports a scene in: ``objects=<n>``; ``style=<kind>`` (the shifted
+    splits' drawing); ``twins`` (two objects of one colour and shape); with ``seen_pairs`` (the training
+    scenes' colour-shape pairs) ``held_out_pair`` where an object's pair is not among them."""
+    objs = scene["objects"]
+    groups = [f"objects={len(objs)}"]
+    if scene.get("style"):
+        groups.append(f"style={scene['style']['kind']}")
+    pairs = [(o["colour"], o["shape"]) for o in objs]
+    if len(set(pairs)) < len(pairs):
+        groups.append("twins")
+    if seen_pairs is not None and any(p not in seen_pairs for p in pairs):
+        groups.append("held_out_pair")
+    return groups
+
+
+def group_breakdown(records: Sequence[Any], hypotheses: Mapping[Any, str],
+                    seen_pairs: frozenset | set | None = None) -> dict[str, dict[str, float]]:
+    """``attribute_accuracy`` over each group of ``scene_groups``, each with ``images`` (its size)."""
+    groups: dict[str, list[Any]] = {}
+    for r in records:
+        if r.scene is not None:
+            for name in scene_groups(r.scene, seen_pairs):
+                groups.setdefault(name, []).append(r)
+    return {name: {"images": float(len(group)), **attribute_accuracy(group, hypotheses)}
+            for name, group in sorted(groups.items())}
+
+
+OBJECT_KEYS = ("bound", *OBJECT_ATTRIBUTES)
+
+
+def object_breakdown(records: Sequence[Any], hypotheses: Mapping[Any, str],
+                     seen_pairs: frozenset | set | None = None) -> dict[str, dict[str, float]]:
+    """Per kind of scene object, the share ``bound`` (named with its colour, shape and size together, as
+    ``binding`` counts it) and the shares whose matched caption object names its ``colour``, ``shape`` and
+    ``size`` (an object no caption object is matched to is wrong on all), with ``objects`` (their number).
+
+    Kinds: ``all``; ``place=<k>``, the k-th object along the arrangement (left to right, top to bottom; a
+    lone object is place=1), so a caption that stops early shows as a drop at the last places; ``twin`` (its
+    colour and shape are another object's too); with ``seen_pairs`` ``held_out_pair`` / ``seen_pair``."""
+    hits: dict[str, dict[str, list[bool]]] = {}
+    for r in records:
+        if r.scene is None:
+            continue
+        objs = r.scene["objects"]
+        caption = hypotheses.get(r.image_id, hypotheses.get(str(r.image_id)))
+        if caption is None:
+            raise ValueError(f"no hypothesis for image {r.image_id!r}, which has a scene")
+        caps = parse_caption(caption)["objects"]
+        match = binding_matching(objs, caps)
+        order = (r.scene.get("relation") or {}).get("order") or list(range(len(objs)))
+        pairs = [(o["colour"], o["shape"]) for o in objs]
+        for s, o in enumerate(objs):
+            kinds = ["all", f"place={order.index(s) + 1}"]
+            kinds += ["twin"] if pairs.count(pairs[s]) > 1 else []
+            if seen_pairs is not None:
+                kinds.append("seen_pair" if pairs[s] in seen_pairs else "held_out_pair")
+            named = caps[match[s]] if s in match else None
+            judged = {"bound": named is not None and object_bound(o, named)}
+            judged.update({k: named is not None and named[k] == o[k] for k in OBJECT_ATTRIBUTES})
+            for kind in kinds:
+                for key, ok in judged.items():
+                    hits.setdefault(kind, {}).setdefault(key, []).append(ok)
+    return {kind: {"objects": float(len(h["bound"])), **{k: sum(h[k]) / len(h[k]) for k in OBJECT_KEYS}}
+            for kind, h in sorted(hits.items(), key=lambda kv: (kv[0] != "all", kv[0]))}

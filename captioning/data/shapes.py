@@ -5,7 +5,10 @@ the left, right, top or bottom of the canvas; two or three objects stand in a ro
 "left of" / "above" (and "from left to right") are unambiguous. ``test_novel`` and ``val_novel`` scenes
 use only colour-shape pairs that never occur in train/val/test (compositional generalisation):
 ``val_novel`` is where choices about composition are made, so that ``test_novel`` stays sealed
-(docs/results.md, protocol).
+(docs/results.md, protocol). Splits named in ``hard_splits`` hold what no training scene has (longer
+scenes, held-out triples, twins, shifted drawing: captioning/data/hard_scenes.py); each is drawn by its
+own kind, so adding one leaves every other split's images as they were. Sampling and drawing one scene:
+captioning/data/shape_drawing.py.
 
 Layout under ``root``: ``images/<split>/<split>_000000.png``, ``annotations/captions_<split>.json``
 (COCO captions format plus ``"scenes": {image_id: scene}``) and ``finished.json``, written last, whose
@@ -23,7 +26,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -32,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from PIL import Image, ImageDraw
-
-from captioning.data.scenes import COLOURS, SHAPES
+from captioning.data.hard_scenes import HARD_KINDS, LONG_COUNTS, SMALL_COUNTS, sample_hard_scene, shift_style
+from captioning.data.scenes import SHAPES
 from captioning.data.shape_captions import describe
+from captioning.data.shape_drawing import PALETTE, SHIFT_STYLES, render, sample_scene
 from captioning.utils.io import save_json
 from captioning.utils.locks import exclusive
 from captioning.utils.progress import progress
@@ -45,19 +47,10 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump whenever drawing or captions change, so old sets are not mistaken for new
 MARKER = "finished.json"
-# Visual constants, as fractions of the canvas where geometric; they keep every attribute unambiguous.
-PALETTE = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 90, 235), "yellow": (240, 220, 40),
-    "purple": (150, 60, 205), "orange": (245, 140, 20), "pink": (245, 130, 200), "cyan": (40, 210, 220),
-    "white": (240, 240, 240), "brown": (140, 85, 40),
-}  # fmt: skip
-RADIUS = {"small": 0.07, "large": 0.135}  # half-extent of an object; large is about twice small
-RADIUS_JITTER = 0.006
-COLOUR_JITTER = 12  # per RGB channel
-ANGLE_JITTER = 10.0  # degrees; squares stay squares, not diamonds
-BACKGROUND = (30, 80)  # dark grey level range; tint of a few levels per channel on top
-SUPERSAMPLE = 2  # draw at 2x and box-downsample: anti-aliased edges
-MARGIN = 0.04
+# Options read by the hard splits only: left out of the parameter hash while no split is hard, so that a set
+# without hard splits keeps the hash (folder check, feature-cache key) it had before these options existed.
+HARD_OPTIONS = ("hard_splits", "shift_styles", "shifted_from")
+
 
 @dataclass
 class GeneratorParams:
@@ -81,6 +74,13 @@ class GeneratorParams:
          ["orange", "triangle"]],
         "[colour, shape] pairs held out of train/val/test, used by novel_splits only")
     captions_per_image: int = option(5, "reference captions per image, each from a different phrasing", ge=1)
+    hard_splits: dict[str, str] = option(
+        {}, "split -> kind, for sealed splits of what training never shows (captioning/data/hard_scenes.py): "
+        f"{' | '.join(HARD_KINDS)}; {{}} = none (configs/data/shapes_hard.yaml has them)")
+    shift_styles: list[str] = option(list(SHIFT_STYLES), "how the 'shifted' splits' images depart from training's",
+                                     choices=SHIFT_STYLES)
+    shifted_from: dict[str, str] = option({}, "shifted split -> the split whose scenes and captions it redraws, "
+                                          "image for image; a shifted split not named draws scenes of its own")
 
 
 @dataclass
@@ -96,90 +96,6 @@ DEFAULTS: dict[str, Any] = dataclasses.asdict(GeneratorParams())
 
 class GeneratorSettingsError(ValueError):
     """A folder holds a finished shapes set generated with other parameters than the ones asked for."""
-
-
-# --- scene sampling ---------------------------------------------------------------------------------
-
-
-def _layout(n: int, rng: random.Random, radii: Sequence[float], size: int) -> tuple[list, str | None, dict | None]:
-    """Centres for n objects, plus the lone object's position or the row/column arrangement."""
-    s = float(size)
-    if n == 1:
-        position = rng.choice(("left", "right", "top", "bottom"))
-        along = rng.uniform(radii[0] + MARGIN * s, 0.32 * s)  # distance from the named edge
-        across = s / 2 + rng.uniform(-0.1, 0.1) * s
-        centre = {"left": (along, across), "right": (s - along, across),
-                  "top": (across, along), "bottom": (across, s - along)}[position]  # fmt: skip
-        return [centre], position, None
-    axis = rng.choice(("horizontal", "vertical"))
-    if n == 2:
-        along = [rng.uniform(0.2, 0.34) * s, rng.uniform(0.66, 0.8) * s]
-        spread = 0.05
-    else:
-        along = [(k + 0.5) / n * s + rng.uniform(-0.015, 0.015) * s for k in range(n)]
-        spread = 0.04
-    base = rng.uniform(0.3, 0.7) * s
-    centres = [(a, base + rng.uniform(-spread, spread) * s) for a in along]
-    if axis == "vertical":
-        centres = [(y, x) for x, y in centres]
-    return centres, None, {"axis": axis, "order": list(range(n))}
-
-
-def sample_scene(rng: random.Random, pairs: Sequence[tuple[str, str]], count_probs: Sequence[float], size: int) -> dict:
-    """One random scene: objects (distinct colour-shape pairs from ``pairs``), geometry, background."""
-    n = rng.choices(range(1, len(count_probs) + 1), weights=count_probs)[0]
-    chosen = rng.sample(list(pairs), n)
-    sizes = [rng.choice(("small", "large")) for _ in range(n)]
-    radii = [(RADIUS[z] + rng.uniform(-RADIUS_JITTER, RADIUS_JITTER)) * size for z in sizes]
-    centres, position, relation = _layout(n, rng, radii, size)
-    objects = []
-    for (colour, shape), z, r, (x, y) in zip(chosen, sizes, radii, centres):
-        rgb = [max(0, min(255, c + rng.randint(-COLOUR_JITTER, COLOUR_JITTER))) for c in PALETTE[colour]]
-        angle = rng.uniform(-ANGLE_JITTER, ANGLE_JITTER)
-        objects.append({"colour": colour, "shape": shape, "size": z, "x": round(x, 2), "y": round(y, 2),
-                        "r": round(r, 2), "angle": round(angle, 1), "rgb": rgb})  # fmt: skip
-    grey = rng.randint(*BACKGROUND)
-    background = [max(0, grey + rng.randint(-6, 6)) for _ in range(3)]
-    return {"n_objects": n, "objects": objects, "position": position, "relation": relation, "background": background}
-
-
-# --- drawing ------------------------------------------------------------------------------------------
-
-
-def _polygon(shape: str, r: float) -> list[tuple[float, float]]:
-    """Outline of a shape centred at 0 with every point within radius ~r (y grows downwards)."""
-    if shape == "square":
-        h = 0.8 * r
-        return [(-h, -h), (h, -h), (h, h), (-h, h)]
-    if shape == "triangle":  # equilateral, inscribed in the circle of radius r, apex up
-        return [(r * math.cos(a), r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
-    if shape == "diamond":
-        return [(0, -r), (0.7 * r, 0), (0, r), (-0.7 * r, 0)]
-    if shape == "star":  # five points, inner radius 0.45 r
-        radii = [r if k % 2 == 0 else 0.45 * r for k in range(10)]
-        angles = [-math.pi / 2 + k * math.pi / 5 for k in range(10)]
-        return [(q * math.cos(a), q * math.sin(a)) for q, a in zip(radii, angles)]
-    if shape == "cross":  # a plus sign with arms 0.6 r wide: one arm, turned four times
-        w = 0.3 * r
-        arm = [(-w, -r), (w, -r), (w, -w)]
-        return [(x * c - y * s, x * s + y * c) for c, s in ((1, 0), (0, 1), (-1, 0), (0, -1)) for x, y in arm]
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
-
-
-def render(scene: Mapping[str, Any], size: int) -> Image.Image:
-    """Draw a scene as an RGB image of ``size`` x ``size`` pixels."""
-    k = SUPERSAMPLE
-    img = Image.new("RGB", (size * k, size * k), tuple(scene["background"]))
-    draw = ImageDraw.Draw(img)
-    for o in scene["objects"]:
-        x, y, r, fill = o["x"] * k, o["y"] * k, o["r"] * k, tuple(o["rgb"])
-        if o["shape"] == "circle":
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
-            continue
-        t = math.radians(o["angle"])
-        c, s = math.cos(t), math.sin(t)
-        draw.polygon([(x + px * c - py * s, y + px * s + py * c) for px, py in _polygon(o["shape"], r)], fill=fill)
-    return img.reduce(k)
 
 
 def _render_chunk(jobs: list[tuple[dict, str, int]]) -> int:
@@ -231,7 +147,27 @@ def resolve_params(**overrides: Any) -> dict[str, Any]:
     for which, pool in (("seen", seen), ("novel", novel)):
         what = f"leaves {len(pool)} {which} colour-shape pairs, fewer than the {len(probs)} objects a scene may hold"
         _check(len(pool) >= len(probs), "novel_pairs", what)
+    _check_hard(p, seen, novel)
     return p
+
+
+def _check_hard(p: Mapping[str, Any], seen: Sequence, novel: Sequence) -> None:
+    """What the hard splits need: a count in splits, a known kind, and enough pairs for their scenes."""
+    for name, kind in p["hard_splits"].items():
+        key = f"hard_splits.{name}"
+        _check(name in p["splits"], key, f"{name!r} is not one of the splits {list(p['splits'])}: give it a count "
+               f"in splits (0 for none) or drop it from hard_splits")
+        _check(name not in p["novel_splits"], key, "a split is either novel (novel_splits) or hard, not both")
+        _check(kind in HARD_KINDS, key, f"unknown kind {kind!r}; choose from {list(HARD_KINDS)}")
+        most = max(LONG_COUNTS) if kind == "long" else max(SMALL_COUNTS)
+        _check(len(seen) >= most, key, f"a {kind} scene needs {most} seen colour-shape pairs, there are {len(seen)}")
+        _check(kind != "triples" or bool(novel), key, "a triples scene needs a held-out pair (novel_pairs)")
+    _check(_distinct(p["shift_styles"]), "shift_styles", f"must be distinct names from {list(SHIFT_STYLES)}")
+    for name, source in p["shifted_from"].items():
+        key = f"shifted_from.{name}"
+        _check(p["hard_splits"].get(name) == "shifted", key, f"{name!r} is not a shifted split (hard_splits)")
+        plain = [s for s in p["splits"] if s not in p["hard_splits"]]
+        _check(source in plain, key, f"{source!r} must be one of the splits that are not hard {plain}")
 
 
 def _check(ok: bool, key: str, what: str) -> None:
@@ -254,23 +190,38 @@ def _pairs(p: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str,
     return seen, novel
 
 
+def hashed_params(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that decide the files: all, but the hard splits' options while no split is hard."""
+    return {k: v for k, v in p.items() if p.get("hard_splits") or k not in HARD_OPTIONS}
+
+
 def params_hash(p: Mapping[str, Any]) -> str:
     """Fingerprint of everything that determines the generated files."""
-    blob = json.dumps({"version": GENERATOR_VERSION, **p}, sort_keys=True)
+    blob = json.dumps({"version": GENERATOR_VERSION, **hashed_params(p)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # --- writing --------------------------------------------------------------------------------------------
 
 
-def _split_scenes(p: Mapping[str, Any], split: str) -> tuple[list[dict], list[list[str]]]:
-    """Scenes and captions of one split; each image's RNG depends only on (seed, split, index)."""
+def split_scenes(p: Mapping[str, Any], split: str) -> tuple[list[dict], list[list[str]]]:
+    """Scenes and captions of one split of resolved parameters ``p``; each image's RNG depends only on
+    (seed, split, index)."""
     seen, novel = _pairs(p)
-    pool = novel if split in p["novel_splits"] else seen
+    kind, source = p["hard_splits"].get(split), p["shifted_from"].get(split)
+    pool = novel if (source or split) in p["novel_splits"] else seen
     scenes, captions = [], []
     for i in range(p["splits"][split]):
         rng = random.Random(f"{p['seed']}/{split}/{i}")
-        scene = sample_scene(rng, pool, p["count_probs"], p["image_size"])
+        if source is not None:  # the source split's image i, its captions too, then this split's style
+            scene_rng = random.Random(f"{p['seed']}/{source}/{i}")
+            scene = sample_scene(scene_rng, pool, p["count_probs"], p["image_size"])
+            scene["style"] = shift_style(rng, scene, p["shift_styles"], p["image_size"])
+            rng = scene_rng
+        elif kind is None:
+            scene = sample_scene(rng, pool, p["count_probs"], p["image_size"])
+        else:
+            scene = sample_hard_scene(kind, rng, seen, novel, p["count_probs"], p["image_size"], p["shift_styles"])
         scenes.append(scene)
         captions.append(describe(scene, rng, p["captions_per_image"]))
     return scenes, captions
@@ -313,7 +264,7 @@ def _already_done(root: Path, digest: str, p: Mapping[str, Any]) -> dict[str, st
 def _differences(marker: Mapping[str, Any], p: Mapping[str, Any]) -> str:
     """'key: X there, Y here; ...' between a finished set's marker and the parameters asked for."""
     there = _flat(marker.get("params") or {})
-    here = _flat(p)
+    here = _flat(hashed_params(p))
     keys = sorted(k for k in set(there) | set(here) if there.get(k) != here.get(k))
     said = [f"generator.{k}: {json.dumps(there.get(k))} there, {json.dumps(here.get(k))} here" for k in keys]
     if marker.get("version", GENERATOR_VERSION) != GENERATOR_VERSION or not said:
@@ -388,7 +339,7 @@ def _generate(root: Path, p: Mapping[str, Any], digest: str, workers: int) -> di
     paths, first_id, jobs, payloads = {}, 1, [], {}
     for split, n in p["splits"].items():
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        scenes, captions = _split_scenes(p, split)
+        scenes, captions = split_scenes(p, split)
         payloads[split] = _coco_json(split, first_id, scenes, captions, p["image_size"])
         files = [str(root / img["file_name"]) for img in payloads[split]["images"]]
         jobs += [(scene, path, p["image_size"]) for scene, path in zip(scenes, files)]
@@ -399,7 +350,7 @@ def _generate(root: Path, p: Mapping[str, Any], digest: str, workers: int) -> di
         save_json(payloads[split], paths[split], indent=None)
         _remove_stale(root, split, n)
     seconds = time.perf_counter() - start
-    marker = {"hash": digest, "version": GENERATOR_VERSION, "params": p,
+    marker = {"hash": digest, "version": GENERATOR_VERSION, "params": hashed_params(p),
               "annotations": {s: os.path.relpath(x, root) for s, x in paths.items()},
               "images": len(jobs), "seconds": round(seconds, 2)}  # fmt: skip
     save_json(marker, root / MARKER)

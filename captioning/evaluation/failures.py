@@ -58,6 +58,10 @@ class FailureReport:
     # (object, captions naming it though the image lacks it, example image ids), most frequent first
     hallucinations: list[tuple[str, int, list[int]]] | None = None
     most_hallucinating: list[FailureCase] = field(default_factory=list)  # most hallucinated objects first
+    # synthetic scenes: accuracies per group of scenes and per kind of object (scene_metrics.group_breakdown,
+    # object_breakdown), e.g. by object count, drawing style, place in the row
+    scene_groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    object_groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def wrong_words(caption: str, references: Sequence[str]) -> list[str]:
@@ -195,11 +199,29 @@ def _case_table(cases: list[FailureCase], thumbs: dict[int, str], score_keys: li
     return "<table>" + head + rows + "</table>"
 
 
+def _group_table(title: str, note: str, groups: Mapping[str, Mapping[str, float]], size_key: str) -> str:
+    """One row per group: its size, then each of its fractions (blank where a group lacks one)."""
+    keys = list(dict.fromkeys(k for g in groups.values() for k in g if k != size_key))
+    head = "".join(f"<th>{_e(k)}</th>" for k in ("group", size_key, *keys))
+    rows = "".join(f"<tr><td>{_e(name)}</td><td>{int(g[size_key])}</td>"
+                   + "".join(f"<td class='score'>{g[k]:.3f}</td>" if k in g else "<td></td>" for k in keys) + "</tr>"
+                   for name, g in groups.items())  # fmt: skip
+    return f"<h2>{_e(title)}</h2><p>{_e(note)}</p><table><tr>{head}</tr>{rows}</table>"
+
+
 def _summary_tables(report: FailureReport) -> str:
     parts = []
     if report.metrics:
         cells = "".join(f"<tr><td>{_e(k)}</td><td class='score'>{v:.4f}</td></tr>" for k, v in report.metrics.items())
         parts.append(f"<h2>Metrics</h2><table>{cells}</table>")
+    if report.scene_groups:
+        parts.append(_group_table("Scene accuracy by group", "Scene attribute accuracies within each group of "
+                                  "scenes (by object count, drawing style, twins, held-out pairs).",
+                                  report.scene_groups, "images"))
+    if report.object_groups:
+        parts.append(_group_table("Objects by kind", "Share of scene objects bound (colour, shape and size on one "
+                                  "described object) and named with the right colour, shape, size; place=k is "
+                                  "the k-th along the row or column.", report.object_groups, "objects"))
     if report.error_counts is not None:
         cells = "".join(f"<tr><td>{_e(k)}</td><td>{n}</td><td>{n / report.n_images:.1%}</td></tr>"
                         for k, n in report.error_counts.items()) or "<tr><td colspan=3>no errors found</td></tr>"

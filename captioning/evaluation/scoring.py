@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from captioning.data.coco import ImageRecord
+from captioning.data.scene_metrics import group_breakdown, object_breakdown
 from captioning.data.scenes import attribute_accuracy, error_kinds, scene_judgements
 from captioning.evaluation.chair import load_instances
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
@@ -196,6 +197,10 @@ def evaluate_split(
                               random_k=random_k, seed=cfg.report.seed, scene_fn=scene_fn,
                               top_words=cfg.report.top_wrong_words, hallucinated=named)  # fmt: skip
     report.metrics = metrics
+    if synthetic:  # where the scene accuracy breaks: by object count, style, twins; per object by place
+        seen = train.pairs if train is not None and train.pairs else None
+        report.scene_groups = group_breakdown(records, hyps, seen)
+        report.object_groups = object_breakdown(records, hyps, seen)
     thumb = cfg.report.thumb_size
     render_html(report, out_dir / f"failures_{split}.html", thumb_size=thumb)
     render_contact_sheet(report, out_dir / f"failures_{split}.png", thumb_size=thumb,
