@@ -257,3 +257,15 @@ def test_the_machine_line_says_whether_the_cpu_multiplies_bfloat16():
     line = machine_line()
     assert ("native bf16" in line and "no native bf16" not in line) == native_bf16("cpu")
     assert line.count("bf16") == 1 and "load average" in line
+
+
+def test_measures_table_gives_mean_and_sd_per_model_and_split_and_dashes_where_missing():
+    from captioning.experiments.results import measures_table
+
+    seeds = [{"test": {"CHAIR_i": 0.1, "distinct_2": 0.01}, "test_novel": {"CHAIR_i": 0.3, "pair_recall@5": 0.5}},
+             {"test": {"CHAIR_i": 0.3, "distinct_2": 0.03}, "test_novel": {"CHAIR_i": 0.5, "pair_recall@5": 0.7}}]
+    lines = measures_table({"lstm": seeds}).splitlines()
+    assert lines[0] == "| model | split | CHAIR_i | distinct_2 | pair_recall@5 |"
+    assert lines[2] == "| lstm | test | 0.200 ± 0.141 | 0.020 ± 0.014 | - |"
+    assert lines[3] == "| lstm | test_novel | 0.400 ± 0.141 | - | 0.600 ± 0.141 |"
+    assert measures_table({"lstm": [{"test": {"Bleu_4": 0.5}}]}) == ""  # runs from before the measures

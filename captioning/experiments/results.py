@@ -93,6 +93,27 @@ def results_table(runs: dict, human: dict[str, dict] | None = None,
     return "\n".join(lines)
 
 
+MEASURES = ("CHAIR_i", "CHAIR_s", "distinct_1", "distinct_2", "vocab_used", "copied_from_train", "pair_recall@5")
+
+
+def measures_table(runs: dict) -> str:
+    """Markdown table of hallucination and diversity (captioning/evaluation/measures.py): one row per (model,
+    split) with mean ± sd over seeds of each measure the runs have ('-' where a split has none, e.g.
+    pair_recall@5 outside the novel splits); empty when no run has any."""
+    seeds = {name: _seeds(v) for name, v in runs.items()}
+    first = next(iter(seeds.values()))[0]
+    splits = [k for k in first if not k.startswith("_") and "/" not in k]
+    shown = [c for c in MEASURES if any(c in m.get(s, {}) for ms in seeds.values() for m in ms for s in splits)]
+    if not shown:
+        return ""
+    lines = ["| model | split | " + " | ".join(shown) + " |", "|" + "---|" * (len(shown) + 2)]
+    for s in splits:
+        for name, ms in seeds.items():
+            lines.append(f"| {name} | {s} | " + " | ".join(_mean_sd_cell([m[s][c] for m in ms if c in m.get(s, {})])
+                                                          for c in shown) + " |")
+    return "\n".join(lines)
+
+
 def headline_table(intervals: dict[str, dict[str, dict[str, tuple[list[float], object]]]]) -> str:
     """Markdown: per model and split, each headline metric as mean ± sd over seeds and the 95% bootstrap
     interval over images of that mean. ``intervals[model][split][metric] = (per-seed values, Interval)``."""
@@ -468,6 +489,13 @@ def results_markdown(report: ResultsReport) -> str:
             "reference against the others (leave-one-out BLEU): how far the phrasings themselves agree; models "
             "are scored against all of them.\n\n"
             + results_table(report.runs, report.human, report.bounds))
+    measures = measures_table(report.runs)
+    if measures:
+        body += ("\n\nHallucination and diversity (captioning/evaluation/measures.py): CHAIR_i = hallucinated "
+                 "object mentions / mentions, CHAIR_s = captions with one / captions; distinct-n = distinct n-grams / "
+                 "n-grams over the split's captions; vocab_used = words used; copied_from_train = captions word for "
+                 "word a training caption; pair_recall@5 = images of the novel splits whose unseen colour-shape pair "
+                 "one of the top 5 beams names:\n\n" + measures)
     if report.by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `captioning-make-results "
                  "render=true` redraws this section from the saved runs):\n\n" + by_count_table(report.by_count)
