@@ -72,6 +72,9 @@ def test_the_probability_ramps_linearly_from_start_to_end():
     assert sampling_probability(ScheduledSampling(), 7, 10) == 0.0  # the default: off
     seeds = {sampling_seed(0, s, e, k, r) for s in range(2) for e in range(3) for k in range(50) for r in range(2)}
     assert len(seeds) == 2 * 3 * 50 * 2  # each position its own draws
+    for seed in (1, 2, 12345, 2**31 - 1):  # any run seed gives a generator seed torch takes (seed 1 overflowed once)
+        torch.Generator().manual_seed(sampling_seed(seed, 1, 20, 5000, 7))
+    assert len({sampling_seed(s, 0, 0, 0) for s in range(100)}) == 100
 
 
 def test_sample_word_draws_from_the_distribution():

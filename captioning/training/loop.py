@@ -557,8 +557,10 @@ def sampling_probability(options: ScheduledSampling, done: int, steps_per_epoch:
 
 
 def sampling_seed(seed: int, stage: int, epoch: int, step: int, rank: int = 0) -> int:
-    """The scheduled-sampling generator's seed at one step of one rank: a function of the position alone."""
-    return (((seed * 1_000_003 + stage) * 100_003 + epoch) * 1_000_003 + step) * 1_009 + rank
+    """The scheduled-sampling generator's seed at one step of one rank: a function of the position alone, in
+    [0, 2**63) so that torch.Generator.manual_seed takes it for any run seed (seed 0's values are below the bound
+    unreduced, so runs at seed 0 draw what they drew before the reduction)."""
+    return ((((seed * 1_000_003 + stage) * 100_003 + epoch) * 1_000_003 + step) * 1_009 + rank) % (1 << 63)
 
 
 def scheduled_inputs(model: CaptionModel, features: torch.Tensor, inputs: torch.Tensor, p: float,
