@@ -256,6 +256,22 @@ def test_stepping_past_max_len_fails_clearly():
         model.step(torch.ones(1, dtype=torch.long), state)
 
 
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_decoding_past_its_learned_positions_stops_there_with_a_warning(method, caplog, monkeypatch):
+    from captioning.nn import decoding
+    from captioning.nn.decoding import decode
+
+    monkeypatch.setattr(decoding, "WARNED", set())  # logged once per process: each case from a clean slate
+
+    model = transformer(20, 30, max_len=3).eval()
+    model.out.bias.data[END] = -1e9  # never ends on its own: every caption runs to the limit
+    with caplog.at_level("WARNING", logger="captioning.nn.decoding"):
+        out = decode(model, features(2, None), method=method, max_len=10, generator=torch.Generator().manual_seed(0))
+    assert [len(t) for t in out.tokens] == [3, 3]
+    assert "captions stop at 3 words, not max_len=10" in caplog.text
+    assert [len(t) for t in decode(model, features(2, None), method=method, max_len=2).tokens] == [2, 2]
+
+
 STAGE = "schedule.stages.self_critical"
 TINY_TF = ["model=transformer", "model.d_model=32", "model.n_head=2", "model.d_ff=64", "model.n_layer=2",
            "encoder.pool=regions", "encoder.grid_size=2", f"{STAGE}.samples=3", f"{STAGE}.lr=0.0005", f"{STAGE}.baseline=greedy"]

@@ -152,6 +152,11 @@ class Transformer(CaptionModel):
         return {"memory": state["memory"], "position": state["position"].index_select(0, index), "image": image,
                 "layers": layers}
 
+    @property
+    def max_words(self) -> int:
+        """The longest caption it can write: positions are learned up to ``max_len`` (decoding stops there)."""
+        return self.max_len
+
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """One decoding step: previous words [B] -> log-probabilities [B, V] and the new state."""
         if state["layers"][0]["self_k"].size(2) > self.max_len:

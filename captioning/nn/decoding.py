@@ -21,6 +21,7 @@ score is always the caption's log-probability under the model, whatever restrict
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -31,6 +32,9 @@ from torch import Tensor
 from captioning.text.vocab import END, PAD, START, Vocabulary
 from captioning.utils.progress import progress
 from captioning.utils.schema import option, problems
+
+log = logging.getLogger(__name__)
+WARNED: set[tuple[int, int]] = set()  # (limit, max_len) pairs already logged by word_limit
 
 METHODS = ("greedy", "sample", "beam", "diverse_beam")
 BEAMS = ("beam", "diverse_beam")
@@ -91,7 +95,8 @@ def decoding_problems(values: dict, prefix: str = "decoding") -> list[str]:
 class Decoder(Protocol):
     """What decoding needs of a model: an initial state from a condition, one step at a time, and the
     rows of a state. Every caption model (captioning.models.base.CaptionModel) and the
-    sequence-to-sequence model of captioning/sequence provide it."""
+    sequence-to-sequence model of captioning/sequence provide it. A decoder that cannot write past some length
+    (learned positions) says so with an attribute ``max_words``: decoding then stops there (``word_limit``)."""
 
     def init_state(self, condition: Tensor) -> Any: ...
 
@@ -444,6 +449,19 @@ def ending_ids(bad_endings: Sequence[str | int], vocab: Vocabulary | None) -> Te
     return torch.tensor(ids, dtype=torch.long)
 
 
+def word_limit(decoder: Decoder, max_len: int) -> int:
+    """``max_len``, or the decoder's ``max_words`` where that is shorter (logged): a Transformer's positions are
+    learned up to the training captions' length, so on longer scenes its captions end there."""
+    limit = getattr(decoder, "max_words", None)
+    if limit is None or max_len <= limit:
+        return max_len
+    if (limit, max_len) not in WARNED:  # once per process, not once per batch
+        WARNED.add((limit, max_len))
+        log.warning("captions stop at %d words, not max_len=%d: the model's positions are learned up to there",
+                    limit, max_len)
+    return int(limit)
+
+
 def decode(decoder: Decoder, features: Tensor, method: str = "greedy", max_len: int = 16,
            beam_size: int = 3, length_alpha: float = 0.0, temperature: float = 1.0, keep_beams: int = 0,
            generator: torch.Generator | None = None, groups: int = 0, diversity: float = 0.5,
@@ -457,6 +475,7 @@ def decode(decoder: Decoder, features: Tensor, method: str = "greedy", max_len: 
                                           num_captions=num_captions), "")
     if found:  # the config check's words, for a caller of the Python API
         raise ValueError(found[0].lstrip("."))
+    max_len = word_limit(decoder, max_len)
     ends = ending_ids(bad_endings, vocab)
     if ends is not None:
         ends = ends.to(features.device)
