@@ -92,7 +92,7 @@ def test_structural_errors_name_file_and_path(tmp_path, content, where):
 
 
 def test_missing_annotation_file_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="not found.*prepare_data"):
+    with pytest.raises(DataError, match="not found.*prepare-data"):
         load_coco_captions(tmp_path / "nope.json", tmp_path)
 
 
