@@ -1,7 +1,7 @@
 """Each decoding option against plain beam search under trained models, on a split chosen for choices (val by
-default): `python scripts/benchmark.py decoding --runs LABEL=RUN[,RUN...] [LABEL=RUN[,RUN...] ...]`.
+default): `python scripts/benchmark.py decoding --runs LABEL=RUN [LABEL=RUN ...]`.
 
-A label's runs are one model trained at several seeds (e.g. a captioning-search row's seed0..seed2). Each run's
+The runs given with one label are one model trained at several seeds (e.g. a captioning-search row's seed0..seed2). Each run's
 best checkpoint decodes the split once per setting of SETTINGS (captioning-evaluate with those `decoding.*`
 keys; sampling seeded with the run's seed), and the table gives, per model and setting, the mean ± sd over
 seeds of BLEU-4, CIDEr, scene, the hallucination measures (CHAIR_i, CHAIR_s) and the diversity measures
@@ -133,7 +133,7 @@ def main(argv: list[str]) -> None:
     """Evaluate every run at every setting, print the table, write the section and the figure."""
     parser = argparse.ArgumentParser(prog=f"{PROG} decoding", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, help="LABEL=RUN[,RUN...]: one model's runs, one per seed")
+    parser.add_argument("--runs", nargs="+", required=True, help="LABEL=RUN, repeated: a label's runs are one model at several seeds")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), metavar="SETTING",
                         help=f"the settings decoded (default: all of {list(SETTINGS)})")
     parser.add_argument("--split", default="val", help="the split decoded (default val; never a test split)")
@@ -148,11 +148,13 @@ def main(argv: list[str]) -> None:
     start = machine_line()
     results: dict[str, dict] = {}
     paired: dict = {}
+    grouped: dict[str, list[Path]] = {}  # a label's runs, one per seed, in the order given
     for spec in args.runs:
-        label, _, runs = spec.partition("=")
-        run_paths = [Path(r) for r in runs.split(",") if r]
-        if not label or not run_paths:
-            parser.error(f"--runs {spec}: expected LABEL=RUN[,RUN...]")
+        label, _, run = spec.partition("=")
+        if not label or not run:
+            parser.error(f"--runs {spec}: expected LABEL=RUN")
+        grouped.setdefault(label, []).append(Path(run))
+    for label, run_paths in grouped.items():
         dirs = {s: evaluations(run_paths, s, args.split, Path(args.out) / label) for s in args.settings}
         results[label] = {s: summary(d, args.split) for s, d in dirs.items()}
         reference = args.settings[0]
@@ -160,7 +162,7 @@ def main(argv: list[str]) -> None:
             for row in paired_comparison(dirs[s], dirs[reference], [args.split], list(PAIRED)):
                 paired[(label, s, row["metric"])] = row
     command = f"{DRIVER} decoding " + " ".join(argv)
-    seeds = sorted({len(r.split(",")) for r in (s.partition("=")[2] for s in args.runs)})
+    seeds = sorted({len(runs) for runs in grouped.values()})
     text = (f"Split `{args.split}`, each run's best checkpoint; mean ± sd over seeds ({'/'.join(map(str, seeds))} "
             f"runs per model); differences against `{args.settings[0]}` paired over images and seeds. {start}.\n"
             f"Command: `{command}`\n\n" + table(results, paired, args.split))

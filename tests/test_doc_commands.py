@@ -350,7 +350,7 @@ def check_script(script: str, argv: list[str], monkeypatch) -> None:
         found = config_checker(str((path.parent / hydra_app.group(1)).resolve()), hydra_app.group(2))(
             OmegaConf.create(out.getvalue()))
         assert not found, f"values outside the declared options: {found}"
-    if script == "scripts/benchmark.py" and argv and not argv[0].startswith("-"):
+    if script == "scripts/benchmark.py" and argv and argv[0] == "loop":
         trained = [a for a in argv[1:] if "=" in a and not a.startswith("-")]  # loop's training overrides
         if trained:
             check_hydra_command("captioning.commands.train", trained)
