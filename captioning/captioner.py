@@ -174,12 +174,14 @@ class Captioner:
         return encoder(batch)
 
     def caption_features(self, features, method: str = "beam", beam_size: int = 3, keep_beams: int = 0,
-                         **kwargs) -> list[Caption]:
-        """Captions for precomputed features [N, D] (or [N, R, D]; a tensor or an array)."""
+                         max_len: int = 0, **kwargs) -> list[Caption]:
+        """Captions for precomputed features [N, D] (or [N, R, D]; a tensor or an array); at most ``max_len``
+        words (0 = the checkpoint's training limit)."""
         if isinstance(features, torch.Tensor):  # decode_batched reads arrays; it moves them to the model
             features = features.detach().float().cpu()
         out = decode_batched(self.model, features, method=method, beam_size=beam_size,
-                             keep_beams=keep_beams, max_len=self.max_len, vocab=self.vocab, **kwargs)
+                             keep_beams=keep_beams, max_len=max_len or self.max_len, vocab=self.vocab,
+                             **kwargs)
         # num_captions > 1 (and no keep_beams): the image's captions, in ``beams``
         beams = out.beams or out.captions or [[] for _ in out.tokens]
         return [Caption(self.vocab.decode(t), s, [(self.vocab.decode(bt), bs) for bt, bs in bm])

@@ -275,7 +275,8 @@ def test_groups_without_diversity_are_independent_beam_searches(model):
 def test_default_options_decode_as_before(model):
     """DecodingConfig's defaults are today's beam search (the dense oracle); one group is plain beam search."""
     decoder, feats, ends = model
-    defaults = {k: v for k, v in vars(DecodingConfig()).items() if k != "batch_size"}
+    # batch_size and max_len (0 = the caller's limit) are resolved by the callers (generate, the Captioner)
+    defaults = {k: v for k, v in vars(DecodingConfig()).items() if k not in ("batch_size", "max_len")}
     out = decode(decoder, feats, max_len=MAX_LEN, keep_beams=3, **defaults)
     ref = dense_beam_search(decoder, feats, beam_size=3, max_len=MAX_LEN, keep_beams=3)
     assert out.tokens == ref.tokens and out.scores == ref.scores and out.beams == ref.beams and out.captions is None
@@ -457,3 +458,32 @@ def test_evaluation_decodes_with_the_options(model):
     out = decode(decoder, torch.as_tensor(feats), method="diverse_beam", beam_size=4, groups=2, diversity=0.7,
                  block_ngram=2, bad_endings=ends, max_len=MAX_LEN)
     assert hyps == {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
+
+
+def test_decoding_max_len_lets_captions_run_past_the_training_limit(model):
+    """decoding.max_len (0 = the training captions' limit the caller passes) reaches every decoding path:
+    evaluation's captions and beams, and the Captioner."""
+    from types import SimpleNamespace
+
+    from captioning.captioner import Captioner
+    from captioning.evaluation.scoring import generate, generate_beams
+
+    class NeverEnds(Sharp):  # every step a word: <end>, <start> and <pad> ruled out
+        def step(self, tokens, state):
+            logp, state = super().step(tokens, state)
+            return logp.index_fill(-1, torch.tensor([PAD, START, END]), -1e4), state
+
+    decoder, feats, _ = model
+    never_ends = NeverEnds(copy.deepcopy(decoder.model).float()).eval()
+    vocab = Vocabulary([f"w{i}" for i in range(4, V)])
+    records = [SimpleNamespace(image_id=i) for i in range(len(feats))]
+    feats = feats.float()
+    lengths = lambda captions: {len(c.split()) for c in captions}  # noqa: E731
+    assert lengths(generate(never_ends, vocab, records, feats.numpy(), {"method": "greedy"}, 4).values()) == {4}
+    longer = generate(never_ends, vocab, records, feats.numpy(), {"method": "greedy", "max_len": 6}, 4)
+    assert lengths(longer.values()) == {6}
+    beams = generate_beams(never_ends, vocab, records, feats.numpy(), {"max_len": 6}, 4, k=2)
+    assert lengths(c for b in beams.values() for c in b) == {6}
+    captioner = Captioner(never_ends, vocab, {}, "", max_len=4)
+    assert lengths(c.text for c in captioner.caption_features(feats)) == {4}
+    assert lengths(c.text for c in captioner.caption_features(feats, max_len=6)) == {6}

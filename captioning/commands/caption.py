@@ -4,8 +4,8 @@ Options (Hydra overrides of captioning/configs/caption.yaml, declared by Caption
 captioning/config.py): checkpoint (required: a run directory or a .pt file), the same decoding.* keys as
 captioning-evaluate: decoding.method (beam | diverse_beam | greedy | sample), decoding.beam_size (3),
 decoding.length_alpha (0.0), decoding.temperature (1.0, for method=sample), decoding.batch_size (32
-images at once), decoding.groups, diversity, block_ngram, bad_endings, top_k, top_p, num_captions (n > 1:
-the n captions are printed under each image's first); keep_beams (0: how many top beams to print with their log-probabilities), seed (0),
+images at once), decoding.groups, diversity, block_ngram, bad_endings, top_k, top_p, max_len (0: the
+checkpoint's training limit), num_captions (n > 1: the n captions are printed under each image's first); keep_beams (0: how many top beams to print with their log-probabilities), seed (0),
 attention (a PNG path: attention models draw where they looked for each word; others exit 2).
 Image files and folders are the positional arguments (or images=[...]); folders are searched for
 .jpg/.jpeg/.png/.bmp/.gif/.webp/.tif files. Any RGB, grayscale, RGBA or palette image works. Prints

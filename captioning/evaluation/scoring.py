@@ -107,9 +107,10 @@ def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
 def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
              decoding: Any, max_len: int) -> dict[int, str]:
     """Decode every image of a split ({image_id: caption}); ``decoding``: a DecodingConfig (or a mapping of
-    its options, the rest at their defaults). With num_captions > 1 the first caption of each image is the
-    one returned (and scored)."""
+    its options, the rest at their defaults); ``max_len`` is the limit where ``decoding.max_len`` is 0. With
+    num_captions > 1 the first caption of each image is the one returned (and scored)."""
     opts = plain(build(DecodingConfig, decoding))
+    max_len = opts.pop("max_len") or max_len
     out = decode_batched(model, features, batch_size=opts.pop("batch_size"), max_len=max_len, vocab=vocab, **opts)
     return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
 
@@ -119,7 +120,7 @@ def generate_beams(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRec
     """The top ``k`` beam-search captions of every image, best first ({image_id: captions}): a beam of
     max(k, ``decoding.beam_size``) with the decoding's length exponent and batch size."""
     opts = build(DecodingConfig, decoding)
-    out = decode_batched(model, features, batch_size=opts.batch_size, max_len=max_len, method="beam",
+    out = decode_batched(model, features, batch_size=opts.batch_size, max_len=opts.max_len or max_len, method="beam",
                          beam_size=max(k, opts.beam_size), length_alpha=opts.length_alpha, keep_beams=k)
     return {r.image_id: [vocab.decode(t) for t, _ in beams] for r, beams in zip(records, out.beams)}
 

@@ -64,6 +64,9 @@ class DecodingConfig:
                           "temperature and top_k) add up to top_p (nucleus sampling); 1 = off", gt=0, le=1)
     num_captions: int = option(1, "captions per image: the top beams (beam, diverse_beam; <= beam_size) or "
                                "independent samples (sample); the first is the one scored", ge=1)
+    max_len: int = option(0, "words a caption may have at most (the <end> aside); 0 = the training captions' "
+                          "limit (data.max_caption_len, a checkpoint's max_len); a decoder with learned positions "
+                          "stops at its own limit (with a warning)", ge=0)
 
     @staticmethod
     def cross_problems(values: dict, prefix: str) -> list[str]:
