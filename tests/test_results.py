@@ -37,6 +37,31 @@ def test_by_count_table_lists_each_object_count():
     assert rows[0] == "| model | split | objects | count | colour | shape | size | position | relation |"
     assert rows[2] == "| lstm | test | 1 | - | 1.000 | - | - | 0.900 | - |"
     assert rows[3] == "| lstm | test | 2 | - | 0.250 | - | - | - | 0.750 |"
+    # a split without scenes of some count has no row for it
+    long = by_count_table({"lstm": {"test": acc, "test_long": {"colour@4": 0.5}}}).splitlines()
+    assert [r.split(" | ")[1:3] for r in long[2:]] == [["test", "1"], ["test", "2"], ["test_long", "4"]]
+
+
+def test_group_table_shows_the_hard_groups_and_place_table_the_long_scenes():
+    from captioning.experiments.results import group_table, place_table
+
+    acc = lambda n, scene: {"images": n, "scene": scene, "binding": scene + 0.1}  # noqa: E731
+    groups = {"lstm": {"test": {"objects=1": acc(3, 0.5), "objects=3": acc(2, 0.2)},
+                       "test_shifted": {"objects=2": acc(4, 0.3), "style=noise": acc(2, 0.25)},
+                       "test_long": {"objects=4": acc(5, 0.0), "objects=5": acc(6, 0.0)}}}
+    rows = group_table(groups).splitlines()
+    assert rows[2:] == ["| lstm | test_shifted | style=noise | 2 | 0.250 | 0.350 |",
+                        "| lstm | test_long | objects=4 | 5 | 0.000 | 0.100 |",
+                        "| lstm | test_long | objects=5 | 6 | 0.000 | 0.100 |"]
+    assert group_table({"lstm": {"test": groups["lstm"]["test"]}}) == ""  # nothing but 1-3 objects
+    bound = lambda b: {"bound": b, "objects": 4}  # noqa: E731
+    places = {"lstm": {"test": {"place=1": bound(1.0)},
+                       "test_long": {"all": bound(0.5), "place=1": bound(0.9), "place=4": bound(0.2),
+                                     "place=5": bound(0.0)}}}
+    rows = place_table(places).splitlines()
+    assert rows[0] == "| model | split | place 1 | place 2 | place 3 | place 4 | place 5 |"
+    assert rows[2:] == ["| lstm | test_long | 0.900 | - | - | 0.200 | 0.000 |"]
+    assert place_table({"lstm": {"test": places["lstm"]["test"]}}) == ""
 
 
 def test_write_results_renders_saved_runs(tiny_run, tmp_path):

@@ -208,6 +208,38 @@ def pair_table(pairs: dict[str, dict[str, dict[str, list[float]]]]) -> str:
     return "\n".join(lines)
 
 
+def group_table(groups: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Markdown: per model, split and group of ``scene_metrics.scene_groups`` that the by-count table does not
+    show (a drawing style, twins, a held-out pair, 4 or more objects), the group's images and its scene and
+    binding accuracy (mean over seeds). ``groups[model][split]`` is ``group_breakdown``'s output."""
+    lines = ["| model | split | group | images | scene | binding |", "|---|---|---|---:|---:|---:|"]
+    for model, splits in groups.items():
+        for split, by_group in splits.items():
+            for name, acc in by_group.items():
+                if name.startswith("objects=") and int(name.split("=")[1]) <= 3:
+                    continue
+                lines.append(f"| {model} | {split} | {name} | {acc['images']:.0f} | {acc['scene']:.3f} | "
+                             f"{acc['binding']:.3f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def place_table(places: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Markdown: per model and split of scenes with more than 3 objects, the share of objects named with their
+    colour, shape and size together (``bound``) at each place along the row or column (mean over seeds), so
+    that captions which stop early show as a drop at the last places. ``places[model][split]`` is
+    ``object_breakdown``'s output."""
+    shown = {(m, s): kinds for m, splits in places.items() for s, kinds in splits.items() if "place=4" in kinds}
+    if not shown:
+        return ""
+    n = max(int(k.split("=")[1]) for kinds in shown.values() for k in kinds if k.startswith("place="))
+    lines = ["| model | split | " + " | ".join(f"place {i}" for i in range(1, n + 1)) + " |",
+             "|---|---|" + "---:|" * n]
+    for (model, split), kinds in shown.items():
+        cells = [f"{kinds[f'place={i}']['bound']:.3f}" if f"place={i}" in kinds else "-" for i in range(1, n + 1)]
+        lines.append(f"| {model} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     """Markdown: per model and split, each attribute's accuracy in scenes of 1, 2 and 3 objects.
 
@@ -218,6 +250,8 @@ def by_count_table(runs: dict[str, dict[str, dict[str, float]]]) -> str:
     for model, splits in runs.items():
         for split, acc in splits.items():
             for n in counts:
+                if not any(f"{a}@{n}" in acc for a in ATTRIBUTES):  # no scene of n objects in this split
+                    continue
                 vals = " | ".join(f"{acc[f'{a}@{n}']:.3f}" if f"{a}@{n}" in acc else "-" for a in ATTRIBUTES)
                 lines.append(f"| {model} | {split} | {n} | {vals} |")
     return "\n".join(lines)
@@ -402,27 +436,48 @@ def seed_intervals(runs: dict[str, list[dict]], dirs: dict[str, list[Path]], eva
     return intervals
 
 
-def scene_breakdowns(dirs: dict[str, list[Path]], data: dict[str, list], train: list) -> tuple[dict, dict, dict]:
+@dataclass
+class SceneBreakdowns:
+    """Per row and split, from the saved captions of the synthetic scenes (``scene_breakdowns``)."""
+
+    by_count: dict  # attribute accuracy by number of objects (mean over seeds)
+    novelty: dict  # scene / binding by novelty group (split_breakdown; mean over seeds)
+    pairs: dict  # the unseen pairs' outcomes, per seed
+    groups: dict  # group_breakdown: by drawing style, twins, held-out pair, object count (mean over seeds)
+    places: dict  # object_breakdown: per object kind and place in the row (mean over seeds)
+
+
+def mean_over_seeds(parts: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """{group: {key: mean over the seeds' values}} of the groups every seed has."""
+    common = [g for g in parts[0] if all(g in p for p in parts)]
+    return {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]} for g in common}
+
+
+def scene_breakdowns(dirs: dict[str, list[Path]], data: dict[str, list], train: list) -> SceneBreakdowns:
     """Per row and split, from the saved captions of the synthetic scenes: attribute accuracy by number of
-    objects and the novelty groups (both averaged over seeds), and the unseen pairs' outcomes per seed."""
-    from captioning.data.scene_metrics import split_breakdown, unseen_pair_colours
+    objects, the novelty groups and the groups and object places of ``scene_metrics`` (averaged over seeds),
+    and the unseen pairs' outcomes per seed."""
+    from captioning.data.scene_metrics import (group_breakdown, object_breakdown, scene_pairs, split_breakdown,
+                                               unseen_pair_colours)
     from captioning.data.scenes import attribute_accuracy
     from captioning.evaluation.scoring import load_results
 
-    by_count, novelty, pairs = {}, {}, {}
+    seen = set().union(*(scene_pairs(r.scene) for r in train if r.scene is not None))
+    out = SceneBreakdowns({}, {}, {}, {}, {})
     for cell, ds in dirs.items():
-        by_count[cell], novelty[cell], pairs[cell] = {}, {}, {}
+        for table in (out.by_count, out.novelty, out.pairs, out.groups, out.places):
+            table[cell] = {}
         for s, recs in data.items():
             hyps = [load_results(d / "eval" / f"results_{s}.json") for d in ds]
             accs = [attribute_accuracy(recs, h, per_count=True) for h in hyps]
-            by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
-            parts = [split_breakdown(recs, h, train) for h in hyps]
-            novelty[cell][s] = {g: {k: sum(p[g][k] for p in parts) / len(parts) for k in parts[0][g]}
-                                for g in parts[0]}
+            out.by_count[cell][s] = {k: sum(a[k] for a in accs) / len(accs) for k in accs[0]}
+            out.novelty[cell][s] = mean_over_seeds([split_breakdown(recs, h, train) for h in hyps])
+            out.groups[cell][s] = mean_over_seeds([group_breakdown(recs, h, seen) for h in hyps])
+            out.places[cell][s] = mean_over_seeds([object_breakdown(recs, h, seen) for h in hyps])
             named = [unseen_pair_colours(recs, h, train) for h in hyps]
             if named[0]["objects"]:
-                pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
-    return by_count, novelty, pairs
+                out.pairs[cell][s] = {k: [n[k] for n in named] for k in named[0]}
+    return out
 
 
 def results_command(meta: dict, n_seeds: int) -> str:
@@ -450,9 +505,7 @@ class ResultsReport:
     intervals: dict
     human: dict[str, dict]
     bounds: list[tuple[str, str, dict]]
-    by_count: dict
-    novelty: dict
-    pairs: dict
+    scenes: SceneBreakdowns | None  # None: not synthetic scenes
     resamples: int
 
 
@@ -468,8 +521,9 @@ def results_markdown(report: ResultsReport) -> str:
             + (f"; code at commit {meta['commit']}" if meta.get("commit") else "") + "\n\n"
             f"Command: `{results_command(meta, n_seeds)}` (run time per model and seed, evaluation included: {times}; "
             "the first run also extracts the features unless they are cached; the others read them from the cache)\n\n"
-            f"Captions by {report.decoding}; every model cell is {spread}. `test_novel` holds colour-shape pairs never "
-            "seen in training.\n\n"
+            f"Captions by {report.decoding}; every model cell is {spread}."
+            + (" `test_novel` holds colour-shape pairs never seen in training." if "test_novel" in report.human else "")
+            + "\n\n"
             "Headline metrics; in brackets the 95% bootstrap interval over images of the seed mean "
             f"(captioning/evaluation/stats.py, {report.resamples} draws; BLEU-4 is corpus BLEU recomputed on each "
             "draw). Whether one model beats another is not read off overlapping intervals: "
@@ -496,19 +550,32 @@ def results_markdown(report: ResultsReport) -> str:
                  "n-grams over the split's captions; vocab_used = words used; copied_from_train = captions word for "
                  "word a training caption; pair_recall@5 = images of the novel splits whose unseen colour-shape pair "
                  "one of the top 5 beams names:\n\n" + measures)
-    if report.by_count:
+    scenes = report.scenes
+    if scenes and scenes.by_count:
         body += ("\n\nBy number of objects in the scene (mean over seeds; `captioning-make-results "
-                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(report.by_count)
+                 "render=true` redraws this section from the saved runs):\n\n" + by_count_table(scenes.by_count)
                  + "\n\nScene / binding by number of objects and by whether the scene's description (its objects' "
                  "colour, shape and size and where they are) is that of some training scene, so that a caption "
                  "could be recalled rather than composed (captioning/data/scene_metrics.py, split_breakdown; mean "
-                 "over seeds):\n\n" + novelty_table(report.novelty))
-    if any(report.pairs.values()):
+                 "over seeds):\n\n" + novelty_table(scenes.novelty))
+    groups = group_table(scenes.groups) if scenes else ""
+    if groups:
+        body += ("\n\nWhere the scene accuracy breaks, by the groups of the failure report "
+                 "(captioning/data/scene_metrics.py, group_breakdown; mean over seeds): style = how the shifted "
+                 "split drew the scene, twins = two objects of one colour and shape, held_out_pair = an object "
+                 "whose colour-shape pair no training scene has, objects = scenes longer than training's:\n\n"
+                 + groups)
+    places = place_table(scenes.places) if scenes else ""
+    if places:
+        body += ("\n\nIn scenes of more than 3 objects, the share of objects named with their colour, shape and "
+                 "size together at each place along the row or column (object_breakdown; mean over seeds): "
+                 "captions that stop early lose the last places:\n\n" + places)
+    if scenes and any(scenes.pairs.values()):
         body += ("\n\nWhat the captions call the objects whose colour-shape pair no training scene has "
                  "(captioning/data/scene_metrics.py, unseen_pair_colours; mean ± sd over seeds): composed = that "
                  "shape named in the object's own colour; recalled = named only in colours training pairs with that "
                  "shape; other = another colour or none; not described = that shape not named for it.\n\n"
-                 + pair_table(report.pairs))
+                 + pair_table(scenes.pairs))
     return body
 
 
@@ -533,9 +600,7 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
         intervals=seed_intervals(runs, dirs, eval_splits, resamples),
         human={s: human_agreement({r.image_id: r.captions for r in recs}) for s, recs in data.items()},
         bounds=chance_and_ceiling(loaded[train_split], data) if synthetic else [],
-        by_count={}, novelty={}, pairs={}, resamples=resamples)
-    if synthetic:
-        report.by_count, report.novelty, report.pairs = scene_breakdowns(dirs, data, loaded[train_split])
+        scenes=scene_breakdowns(dirs, data, loaded[train_split]) if synthetic else None, resamples=resamples)
     body = results_markdown(report)
     update_section(out, meta.get("section", SECTION), body, title="Results")
     return body
