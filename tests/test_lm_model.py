@@ -41,3 +41,16 @@ def test_evaluate_carries_state_through_the_validation_text():
 def test_load_missing_checkpoint_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="train first"):
         load_lm(tmp_path / "nope.pt")
+
+
+class Payload:
+    """Stands for code a crafted checkpoint may carry: unpickling it would import and build this class."""
+
+
+def test_a_checkpoint_that_carries_code_is_refused(tmp_path):
+    from captioning.lm.model import LMCheckpointError, load_checkpoint
+
+    path = tmp_path / "crafted.pt"
+    torch.save({"model": {}, "payload": Payload()}, path)
+    with pytest.raises(LMCheckpointError, match="crafted.pt"):
+        load_checkpoint(path)

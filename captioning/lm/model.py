@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found: train first (captioning-train-lm) or fix the path")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)  # plain data and tensors: no code runs
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise LMCheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}); "
                                 "retrain (captioning-train-lm) or use another checkpoint") from exc
