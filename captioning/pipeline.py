@@ -18,7 +18,7 @@ from captioning.evaluation.attention_maps import failure_attention, has_attentio
 from captioning.evaluation.metrics import cider_document_frequencies
 from captioning.evaluation.plots import training_curve_png
 from captioning.evaluation.measures import training_reference
-from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate, pair_recall_beams
+from captioning.evaluation.scoring import EvaluateConfig, MetricsConfig, evaluate_split, generate_sets, pair_recall_beams
 from captioning.features.prepare import DataSource, prepare
 from captioning.features.shards import extract_dataset_shard
 from captioning.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -160,11 +160,12 @@ def evaluate_all(prepared, model, run_dir: Path, splits: list[str], train_split:
     results = {}
     for split in splits:
         records, feats = prepared.splits[split], prepared.features[split]
-        hyps = generate(model, prepared.vocab, records, feats, decoding, max_len)
+        sets = generate_sets(model, prepared.vocab, records, feats, decoding, max_len)
+        hyps = {i: captions[0] for i, captions in sets.items()}
         beams = pair_recall_beams(model, prepared.vocab, records, feats, decoding, max_len, metrics_cfg, train_ref)
         results[split] = evaluate_split(records, hyps, run_dir / "eval", split, metrics_cfg,
                                         worst_k=eval_cfg.worst_k, random_k=eval_cfg.random_k, cider_df=cider_df,
-                                        train=train_ref, beams=beams)
+                                        train=train_ref, beams=beams, caption_sets=sets)
         if has_attention(model):  # the failure report's companion: where the model looked in its worst captions
             per_image = {e["image_id"]: e for e in json.loads((run_dir / "eval" / f"per_image_{split}.json").read_text())}
             failure_attention(model, prepared.vocab, records, feats, per_image,

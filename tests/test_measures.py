@@ -10,10 +10,10 @@ from captioning.data.coco import ImageRecord
 from captioning.data.scene_metrics import scene_hallucinations
 from captioning.evaluation.chair import coco_hallucinations, load_instances, mentioned_categories, singular
 from captioning.evaluation.failures import collect_failures
-from captioning.evaluation.measures import (chair, diversity, has_unseen_pairs, hallucinations, pair_recall,
-                                            training_reference)
-from captioning.evaluation.scoring import (evaluate_split, generate, generate_beams, load_references, metrics_problems,
-                                          score_files)
+from captioning.evaluation.measures import (caption_set_diversity, chair, diversity, has_unseen_pairs, hallucinations,
+                                            pair_recall, training_reference)
+from captioning.evaluation.scoring import (evaluate_split, generate, generate_beams, generate_sets, load_references,
+                                          metrics_problems, score_files)
 from captioning.text.vocab import Vocabulary
 from tests.conftest import show_tell
 
@@ -133,6 +133,36 @@ def test_diversity_by_hand():
     assert out == {"distinct_1": 8 / 12, "distinct_2": 7 / 9, "vocab_used": 8.0, "copied_from_train": 2 / 3}
     assert "copied_from_train" not in diversity(captions)
     assert diversity([""]) == {"distinct_1": 0.0, "distinct_2": 0.0, "vocab_used": 0.0}
+
+
+def test_caption_set_diversity_by_hand():
+    sets = [["a red circle", "A red circle.", "a blue circle"],  # words 9; unigrams {a red circle blue} 4;
+            # bigrams {a red, red circle, a blue, blue circle} 4; 2 distinct captions of 3
+            ["a star", "a cross"],  # words 4; unigrams {a star cross} 3; bigrams {a star, a cross} 2; 2 of 2
+            ["one caption only"]]  # left out: a set of one
+    out = caption_set_diversity(sets)
+    assert out == pytest.approx({"div_1": (4 / 9 + 3 / 4) / 2, "div_2": (4 / 9 + 2 / 4) / 2,
+                                 "captions_unique": (2 / 3 + 1) / 2})
+    assert caption_set_diversity([["a"], ["b"]]) == {}
+
+
+def test_num_captions_adds_the_per_image_diversity_to_an_evaluation(tmp_path):
+    torch.manual_seed(0)
+    vocab = Vocabulary("a red green blue circle square star".split())
+    model = show_tell(6, len(vocab), max_len=6, embed_dim=8, hidden_size=16)
+    records = [ImageRecord(i, "x", ["a red circle"]) for i in range(3)]
+    features = torch.randn(3, 6).numpy()
+    decoding = {"method": "beam", "beam_size": 3, "num_captions": 3}
+    sets = generate_sets(model, vocab, records, features, decoding, max_len=6)
+    assert all(len(c) == 3 for c in sets.values())
+    assert {i: c[0] for i, c in sets.items()} == generate(model, vocab, records, features, decoding, max_len=6)
+    metrics = evaluate_split(records, {i: c[0] for i, c in sets.items()}, tmp_path, "val", BLEU_ONLY,
+                             caption_sets=sets)
+    assert metrics["div_2"] == pytest.approx(caption_set_diversity(list(sets.values()))["div_2"])
+    assert 0 < metrics["captions_unique"] <= 1
+    one = generate_sets(model, vocab, records, features, {"method": "beam", "beam_size": 3}, max_len=6)
+    assert "div_2" not in evaluate_split(records, {i: c[0] for i, c in one.items()}, tmp_path, "val", BLEU_ONLY,
+                                         caption_sets=one)
 
 
 # --- held-out-pair recall ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from captioning.data.datasets import load_dataset
 from captioning.evaluation.measures import training_reference
 from captioning.evaluation.metrics import cider_document_frequencies
-from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate,
+from captioning.evaluation.scoring import (EvaluateConfig, MetricsConfig, evaluate_split, extra_metrics, generate_sets,
                                           metrics_problems, pair_recall_beams, score_files)
 from captioning.features.prepare import DataSource, prepare
 from captioning.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
@@ -74,7 +74,8 @@ def evaluate_checkpoint(opts: EvaluateRunConfig, out_dir: str | Path) -> dict:
     prepared = prepare(source, vocab=vocab, splits_needed=[opts.split], encoder_state=tuned)
     prepared.encoder_identity.check(ckpt.get("encoder_key", ""), ckpt.get("encoder_provenance"), ckpt["path"])
     records = prepared.splits[opts.split]
-    hyps = generate(model, vocab, records, prepared.features[opts.split], opts.decoding, data.max_caption_len)
+    sets = generate_sets(model, vocab, records, prepared.features[opts.split], opts.decoding, data.max_caption_len)
+    hyps = {i: captions[0] for i, captions in sets.items()}
     report, metrics_cfg = build(EvaluateConfig, opts.evaluate), build(MetricsConfig, opts.metrics)
     train = data.train_split
     train_records = load_dataset(data, [train])[train]  # copied captions, unseen pairs, CIDEr's scale
@@ -85,7 +86,7 @@ def evaluate_checkpoint(opts: EvaluateRunConfig, out_dir: str | Path) -> dict:
                               data.max_caption_len, metrics_cfg, train_ref)
     metrics = {opts.split: evaluate_split(records, hyps, Path(out_dir), opts.split, metrics_cfg,
                                          worst_k=report.worst_k, random_k=report.random_k, cider_df=cider_df,
-                                         train=train_ref, beams=beams)}
+                                         train=train_ref, beams=beams, caption_sets=sets)}
     # which training run this was (captioning-paired pairs runs by seed)
     metrics["_run"] = {"seed": run.get("seed"), "checkpoint": ckpt["path"]}
     save_json(metrics, Path(out_dir) / "metrics.json")

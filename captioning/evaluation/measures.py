@@ -11,6 +11,9 @@ every evaluation's metrics.
   ``distinct_n`` = distinct n-grams / all n-grams (n-grams within a caption, pooled over the split;
   0 when there are none), ``vocab_used`` = distinct words, ``copied_from_train`` = share of captions
   whose tokens equal those of some training caption (``TrainingReference``).
+- **Diversity of each image's captions**, with ``decoding.num_captions`` n > 1 (``caption_set_diversity``):
+  ``div_1``, ``div_2`` = distinct n-grams among the image's n captions / the words of those captions (Shetty
+  et al. 2017's Div-1/Div-2), ``captions_unique`` = distinct captions / n; each a mean over images.
 - **Held-out-pair recall@k** (Nikolaus et al. 2019), on scenes whose objects include colour-shape pairs
   no training scene has (``val_novel``/``test_novel``): the share of those images where every such pair
   is named (that colour word on that shape word) by at least one of the top-k beam-search captions
@@ -68,6 +71,24 @@ def diversity(captions: Sequence[str], train: TrainingReference | None = None) -
     if train is not None:
         out["copied_from_train"] = (sum(" ".join(t) in train.captions for t in tokens) / len(tokens)
                                     if tokens else 0.0)
+    return out
+
+
+def caption_set_diversity(caption_sets: Sequence[Sequence[str]]) -> dict[str, float]:
+    """``div_1``, ``div_2`` and ``captions_unique`` of each image's captions (module doc), means over the
+    images; {} when no image has more than one caption."""
+    sets = [[tokenize(c) for c in captions] for captions in caption_sets if len(captions) > 1]
+    if not sets:
+        return {}
+    out: dict[str, float] = {}
+    for n in DISTINCT_N:
+        ratios = []
+        for tokens in sets:
+            words = sum(len(t) for t in tokens)
+            grams = {tuple(t[i:i + n]) for t in tokens for i in range(len(t) - n + 1)}
+            ratios.append(len(grams) / words if words else 0.0)
+        out[f"div_{n}"] = sum(ratios) / len(ratios)
+    out["captions_unique"] = sum(len({" ".join(t) for t in tokens}) / len(tokens) for tokens in sets) / len(sets)
     return out
 
 

@@ -19,8 +19,8 @@ from captioning.data.scene_metrics import group_breakdown, object_breakdown
 from captioning.data.scenes import attribute_accuracy, error_kinds, scene_judgements
 from captioning.evaluation.chair import load_instances
 from captioning.evaluation.failures import SceneFn, collect_failures, render_contact_sheet, render_html
-from captioning.evaluation.measures import (TrainingReference, chair, diversity, hallucinations, has_unseen_pairs,
-                                            pair_recall)
+from captioning.evaluation.measures import (TrainingReference, caption_set_diversity, chair, diversity,
+                                            hallucinations, has_unseen_pairs, pair_recall)
 from captioning.evaluation.metrics import bleu_statistics, per_image_scores, score
 from captioning.nn.decoding import Decoder, DecodingConfig, decode_batched
 from captioning.text.vocab import Vocabulary
@@ -104,15 +104,23 @@ def _hypothesis(hypotheses: Mapping[Any, str], image_id: int) -> str | None:
     return hypotheses.get(image_id, hypotheses.get(str(image_id)))
 
 
-def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
-             decoding: Any, max_len: int) -> dict[int, str]:
-    """Decode every image of a split ({image_id: caption}); ``decoding``: a DecodingConfig (or a mapping of
-    its options, the rest at their defaults); ``max_len`` is the limit where ``decoding.max_len`` is 0. With
-    num_captions > 1 the first caption of each image is the one returned (and scored)."""
+def generate_sets(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
+                  decoding: Any, max_len: int) -> dict[int, list[str]]:
+    """Decode every image of a split ({image_id: its decoding.num_captions captions, the first the one
+    scored}); ``decoding``: a DecodingConfig (or a mapping of its options, the rest at their defaults);
+    ``max_len`` is the limit where ``decoding.max_len`` is 0."""
     opts = plain(build(DecodingConfig, decoding))
     max_len = opts.pop("max_len") or max_len
     out = decode_batched(model, features, batch_size=opts.pop("batch_size"), max_len=max_len, vocab=vocab, **opts)
-    return {r.image_id: vocab.decode(t) for r, t in zip(records, out.tokens)}
+    if out.captions:  # num_captions > 1
+        return {r.image_id: [vocab.decode(t) for t, _ in c] for r, c in zip(records, out.captions)}
+    return {r.image_id: [vocab.decode(t)] for r, t in zip(records, out.tokens)}
+
+
+def generate(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
+             decoding: Any, max_len: int) -> dict[int, str]:
+    """Each image's first caption of ``generate_sets`` ({image_id: caption}): the one scored."""
+    return {i: c[0] for i, c in generate_sets(model, vocab, records, features, decoding, max_len).items()}
 
 
 def generate_beams(model: Decoder, vocab: Vocabulary, records: Sequence[ImageRecord], features: np.ndarray,
@@ -147,6 +155,7 @@ def evaluate_split(
     cider_df: Any = None,
     train: TrainingReference | None = None,
     beams: Mapping[int, Sequence[str]] | None = None,
+    caption_sets: Mapping[int, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Score ``hypotheses`` against the records' captions and write, in ``out_dir``:
     results_<split>.json (COCO results format), per_image_<split>.json, failures_<split>.html/.png.
@@ -165,7 +174,8 @@ def evaluate_split(
     ``copied_from_train``; ``CHAIR_i``/``CHAIR_s`` on scenes, or with ``metrics_cfg.instances``; with
     ``beams`` (``generate_beams``) and ``train``, ``pair_recall@k`` where scenes hold unseen pairs. Where
     CHAIR applies, each per-image entry adds ``objects_mentioned``, ``hallucinated`` (the names) and
-    ``CHAIR_s`` (0/1), and the failure report ranks the hallucinated objects."""
+    ``CHAIR_s`` (0/1), and the failure report ranks the hallucinated objects. With ``caption_sets``
+    (``generate_sets``) of more than one caption per image: ``div_1``, ``div_2``, ``captions_unique``."""
     cfg = build(MetricsConfig, metrics_cfg)
     hyps = {r.image_id: _hypothesis(hypotheses, r.image_id) for r in records}
     missing = [i for i, h in hyps.items() if h is None]
@@ -183,6 +193,8 @@ def evaluate_split(
     found = hallucinations(records, hyps, load_instances(tuple(cfg.instances)) if cfg.instances else None)
     if found is not None:
         metrics.update(chair(found))
+    if caption_sets is not None:
+        metrics.update(caption_set_diversity([caption_sets[r.image_id] for r in records]))
     if beams is not None and train is not None and cfg.pair_recall_k:
         metrics.update(pair_recall(records, beams, train.pairs, cfg.pair_recall_k))
     per_image = per_image_scores(refs, hyps, cider=cfg.per_image_cider, cider_df=cider_df)
