@@ -294,3 +294,31 @@ def test_measures_table_gives_mean_and_sd_per_model_and_split_and_dashes_where_m
     assert lines[2] == "| lstm | test | 0.200 ± 0.141 | 0.020 ± 0.014 | - |"
     assert lines[3] == "| lstm | test_novel | 0.400 ± 0.141 | - | 0.600 ± 0.141 |"
     assert measures_table({"lstm": [{"test": {"Bleu_4": 0.5}}]}) == ""  # runs from before the measures
+
+
+def test_shifted_differences_pair_image_i_of_each_split(tmp_path):
+    import json
+
+    import pytest
+
+    from captioning.experiments.results import shifted_differences, shifted_table
+
+    def run(seed, original, shifted):
+        d = tmp_path / f"seed{seed}"
+        (d / "eval").mkdir(parents=True)
+        for split, values, first_id in (("test", original, 100), ("test_shifted", shifted, 900)):
+            entries = [{"image_id": first_id + i, "acc_scene": v} for i, v in enumerate(values)]
+            (d / "eval" / f"per_image_{split}.json").write_text(json.dumps(entries))
+        return d
+
+    # the shifted split redraws test's first 3 scenes; test has a 4th that is left out of the pairing
+    dirs = {"lstm": [run(0, [1, 1, 0, 1], [0, 1, 0]), run(1, [1, 0, 1, 0], [1, 0, 0])]}
+    out = shifted_differences(dirs, {"test_shifted": "test", "val_shifted": "val"}, ["test", "test_shifted"], 200)
+    interval = out["lstm"]["test_shifted - test"]["acc_scene"]
+    assert interval.estimate == pytest.approx((1 / 3 + 1 / 3) / 2 - (2 / 3 + 2 / 3) / 2)
+    assert interval.low <= interval.estimate <= interval.high
+    assert set(out["lstm"]["test_shifted - test"]) == {"acc_scene"}  # the metrics with per-image values
+    rows = shifted_table(out).splitlines()
+    assert rows[0] == "| model | splits | acc_scene |"
+    assert rows[2].startswith("| lstm | test_shifted - test | -0.333 [")
+    assert shifted_differences(dirs, {"test_shifted": "test"}, ["test"], 200) == {}  # shifted split not scored

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from captioning import CONFIG_DIR
 from captioning.utils.io import save_json
 from captioning.utils.report import machine_line, update_section
-from captioning.utils.schema import ConfigError, option  # ConfigError: a ValueError
+from captioning.utils.schema import ConfigError, option, plain  # ConfigError: a ValueError
 
 COLUMNS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "CIDEr_official", "acc_scene", "acc_binding",
            "acc_count", "acc_colour", "acc_shape", "acc_size", "acc_position", "acc_relation", "acc_relation_strict"]
@@ -293,7 +293,6 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
     search (captioning/experiments/search.py)."""
     from captioning.features.prepare import prepare
     from captioning.pipeline import resolve_device, run_options
-    from captioning.utils.schema import plain
 
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
@@ -480,6 +479,46 @@ def scene_breakdowns(dirs: dict[str, list[Path]], data: dict[str, list], train: 
     return out
 
 
+def shifted_differences(dirs: dict[str, list[Path]], shifted_from: dict[str, str], eval_splits: list[str],
+                        resamples: int) -> dict[str, dict[str, dict[str, object]]]:
+    """Per row and shifted split (``data.generator.shifted_from``: {shifted split: the split whose scenes it
+    redraws}, both evaluated), per headline metric, the paired bootstrap interval of shifted minus original:
+    image i of one is image i of the other (the same scene and captions; the shifted split redraws the
+    original's first images), resampled together with the seeds."""
+    from captioning.evaluation.stats import paired_bootstrap
+    from captioning.experiments.compare import seed_rows
+
+    pairs = {s: o for s, o in (shifted_from or {}).items() if s in eval_splits and o in eval_splits}
+    out: dict = {}
+    for cell, ds in dirs.items():
+        for shifted, original in pairs.items():
+            for metric in HEADLINE:
+                try:
+                    rows_s, statistic, _ = seed_rows(ds, shifted, metric)
+                    rows_o, _, _ = seed_rows(ds, original, metric)
+                except (KeyError, FileNotFoundError):  # no per-image values of this metric
+                    continue
+                n = rows_s.shape[1]  # a shifted split redraws its source's first n scenes
+                if n > rows_o.shape[1]:
+                    raise ValueError(f"{shifted} has more images than {original}, whose scenes it redraws "
+                                     f"({n} vs {rows_o.shape[1]})")
+                interval = paired_bootstrap(rows_s, rows_o[:, :n], statistic, resamples=resamples)
+                out.setdefault(cell, {}).setdefault(f"{shifted} - {original}", {})[metric] = interval
+    return out
+
+
+def shifted_table(differences: dict[str, dict[str, dict[str, object]]]) -> str:
+    """Markdown: per row and shifted split, shifted minus original with its 95% paired interval per metric."""
+    metrics = [m for m in HEADLINE if any(m in d for splits in differences.values() for d in splits.values())]
+    lines = ["| model | splits | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for cell, splits in differences.items():
+        for name, by_metric in splits.items():
+            cells = [f"{i.estimate:+.3f} [{i.low:+.3f}, {i.high:+.3f}]" if (i := by_metric.get(m)) else "-"
+                     for m in metrics]
+            lines.append(f"| {cell} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def results_command(meta: dict, n_seeds: int) -> str:
     """The captioning-make-results command line that made the saved runs (the sealed splits it adds itself left out)."""
     rows = meta.get("rows") or CELL_ROWS
@@ -507,6 +546,7 @@ class ResultsReport:
     bounds: list[tuple[str, str, dict]]
     scenes: SceneBreakdowns | None  # None: not synthetic scenes
     resamples: int
+    shifted: dict = field(default_factory=dict)  # shifted_differences
 
 
 def results_markdown(report: ResultsReport) -> str:
@@ -543,6 +583,10 @@ def results_markdown(report: ResultsReport) -> str:
             "reference against the others (leave-one-out BLEU): how far the phrasings themselves agree; models "
             "are scored against all of them.\n\n"
             + results_table(report.runs, report.human, report.bounds))
+    if report.shifted:
+        body += ("\n\nThe same scenes drawn otherwise: each shifted split minus the split whose scenes it redraws, "
+                 "image for image, with the 95% paired bootstrap interval over images and seeds "
+                 f"({report.resamples} draws):\n\n" + shifted_table(report.shifted))
     measures = measures_table(report.runs)
     if measures:
         body += ("\n\nHallucination and diversity (captioning/evaluation/measures.py): CHAIR_i = hallucinated "
@@ -600,7 +644,9 @@ def write_results(run_root: str = "runs/results", out: str = "docs/results.md", 
         intervals=seed_intervals(runs, dirs, eval_splits, resamples),
         human={s: human_agreement({r.image_id: r.captions for r in recs}) for s, recs in data.items()},
         bounds=chance_and_ceiling(loaded[train_split], data) if synthetic else [],
-        scenes=scene_breakdowns(dirs, data, loaded[train_split]) if synthetic else None, resamples=resamples)
+        scenes=scene_breakdowns(dirs, data, loaded[train_split]) if synthetic else None, resamples=resamples,
+        shifted=shifted_differences(dirs, plain(getattr(cfg.data, "generator", {}) or {}).get("shifted_from") or {},
+                                    eval_splits, resamples))
     body = results_markdown(report)
     update_section(out, meta.get("section", SECTION), body, title="Results")
     return body
