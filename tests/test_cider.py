@@ -90,7 +90,8 @@ def test_main_job_cider_of_a_split_does_not_depend_on_the_other_splits(tmp_path,
     splits = {"train": records("train", 80, 0), "test": records("test", 20, 1000),
               "test_novel": records("novel", 20, 2000)}  # fmt: skip
     prepared = SimpleNamespace(splits=splits, features={s: None for s in splits}, vocab=None)
-    monkeypatch.setattr(pipeline, "generate", lambda model, vocab, recs, *a: hypotheses(recs, 2))
+    monkeypatch.setattr(pipeline, "generate_sets",
+                        lambda model, vocab, recs, *a: {i: [c] for i, c in hypotheses(recs, 2).items()})
     one = _evaluate_all(prepared, ["test"], tmp_path / "one")
     two = _evaluate_all(prepared, ["test", "test_novel"], tmp_path / "two")
     assert one["test"]["CIDEr"] == two["test"]["CIDEr"] and one["test"]["CIDEr_official"] == two["test"]["CIDEr_official"]
