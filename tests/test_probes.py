@@ -75,6 +75,30 @@ def test_probes_find_what_the_feature_holds_and_nothing_more():
     assert mlp[2]["all"] > 0.9
 
 
+def test_probes_score_each_shifted_style_apart():
+    """A shifted split's scenes carry a drawing style: the probe trained on clean features is scored per style.
+    Here the "outline" images keep the feature and the "noise" images lose it (pure noise): the outline share is
+    right, the noise share near chance, and the two shares' sizes add up to the count's test scenes."""
+    train, test = scenes(600, 0), scenes(200, 1)
+    pairs = sorted({(o["colour"], o["shape"]) for r in train + test for o in r.scene["objects"]})
+    x_test = encode(test, pairs, 0.1, 3)
+    rng = np.random.default_rng(5)
+    for row, r in enumerate(test):
+        kind = "noise" if row % 2 else "outline"
+        r.scene["style"] = {"kind": kind}
+        if kind == "noise":
+            x_test[row] = rng.normal(size=x_test.shape[1])
+    held = probe_scenes(train, encode(train, pairs, 0.1, 2), test, x_test, epochs=200)
+    for n in (1, 2):
+        styles = held[n]["styles"]
+        assert set(styles) == {"noise", "outline"}
+        assert styles["noise"]["test"] + styles["outline"]["test"] == held[n]["test"]
+        assert styles["outline"]["all"] > 0.95 and styles["noise"]["all"] < 0.5
+    assert held[2]["styles"]["noise"]["all"] < 0.2  # both slots from noise: chance is 1/36
+    plain = probe_scenes(train, encode(train, pairs, 0.1, 2), scenes(200, 1), encode(test, pairs, 0.1, 3), epochs=5)
+    assert all("styles" not in r for r in plain.values())  # unshifted splits: no style rows
+
+
 def test_attribute_probes_score_the_unseen_pairs_apart():
     """Training never shows a red square. From a feature that holds colour alone, the colour probe names the
     test's red squares' colour as well as any other (and the shape probe guesses); from one that holds each pair

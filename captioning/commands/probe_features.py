@@ -9,8 +9,9 @@
 Takes captioning-train's options (captioning/configs/probe.yaml) (data, encoder, cache_dir; features come
 from the shared cache). For scenes of n objects in order along their relation axis, a probe trained on the
 train split predicts each object's colour-shape pair; printed: test accuracy per slot and all n right
-(captioning/evaluation/probes.py). With probe.target=attributes, colour and shape are predicted apart and also
-scored on the objects whose colour-shape pair no training scene has.
+(captioning/evaluation/probes.py); on a shifted split (data=shapes_hard probe.split=val_shifted) also per
+drawing style, the probe trained on the clean drawings. With probe.target=attributes, colour and shape are
+predicted apart and also scored on the objects whose colour-shape pair no training scene has.
 """
 
 import json
@@ -61,6 +62,8 @@ def probe_features(cfg) -> None:
         else:
             print(f"{n} object(s): colour-shape per slot {r['slot']:.3f}, all {n} right {r['all']:.3f} "
                   f"(train {r['train']}, test {r['test']})")
+            for kind, k in r.get("styles", {}).items():
+                print(f"  style {kind}: per slot {k['slot']:.3f}, all {n} right {k['all']:.3f} (test {k['test']})")
     print(json.dumps({"encoder": p.encoder_key, "channels": span, "hidden": hidden,
                       "target": cfg.probe.target, "split": test,
                       "results": results}))

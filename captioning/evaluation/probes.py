@@ -76,16 +76,21 @@ def predict_slots(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         return net(xte).view(len(xte), slots, n_classes).argmax(-1)
 
 
-def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int,
-              hidden: int = 0, epochs: int = 60, seed: int = 0) -> dict[str, float]:
-    """Train a probe predicting every slot; {"slot": per-slot test accuracy, "all": all slots right}."""
-    right = predict_slots(x_train, y_train, x_test, n_classes, hidden, epochs, seed) == torch.as_tensor(y_test)
+def slot_accuracy(right: torch.Tensor) -> dict[str, float]:
+    """{"slot": the share of right slots, "all": the share of rows with every slot right} of ``right`` [rows, slots]."""
     return {"slot": float(right.float().mean()), "all": float(right.all(1).float().mean())}
+
+
+def style_of(record: ImageRecord) -> str | None:
+    """The drawing style of a shifted split's scene (data=shapes_hard's ``*_shifted``), else None."""
+    return ((record.scene or {}).get("style") or {}).get("kind")
 
 
 def probe_scenes(train: list[ImageRecord], train_features, test: list[ImageRecord], test_features,
                  hidden: int = 0, epochs: int = 60, seed: int = 0) -> dict[int, dict]:
-    """Probe results per object count: {n: {"slot", "all", "train", "test"}} for every n in the data."""
+    """Probe results per object count: {n: {"slot", "all", "train", "test"}} for every n in the data. Where the test
+    scenes are drawn in shifted styles (data=shapes_hard's ``*_shifted`` splits), also ``"styles"``: {kind: {"slot",
+    "all", "test"}}, the same probe (trained on the clean training drawings) scored on each style's scenes apart."""
     if not train or train[0].scene is None:
         raise ValueError("probes need synthetic scenes (data=shapes or shapes_tiny): these records have none")
     pairs = sorted({(o["colour"], o["shape"]) for r in train + test for o in r.scene["objects"]})
@@ -98,9 +103,13 @@ def probe_scenes(train: list[ImageRecord], train_features, test: list[ImageRecor
         # region features [N, R, D] are probed as one flat vector per image, like pool=grid's cells
         x_tr = np.asarray(train_features[rows_tr], dtype=np.float32).reshape(len(rows_tr), -1)
         x_te = np.asarray(test_features[rows_te], dtype=np.float32).reshape(len(rows_te), -1)
-        accuracy = fit_probe(x_tr, y_tr, x_te, y_te,
-                             len(pairs), hidden=hidden, epochs=epochs, seed=seed)
-        results[n] = {**accuracy, "train": int(len(rows_tr)), "test": int(len(rows_te))}
+        right = predict_slots(x_tr, y_tr, x_te, len(pairs), hidden, epochs, seed) == torch.as_tensor(y_te)
+        results[n] = {**slot_accuracy(right), "train": int(len(rows_tr)), "test": int(len(rows_te))}
+        styles = np.array([style_of(test[i]) or "" for i in rows_te])
+        if styles.any():
+            results[n]["styles"] = {kind: {**slot_accuracy(right[torch.as_tensor(styles == kind)]),
+                                           "test": int((styles == kind).sum())}
+                                    for kind in sorted(set(styles.tolist()))}
     return results
 
 
