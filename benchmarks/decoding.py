@@ -10,7 +10,9 @@ the paired bootstrap interval over images (captioning/experiments/compare.py: th
 together). The figure draws distinct-2 against CIDEr and scene for the beam, diverse-beam and top-p settings.
 Evaluations already in --out are read, not redone. Writes the `decoding` section of docs/options.md and
 docs/figures/decoding_tradeoff.png; `--settings beam --section SECTION --report FILE` gives one row per model at the default
-decoding (the hallucination and diversity table of docs/results.md).
+decoding (the hallucination and diversity table of docs/results.md). The `.../n=3` settings decode three captions
+per image (`decoding.num_captions=3`): the first is scored as before, and the three give the per-image diversity
+(div-1, div-2 as Shetty et al. 2017, the share of an image's captions that are distinct).
 """
 
 from __future__ import annotations
@@ -41,12 +43,17 @@ SETTINGS = {  # label -> captioning-evaluate overrides; the first is the referen
     "top_p=0.5": ["decoding.method=sample", "decoding.top_p=0.5"],
     "top_p=0.8": ["decoding.method=sample", "decoding.top_p=0.8"],
     "top_p=0.95": ["decoding.method=sample", "decoding.top_p=0.95"],
+    # three captions per image, the first scored as above; the others give the per-image diversity (div-n)
+    "beam/n=3": ["decoding.num_captions=3"],  # the 3 beams
+    "diverse_beam/1/n=3": ["decoding.method=diverse_beam", "decoding.diversity=1.0", "decoding.num_captions=3"],
+    "top_p=0.8/n=3": ["decoding.method=sample", "decoding.top_p=0.8", "decoding.num_captions=3"],  # 3 draws
 }
 FAMILIES = {"beam": ("beam", "greedy"), "diverse beam": ("diverse_beam/0.5", "diverse_beam/1", "diverse_beam/2"),
             "top-p": ("top_p=0.5", "top_p=0.8", "top_p=0.95")}
 PAIRED = ("CIDEr", "acc_scene")  # per-image metrics given as a paired difference against the reference setting
 SHOWN = {"Bleu_4": "BLEU-4", "CIDEr": "CIDEr", "acc_scene": "scene", "CHAIR_i": "CHAIR_i", "CHAIR_s": "CHAIR_s",
-         "distinct_2": "distinct-2", "vocab_used": "vocab", "copied_from_train": "copied"}
+         "distinct_2": "distinct-2", "vocab_used": "vocab", "copied_from_train": "copied",
+         "div_1": "div-1 (image)", "div_2": "div-2 (image)", "captions_unique": "unique (image)"}
 
 
 def slug(label: str) -> str:
@@ -80,11 +87,11 @@ def cell(mean_sd: tuple[float, float], metric: str) -> str:
     return f"{mean_sd[0]:.{digits}f} ± {mean_sd[1]:.{digits}f}"
 
 
-def table(results: dict, paired: dict, split: str) -> str:
-    """The markdown table: one row per (model, setting)."""
+def table(results: dict, paired: dict, reference: str) -> str:
+    """The markdown table: one row per (model, setting); ``paired`` holds each setting minus ``reference``."""
     metrics = [m for m in SHOWN if any(m in s for r in results.values() for s in r.values())]
     head = ["model", "decoding", *(SHOWN[m] for m in metrics),
-            *(f"{SHOWN[m]} - beam [95% paired]" for m in PAIRED if paired)]
+            *(f"{SHOWN[m]} - {reference} [95% paired]" for m in PAIRED if paired)]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, by_setting in results.items():
         for setting, s in by_setting.items():
@@ -165,10 +172,10 @@ def main(argv: list[str]) -> None:
     seeds = sorted({len(runs) for runs in grouped.values()})
     text = (f"Split `{args.split}`, each run's best checkpoint; mean ± sd over seeds ({'/'.join(map(str, seeds))} "
             f"runs per model); differences against `{args.settings[0]}` paired over images and seeds. {start}.\n"
-            f"Command: `{command}`\n\n" + table(results, paired, args.split))
+            f"Command: `{command}`\n\n" + table(results, paired, args.settings[0]))
     print(text)
     if args.no_write:
         return
     update_section(Path(args.report), args.section, text, title="Decoding and training options on val")
-    if len(args.settings) > 1:
+    if all(s in args.settings for family in FAMILIES.values() for s in family):  # the figure needs every curve
         figure(results, Path(args.figure))
