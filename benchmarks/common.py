@@ -128,6 +128,14 @@ def short_rev(rev: str, repo: Path = ROOT) -> str:
                           check=True).stdout.strip()
 
 
+def code_line(repo: Path = ROOT) -> str:
+    """The commit of the checkout's code, for the head of a report made from trained runs, and whether its tracked
+    files differ from that commit."""
+    changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return f"code at commit {short_rev('HEAD', repo)}" + (" with uncommitted changes" if changed else "")
+
+
 def write_report(path: str | os.PathLike, name: str, title: str, command: str, body: str, start_line: str) -> str:
     """Write section ``name`` of the markdown file ``path`` (the others are kept) and print it: its title, the
     command, ``body``, then the machine (``start_line``, from machine_line() at the start) and its load now."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import DRIVER, PROG
-from benchmarks.common import ROOT, evaluate_run
+from benchmarks.common import ROOT, code_line, evaluate_run
 from captioning.experiments.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
 
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.split.startswith("test"):
         parser.error(f"split={args.split}: the test splits are sealed; choose on val")
-    start = machine_line()
+    start = f"{machine_line()}; {code_line()}"
     results: dict[str, dict] = {}
     paired: dict = {}
     grouped: dict[str, list[Path]] = {}  # a label's runs, one per seed, in the order given

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from benchmarks import DRIVER, PROG
-from benchmarks.common import ROOT, evaluate_run
+from benchmarks.common import ROOT, code_line, evaluate_run
 from captioning.experiments.compare import paired_comparison
 from captioning.utils.report import machine_line, update_section
 
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
                     f"{bleu['difference']:+.4f} [{bleu['low']:+.4f}, {bleu['high']:+.4f}] | "
                     f"{scene['difference']:+.4f} [{scene['low']:+.4f}, {scene['high']:+.4f}] |")
     command = f"{DRIVER} precision " + " ".join(argv)
-    text = (f"Split `{args.split}`, each run's best checkpoint and decoding settings. {machine_line()}.\n"
+    text = (f"Split `{args.split}`, each run's best checkpoint and decoding settings. {machine_line()}; {code_line()}.\n"
             f"Command: `{command}`\n\n" + "\n".join(rows))
     print(text)
     if not args.no_write:

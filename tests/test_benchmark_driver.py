@@ -66,3 +66,23 @@ def test_scst_step_refuses_a_package_that_is_not_a_checkout(driver, tmp_path):
 
     with pytest.raises(SystemExit, match="no captioning package there"):
         use_package(tmp_path)
+
+
+def test_reports_name_the_commit_and_whether_the_code_differs_from_it(driver, tmp_path):
+    """The head of a report made from trained runs names the checkout's commit, and says when tracked files differ."""
+    import subprocess
+
+    from benchmarks.common import code_line
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    head = git("rev-parse", "--short", "HEAD").strip()
+    (tmp_path / "notes.txt").write_text("untracked: not the code\n")
+    assert code_line(tmp_path) == f"code at commit {head}"
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_line(tmp_path) == f"code at commit {head} with uncommitted changes"
