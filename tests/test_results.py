@@ -258,6 +258,38 @@ def test_make_results_jobs_trains_runs_in_parallel_processes(tiny_root, tmp_path
     assert "jobs=2" in out.read_text()
 
 
+def test_a_worker_starts_no_run_after_a_stopped_run_or_once_its_parent_is_gone(tmp_path, monkeypatch):
+    """A pool worker whose run stopped on a signal (saved, resumable) refuses the runs still queued, and so does a
+    worker whose make_results has exited: Ctrl-C or a kill leaves no run training on its own."""
+    import os
+    import signal
+
+    import pytest
+
+    from captioning.experiments import results
+    from captioning.utils.interrupts import Interrupted
+
+    started = []
+
+    def train_one(keys, target):
+        started.append(target)
+        if target.name == "stopped":
+            raise Interrupted(signal.SIGINT, "training stopped")
+        return {"ok": True}
+
+    monkeypatch.setattr(results, "train_one", train_one)
+    monkeypatch.setattr(results.WorkerState, "stopped", False)
+    parent = os.getppid()  # this process plays the worker; its parent, make_results
+    assert results.train_in_worker([], tmp_path / "a", parent) == {"ok": True}
+    with pytest.raises(Interrupted, match="not started: make_results or the search has exited"):
+        results.train_in_worker([], tmp_path / "orphan", parent + 1)
+    with pytest.raises(Interrupted, match="training stopped"):
+        results.train_in_worker([], tmp_path / "stopped", parent)
+    with pytest.raises(Interrupted, match="not started: a run of this worker was stopped"):
+        results.train_in_worker([], tmp_path / "queued", parent)
+    assert [t.name for t in started] == ["a", "stopped"]
+
+
 def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
     import captioning.commands.make_results as command
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -324,8 +325,13 @@ def train_rows(overrides: list[str], rows: dict[str, list[str]], seeds: int, job
                 prepare(source, splits_needed=list(dict.fromkeys(s for s in splits if s)))
                 prepared.add(what)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(train_one, [*keys, *threads], target) for keys, target in todo]:
-                done.result()  # a failed run stops make_results with its error; finished runs stay reusable
+            futures = [pool.submit(train_in_worker, [*keys, *threads], target, os.getpid()) for keys, target in todo]
+            try:
+                for done in futures:
+                    done.result()  # a failed run stops make_results with its error; finished runs stay reusable
+            except BaseException:  # a failed run, Ctrl-C, a stopped run: start no queued run, wait for the others
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     runs = {label: {} for label in rows}
     seconds = {label: [] for label in rows}
     for label, seed, keys, target in tasks:
@@ -352,6 +358,28 @@ def train_one(keys: list[str], target: Path) -> dict:
     results = run(run_options(compose_run(keys)), target)
     save_json({"overrides": [k for k in keys if not k.startswith("num_threads=")]}, target / "make_results.json")
     return results
+
+
+class WorkerState:
+    """What a pool worker of train_rows remembers between its runs: whether one of them stopped on a signal."""
+
+    stopped = False
+
+
+def train_in_worker(keys: list[str], target: Path, parent: int) -> dict:
+    """train_one in a pool worker of train_rows. A worker whose run stopped on a signal (SIGINT, SIGTERM,
+    SIGUSR1: that run saved and can resume), or whose parent (pid ``parent``) is gone, starts no further run:
+    the runs still queued stay for the next call, which trains what is unfinished."""
+    from captioning.utils.interrupts import Interrupted
+
+    if WorkerState.stopped or os.getppid() != parent:
+        reason = "a run of this worker was stopped" if WorkerState.stopped else "make_results or the search has exited"
+        raise Interrupted(signal.SIGTERM, f"{target} not started: {reason}")
+    try:
+        return train_one(keys, target)
+    except Interrupted:
+        WorkerState.stopped = True
+        raise
 
 
 def finished_run(target: Path, keys: list[str]) -> dict | None:
