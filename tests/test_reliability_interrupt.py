@@ -212,3 +212,13 @@ def test_resume_auto_starts_fresh_without_a_last_checkpoint(tiny_root, tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "best.pt").write_bytes(b"")  # only last.pt counts
     assert train_mod.load_resume_point(cfg.resume, tmp_path / "checkpoints", ["cross_entropy"]) is None
+
+
+def test_a_stopped_run_reaches_another_process_as_itself():
+    """A run stopped in a pool worker (make_results jobs=2) is pickled back to the parent: signal, message and exit
+    status survive (the parent stopped with a TypeError, unable to rebuild it)."""
+    import pickle
+
+    again = pickle.loads(pickle.dumps(Interrupted(signal.SIGINT, "stopped in stage cross_entropy")))
+    assert isinstance(again, Interrupted) and again.signum == signal.SIGINT and again.code == 130
+    assert str(again) == "stopped in stage cross_entropy"

@@ -290,6 +290,44 @@ def test_a_worker_starts_no_run_after_a_stopped_run_or_once_its_parent_is_gone(t
     assert [t.name for t in started] == ["a", "stopped"]
 
 
+def test_a_stopped_run_continues_from_its_last_checkpoint_and_counts_as_finished_only_at_its_end(tmp_path,
+                                                                                                   monkeypatch):
+    """make_results' run stopped by a signal resumes (resume=auto) when the same keys are asked again; a run dir
+    left by other keys starts afresh, and a metrics.json of an earlier run there does not count as finished."""
+    import json
+    import signal
+
+    import pytest
+
+    from captioning import pipeline
+    from captioning.experiments.results import finished_run, train_one
+    from captioning.utils.interrupts import Interrupted
+    from tests.conftest import TINY
+
+    resumed = []
+
+    def run(cfg, target):
+        resumed.append(cfg.resume)
+        (target / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (target / "checkpoints" / "last.pt").write_bytes(b"")
+        if len(resumed) == 2:
+            raise Interrupted(signal.SIGTERM, "stopped")
+        (target / "metrics.json").write_text(json.dumps({"test": {"Bleu_4": 0.5}}))
+        return {}
+
+    monkeypatch.setattr(pipeline, "run_options", lambda cfg: cfg)
+    monkeypatch.setattr(pipeline, "run", run)
+    target, keys = tmp_path / "lstm" / "seed0", [*TINY, "seed=0"]
+    train_one([*keys, "cell=gru"], target)  # another row's finished run in this folder
+    assert finished_run(target, [*keys, "cell=gru"]) is not None
+    with pytest.raises(Interrupted):
+        train_one([*keys, "num_threads=1"], target)
+    assert finished_run(target, keys) is None  # stopped: the earlier run's metrics.json is not this run's
+    train_one([*keys, "num_threads=1"], target)
+    assert resumed == [None, None, "auto"]  # the other keys' checkpoint is not resumed; the stopped run is
+    assert finished_run(target, keys) == {"test": {"Bleu_4": 0.5}}
+
+
 def test_make_results_command_reads_rows_jobs_and_common_overrides(monkeypatch):
     import captioning.commands.make_results as command
 

@@ -11,7 +11,8 @@ through the cache) with the default config; the rows are the three cells (rnn, l
 settings `captioning-search` chose for it on val (configs/experiment/shapes_rnn.yaml, shapes_gru.yaml; the
 LSTM's are the defaults), unless `row=LABEL KEY=VALUE ...` names others (each row's training overrides
 after the common ones, which go before the first row=). Finished runs (their metrics and overrides saved
-in runs/results/<row>/seed<k>) are read, not retrained, so an interrupted make_results continues;
+in runs/results/<row>/seed<k>) are read, not retrained, and a run stopped by Ctrl-C or a kill resumes from its
+last.pt, so an interrupted make_results continues (Ctrl-C starts no queued run);
 `jobs=2` trains two runs at a time (one thread each on 2 cores). It then tabulates mean ± sd over seeds of
 BLEU-1..4, CIDEr and the scene accuracies for test and test_novel, the headline metrics (BLEU-4, CIDEr,
 scene, binding) with 95% bootstrap intervals over images, the baselines, the chance and ceiling lines of

@@ -351,13 +351,25 @@ def sealed_splits(overrides: list[str]) -> list[str]:
 
 
 def train_one(keys: list[str], target: Path) -> dict:
-    """One make_results run: the main job on ``keys`` in ``target``, which then records the keys (so a later
-    make_results knows the run is finished and what it was)."""
+    """One make_results run: the main job on ``keys`` in ``target``. It records the keys when it starts and, marked
+    finished, when it ends (so a later make_results knows the run is finished and what it was); a run of the same
+    keys that stopped (Ctrl-C, a kill, a node's time limit) continues from its last.pt (its minutes per run then
+    count the last start only)."""
     from captioning.pipeline import run, run_options
 
-    results = run(run_options(compose_run(keys)), target)
-    save_json({"overrides": [k for k in keys if not k.startswith("num_threads=")]}, target / "make_results.json")
+    record, made = target / "make_results.json", run_keys(keys)
+    started = json.loads(record.read_text()) if record.is_file() else {}
+    again = started == {"overrides": made, "finished": False} and (target / "checkpoints" / "last.pt").is_file()
+    resume = ["resume=auto"] if again and not any(k.split("=", 1)[0].lstrip("+~") == "resume" for k in keys) else []
+    save_json({"overrides": made, "finished": False}, record)
+    results = run(run_options(compose_run([*keys, *resume])), target)
+    save_json({"overrides": made, "finished": True}, record)
     return results
+
+
+def run_keys(keys: list[str]) -> list[str]:
+    """A run's overrides as make_results records them: ``num_threads`` (how many ran at a time) aside."""
+    return [k for k in keys if not k.startswith("num_threads=")]
 
 
 class WorkerState:
@@ -387,7 +399,8 @@ def finished_run(target: Path, keys: list[str]) -> dict | None:
     made, metrics = target / "make_results.json", target / "metrics.json"
     if not (made.is_file() and metrics.is_file()):
         return None
-    if json.loads(made.read_text()).get("overrides") != [k for k in keys if not k.startswith("num_threads=")]:
+    record = json.loads(made.read_text())  # records before "finished" was written are of finished runs
+    if record.get("overrides") != run_keys(keys) or not record.get("finished", True):
         return None
     return json.loads(metrics.read_text())
 

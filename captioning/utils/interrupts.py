@@ -32,6 +32,10 @@ class Interrupted(SystemExit):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        """Pickled as its signal and message: a run stopped in a worker process reaches the parent as itself."""
+        return type(self), (self.signum, self.message)
+
 
 class GracefulStop:
     """Context manager that turns SIGINT/SIGTERM/SIGUSR1 into ``requested`` and restores the old handlers on exit."""
