@@ -141,3 +141,11 @@ def test_resume_from_a_missing_run_fails_before_any_work(tiny_root, no_work):
 def test_a_schedule_that_trains_nothing_is_refused(tiny_root, no_work):
     with pytest.raises(ConfigError, match="no stage has epochs > 0"):
         pipeline.run(pipeline.run_options(tiny_cfg(tiny_root, f"{XE}.epochs=0")), tiny_root / "never")
+
+
+def test_the_transformer_experiment_smooths_its_labels_and_the_default_model_does_not():
+    """experiment=transformer trains with label smoothing 0.1 (chosen on val and val_novel, docs/options.md);
+    the default schedule keeps plain cross-entropy."""
+    assert _compose("experiment=transformer").schedule.stages.cross_entropy.label_smoothing == 0.1
+    assert _compose().schedule.stages.cross_entropy.label_smoothing == 0.0
+    run_options(_compose("experiment=transformer"))
